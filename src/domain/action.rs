@@ -1,0 +1,366 @@
+//! The action catalog: what can be run, how risky it is, and how its input is checked.
+
+use crate::domain::level::Level;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use utoipa::ToSchema;
+
+/// Risk tier of an action, as in the seed's approval table.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Risk {
+    pub const ALL: [Risk; 4] = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+            Risk::Critical => "critical",
+        }
+    }
+
+    /// The seed's approval matrix: the level whose approval a requester of `requester` level
+    /// needs before a change of this risk runs, or `None` when they execute directly.
+    pub fn approval_needed(self, requester: Level) -> Option<Level> {
+        match (self, requester) {
+            (Risk::Low | Risk::Medium, _) => None,
+            (Risk::High, Level::L1) => Some(Level::L2),
+            (Risk::High, _) => None,
+            (Risk::Critical, Level::L1 | Level::L2) => Some(Level::L3),
+            (Risk::Critical, Level::L3) => None,
+        }
+    }
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Risk {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Risk::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown risk '{s}': use low, medium, high or critical"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamKind {
+    Integer,
+    Ip,
+    String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    pub name: String,
+    pub kind: ParamKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+}
+
+/// One entry of the catalog, as configured in `[[actions]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    pub name: String,
+    pub risk: Risk,
+    pub description: String,
+    #[serde(default)]
+    pub params: Vec<ParamSpec>,
+    /// The documented rollback procedure (the seed's "Rollback Procedures").
+    pub rollback: String,
+    /// argv template; `None` runs the built-in simulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    120
+}
+
+/// Longest string parameter accepted; argv arguments have no business being longer.
+const MAX_STRING_PARAM: usize = 256;
+
+/// A target names a service or host: `^[a-z0-9][a-z0-9._-]{0,62}$`.
+pub fn validate_target(target: &str) -> Result<(), String> {
+    let bytes = target.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "target '{}' is not valid: use 1 to 63 characters of a-z, 0-9, '.', '_' or '-', \
+             starting with a letter or digit",
+            target.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+impl ActionSpec {
+    /// Checks the caller's parameters against the spec and returns them as the strings that
+    /// fill the command template. Unknown and missing parameters are errors.
+    pub fn validate_params(
+        &self,
+        given: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        if let Some(unknown) = given
+            .keys()
+            .find(|k| !self.params.iter().any(|p| &p.name == *k))
+        {
+            let known: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+            return Err(if known.is_empty() {
+                format!("{} takes no parameters, but '{unknown}' was given", self.name)
+            } else {
+                format!(
+                    "{} has no parameter '{unknown}'; its parameters are: {}",
+                    self.name,
+                    known.join(", ")
+                )
+            });
+        }
+        let mut out = BTreeMap::new();
+        for spec in &self.params {
+            let value = given.get(&spec.name).ok_or_else(|| {
+                format!(
+                    "parameter '{}' is required for {} ({})",
+                    spec.name,
+                    self.name,
+                    spec.describe()
+                )
+            })?;
+            out.insert(spec.name.clone(), spec.check(value)?);
+        }
+        Ok(out)
+    }
+
+    /// Fills the argv template. Placeholders only ever fill parts of single arguments, so a
+    /// value can never become an extra argument or reach a shell.
+    pub fn render_command(
+        &self,
+        target: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Option<Vec<String>> {
+        self.command
+            .as_ref()
+            .map(|argv| argv.iter().map(|arg| fill(arg, target, params)).collect())
+    }
+}
+
+fn fill(template: &str, target: &str, params: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let key = &after[..close];
+                match (key, params.get(key)) {
+                    ("target", _) => out.push_str(target),
+                    (_, Some(v)) => out.push_str(v),
+                    _ => out.push_str(&rest[open..open + close + 2]),
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl ParamSpec {
+    fn describe(&self) -> String {
+        match (self.kind, self.min, self.max) {
+            (ParamKind::Integer, Some(lo), Some(hi)) => format!("an integer from {lo} to {hi}"),
+            (ParamKind::Integer, Some(lo), None) => format!("an integer of at least {lo}"),
+            (ParamKind::Integer, None, Some(hi)) => format!("an integer of at most {hi}"),
+            (ParamKind::Integer, None, None) => "an integer".into(),
+            (ParamKind::Ip, ..) => "an IP address or CIDR such as 203.0.113.7 or 198.51.100.0/24".into(),
+            (ParamKind::String, ..) => format!("text of at most {MAX_STRING_PARAM} characters"),
+        }
+    }
+
+    fn check(&self, value: &serde_json::Value) -> Result<String, String> {
+        let bad = || {
+            format!(
+                "parameter '{}' must be {}, got {}",
+                self.name,
+                self.describe(),
+                truncate(&value.to_string(), 80)
+            )
+        };
+        match self.kind {
+            ParamKind::Integer => {
+                let n = match value {
+                    serde_json::Value::Number(n) => n.as_i64(),
+                    serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
+                    _ => None,
+                }
+                .ok_or_else(bad)?;
+                if self.min.is_some_and(|lo| n < lo) || self.max.is_some_and(|hi| n > hi) {
+                    return Err(bad());
+                }
+                Ok(n.to_string())
+            }
+            ParamKind::Ip => {
+                let s = value.as_str().ok_or_else(bad)?.trim();
+                if s.parse::<IpAddr>().is_ok() || s.parse::<ipnet::IpNet>().is_ok() {
+                    Ok(s.to_string())
+                } else {
+                    Err(bad())
+                }
+            }
+            ParamKind::String => {
+                let s = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => return Err(bad()),
+                };
+                if s.chars().count() > MAX_STRING_PARAM || s.chars().any(char::is_control) {
+                    return Err(bad());
+                }
+                Ok(s)
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scale() -> ActionSpec {
+        ActionSpec {
+            name: "scale-service".into(),
+            risk: Risk::Medium,
+            description: "Change the replica count".into(),
+            params: vec![ParamSpec {
+                name: "replicas".into(),
+                kind: ParamKind::Integer,
+                min: Some(0),
+                max: Some(500),
+            }],
+            rollback: "Scale back".into(),
+            command: Some(vec![
+                "kubectl".into(),
+                "scale".into(),
+                "deployment/{target}".into(),
+                "--replicas={replicas}".into(),
+            ]),
+            timeout_secs: 120,
+        }
+    }
+
+    #[test]
+    fn approval_matrix_is_the_seed_table() {
+        use Level::*;
+        let table = [
+            (Risk::Low, [None, None, None]),
+            (Risk::Medium, [None, None, None]),
+            (Risk::High, [Some(L2), None, None]),
+            (Risk::Critical, [Some(L3), Some(L3), None]),
+        ];
+        for (risk, row) in table {
+            for (level, expected) in [L1, L2, L3].into_iter().zip(row) {
+                assert_eq!(risk.approval_needed(level), expected, "{risk} by {level}");
+            }
+        }
+    }
+
+    #[test]
+    fn targets() {
+        for ok in ["checkout", "a", "web-01.eu_west", "0cache", &"a".repeat(63)] {
+            assert!(validate_target(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "Checkout", "a b", "a;rm", "$(id)", &"a".repeat(64), "ä"] {
+            assert!(validate_target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn params_are_checked_and_rendered_into_single_arguments() {
+        let spec = scale();
+        let params = spec
+            .validate_params(&[("replicas".to_string(), json!(3))].into())
+            .unwrap();
+        assert_eq!(
+            spec.render_command("checkout", &params).unwrap(),
+            ["kubectl", "scale", "deployment/checkout", "--replicas=3"]
+        );
+        for bad in [json!(501), json!(-1), json!("3; rm -rf /"), json!(1.5), json!(null)] {
+            let err = spec
+                .validate_params(&[("replicas".to_string(), bad.clone())].into())
+                .unwrap_err();
+            assert!(err.contains("from 0 to 500"), "{bad}: {err}");
+        }
+        assert!(spec.validate_params(&BTreeMap::new()).unwrap_err().contains("required"));
+        let err = spec
+            .validate_params(&[("replica".to_string(), json!(3))].into())
+            .unwrap_err();
+        assert!(err.contains("replicas"), "{err}");
+    }
+
+    #[test]
+    fn ip_params_accept_addresses_and_cidrs_only() {
+        let spec = ParamSpec {
+            name: "ip".into(),
+            kind: ParamKind::Ip,
+            min: None,
+            max: None,
+        };
+        for ok in ["203.0.113.7", "198.51.100.0/24", "2001:db8::1", "2001:db8::/32"] {
+            assert_eq!(spec.check(&json!(ok)).unwrap(), ok);
+        }
+        for bad in [json!("203.0.113.300"), json!("10.0.0.0/33"), json!("example.com"), json!(7)] {
+            assert!(spec.check(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_placeholders_are_left_alone() {
+        let p = BTreeMap::new();
+        assert_eq!(fill("{nope}-{target}-{", "t", &p), "{nope}-t-{");
+    }
+}

@@ -1,0 +1,638 @@
+//! The change policy as one pure function: who may run what, when, with whose approval.
+//!
+//! The server calls [`decide`] when a change is requested or previewed, and again when the last
+//! approval arrives, so a window that closed in between refuses the change.
+
+use crate::domain::action::{ActionSpec, Risk};
+use crate::domain::change::{Approval, Incident, Operator, Priority};
+use crate::domain::level::Level;
+use crate::domain::ticket::{Ticket, TicketKind};
+use crate::domain::window::{Freeze, Pause, Schedule, WindowKind, human_duration};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Everything the policy looks at. The caller looks up the incident the ticket names.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyInput<'a> {
+    pub action: &'a ActionSpec,
+    pub ticket: &'a Ticket,
+    pub requester: &'a Operator,
+    pub now: DateTime<Utc>,
+    pub schedule: &'a Schedule,
+    pub freezes: &'a [Freeze],
+    pub pause: Option<&'a Pause>,
+    /// The incident declared in CommandBridge under this ticket, if any.
+    pub incident: Option<&'a Incident>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Execute,
+    NeedsApproval,
+    Blocked,
+}
+
+/// The rule that blocked a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    Freeze,
+    Pause,
+    Window,
+    Emergency,
+}
+
+/// One approval a change still needs before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Requirement {
+    /// An approval by an operator of at least this level (the approval matrix).
+    Level { min: Level },
+    /// The approval of the incident commander (emergency changes).
+    Commander { name: String, incident: String },
+}
+
+impl Requirement {
+    pub fn describe(&self) -> String {
+        match self {
+            Requirement::Level { min: Level::L3 } => "L3 approval".to_string(),
+            Requirement::Level { min } => format!("{min}+ approval"),
+            Requirement::Commander { name, incident } => {
+                format!("approval of incident commander {name} ({incident})")
+            }
+        }
+    }
+
+    fn met_by(&self, approval: &Approval) -> bool {
+        match self {
+            Requirement::Level { min } => approval.level >= *min,
+            Requirement::Commander { name, .. } => &approval.approver == name,
+        }
+    }
+
+    fn can_be_met_by(&self, op: &Operator) -> bool {
+        match self {
+            Requirement::Level { min } => op.level >= *min,
+            Requirement::Commander { name, .. } => &op.name == name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Decision {
+    pub decision: Outcome,
+    /// Why, in sentences an operator can act on.
+    pub reasons: Vec<String>,
+    pub approvals_required: Vec<Requirement>,
+    pub warnings: Vec<String>,
+    /// Set when the decision is `blocked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<Rule>,
+}
+
+impl Decision {
+    fn blocked(rule: Rule, reason: String) -> Decision {
+        Decision {
+            decision: Outcome::Blocked,
+            reasons: vec![reason],
+            approvals_required: Vec::new(),
+            warnings: Vec::new(),
+            blocked_by: Some(rule),
+        }
+    }
+}
+
+fn at(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!(
+        "{} (in {})",
+        t.format("%a %Y-%m-%d %H:%M UTC"),
+        human_duration(t - now)
+    )
+}
+
+/// The decision for a change requested now, before any approval.
+pub fn decide(input: &PolicyInput) -> Decision {
+    let PolicyInput {
+        action,
+        ticket,
+        requester,
+        now,
+        schedule,
+        ..
+    } = *input;
+    let risk = action.risk;
+    let mut reasons = Vec::new();
+    let mut warnings = Vec::new();
+    let mut required = Vec::new();
+
+    if risk == Risk::Low {
+        reasons.push(format!(
+            "{} is low risk: it needs a ticket but no window or approval",
+            action.name
+        ));
+        return Decision {
+            decision: Outcome::Execute,
+            reasons,
+            approvals_required: required,
+            warnings,
+            blocked_by: None,
+        };
+    }
+
+    let incident = input
+        .incident
+        .filter(|i| ticket.kind == TicketKind::Incident && i.ticket == ticket.as_str());
+    let open_p1 = incident.filter(|i| i.is_open() && i.priority == Priority::P1);
+    let next_window = schedule
+        .next_opening(now)
+        .map(|(kind, t)| format!("the {kind} window opens {}", at(t, now)))
+        .unwrap_or_else(|| "no window is configured in the next two weeks".into());
+
+    // A freeze or a pause lets through only response to a declared P1 incident.
+    let mut emergency = None;
+    if let Some(freeze) = input.freezes.iter().find(|f| f.active_at(now)) {
+        let Some(p1) = open_p1 else {
+            return Decision::blocked(
+                Rule::Freeze,
+                format!(
+                    "change freeze '{}' is in force until {}: only low-risk actions and changes \
+                     for a declared P1 incident may run; wait until it ends, or use the INC \
+                     ticket of a P1 incident declared in CommandBridge",
+                    freeze.name,
+                    at(freeze.ends_at, now)
+                ),
+            );
+        };
+        reasons.push(format!(
+            "freeze '{}' is in force; allowed as response to P1 incident {}",
+            freeze.name, p1.ticket
+        ));
+        emergency = Some(p1);
+    }
+    if let Some(pause) = input.pause {
+        let Some(p1) = open_p1 else {
+            return Decision::blocked(
+                Rule::Pause,
+                format!(
+                    "changes are paused since {} by {}: \"{}\"; only low-risk actions and changes \
+                     for a declared P1 incident may run until an L2 or L3 resumes changes",
+                    pause.paused_at.format("%Y-%m-%d %H:%M UTC"),
+                    pause.paused_by,
+                    pause.reason
+                ),
+            );
+        };
+        reasons.push(format!(
+            "changes are paused; allowed as response to P1 incident {}",
+            p1.ticket
+        ));
+        emergency = Some(p1);
+    }
+
+    match (schedule.open_at(now), ticket.kind) {
+        (Some((kind, closes)), _) => {
+            reasons.push(format!(
+                "inside the {kind} window, which closes {}",
+                at(closes, now)
+            ));
+            if kind == WindowKind::Standard && risk >= Risk::High {
+                warnings.push(format!(
+                    "off-peak preferred: {risk}-risk changes belong in the Off-peak window"
+                ));
+            }
+        }
+        (None, TicketKind::Change) => {
+            return Decision::blocked(
+                Rule::Window,
+                format!(
+                    "outside the deployment windows: a {risk}-risk change with a CHG ticket runs \
+                     only in a Standard or Off-peak window; {next_window}. For incident \
+                     response, use the INC ticket of a P1 or P2 incident declared in CommandBridge"
+                ),
+            );
+        }
+        (None, TicketKind::Incident) => {
+            let inc = match incident {
+                None => {
+                    return Decision::blocked(
+                        Rule::Emergency,
+                        format!(
+                            "outside the deployment windows, a change with an INC ticket is an \
+                             emergency change, and {ticket} is not an incident declared in \
+                             CommandBridge: declare it as P1 or P2 (incident declare) and use the \
+                             ticket it gets, or wait: {next_window}"
+                        ),
+                    );
+                }
+                Some(i) if !i.is_open() => {
+                    return Decision::blocked(
+                        Rule::Emergency,
+                        format!(
+                            "incident {ticket} is closed, so it allows no emergency change; \
+                             {next_window}"
+                        ),
+                    );
+                }
+                Some(i) if i.priority > Priority::P2 => {
+                    return Decision::blocked(
+                        Rule::Emergency,
+                        format!(
+                            "emergency changes outside the windows are for P1 and P2 incidents \
+                             only, and {ticket} is {}; {next_window}",
+                            i.priority
+                        ),
+                    );
+                }
+                Some(i) => i,
+            };
+            reasons.push(format!(
+                "outside the deployment windows: emergency change for {} incident {}",
+                inc.priority, inc.ticket
+            ));
+            emergency = Some(inc);
+        }
+    }
+
+    if let Some(inc) = emergency {
+        if inc.commander == requester.name {
+            reasons.push(format!(
+                "you are the commander of {}, so no commander approval is needed",
+                inc.ticket
+            ));
+        } else {
+            required.push(Requirement::Commander {
+                name: inc.commander.clone(),
+                incident: inc.ticket.clone(),
+            });
+        }
+    }
+
+    match risk.approval_needed(requester.level) {
+        Some(min) => {
+            let who = if min == Level::L3 { "an L3" } else { "an L2 or L3" };
+            reasons.push(format!(
+                "{risk} risk requested by {}: needs the approval of {who}",
+                requester.level
+            ));
+            required.push(Requirement::Level { min });
+        }
+        None => reasons.push(format!(
+            "{risk} risk: {} executes directly",
+            requester.level
+        )),
+    }
+
+    Decision {
+        decision: if required.is_empty() {
+            Outcome::Execute
+        } else {
+            Outcome::NeedsApproval
+        },
+        reasons,
+        approvals_required: required,
+        warnings,
+        blocked_by: None,
+    }
+}
+
+/// The requirements that the approvals given so far do not meet. One approval may meet several
+/// (a commander who also holds the required level). The requester's own approvals never count.
+pub fn unmet<'r>(
+    required: &'r [Requirement],
+    approvals: &[Approval],
+    requester: &str,
+) -> Vec<&'r Requirement> {
+    required
+        .iter()
+        .filter(|req| {
+            !approvals
+                .iter()
+                .any(|a| a.approver != requester && req.met_by(a))
+        })
+        .collect()
+}
+
+/// Why an operator may not approve a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalRefusal {
+    /// The requester never approves their own change.
+    OwnChange,
+    AlreadyApproved,
+    /// Nothing this operator could sign for is still missing; the message says who can.
+    NotEligible(String),
+}
+
+impl ApprovalRefusal {
+    pub fn message(&self) -> String {
+        match self {
+            ApprovalRefusal::OwnChange => {
+                "you requested this change, and nobody approves their own change: ask a \
+                 reviewer"
+                    .into()
+            }
+            ApprovalRefusal::AlreadyApproved => "you have already approved this change".into(),
+            ApprovalRefusal::NotEligible(m) => m.clone(),
+        }
+    }
+}
+
+/// Whether `approver` may add an approval: not the requester, not twice, and only if their
+/// approval meets a requirement that is still unmet.
+pub fn may_approve(
+    required: &[Requirement],
+    approvals: &[Approval],
+    requester: &str,
+    approver: &Operator,
+) -> Result<(), ApprovalRefusal> {
+    if approver.name == requester {
+        return Err(ApprovalRefusal::OwnChange);
+    }
+    if approvals.iter().any(|a| a.approver == approver.name) {
+        return Err(ApprovalRefusal::AlreadyApproved);
+    }
+    let missing = unmet(required, approvals, requester);
+    if missing.iter().any(|r| r.can_be_met_by(approver)) {
+        return Ok(());
+    }
+    let needs: Vec<String> = missing.iter().map(|r| r.describe()).collect();
+    Err(ApprovalRefusal::NotEligible(if needs.is_empty() {
+        "this change needs no further approval".into()
+    } else {
+        format!(
+            "this change needs {}; you are {} {}",
+            needs.join(" and "),
+            approver.name,
+            approver.level
+        )
+    }))
+}
+
+/// A short phrase for the catalog: what this operator may do with an action of this risk.
+pub fn may_do(risk: Risk, level: Level) -> String {
+    match risk.approval_needed(level) {
+        None => "run".into(),
+        Some(Level::L3) => "needs L3 approval".into(),
+        Some(min) => format!("needs {min}+ approval"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::action::ActionSpec;
+    use crate::domain::window::WindowSpec;
+    use chrono::{NaiveTime, Weekday};
+
+    fn schedule() -> Schedule {
+        use Weekday::*;
+        let t = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+        Schedule {
+            standard: vec![WindowSpec {
+                days: vec![Tue, Wed, Thu],
+                start: t("09:00"),
+                end: t("16:00"),
+            }],
+            off_peak: vec![WindowSpec {
+                days: vec![Mon, Tue, Wed, Thu, Fri],
+                start: t("22:00"),
+                end: t("06:00"),
+            }],
+        }
+    }
+
+    fn action(risk: Risk) -> ActionSpec {
+        ActionSpec {
+            name: format!("{risk}-action"),
+            risk,
+            description: String::new(),
+            params: vec![],
+            rollback: String::new(),
+            command: None,
+            timeout_secs: 10,
+        }
+    }
+
+    fn op(name: &str, level: Level) -> Operator {
+        Operator {
+            name: name.into(),
+            level,
+        }
+    }
+
+    fn incident(ticket: &str, priority: Priority, commander: &str) -> Incident {
+        Incident {
+            id: 1,
+            ticket: ticket.into(),
+            priority,
+            title: "checkout down".into(),
+            commander: commander.into(),
+            declared_by: commander.into(),
+            declared_at: "2026-11-20T00:00:00Z".parse().unwrap(),
+            closed_at: None,
+        }
+    }
+
+    const STANDARD: &str = "2026-11-24T10:00:00Z"; // Tuesday
+    const OFF_PEAK: &str = "2026-11-24T23:00:00Z";
+    const OUTSIDE: &str = "2026-11-28T12:00:00Z"; // Saturday
+
+    struct Case {
+        risk: Risk,
+        requester: Operator,
+        ticket: String,
+        now: String,
+        incident: Option<Incident>,
+        freeze: bool,
+        pause: bool,
+    }
+
+    impl Case {
+        fn decide(&self) -> Decision {
+            let action = action(self.risk);
+            let ticket = Ticket::parse(&self.ticket).unwrap();
+            let schedule = schedule();
+            let freezes = [Freeze {
+                id: None,
+                name: "Q4 freeze".into(),
+                starts_at: "2026-11-01T00:00:00Z".parse().unwrap(),
+                ends_at: "2026-12-31T00:00:00Z".parse().unwrap(),
+                created_by: None,
+            }];
+            let pause = Pause {
+                reason: "checkout degraded".into(),
+                paused_by: "carol".into(),
+                paused_at: "2026-11-20T00:00:00Z".parse().unwrap(),
+            };
+            decide(&PolicyInput {
+                action: &action,
+                ticket: &ticket,
+                requester: &self.requester,
+                now: self.now.parse().unwrap(),
+                schedule: &schedule,
+                freezes: if self.freeze { &freezes } else { &[] },
+                pause: self.pause.then_some(&pause),
+                incident: self.incident.as_ref(),
+            })
+        }
+    }
+
+    fn case(risk: Risk, level: Level, ticket: &str, now: &str) -> Case {
+        Case {
+            risk,
+            requester: op("alice", level),
+            ticket: ticket.into(),
+            now: now.into(),
+            incident: None,
+            freeze: false,
+            pause: false,
+        }
+    }
+
+    /// Every cell of the seed's approval table, inside a window with a CHG ticket.
+    #[test]
+    fn approval_table() {
+        use Level::*;
+        use Outcome::*;
+        let rows = [
+            (Risk::Low, [(Execute, None), (Execute, None), (Execute, None)]),
+            (Risk::Medium, [(Execute, None), (Execute, None), (Execute, None)]),
+            (Risk::High, [(NeedsApproval, Some(L2)), (Execute, None), (Execute, None)]),
+            (
+                Risk::Critical,
+                [(NeedsApproval, Some(L3)), (NeedsApproval, Some(L3)), (Execute, None)],
+            ),
+        ];
+        for (risk, cells) in rows {
+            for (level, (outcome, min)) in [L1, L2, L3].into_iter().zip(cells) {
+                let d = case(risk, level, "CHG-1234", OFF_PEAK).decide();
+                assert_eq!(d.decision, outcome, "{risk} by {level}: {d:?}");
+                let expected: Vec<Requirement> =
+                    min.map(|min| Requirement::Level { min }).into_iter().collect();
+                assert_eq!(d.approvals_required, expected, "{risk} by {level}");
+            }
+        }
+    }
+
+    /// The seed's windows table: Standard, Off-peak, Freeze, Emergency.
+    #[test]
+    fn windows_table() {
+        // Standard: normal process, with the off-peak warning for high and critical.
+        let d = case(Risk::High, Level::L3, "CHG-release-v2", STANDARD).decide();
+        assert_eq!(d.decision, Outcome::Execute);
+        assert!(d.warnings[0].contains("off-peak preferred"), "{d:?}");
+        let d = case(Risk::Medium, Level::L1, "CHG-1", STANDARD).decide();
+        assert!(d.warnings.is_empty());
+        // Off-peak: preferred for high risk, no warning.
+        let d = case(Risk::Critical, Level::L3, "CHG-1", OFF_PEAK).decide();
+        assert_eq!((d.decision, d.warnings.len()), (Outcome::Execute, 0));
+        // Outside: a CHG change is refused, saying when the next window opens.
+        let d = case(Risk::Medium, Level::L3, "CHG-1", OUTSIDE).decide();
+        assert_eq!(d.blocked_by, Some(Rule::Window));
+        assert!(d.reasons[0].contains("Off-peak window opens Mon 2026-11-30 22:00"), "{d:?}");
+        // Low risk needs no window.
+        let d = case(Risk::Low, Level::L1, "CHG-1", OUTSIDE).decide();
+        assert_eq!(d.decision, Outcome::Execute);
+    }
+
+    #[test]
+    fn emergency_changes_need_a_declared_p1_or_p2_incident_and_its_commander() {
+        let t = "INC-2026-1128-001";
+        // Not declared.
+        let d = case(Risk::Medium, Level::L2, t, OUTSIDE).decide();
+        assert_eq!(d.blocked_by, Some(Rule::Emergency));
+        assert!(d.reasons[0].contains("not an incident declared"), "{d:?}");
+        // P3 is not enough.
+        let mut c = case(Risk::Medium, Level::L2, t, OUTSIDE);
+        c.incident = Some(incident(t, Priority::P3, "carol"));
+        assert_eq!(c.decide().blocked_by, Some(Rule::Emergency));
+        // P2: the commander's approval is needed.
+        c.incident = Some(incident(t, Priority::P2, "carol"));
+        let d = c.decide();
+        assert_eq!(d.decision, Outcome::NeedsApproval);
+        assert_eq!(
+            d.approvals_required,
+            vec![Requirement::Commander {
+                name: "carol".into(),
+                incident: t.into()
+            }]
+        );
+        // Unless the requester is the commander.
+        c.incident = Some(incident(t, Priority::P1, "alice"));
+        assert_eq!(c.decide().decision, Outcome::Execute);
+        // A closed incident allows nothing.
+        let mut closed = incident(t, Priority::P1, "carol");
+        closed.closed_at = Some("2026-11-27T00:00:00Z".parse().unwrap());
+        c.incident = Some(closed);
+        assert_eq!(c.decide().blocked_by, Some(Rule::Emergency));
+        // The incident must be the one the ticket names.
+        c.incident = Some(incident("INC-2026-1128-002", Priority::P1, "carol"));
+        assert_eq!(c.decide().blocked_by, Some(Rule::Emergency));
+    }
+
+    #[test]
+    fn one_approval_counts_for_commander_and_level() {
+        let t = "INC-001";
+        let mut c = case(Risk::Critical, Level::L1, t, OUTSIDE);
+        c.incident = Some(incident(t, Priority::P1, "carol"));
+        let d = c.decide();
+        assert_eq!(d.approvals_required.len(), 2);
+        let carol = Approval {
+            approver: "carol".into(),
+            level: Level::L3,
+            comment: None,
+            at: OUTSIDE.parse().unwrap(),
+        };
+        assert!(unmet(&d.approvals_required, &[carol.clone()], "alice").is_empty());
+        // An L2 commander meets only the commander requirement.
+        let bob_commander = Approval {
+            approver: "carol".into(),
+            level: Level::L2,
+            ..carol
+        };
+        let left = unmet(&d.approvals_required, &[bob_commander], "alice");
+        assert_eq!(left, vec![&Requirement::Level { min: Level::L3 }]);
+    }
+
+    #[test]
+    fn freezes_and_pauses_let_only_p1_response_and_low_risk_through() {
+        let t = "INC-2026-1124-001";
+        for (freeze, pause, rule) in [(true, false, Rule::Freeze), (false, true, Rule::Pause)] {
+            let mut c = case(Risk::Medium, Level::L3, "CHG-1", STANDARD);
+            (c.freeze, c.pause) = (freeze, pause);
+            let d = c.decide();
+            assert_eq!(d.blocked_by, Some(rule));
+            c.ticket = t.into();
+            c.incident = Some(incident(t, Priority::P2, "carol"));
+            assert_eq!(c.decide().blocked_by, Some(rule), "P2 in a {rule:?}");
+            c.incident = Some(incident(t, Priority::P1, "carol"));
+            let d = c.decide();
+            assert_eq!(d.decision, Outcome::NeedsApproval, "{d:?}");
+            assert!(matches!(d.approvals_required[0], Requirement::Commander { .. }));
+            let mut low = case(Risk::Low, Level::L1, "CHG-1", STANDARD);
+            (low.freeze, low.pause) = (freeze, pause);
+            assert_eq!(low.decide().decision, Outcome::Execute);
+        }
+        let mut c = case(Risk::High, Level::L3, "CHG-1", STANDARD);
+        c.freeze = true;
+        assert!(c.decide().reasons[0].contains("until Thu 2026-12-31 00:00 UTC"));
+    }
+
+    #[test]
+    fn approvers() {
+        let required = vec![Requirement::Level { min: Level::L3 }];
+        let bob = op("bob", Level::L2);
+        let carol = op("carol", Level::L3);
+        assert_eq!(
+            may_approve(&required, &[], "carol", &carol),
+            Err(ApprovalRefusal::OwnChange)
+        );
+        let err = may_approve(&required, &[], "alice", &bob).unwrap_err();
+        assert!(err.message().contains("needs L3 approval; you are bob L2"), "{err:?}");
+        assert_eq!(may_approve(&required, &[], "alice", &carol), Ok(()));
+        assert_eq!(may_do(Risk::High, Level::L1), "needs L2+ approval");
+        assert_eq!(may_do(Risk::Critical, Level::L2), "needs L3 approval");
+        assert_eq!(may_do(Risk::Critical, Level::L3), "run");
+    }
+}

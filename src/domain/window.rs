@@ -1,0 +1,297 @@
+//! Deployment windows, freezes and change pauses: when a change may run.
+
+use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    Standard,
+    OffPeak,
+}
+
+impl WindowKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            WindowKind::Standard => "Standard",
+            WindowKind::OffPeak => "Off-peak",
+        }
+    }
+}
+
+impl fmt::Display for WindowKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One recurring block: on each of `days`, from `start` to `end` (UTC). An `end` at or before
+/// `start` runs into the next morning, and belongs to the day it started on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    #[serde(with = "weekdays")]
+    #[schema(value_type = Vec<String>)]
+    pub days: Vec<Weekday>,
+    #[serde(with = "hhmm")]
+    #[schema(value_type = String, example = "09:00")]
+    pub start: NaiveTime,
+    #[serde(with = "hhmm")]
+    #[schema(value_type = String, example = "16:00")]
+    pub end: NaiveTime,
+}
+
+/// The configured windows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    #[serde(default)]
+    pub standard: Vec<WindowSpec>,
+    #[serde(default)]
+    pub off_peak: Vec<WindowSpec>,
+}
+
+/// A concrete stretch of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Interval {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Interval {
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.start <= t && t < self.end
+    }
+}
+
+impl WindowSpec {
+    /// The occurrence that starts on `day`, if this block runs that day.
+    fn occurrence_on(&self, day: chrono::NaiveDate) -> Option<Interval> {
+        if !self.days.contains(&day.weekday()) {
+            return None;
+        }
+        let start = Utc.from_utc_datetime(&day.and_time(self.start));
+        let mut end = Utc.from_utc_datetime(&day.and_time(self.end));
+        if end <= start {
+            end += Duration::days(1);
+        }
+        Some(Interval { start, end })
+    }
+}
+
+impl Schedule {
+    fn blocks(&self) -> impl Iterator<Item = (WindowKind, &WindowSpec)> {
+        self.standard
+            .iter()
+            .map(|w| (WindowKind::Standard, w))
+            .chain(self.off_peak.iter().map(|w| (WindowKind::OffPeak, w)))
+    }
+
+    /// Every window occurrence overlapping `[from, to)`, sorted by start.
+    pub fn occurrences(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(WindowKind, Interval)> {
+        let mut out = Vec::new();
+        // A block that started the day before may still be running at `from`.
+        let mut day = from.date_naive() - Duration::days(1);
+        while day <= to.date_naive() {
+            for (kind, spec) in self.blocks() {
+                if let Some(iv) = spec.occurrence_on(day)
+                    && iv.end > from
+                    && iv.start < to
+                {
+                    out.push((kind, iv));
+                }
+            }
+            day += Duration::days(1);
+        }
+        out.sort_by_key(|(_, iv)| iv.start);
+        out
+    }
+
+    /// The window open at `t`, with the time it closes. Standard wins where blocks overlap.
+    pub fn open_at(&self, t: DateTime<Utc>) -> Option<(WindowKind, DateTime<Utc>)> {
+        let open: Vec<_> = self
+            .occurrences(t, t + Duration::seconds(1))
+            .into_iter()
+            .filter(|(_, iv)| iv.contains(t))
+            .collect();
+        let kind = if open.iter().any(|(k, _)| *k == WindowKind::Standard) {
+            WindowKind::Standard
+        } else {
+            open.first()?.0
+        };
+        let close = open
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, iv)| iv.end)
+            .max()?;
+        Some((kind, close))
+    }
+
+    /// The next window to open strictly after `t` (within two weeks).
+    pub fn next_opening(&self, t: DateTime<Utc>) -> Option<(WindowKind, DateTime<Utc>)> {
+        self.occurrences(t, t + Duration::days(14))
+            .into_iter()
+            .find(|(_, iv)| iv.start > t)
+            .map(|(k, iv)| (k, iv.start))
+    }
+}
+
+/// A change freeze: only low-risk actions and P1 incident response run inside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Freeze {
+    /// Freezes from the server's configuration have no id and cannot be removed over the API.
+    pub id: Option<i64>,
+    pub name: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+}
+
+impl Freeze {
+    pub fn active_at(&self, t: DateTime<Utc>) -> bool {
+        self.starts_at <= t && t < self.ends_at
+    }
+}
+
+/// A change pause: like a freeze, but open-ended until someone resumes changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Pause {
+    pub reason: String,
+    pub paused_by: String,
+    pub paused_at: DateTime<Utc>,
+}
+
+/// `2h13m`, `47m`, `3d4h`: how a countdown reads in a status line.
+pub fn human_duration(d: Duration) -> String {
+    let mins = d.num_minutes().max(0);
+    let (days, hours, m) = (mins / 1440, (mins % 1440) / 60, mins % 60);
+    match (days, hours) {
+        (0, 0) if mins == 0 => format!("{}s", d.num_seconds().max(0)),
+        (0, 0) => format!("{m}m"),
+        (0, h) => format!("{h}h{m:02}m"),
+        (d, h) => format!("{d}d{h}h"),
+    }
+}
+
+mod weekdays {
+    use super::*;
+    pub fn serialize<S: Serializer>(days: &[Weekday], s: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<String> = days.iter().map(|d| d.to_string().to_lowercase()).collect();
+        names.serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Weekday>, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        names
+            .iter()
+            .map(|n| {
+                n.parse::<Weekday>().map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "unknown day '{n}': use mon, tue, wed, thu, fri, sat or sun"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+mod hhmm {
+    use super::*;
+    pub fn serialize<S: Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+        t.format("%H:%M").to_string().serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
+        let s = String::deserialize(d)?;
+        NaiveTime::parse_from_str(&s, "%H:%M").map_err(|_| {
+            serde::de::Error::custom(format!("time '{s}' is not valid: use HH:MM, e.g. 09:00"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn seed() -> Schedule {
+        use Weekday::*;
+        let t = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+        Schedule {
+            standard: vec![WindowSpec {
+                days: vec![Tue, Wed, Thu],
+                start: t("09:00"),
+                end: t("16:00"),
+            }],
+            off_peak: vec![WindowSpec {
+                days: vec![Mon, Tue, Wed, Thu, Fri],
+                start: t("22:00"),
+                end: t("06:00"),
+            }],
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// The seed's "Deployment Windows" table, hour by hour. 2026-11-23 is a Monday.
+    #[test]
+    fn seed_windows_row_by_row() {
+        let s = seed();
+        let cases = [
+            ("2026-11-23T10:00:00Z", None),                     // Mon day: no standard
+            ("2026-11-23T22:00:00Z", Some(WindowKind::OffPeak)), // Mon night
+            ("2026-11-24T05:59:59Z", Some(WindowKind::OffPeak)), // into Tue morning
+            ("2026-11-24T06:00:00Z", None),
+            ("2026-11-24T08:59:59Z", None),
+            ("2026-11-24T09:00:00Z", Some(WindowKind::Standard)), // Tue
+            ("2026-11-25T15:59:59Z", Some(WindowKind::Standard)), // Wed
+            ("2026-11-26T12:00:00Z", Some(WindowKind::Standard)), // Thu
+            ("2026-11-26T16:00:00Z", None),
+            ("2026-11-27T12:00:00Z", None),                      // Fri day
+            ("2026-11-27T23:00:00Z", Some(WindowKind::OffPeak)), // Fri night
+            ("2026-11-28T05:00:00Z", Some(WindowKind::OffPeak)), // Sat morning, from Fri
+            ("2026-11-28T23:00:00Z", None),                      // Sat night
+            ("2026-11-29T23:00:00Z", None),                      // Sun night
+            ("2026-11-30T03:00:00Z", None),                      // Mon early: Sun started none
+        ];
+        for (t, expected) in cases {
+            assert_eq!(s.open_at(at(t)).map(|(k, _)| k), expected, "{t}");
+        }
+    }
+
+    #[test]
+    fn closing_and_next_opening() {
+        let s = seed();
+        assert_eq!(
+            s.open_at(at("2026-11-24T13:47:00Z")),
+            Some((WindowKind::Standard, at("2026-11-24T16:00:00Z")))
+        );
+        assert_eq!(
+            s.next_opening(at("2026-11-24T16:00:00Z")),
+            Some((WindowKind::OffPeak, at("2026-11-24T22:00:00Z")))
+        );
+        assert_eq!(
+            s.next_opening(at("2026-11-28T12:00:00Z")),
+            Some((WindowKind::OffPeak, at("2026-11-30T22:00:00Z")))
+        );
+    }
+
+    #[test]
+    fn occurrences_cover_a_week() {
+        let s = seed();
+        let week = s.occurrences(at("2026-11-23T00:00:00Z"), at("2026-11-30T00:00:00Z"));
+        let standard = week.iter().filter(|(k, _)| *k == WindowKind::Standard).count();
+        let off_peak = week.iter().filter(|(k, _)| *k == WindowKind::OffPeak).count();
+        assert_eq!((standard, off_peak), (3, 5));
+    }
+
+    #[test]
+    fn durations_read_like_a_clock() {
+        assert_eq!(human_duration(Duration::minutes(133)), "2h13m");
+        assert_eq!(human_duration(Duration::minutes(47)), "47m");
+        assert_eq!(human_duration(Duration::seconds(30)), "30s");
+        assert_eq!(human_duration(Duration::hours(76)), "3d4h");
+    }
+}
