@@ -1,5 +1,11 @@
 //! CommandBridge: keyboard-first change control for on-call operations.
 //!
-//! `domain` holds the rules and imports nothing else of ours; `server` and `client` build on it.
+//! `domain` holds the rules and imports nothing else of ours; `server` and `client` build on it
+//! and never on each other.
 
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
 pub mod domain;
+pub mod server;

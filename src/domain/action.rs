@@ -111,9 +111,9 @@ pub fn validate_target(target: &str) -> Result<(), String> {
     let ok = !bytes.is_empty()
         && bytes.len() <= 63
         && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
     if ok {
         Ok(())
     } else {
@@ -138,7 +138,10 @@ impl ActionSpec {
         {
             let known: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
             return Err(if known.is_empty() {
-                format!("{} takes no parameters, but '{unknown}' was given", self.name)
+                format!(
+                    "{} takes no parameters, but '{unknown}' was given",
+                    self.name
+                )
             } else {
                 format!(
                     "{} has no parameter '{unknown}'; its parameters are: {}",
@@ -208,7 +211,9 @@ impl ParamSpec {
             (ParamKind::Integer, Some(lo), None) => format!("an integer of at least {lo}"),
             (ParamKind::Integer, None, Some(hi)) => format!("an integer of at most {hi}"),
             (ParamKind::Integer, None, None) => "an integer".into(),
-            (ParamKind::Ip, ..) => "an IP address or CIDR such as 203.0.113.7 or 198.51.100.0/24".into(),
+            (ParamKind::Ip, ..) => {
+                "an IP address or CIDR such as 203.0.113.7 or 198.51.100.0/24".into()
+            }
             (ParamKind::String, ..) => format!("text of at most {MAX_STRING_PARAM} characters"),
         }
     }
@@ -314,7 +319,17 @@ mod tests {
         for ok in ["checkout", "a", "web-01.eu_west", "0cache", &"a".repeat(63)] {
             assert!(validate_target(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-x", ".x", "Checkout", "a b", "a;rm", "$(id)", &"a".repeat(64), "ä"] {
+        for bad in [
+            "",
+            "-x",
+            ".x",
+            "Checkout",
+            "a b",
+            "a;rm",
+            "$(id)",
+            &"a".repeat(64),
+            "ä",
+        ] {
             assert!(validate_target(bad).is_err(), "{bad}");
         }
     }
@@ -329,13 +344,23 @@ mod tests {
             spec.render_command("checkout", &params).unwrap(),
             ["kubectl", "scale", "deployment/checkout", "--replicas=3"]
         );
-        for bad in [json!(501), json!(-1), json!("3; rm -rf /"), json!(1.5), json!(null)] {
+        for bad in [
+            json!(501),
+            json!(-1),
+            json!("3; rm -rf /"),
+            json!(1.5),
+            json!(null),
+        ] {
             let err = spec
                 .validate_params(&[("replicas".to_string(), bad.clone())].into())
                 .unwrap_err();
             assert!(err.contains("from 0 to 500"), "{bad}: {err}");
         }
-        assert!(spec.validate_params(&BTreeMap::new()).unwrap_err().contains("required"));
+        assert!(
+            spec.validate_params(&BTreeMap::new())
+                .unwrap_err()
+                .contains("required")
+        );
         let err = spec
             .validate_params(&[("replica".to_string(), json!(3))].into())
             .unwrap_err();
@@ -350,10 +375,20 @@ mod tests {
             min: None,
             max: None,
         };
-        for ok in ["203.0.113.7", "198.51.100.0/24", "2001:db8::1", "2001:db8::/32"] {
+        for ok in [
+            "203.0.113.7",
+            "198.51.100.0/24",
+            "2001:db8::1",
+            "2001:db8::/32",
+        ] {
             assert_eq!(spec.check(&json!(ok)).unwrap(), ok);
         }
-        for bad in [json!("203.0.113.300"), json!("10.0.0.0/33"), json!("example.com"), json!(7)] {
+        for bad in [
+            json!("203.0.113.300"),
+            json!("10.0.0.0/33"),
+            json!("example.com"),
+            json!(7),
+        ] {
             assert!(spec.check(&bad).is_err(), "{bad}");
         }
     }

@@ -1,7 +1,7 @@
 //! The JSON bodies of the HTTP API, shared by the server and the clients so they cannot drift.
 
 use crate::domain::action::{ParamSpec, Risk};
-use crate::domain::change::{Incident, Priority};
+use crate::domain::change::Priority;
 use crate::domain::level::Level;
 use crate::domain::policy::{Outcome, Requirement};
 use crate::domain::window::{Freeze, Pause, WindowKind};
@@ -82,11 +82,6 @@ pub struct IncidentRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct IncidentList {
-    pub incidents: Vec<Incident>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeRequest {
     pub name: String,
@@ -160,11 +155,6 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
 }
 
 /// A server event, as sent over `GET /events` (the SSE `data:` field).

@@ -271,7 +271,11 @@ pub fn decide(input: &PolicyInput) -> Decision {
 
     match risk.approval_needed(requester.level) {
         Some(min) => {
-            let who = if min == Level::L3 { "an L3" } else { "an L2 or L3" };
+            let who = if min == Level::L3 {
+                "an L3"
+            } else {
+                "an L2 or L3"
+            };
             reasons.push(format!(
                 "{risk} risk requested by {}: needs the approval of {who}",
                 requester.level
@@ -496,20 +500,35 @@ mod tests {
         use Level::*;
         use Outcome::*;
         let rows = [
-            (Risk::Low, [(Execute, None), (Execute, None), (Execute, None)]),
-            (Risk::Medium, [(Execute, None), (Execute, None), (Execute, None)]),
-            (Risk::High, [(NeedsApproval, Some(L2)), (Execute, None), (Execute, None)]),
+            (
+                Risk::Low,
+                [(Execute, None), (Execute, None), (Execute, None)],
+            ),
+            (
+                Risk::Medium,
+                [(Execute, None), (Execute, None), (Execute, None)],
+            ),
+            (
+                Risk::High,
+                [(NeedsApproval, Some(L2)), (Execute, None), (Execute, None)],
+            ),
             (
                 Risk::Critical,
-                [(NeedsApproval, Some(L3)), (NeedsApproval, Some(L3)), (Execute, None)],
+                [
+                    (NeedsApproval, Some(L3)),
+                    (NeedsApproval, Some(L3)),
+                    (Execute, None),
+                ],
             ),
         ];
         for (risk, cells) in rows {
             for (level, (outcome, min)) in [L1, L2, L3].into_iter().zip(cells) {
                 let d = case(risk, level, "CHG-1234", OFF_PEAK).decide();
                 assert_eq!(d.decision, outcome, "{risk} by {level}: {d:?}");
-                let expected: Vec<Requirement> =
-                    min.map(|min| Requirement::Level { min }).into_iter().collect();
+                let expected: Vec<Requirement> = min
+                    .map(|min| Requirement::Level { min })
+                    .into_iter()
+                    .collect();
                 assert_eq!(d.approvals_required, expected, "{risk} by {level}");
             }
         }
@@ -530,7 +549,10 @@ mod tests {
         // Outside: a CHG change is refused, saying when the next window opens.
         let d = case(Risk::Medium, Level::L3, "CHG-1", OUTSIDE).decide();
         assert_eq!(d.blocked_by, Some(Rule::Window));
-        assert!(d.reasons[0].contains("Off-peak window opens Mon 2026-11-30 22:00"), "{d:?}");
+        assert!(
+            d.reasons[0].contains("Off-peak window opens Mon 2026-11-30 22:00"),
+            "{d:?}"
+        );
         // Low risk needs no window.
         let d = case(Risk::Low, Level::L1, "CHG-1", OUTSIDE).decide();
         assert_eq!(d.decision, Outcome::Execute);
@@ -584,7 +606,7 @@ mod tests {
             comment: None,
             at: OUTSIDE.parse().unwrap(),
         };
-        assert!(unmet(&d.approvals_required, &[carol.clone()], "alice").is_empty());
+        assert!(unmet(&d.approvals_required, std::slice::from_ref(&carol), "alice").is_empty());
         // An L2 commander meets only the commander requirement.
         let bob_commander = Approval {
             approver: "carol".into(),
@@ -609,7 +631,10 @@ mod tests {
             c.incident = Some(incident(t, Priority::P1, "carol"));
             let d = c.decide();
             assert_eq!(d.decision, Outcome::NeedsApproval, "{d:?}");
-            assert!(matches!(d.approvals_required[0], Requirement::Commander { .. }));
+            assert!(matches!(
+                d.approvals_required[0],
+                Requirement::Commander { .. }
+            ));
             let mut low = case(Risk::Low, Level::L1, "CHG-1", STANDARD);
             (low.freeze, low.pause) = (freeze, pause);
             assert_eq!(low.decide().decision, Outcome::Execute);
@@ -629,7 +654,10 @@ mod tests {
             Err(ApprovalRefusal::OwnChange)
         );
         let err = may_approve(&required, &[], "alice", &bob).unwrap_err();
-        assert!(err.message().contains("needs L3 approval; you are bob L2"), "{err:?}");
+        assert!(
+            err.message().contains("needs L3 approval; you are bob L2"),
+            "{err:?}"
+        );
         assert_eq!(may_approve(&required, &[], "alice", &carol), Ok(()));
         assert_eq!(may_do(Risk::High, Level::L1), "needs L2+ approval");
         assert_eq!(may_do(Risk::Critical, Level::L2), "needs L3 approval");

@@ -36,7 +36,9 @@ impl Ticket {
             let parts: Vec<&str> = rest.split('-').collect();
             return match parts.as_slice() {
                 [n] if is_digits(n, 3..=9) => Ok(Ticket::new(TicketKind::Incident, text)),
-                [y, md, n] if is_digits(y, 4..=4) && is_digits(md, 4..=4) && is_digits(n, 3..=3) => {
+                [y, md, n]
+                    if is_digits(y, 4..=4) && is_digits(md, 4..=4) && is_digits(n, 3..=3) =>
+                {
                     let date = NaiveDate::from_ymd_opt(
                         y.parse().unwrap_or(0),
                         md[..2].parse().unwrap_or(0),

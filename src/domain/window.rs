@@ -90,7 +90,11 @@ impl Schedule {
     }
 
     /// Every window occurrence overlapping `[from, to)`, sorted by start.
-    pub fn occurrences(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(WindowKind, Interval)> {
+    pub fn occurrences(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(WindowKind, Interval)> {
         let mut out = Vec::new();
         // A block that started the day before may still be running at `from`.
         let mut day = from.date_naive() - Duration::days(1);
@@ -240,7 +244,7 @@ mod tests {
     fn seed_windows_row_by_row() {
         let s = seed();
         let cases = [
-            ("2026-11-23T10:00:00Z", None),                     // Mon day: no standard
+            ("2026-11-23T10:00:00Z", None), // Mon day: no standard
             ("2026-11-23T22:00:00Z", Some(WindowKind::OffPeak)), // Mon night
             ("2026-11-24T05:59:59Z", Some(WindowKind::OffPeak)), // into Tue morning
             ("2026-11-24T06:00:00Z", None),
@@ -249,12 +253,12 @@ mod tests {
             ("2026-11-25T15:59:59Z", Some(WindowKind::Standard)), // Wed
             ("2026-11-26T12:00:00Z", Some(WindowKind::Standard)), // Thu
             ("2026-11-26T16:00:00Z", None),
-            ("2026-11-27T12:00:00Z", None),                      // Fri day
+            ("2026-11-27T12:00:00Z", None), // Fri day
             ("2026-11-27T23:00:00Z", Some(WindowKind::OffPeak)), // Fri night
             ("2026-11-28T05:00:00Z", Some(WindowKind::OffPeak)), // Sat morning, from Fri
-            ("2026-11-28T23:00:00Z", None),                      // Sat night
-            ("2026-11-29T23:00:00Z", None),                      // Sun night
-            ("2026-11-30T03:00:00Z", None),                      // Mon early: Sun started none
+            ("2026-11-28T23:00:00Z", None), // Sat night
+            ("2026-11-29T23:00:00Z", None), // Sun night
+            ("2026-11-30T03:00:00Z", None), // Mon early: Sun started none
         ];
         for (t, expected) in cases {
             assert_eq!(s.open_at(at(t)).map(|(k, _)| k), expected, "{t}");
@@ -282,8 +286,14 @@ mod tests {
     fn occurrences_cover_a_week() {
         let s = seed();
         let week = s.occurrences(at("2026-11-23T00:00:00Z"), at("2026-11-30T00:00:00Z"));
-        let standard = week.iter().filter(|(k, _)| *k == WindowKind::Standard).count();
-        let off_peak = week.iter().filter(|(k, _)| *k == WindowKind::OffPeak).count();
+        let standard = week
+            .iter()
+            .filter(|(k, _)| *k == WindowKind::Standard)
+            .count();
+        let off_peak = week
+            .iter()
+            .filter(|(k, _)| *k == WindowKind::OffPeak)
+            .count();
         assert_eq!((standard, off_peak), (3, 5));
     }
 

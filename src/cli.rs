@@ -1,0 +1,205 @@
+//! Command-line definitions. `main.rs` dispatches; the work lives in `server`, `client` and
+//! `commands`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "commandbridge",
+    version,
+    about = "Keyboard-first change control for on-call operations"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the change-control server.
+    Serve(ServeArgs),
+    /// Manage operators directly in the server's database.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Store the server address and your token for the other commands (file mode 0600).
+    Login(LoginArgs),
+    /// Request, preview, list and decide changes.
+    #[command(subcommand)]
+    Change(ChangeCommand),
+    /// Deployment windows.
+    #[command(subcommand)]
+    Window(WindowCommand),
+    /// Incidents.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
+}
+
+/// Where the server's configuration and database are.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Server configuration (TOML). Without it the embedded default is used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL, e.g. sqlite:///var/lib/commandbridge/cb.db. Overrides the configuration.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on, e.g. 127.0.0.1:7878. Overrides the configuration.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Start the server's clock at this instant (RFC 3339); it then runs on in real time.
+    /// For drills and window tests.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an operator and print their bearer token (shown once).
+    Add {
+        name: String,
+        #[arg(long, value_name = "L1|L2|L3")]
+        level: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List operators.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke an operator's token.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exits non-zero naming the first bad entry.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Server URL, e.g. http://127.0.0.1:7878
+    #[arg(long)]
+    pub server: String,
+    /// Bearer token from `commandbridge user add`.
+    #[arg(long)]
+    pub token: String,
+}
+
+/// The parts of a change request, shared by `create` and `preview`.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeSpecArgs {
+    /// Action name from the catalog, e.g. scale-service.
+    pub action: String,
+    /// Service or host the action applies to.
+    #[arg(long)]
+    pub target: String,
+    /// INC-… or CHG-… ticket.
+    #[arg(long)]
+    pub ticket: String,
+    /// Why the change is made.
+    #[arg(long)]
+    pub reason: String,
+    /// Action parameter as NAME=VALUE; repeat for several.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangeCommand {
+    /// Request a change; it runs at once when the policy allows.
+    Create {
+        #[command(flatten)]
+        spec: ChangeSpecArgs,
+        /// Makes retries safe: the same key returns the same change.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the server what would happen, without recording anything.
+    Preview {
+        #[command(flatten)]
+        spec: ChangeSpecArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List changes, newest first.
+    List {
+        /// Only this state, e.g. pending_approval.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one change with its approvals and output.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending change.
+    Approve {
+        id: i64,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny a pending change.
+    Deny {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WindowCommand {
+    /// What is open now, what opens next, any freeze or pause.
+    Now {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Declare an incident; prints its INC ticket.
+    Declare {
+        #[arg(long, value_name = "P1..P4")]
+        priority: String,
+        #[arg(long)]
+        title: String,
+        /// Operator in command of the incident.
+        #[arg(long)]
+        commander: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List incidents.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}

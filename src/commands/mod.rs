@@ -1,0 +1,4 @@
+//! What each subcommand does; `main.rs` only dispatches here.
+
+pub mod scripting;
+pub mod server_admin;

@@ -1,0 +1,606 @@
+//! The scripting commands: `login`, `change`, `window` and `incident`.
+//!
+//! Each one resolves the server and token, makes one or two API calls and prints either the
+//! server's body (`--json`, for scripts) or a compact form for people. Failures come back as
+//! errors whose text is the server's own message; `main` prints it and exits non-zero.
+
+use crate::cli::{ChangeCommand, ChangeSpecArgs, IncidentCommand, LoginArgs, WindowCommand};
+use crate::client::{ApiClient, settings};
+use crate::domain::api::{
+    ApproveRequest, ChangeRequest, DenyRequest, IncidentRequest, Preview, WindowStatus,
+};
+use crate::domain::change::{Change, ChangeState, Incident, Priority};
+use crate::domain::policy::{Outcome, Requirement};
+use chrono::{DateTime, Utc};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+
+/// `commandbridge login`: checks the token against the server, then stores both.
+pub async fn login(args: &LoginArgs) -> Result<()> {
+    let client = ApiClient::new(&args.server, &args.token)?;
+    // Saving a token the server rejects would only move the failure to the next command.
+    let me = client.me().await?;
+    let path = settings::save_login(client.server(), &args.token)?;
+    out(&format!(
+        "logged in to {} as {} ({})",
+        client.server(),
+        me.name,
+        me.level
+    ))?;
+    eprintln!("saved to {} (mode 0600)", path.display());
+    Ok(())
+}
+
+/// `commandbridge change …`.
+pub async fn change(cmd: &ChangeCommand) -> Result<()> {
+    let client = connect()?;
+    match cmd {
+        ChangeCommand::Create {
+            spec,
+            idempotency_key,
+            json,
+        } => {
+            let req = change_request(spec)?;
+            let change = client
+                .create_change(&req, idempotency_key.as_deref())
+                .await?;
+            emit(*json, &change, format_change)?;
+            settled(&change)
+        }
+        ChangeCommand::Preview { spec, json } => {
+            let req = change_request(spec)?;
+            let preview = client.preview(&req).await?;
+            emit(*json, &preview, |p| format_preview(&req, p))
+        }
+        ChangeCommand::List { state, json } => {
+            let state = state
+                .as_deref()
+                .map(str::parse::<ChangeState>)
+                .transpose()
+                .map_err(|e| eyre!(e))?;
+            let changes = client.changes(state, None).await?;
+            emit(*json, &changes, |c| format_change_list(c))
+        }
+        ChangeCommand::Show { id, json } => {
+            let change = client.change(*id).await?;
+            emit(*json, &change, format_change)
+        }
+        ChangeCommand::Approve { id, comment, json } => {
+            let req = ApproveRequest {
+                comment: comment.clone(),
+            };
+            let change = client.approve(*id, &req).await?;
+            emit(*json, &change, format_change)?;
+            settled(&change)
+        }
+        ChangeCommand::Deny { id, reason, json } => {
+            let req = DenyRequest {
+                reason: reason.clone(),
+            };
+            let change = client.deny(*id, &req).await?;
+            emit(*json, &change, format_change)
+        }
+    }
+}
+
+/// `commandbridge window …`.
+pub async fn window(cmd: &WindowCommand) -> Result<()> {
+    let client = connect()?;
+    match cmd {
+        WindowCommand::Now { json } => {
+            let status = client.current_window().await?;
+            emit(*json, &status, format_window)
+        }
+    }
+}
+
+/// `commandbridge incident …`.
+pub async fn incident(cmd: &IncidentCommand) -> Result<()> {
+    match cmd {
+        IncidentCommand::Declare {
+            priority,
+            title,
+            commander,
+            json,
+        } => {
+            // Checked before connecting, so a typo is reported as one even when offline.
+            let priority: Priority = priority.parse().map_err(|e: String| eyre!(e))?;
+            let client = connect()?;
+            let req = IncidentRequest {
+                priority,
+                title: title.clone(),
+                commander: commander.clone(),
+            };
+            let incident = client.declare_incident(&req).await?;
+            emit(*json, &incident, format_incident)
+        }
+        IncidentCommand::List { json } => {
+            let client = connect()?;
+            let incidents = client.incidents().await?;
+            emit(*json, &incidents, |list| {
+                if list.is_empty() {
+                    "no incidents".to_string()
+                } else {
+                    list.iter()
+                        .map(format_incident)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            })
+        }
+    }
+}
+
+/// Parses `-p NAME=VALUE` arguments. A value written as a plain integer (`3`, `-2`) is sent as
+/// a JSON number, anything else as a string.
+pub fn parse_params(args: &[String]) -> Result<BTreeMap<String, serde_json::Value>> {
+    let mut params = BTreeMap::new();
+    for arg in args {
+        let Some((name, value)) = arg.split_once('=') else {
+            bail!("bad parameter '{arg}': write it as NAME=VALUE, e.g. -p replicas=3");
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            bail!("bad parameter '{arg}': the name before '=' is empty");
+        }
+        let value = match value.parse::<i64>() {
+            // Only when the number prints back as written: `007` or `+5` may be an identifier,
+            // and the server would store the number's digits, not what was typed.
+            Ok(n) if n.to_string() == value => serde_json::Value::from(n),
+            _ => serde_json::Value::String(value.to_string()),
+        };
+        if params.insert(name.to_string(), value).is_some() {
+            bail!("parameter '{name}' is given more than once");
+        }
+    }
+    Ok(params)
+}
+
+fn change_request(spec: &ChangeSpecArgs) -> Result<ChangeRequest> {
+    Ok(ChangeRequest {
+        action: spec.action.clone(),
+        ticket: spec.ticket.clone(),
+        target: spec.target.clone(),
+        params: parse_params(&spec.params)?,
+        reason: spec.reason.clone(),
+    })
+}
+
+fn connect() -> Result<ApiClient> {
+    let (creds, warnings) = settings::resolve()?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(ApiClient::new(&creds.server, &creds.token)?)
+}
+
+/// A change the call itself drove to failure or refusal is an error for scripts: the request
+/// was accepted, but what it asked for did not happen.
+fn settled(change: &Change) -> Result<()> {
+    match change.state {
+        ChangeState::Failed => {
+            let how = change
+                .output
+                .as_ref()
+                .and_then(|o| o.exit_code)
+                .map(|code| format!("exit code {code}"))
+                .or_else(|| change.outcome_reason.clone())
+                .unwrap_or_else(|| "see its output".to_string());
+            bail!("change #{} ran and failed ({how})", change.id)
+        }
+        ChangeState::Refused | ChangeState::Denied | ChangeState::Expired => bail!(
+            "change #{} was {}: {}",
+            change.id,
+            change.state,
+            change
+                .outcome_reason
+                .as_deref()
+                .unwrap_or("no reason given")
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Prints the server's body as pretty JSON, or the human form.
+fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
+    let text = if json {
+        serde_json::to_string_pretty(value).wrap_err("cannot print the answer as JSON")?
+    } else {
+        human(value)
+    };
+    out(&text)
+}
+
+/// `println!`, except that a reader who went away (`| head`) is not a panic.
+fn out(text: &str) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).wrap_err("cannot write output"),
+        _ => Ok(()),
+    }
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn outcome_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Execute => "execute",
+        Outcome::NeedsApproval => "needs_approval",
+        Outcome::Blocked => "blocked",
+    }
+}
+
+fn needs_line(required: &[Requirement]) -> Option<String> {
+    (!required.is_empty()).then(|| {
+        let parts: Vec<String> = required.iter().map(Requirement::describe).collect();
+        format!("  needs: {}", parts.join(", "))
+    })
+}
+
+/// `#12 pending_approval  blacklist-ip  target=edge-1  ticket=CHG-1  by alice`
+fn change_head(c: &Change, id_width: usize) -> String {
+    format!(
+        "{:<id_width$} {:<16}  {}  target={}  ticket={}  by {}",
+        format!("#{}", c.id),
+        c.state.as_str(),
+        c.action,
+        c.target,
+        c.ticket,
+        c.requested_by,
+    )
+}
+
+fn format_change(c: &Change) -> String {
+    let mut s = change_head(c, 0);
+    let mut line = |text: String| {
+        s.push('\n');
+        s.push_str(&text);
+    };
+    let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    line(if params.is_empty() {
+        format!("  risk: {}", c.risk)
+    } else {
+        format!("  risk: {}  params: {}", c.risk, params.join(" "))
+    });
+    line(format!("  reason: {}", c.reason));
+    if let Some(why) = &c.outcome_reason {
+        match &c.decided_by {
+            Some(by) => line(format!("  {}: {why} (by {by})", c.state)),
+            None => line(format!("  {}: {why}", c.state)),
+        }
+    }
+    if c.state == ChangeState::PendingApproval {
+        if let Some(needs) = needs_line(&c.approvals_required) {
+            line(needs);
+        }
+        line(format!("  expires: {}", when(c.expires_at)));
+    }
+    for a in &c.approvals {
+        let comment = a
+            .comment
+            .as_deref()
+            .map(|t| format!(": {t}"))
+            .unwrap_or_default();
+        line(format!(
+            "  approved by {} ({}) at {}{comment}",
+            a.approver,
+            a.level,
+            when(a.at)
+        ));
+    }
+    for w in &c.warnings {
+        line(format!("  warning: {w}"));
+    }
+    if let Some(o) = &c.output {
+        let mut head = match o.exit_code {
+            Some(code) => format!("  output: exit {code}"),
+            None => "  output: no exit code (killed or timed out)".to_string(),
+        };
+        let secs = (o.finished_at - o.started_at).num_milliseconds() as f64 / 1000.0;
+        let _ = write!(head, ", {secs:.1}s");
+        if o.simulated {
+            head.push_str(", simulated");
+        }
+        if o.truncated {
+            head.push_str(", truncated");
+        }
+        line(head);
+        for (name, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+            if text.trim().is_empty() {
+                continue;
+            }
+            line(format!("  {name}:"));
+            for l in text.trim_end().lines() {
+                line(format!("    {l}"));
+            }
+        }
+    }
+    s
+}
+
+fn format_change_list(changes: &[Change]) -> String {
+    if changes.is_empty() {
+        return "no changes".to_string();
+    }
+    let id_width = changes
+        .iter()
+        .map(|c| c.id.to_string().len() + 1)
+        .max()
+        .unwrap_or(0);
+    changes
+        .iter()
+        .map(|c| change_head(c, id_width))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn format_preview(req: &ChangeRequest, p: &Preview) -> String {
+    let mut lines = vec![format!(
+        "{}  {}  target={}  ticket={}",
+        outcome_str(p.decision),
+        req.action,
+        req.target,
+        req.ticket
+    )];
+    lines.extend(p.reasons.iter().map(|r| format!("  reason: {r}")));
+    lines.extend(needs_line(&p.approvals_required));
+    lines.extend(p.warnings.iter().map(|w| format!("  warning: {w}")));
+    lines.join("\n")
+}
+
+fn format_window(w: &WindowStatus) -> String {
+    let mut lines = vec![w.summary.clone()];
+    if let Some(open) = &w.open {
+        lines.push(format!(
+            "  open: {} window until {}",
+            open.kind,
+            when(open.closes_at)
+        ));
+    }
+    if let Some(next) = &w.next {
+        lines.push(format!(
+            "  next: {} window opens {}",
+            next.kind,
+            when(next.opens_at)
+        ));
+    }
+    if let Some(f) = &w.freeze {
+        lines.push(format!(
+            "  freeze: {} from {} until {}",
+            f.name,
+            when(f.starts_at),
+            when(f.ends_at)
+        ));
+    }
+    if let Some(p) = &w.pause {
+        lines.push(format!(
+            "  paused: {} (by {} since {})",
+            p.reason,
+            p.paused_by,
+            when(p.paused_at)
+        ));
+    }
+    lines.push(format!("  server time: {}", when(w.now)));
+    lines.join("\n")
+}
+
+fn format_incident(i: &Incident) -> String {
+    let state = match i.closed_at {
+        Some(t) => format!("closed {}", when(t)),
+        None => "open".to_string(),
+    };
+    format!(
+        "{}  {}  {}  {}  commander={}  declared by {} at {}",
+        i.ticket,
+        i.priority,
+        state,
+        i.title,
+        i.commander,
+        i.declared_by,
+        when(i.declared_at)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::action::Risk;
+    use crate::domain::change::{Approval, ExecutionOutput};
+    use crate::domain::level::Level;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn params_become_numbers_only_when_they_are_plain_integers() {
+        let p = parse_params(&args(&[
+            "replicas=3",
+            "delta=-2",
+            "ip=203.0.113.7",
+            "code=007",
+            "plus=+5",
+            "note=a=b",
+            "empty=",
+            "big=99999999999999999999",
+        ]))
+        .expect("valid");
+        assert_eq!(p["replicas"], json!(3));
+        assert_eq!(p["delta"], json!(-2));
+        assert_eq!(p["ip"], json!("203.0.113.7"));
+        assert_eq!(p["code"], json!("007"));
+        assert_eq!(p["plus"], json!("+5"));
+        assert_eq!(p["note"], json!("a=b"));
+        assert_eq!(p["empty"], json!(""));
+        assert_eq!(p["big"], json!("99999999999999999999"));
+    }
+
+    #[test]
+    fn a_param_without_equals_is_an_error_naming_it() {
+        let err = parse_params(&args(&["replicas=3", "replicas3"])).expect_err("no '='");
+        let text = err.to_string();
+        assert!(text.contains("'replicas3'"), "{text}");
+        assert!(text.contains("NAME=VALUE"), "{text}");
+    }
+
+    #[test]
+    fn a_param_without_name_or_given_twice_is_an_error() {
+        let err = parse_params(&args(&["=3"])).expect_err("no name");
+        assert!(err.to_string().contains("'=3'"), "{err}");
+        let err = parse_params(&args(&["n=1", "n=2"])).expect_err("twice");
+        assert!(err.to_string().contains("'n'"), "{err}");
+    }
+
+    #[test]
+    fn no_params_is_an_empty_map() {
+        assert!(parse_params(&[]).expect("valid").is_empty());
+    }
+
+    fn t(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, 6, h, m, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    fn change(id: i64, state: ChangeState) -> Change {
+        Change {
+            id,
+            state,
+            action: "blacklist-ip".into(),
+            risk: Risk::High,
+            ticket: "CHG-1".into(),
+            target: "edge-1".into(),
+            params: BTreeMap::from([("ip".to_string(), "203.0.113.7".to_string())]),
+            reason: "abusive client".into(),
+            requested_by: "alice".into(),
+            requested_level: Level::L1,
+            created_at: t(10, 0),
+            updated_at: t(10, 0),
+            expires_at: t(14, 0),
+            approvals: Vec::new(),
+            approvals_required: vec![Requirement::Level { min: Level::L2 }],
+            warnings: Vec::new(),
+            outcome_reason: None,
+            decided_by: None,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn a_pending_change_reads_in_one_glance() {
+        let text = format_change(&change(12, ChangeState::PendingApproval));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "#12 pending_approval  blacklist-ip  target=edge-1  ticket=CHG-1  by alice"
+        );
+        assert!(text.contains("  needs: L2+ approval"), "{text}");
+        assert!(text.contains("  expires: 2025-01-06 14:00 UTC"), "{text}");
+        assert!(text.contains("params: ip=203.0.113.7"), "{text}");
+    }
+
+    #[test]
+    fn an_executed_change_shows_approvals_and_output() {
+        let mut c = change(3, ChangeState::Executed);
+        c.approvals.push(Approval {
+            approver: "bob".into(),
+            level: Level::L2,
+            comment: Some("ok".into()),
+            at: t(10, 5),
+        });
+        c.warnings.push("verify within 15 minutes".into());
+        c.output = Some(ExecutionOutput {
+            exit_code: Some(0),
+            stdout: "blocked 203.0.113.7\n".into(),
+            stderr: String::new(),
+            truncated: false,
+            simulated: true,
+            started_at: t(10, 5),
+            finished_at: t(10, 5),
+        });
+        let text = format_change(&c);
+        assert!(!text.contains("needs:"), "{text}");
+        assert!(text.contains("  approved by bob (L2) at 2025-01-06 10:05 UTC: ok"));
+        assert!(text.contains("  warning: verify within 15 minutes"));
+        assert!(text.contains("  output: exit 0, 0.0s, simulated"), "{text}");
+        assert!(
+            text.contains("  stdout:\n    blocked 203.0.113.7"),
+            "{text}"
+        );
+        assert!(!text.contains("stderr"), "{text}");
+    }
+
+    #[test]
+    fn list_lines_align_ids() {
+        let text = format_change_list(&[
+            change(10, ChangeState::Executed),
+            change(9, ChangeState::PendingApproval),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("#10 executed          blacklist-ip"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("#9  pending_approval  blacklist-ip"),
+            "{text}"
+        );
+        assert_eq!(format_change_list(&[]), "no changes");
+    }
+
+    #[test]
+    fn a_failed_or_refused_change_is_an_error_for_scripts() {
+        assert!(settled(&change(1, ChangeState::Executed)).is_ok());
+        assert!(settled(&change(1, ChangeState::PendingApproval)).is_ok());
+        let mut refused = change(2, ChangeState::Refused);
+        refused.outcome_reason = Some("the standard window closed".into());
+        let err = settled(&refused).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "change #2 was refused: the standard window closed"
+        );
+        let mut failed = change(3, ChangeState::Failed);
+        failed.output = Some(ExecutionOutput {
+            exit_code: Some(2),
+            stdout: String::new(),
+            stderr: "boom".into(),
+            truncated: false,
+            simulated: false,
+            started_at: t(10, 0),
+            finished_at: t(10, 1),
+        });
+        assert_eq!(
+            settled(&failed).expect_err("failed").to_string(),
+            "change #3 ran and failed (exit code 2)"
+        );
+    }
+
+    #[test]
+    fn a_preview_lists_reasons_needs_and_warnings() {
+        let req = ChangeRequest {
+            action: "restart-service".into(),
+            ticket: "CHG-9".into(),
+            target: "api".into(),
+            ..ChangeRequest::default()
+        };
+        let p = Preview {
+            decision: Outcome::Blocked,
+            reasons: vec!["a freeze is in force until Monday".into()],
+            approvals_required: Vec::new(),
+            warnings: vec!["no rollback tested".into()],
+        };
+        assert_eq!(
+            format_preview(&req, &p),
+            "blocked  restart-service  target=api  ticket=CHG-9\n  \
+             reason: a freeze is in force until Monday\n  warning: no rollback tested"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Server configuration: TOML, with the seed's process embedded as the default.
+
+use crate::domain::{ActionSpec, Freeze, Schedule};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The seed's catalog, windows and freeze; used when no `--config` is given.
+pub const DEFAULT_SERVER_TOML: &str = include_str!("../assets/default-server.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub server: ServerSection,
+    #[serde(default)]
+    pub actions: Vec<ActionSpec>,
+    #[serde(default)]
+    pub windows: Schedule,
+    #[serde(default)]
+    pub freezes: Vec<FreezeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// `sqlite://PATH`; unset means a file in the platform data directory.
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default = "default_ttl")]
+    pub approval_ttl_minutes: i64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7878".into()
+}
+
+fn default_ttl() -> i64 {
+    240
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeConfig {
+    pub name: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+impl ServerConfig {
+    pub fn embedded_default() -> ServerConfig {
+        ServerConfig::parse(DEFAULT_SERVER_TOML, "embedded default")
+            .expect("the embedded default configuration is valid (tested)")
+    }
+
+    pub fn load(path: Option<&Path>) -> Result<ServerConfig, String> {
+        match path {
+            None => Ok(ServerConfig::embedded_default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read configuration {}: {e}", p.display()))?;
+                ServerConfig::parse(&text, &p.display().to_string())
+            }
+        }
+    }
+
+    /// Parses and checks a configuration. The error names the file and the offending key.
+    pub fn parse(text: &str, origin: &str) -> Result<ServerConfig, String> {
+        let cfg: ServerConfig =
+            toml::from_str(text).map_err(|e| format!("configuration {origin}: {e}"))?;
+        cfg.check()
+            .map_err(|e| format!("configuration {origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.server.listen.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "server.listen = '{}' is not an address: use IP:PORT, e.g. 127.0.0.1:7878",
+                self.server.listen
+            )
+        })?;
+        if self.server.approval_ttl_minutes <= 0 {
+            return Err("server.approval_ttl_minutes must be a positive number of minutes".into());
+        }
+        let mut names = HashSet::new();
+        for (i, a) in self.actions.iter().enumerate() {
+            let key = format!("actions[{i}] ({})", a.name);
+            if crate::domain::action::validate_target(&a.name).is_err() {
+                return Err(format!(
+                    "{key}.name must be lowercase letters, digits and '-', e.g. scale-service"
+                ));
+            }
+            if !names.insert(a.name.as_str()) {
+                return Err(format!("{key}.name is used twice"));
+            }
+            if a.timeout_secs == 0 {
+                return Err(format!("{key}.timeout_secs must be at least 1"));
+            }
+            for p in &a.params {
+                if let (Some(lo), Some(hi)) = (p.min, p.max)
+                    && lo > hi
+                {
+                    return Err(format!("{key}.params.{}: min is above max", p.name));
+                }
+                if p.name == "target" {
+                    return Err(format!("{key}.params: 'target' is reserved"));
+                }
+            }
+            if let Some(argv) = &a.command {
+                if argv.first().is_none_or(|p| p.is_empty()) {
+                    return Err(format!("{key}.command must start with a program name"));
+                }
+                for arg in argv {
+                    for placeholder in placeholders(arg) {
+                        if placeholder != "target"
+                            && !a.params.iter().any(|p| p.name == placeholder)
+                        {
+                            return Err(format!(
+                                "{key}.command uses {{{placeholder}}}, which is neither {{target}} \
+                                 nor one of its params"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (i, f) in self.freezes.iter().enumerate() {
+            if f.ends_at <= f.starts_at {
+                return Err(format!(
+                    "freezes[{i}] ({}): ends_at must be after starts_at",
+                    f.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn action(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+
+    /// Freezes announced in the configuration (they have no id: the API cannot remove them).
+    pub fn configured_freezes(&self) -> Vec<Freeze> {
+        self.freezes
+            .iter()
+            .map(|f| Freeze {
+                id: None,
+                name: f.name.clone(),
+                starts_at: f.starts_at,
+                ends_at: f.ends_at,
+                created_by: None,
+            })
+            .collect()
+    }
+}
+
+fn placeholders(arg: &str) -> impl Iterator<Item = &str> {
+    arg.split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Risk;
+
+    #[test]
+    fn embedded_default_holds_the_seed() {
+        let cfg = ServerConfig::embedded_default();
+        let by_risk = |r: Risk| {
+            let mut v: Vec<&str> = cfg
+                .actions
+                .iter()
+                .filter(|a| a.risk == r)
+                .map(|a| a.name.as_str())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(cfg.actions.len(), 10);
+        assert_eq!(by_risk(Risk::Low), ["pull-logs"]);
+        assert_eq!(
+            by_risk(Risk::Medium),
+            [
+                "drain-traffic",
+                "purge-cache",
+                "restart-pods",
+                "scale-service"
+            ]
+        );
+        assert_eq!(
+            by_risk(Risk::High),
+            [
+                "blacklist-ip",
+                "failover-region",
+                "maintenance-mode",
+                "pause-enrolments"
+            ]
+        );
+        assert_eq!(by_risk(Risk::Critical), ["rotate-secrets"]);
+        assert_eq!(
+            cfg.action("failover-region").unwrap().rollback,
+            "Reverse the Route 53 and RDS failover (L3 only)"
+        );
+        assert_eq!(cfg.windows.standard.len(), 1);
+        assert_eq!(cfg.freezes[0].name, "Q4 freeze");
+    }
+
+    fn with(extra: &str) -> Result<ServerConfig, String> {
+        ServerConfig::parse(&format!("{DEFAULT_SERVER_TOML}\n{extra}"), "test.toml")
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = ServerConfig::parse("[server]\nlisten = \"x\"\nlisen = 1\n", "t").unwrap_err();
+        assert!(err.contains("lisen"), "{err}");
+        let err = ServerConfig::parse("[server]\nlisten = \"nowhere\"\n", "t").unwrap_err();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = ServerConfig::parse("[server]\napproval_ttl_minutes = 0\n", "t").unwrap_err();
+        assert!(err.contains("approval_ttl_minutes"), "{err}");
+        let err = with(
+            "[[actions]]\nname = \"x\"\nrisk = \"severe\"\ndescription = \"\"\nrollback = \"\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("severe") && err.contains("risk"), "{err}");
+        let err = with(
+            "[[actions]]\nname = \"x\"\nrisk = \"low\"\ndescription = \"\"\nrollback = \"\"\n\
+             command = [\"echo\", \"{nope}\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("{nope}"), "{err}");
+        let err = with(
+            "[[actions]]\nname = \"pull-logs\"\nrisk = \"low\"\ndescription = \"\"\nrollback = \"\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("used twice"), "{err}");
+        let bad_day = DEFAULT_SERVER_TOML.replace("\"tue\", \"wed\"", "\"tue\", \"wday\"");
+        let err = ServerConfig::parse(&bad_day, "t").unwrap_err();
+        assert!(err.contains("wday") && err.contains("standard"), "{err}");
+    }
+}

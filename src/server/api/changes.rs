@@ -1,0 +1,149 @@
+use crate::domain::api::{ApproveRequest, ChangeRequest, DenyRequest, ErrorBody, Preview};
+use crate::domain::change::{Change, ChangeState};
+use crate::server::AppState;
+use crate::server::api::error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::server::auth::Caller;
+use crate::server::changes as flow;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+/// What would happen to this change now. Records nothing.
+#[utoipa::path(post, path = "/api/v1/changes/preview", tag = "changes", security(("bearer" = [])),
+    request_body = ChangeRequest,
+    responses((status = 200, body = Preview), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn preview(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    ApiJson(req): ApiJson<ChangeRequest>,
+) -> ApiResult<Json<Preview>> {
+    Ok(Json(flow::preview(&state, &op, &req).await?))
+}
+
+/// Request a change. It runs at once when the policy allows; a command still running after a
+/// moment leaves the change `executing`.
+#[utoipa::path(post, path = "/api/v1/changes", tag = "changes", security(("bearer" = [])),
+    request_body = ChangeRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same change")),
+    responses((status = 201, body = Change), (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = Change),
+        (status = 401, body = ErrorBody), (status = 409, description = "Refused by a window, freeze or pause", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ChangeRequest>,
+) -> ApiResult<(StatusCode, Json<Change>)> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .ok_or_else(|| {
+                    ApiError::invalid("Idempotency-Key must be 1 to 200 printable ASCII characters")
+                })?,
+        ),
+    };
+    let created = flow::create(&state, &op, &req, key).await?;
+    let status = if created.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(created.change)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only changes in this state, e.g. `pending_approval`.
+    state: Option<String>,
+    /// At most this many (default 200, at most 20000).
+    limit: Option<i64>,
+}
+
+/// Changes, newest first.
+#[utoipa::path(get, path = "/api/v1/changes", tag = "changes", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, body = Vec<Change>), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Vec<Change>>> {
+    let filter = q
+        .state
+        .as_deref()
+        .map(str::parse::<ChangeState>)
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=20_000).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 20000"));
+    }
+    Ok(Json(state.store.changes(filter, limit).await?))
+}
+
+/// One change with its approvals and output.
+#[utoipa::path(get, path = "/api/v1/changes/{id}", tag = "changes", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Change id")),
+    responses((status = 200, body = Change), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Change>> {
+    state
+        .store
+        .change(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no change #{id}")))
+}
+
+/// Approve a pending change. The last required approval runs it at once, if the policy still
+/// allows it.
+#[utoipa::path(post, path = "/api/v1/changes/{id}/approve", tag = "changes", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Change id")), request_body = ApproveRequest,
+    responses((status = 200, body = Change), (status = 401, body = ErrorBody),
+        (status = 403, description = "Own change, or level too low", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already decided, expired, or refused by the policy", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn approve(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<Json<Change>> {
+    // The body is optional: an approval needs no comment.
+    let comment = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<ApproveRequest>(&body)
+            .map_err(|e| ApiError::invalid(format!("the request body is not valid: {e}")))?
+            .comment
+    };
+    Ok(Json(flow::approve(&state, &op, id, comment).await?))
+}
+
+/// Deny a pending change (a reason is required). The requester may also withdraw their own.
+#[utoipa::path(post, path = "/api/v1/changes/{id}/deny", tag = "changes", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Change id")), request_body = DenyRequest,
+    responses((status = 200, body = Change), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn deny(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<DenyRequest>,
+) -> ApiResult<Json<Change>> {
+    Ok(Json(flow::deny(&state, &op, id, &body.reason).await?))
+}

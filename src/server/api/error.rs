@@ -1,0 +1,181 @@
+//! The one error type of the API: a status, a stable code and a message that says what to fix.
+
+use crate::domain::api::ErrorBody;
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
+    }
+    pub fn unauthorized(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)
+    }
+    pub fn not_found(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", m)
+    }
+    pub fn conflict(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", m)
+    }
+    /// Refused by a window, a freeze, a pause or an emergency rule.
+    pub fn refused(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "refused", m)
+    }
+    pub fn need_level(level: crate::domain::Level, what: &str) -> ApiError {
+        ApiError::forbidden(format!("{what} needs an {level} or higher operator"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code.to_string(),
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> ApiError {
+        let busy = matches!(&e, sqlx::Error::Database(d) if d.message().contains("locked") || d.message().contains("busy"));
+        tracing::error!(error = %e, "database error");
+        if busy {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is busy; retry in a moment",
+            )
+        } else {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server could not read or write its database; see the server log",
+            )
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        let status = r.status();
+        let text = r.body_text();
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                status,
+                "payload_too_large",
+                "the request body is too large: the limit is 64 KiB",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                status,
+                "unsupported_media_type",
+                "send the body as JSON with the header Content-Type: application/json",
+            ),
+            _ => ApiError::invalid(format!("the request body is not valid: {text}")),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::invalid(format!("the query string is not valid: {}", r.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        ApiError::not_found(format!(
+            "no such resource: {} (ids are numbers)",
+            r.body_text()
+        ))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> ApiError {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                r.status(),
+                "payload_too_large",
+                "the request body is too large: the limit is 64 KiB",
+            )
+        } else {
+            ApiError::invalid(format!(
+                "the request body could not be read: {}",
+                r.body_text()
+            ))
+        }
+    }
+}
+
+/// A raw body whose rejections answer in the API's error format.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Ok(ApiBytes(axum::body::Bytes::from_request(req, state).await?))
+    }
+}
+
+/// `axum::Json` whose rejections answer in the API's error format.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// Answers unknown routes in the API's error format.
+pub async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {}: see /api/v1/openapi.json for the API",
+        uri.path()
+    ))
+}
+
+/// Rejects text that is empty or too long, naming the field.
+pub fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ApiError::invalid(format!("{field} is required")));
+    }
+    if v.chars().count() > max {
+        return Err(ApiError::invalid(format!(
+            "{field} is too long: at most {max} characters"
+        )));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::invalid(format!(
+            "{field} contains control characters"
+        )));
+    }
+    Ok(v.to_string())
+}

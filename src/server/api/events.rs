@@ -1,0 +1,36 @@
+use crate::domain::api::ErrorBody;
+use crate::server::AppState;
+use crate::server::api::error::{ApiError, ApiResult};
+use crate::server::auth::Caller;
+use crate::server::events;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{KeepAlive, Sse};
+use std::time::Duration;
+
+/// Server-Sent Events: `id:` is the event's sequence number. A client that sends
+/// `Last-Event-ID` first receives every event after it, then live ones; without it, only live
+/// ones.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<i64>, Header, description = "Replay events after this one")),
+    responses((status = 200, description = "text/event-stream of Event", content_type = "text/event-stream"),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let after = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::invalid("Last-Event-ID must be an event sequence number"))?,
+        None => state.store.last_event_seq().await?,
+    };
+    state.metrics.sse_connections.inc();
+    let stream = events::stream(state.store.clone(), state.events.clone(), after);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,70 @@
+//! `commandbridge audit verify`: recomputes the hash chain.
+
+use crate::server::store::{GENESIS_HASH, Store, audit_hash};
+
+/// What the check found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Intact {
+        entries: i64,
+        head: String,
+    },
+    /// The first entry that does not hold, and why.
+    Broken {
+        seq: i64,
+        why: String,
+    },
+}
+
+pub async fn verify(store: &Store) -> Result<Verdict, sqlx::Error> {
+    let rows = store.raw_audit().await?;
+    let mut prev = GENESIS_HASH.to_string();
+    let mut expected_seq = 1;
+    for (seq, at, actor, kind, subject, detail, prev_hash, hash) in rows {
+        if seq != expected_seq {
+            return Ok(Verdict::Broken {
+                seq: expected_seq,
+                why: format!("entry {expected_seq} is missing (deleted); the next entry is {seq}"),
+            });
+        }
+        if prev_hash != prev {
+            return Ok(Verdict::Broken {
+                seq,
+                why: format!(
+                    "entry {seq} does not follow the entry before it (its prev_hash differs)"
+                ),
+            });
+        }
+        let recomputed = audit_hash(seq, at, &actor, &kind, &subject, &detail, &prev_hash);
+        if recomputed != hash {
+            return Ok(Verdict::Broken {
+                seq,
+                why: format!(
+                    "entry {seq} ({kind} by {actor}) was altered: its hash does not match its contents"
+                ),
+            });
+        }
+        prev = hash;
+        expected_seq += 1;
+    }
+    let last = expected_seq - 1;
+    match store.audit_head().await? {
+        Some((head_seq, head_hash)) if head_seq != last || head_hash != prev => {
+            Ok(Verdict::Broken {
+                seq: last + 1,
+                why: format!(
+                    "the log ends at entry {last}, but the chain head records entry {head_seq}: \
+                 the newest entries were deleted"
+                ),
+            })
+        }
+        None if last > 0 => Ok(Verdict::Broken {
+            seq: 1,
+            why: "the chain head is missing".into(),
+        }),
+        _ => Ok(Verdict::Intact {
+            entries: last,
+            head: prev,
+        }),
+    }
+}

@@ -1,0 +1,696 @@
+//! The life of a change: requested, approved or denied, expired, refused, executed.
+//!
+//! Every step reads the policy context and writes the change, its audit entry and its event in
+//! one `BEGIN IMMEDIATE` transaction, so a decision is always made on what is committed.
+
+use crate::domain::api::{ChangeRequest, Preview};
+use crate::domain::change::{
+    Approval, Change, ChangeState, ExecutionOutput, Operator, VERIFICATION_MINUTES,
+};
+use crate::domain::policy::{self, Decision, Outcome, PolicyInput};
+use crate::domain::{ActionSpec, Freeze, Risk, Ticket, action::validate_target};
+use crate::server::AppState;
+use crate::server::api::error::{ApiError, ApiResult, required_text};
+use crate::server::executor;
+use crate::server::store::{NewChange, Record, Tx};
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// A request that passed input checks.
+struct Checked<'a> {
+    spec: &'a ActionSpec,
+    ticket: Ticket,
+    target: String,
+    params: BTreeMap<String, String>,
+    reason: String,
+}
+
+fn check<'a>(state: &'a AppState, req: &ChangeRequest) -> ApiResult<Checked<'a>> {
+    let spec = state.config.action(&req.action).ok_or_else(|| {
+        let names: Vec<&str> = state
+            .config
+            .actions
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        ApiError::invalid(format!(
+            "unknown action '{}': the catalog has {}",
+            req.action.chars().take(64).collect::<String>(),
+            names.join(", ")
+        ))
+    })?;
+    let ticket = Ticket::parse(&req.ticket).map_err(ApiError::invalid)?;
+    validate_target(&req.target).map_err(ApiError::invalid)?;
+    let params = spec
+        .validate_params(&req.params)
+        .map_err(ApiError::invalid)?;
+    let reason = required_text("reason", &req.reason, 2000)?;
+    Ok(Checked {
+        spec,
+        ticket,
+        target: req.target.clone(),
+        params,
+        reason,
+    })
+}
+
+/// The policy decision for `requester` now, read inside the transaction.
+async fn decide(
+    state: &AppState,
+    tx: &mut Tx,
+    spec: &ActionSpec,
+    ticket: &Ticket,
+    requester: &Operator,
+    now: DateTime<Utc>,
+) -> ApiResult<Decision> {
+    let mut freezes: Vec<Freeze> = state.config.configured_freezes();
+    freezes.extend(tx.freezes().await?);
+    let pause = tx.pause().await?;
+    let incident = tx.incident_by_ticket(ticket.as_str()).await?;
+    Ok(policy::decide(&PolicyInput {
+        action: spec,
+        ticket,
+        requester,
+        now,
+        schedule: &state.config.windows,
+        freezes: &freezes,
+        pause: pause.as_ref(),
+        incident: incident.as_ref(),
+    }))
+}
+
+fn refusal_message(d: &Decision) -> String {
+    format!("refused: {}", d.reasons.join("; "))
+}
+
+pub async fn preview(
+    state: &AppState,
+    caller: &Operator,
+    req: &ChangeRequest,
+) -> ApiResult<Preview> {
+    let c = check(state, req)?;
+    // A write transaction that is never committed: the same consistent read as `create`.
+    let mut tx = state.store.write().await?;
+    let d = decide(state, &mut tx, c.spec, &c.ticket, caller, state.clock.now()).await?;
+    drop(tx);
+    Ok(Preview {
+        decision: d.decision,
+        reasons: d.reasons,
+        approvals_required: d.approvals_required,
+        warnings: d.warnings,
+    })
+}
+
+fn fingerprint(req: &ChangeRequest) -> String {
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(&(&req.action, req.ticket.trim(), &req.target, &req.params))
+            .unwrap_or_default(),
+    ))
+}
+
+/// Outcome of a create: the change, and whether it is a replay of an earlier request.
+pub struct Created {
+    pub change: Change,
+    pub replayed: bool,
+}
+
+pub async fn create(
+    state: &AppState,
+    caller: &Operator,
+    req: &ChangeRequest,
+    idempotency_key: Option<&str>,
+) -> ApiResult<Created> {
+    let c = check(state, req)?;
+    let fp = fingerprint(req);
+    if let Some(key) = idempotency_key
+        && let Some(done) = replay(state, caller, key, &fp).await?
+    {
+        return Ok(done);
+    }
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let d = decide(state, &mut tx, c.spec, &c.ticket, caller, now).await?;
+    if d.decision == Outcome::Blocked {
+        let message = refusal_message(&d);
+        let detail = serde_json::json!({
+            "action": c.spec.name, "ticket": c.ticket.as_str(), "target": c.target,
+            "params": c.params, "rule": d.blocked_by, "reasons": d.reasons,
+        });
+        tx.audit(now, &caller.name, "change.blocked", "change:-", &detail)
+            .await?;
+        tx.commit().await?;
+        return Err(ApiError::refused(message));
+    }
+    let run_now = d.decision == Outcome::Execute;
+    let new = NewChange {
+        state: if run_now {
+            ChangeState::Executing
+        } else {
+            ChangeState::PendingApproval
+        },
+        action: &c.spec.name,
+        risk: c.spec.risk,
+        ticket: c.ticket.as_str(),
+        target: &c.target,
+        params: &c.params,
+        reason: &c.reason,
+        requester: caller,
+        now,
+        expires_at: now + Duration::minutes(state.config.server.approval_ttl_minutes),
+        requirements: &d.approvals_required,
+        warnings: &d.warnings,
+        idempotency_key,
+        fingerprint: Some(&fp),
+    };
+    let id = match tx.insert_change(new).await {
+        Ok(id) => id,
+        // Two retries with one key raced; the first one's change is the answer.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            drop(tx);
+            let key = idempotency_key.unwrap_or_default();
+            return replay(state, caller, key, &fp).await?.ok_or_else(|| {
+                ApiError::conflict("a concurrent request used this Idempotency-Key")
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if run_now {
+        tx.claim_execution(id, now).await?;
+    }
+    let change = tx
+        .change(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the new change vanished"))?;
+    let needs: Vec<String> = d.approvals_required.iter().map(|r| r.describe()).collect();
+    let summary = format!(
+        "{} requested {} on {} ({}){}",
+        caller.name,
+        c.spec.name,
+        c.target,
+        c.ticket,
+        if run_now {
+            ": runs now".to_string()
+        } else {
+            format!(": needs {}", needs.join(" and "))
+        }
+    );
+    record(
+        &mut tx,
+        now,
+        &caller.name,
+        "change.requested",
+        &change,
+        summary,
+    )
+    .await?;
+    commit(state, tx).await?;
+    state.metrics.changes_requested.inc();
+    let change = if run_now {
+        start_and_wait(state, change).await?
+    } else {
+        change
+    };
+    Ok(Created {
+        change,
+        replayed: false,
+    })
+}
+
+async fn replay(
+    state: &AppState,
+    caller: &Operator,
+    key: &str,
+    fp: &str,
+) -> ApiResult<Option<Created>> {
+    match state
+        .store
+        .change_by_idempotency_key(&caller.name, key)
+        .await?
+    {
+        Some((change, stored)) if stored.as_deref() == Some(fp) => Ok(Some(Created {
+            change,
+            replayed: true,
+        })),
+        Some((change, _)) => Err(ApiError::invalid(format!(
+            "Idempotency-Key '{key}' was already used for change #{} with a different request: \
+             use a new key for a new request",
+            change.id
+        ))),
+        None => Ok(None),
+    }
+}
+
+pub async fn approve(
+    state: &AppState,
+    caller: &Operator,
+    id: i64,
+    comment: Option<String>,
+) -> ApiResult<Change> {
+    let comment = match comment.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(c) => Some(required_text("comment", c, 2000)?),
+    };
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let change = match pending(&mut tx, id, now).await? {
+        Ok(c) => c,
+        Err(e) => {
+            // An expiry found on the way is committed even though the request fails.
+            commit(state, tx).await?;
+            return Err(e);
+        }
+    };
+    policy::may_approve(
+        &change.approvals_required,
+        &change.approvals,
+        &change.requested_by,
+        caller,
+    )
+    .map_err(|r| match r {
+        policy::ApprovalRefusal::AlreadyApproved => ApiError::conflict(r.message()),
+        _ => ApiError::forbidden(r.message()),
+    })?;
+    let approval = Approval {
+        approver: caller.name.clone(),
+        level: caller.level,
+        comment,
+        at: now,
+    };
+    tx.insert_approval(id, &approval).await?;
+    let mut approvals = change.approvals.clone();
+    approvals.push(approval);
+
+    // The policy again, as of now: a window may have closed or a freeze begun since the request.
+    let spec = state.config.action(&change.action).ok_or_else(|| {
+        ApiError::conflict(format!(
+            "action {} is no longer in the catalog",
+            change.action
+        ))
+    })?;
+    let ticket = Ticket::parse(&change.ticket).map_err(ApiError::invalid)?;
+    let requester = Operator {
+        name: change.requested_by.clone(),
+        level: change.requested_level,
+    };
+    let d = decide(state, &mut tx, spec, &ticket, &requester, now).await?;
+    if d.decision == Outcome::Blocked {
+        let why = refusal_message(&d);
+        tx.transition(
+            id,
+            ChangeState::PendingApproval,
+            ChangeState::Refused,
+            now,
+            Some(&why),
+            Some(&caller.name),
+        )
+        .await?;
+        let refused = tx.change(id).await?.unwrap_or(change);
+        let summary = format!(
+            "change #{id} refused when {} approved it: {}",
+            caller.name,
+            d.reasons.join("; ")
+        );
+        record(
+            &mut tx,
+            now,
+            &caller.name,
+            "change.refused",
+            &refused,
+            summary,
+        )
+        .await?;
+        commit(state, tx).await?;
+        return Err(ApiError::refused(format!(
+            "your approval was recorded, but change #{id} was refused: the policy no longer allows \
+             it ({})",
+            d.reasons.join("; ")
+        )));
+    }
+    tx.set_requirements(id, &d.approvals_required, &d.warnings)
+        .await?;
+    let missing = policy::unmet(&d.approvals_required, &approvals, &change.requested_by);
+    let run_now = missing.is_empty();
+    if run_now {
+        let moved = tx
+            .transition(
+                id,
+                ChangeState::PendingApproval,
+                ChangeState::Executing,
+                now,
+                None,
+                Some(&caller.name),
+            )
+            .await?;
+        if !moved || !tx.claim_execution(id, now).await? {
+            return Err(ApiError::conflict(format!(
+                "change #{id} was decided by someone else first"
+            )));
+        }
+    }
+    let updated = tx.change(id).await?.unwrap_or(change);
+    let summary = if run_now {
+        format!(
+            "{} approved change #{id} ({} on {}): runs now",
+            caller.name, updated.action, updated.target
+        )
+    } else {
+        let needs: Vec<String> = missing.iter().map(|r| r.describe()).collect();
+        format!(
+            "{} approved change #{id}; it still needs {}",
+            caller.name,
+            needs.join(" and ")
+        )
+    };
+    record(
+        &mut tx,
+        now,
+        &caller.name,
+        "change.approved",
+        &updated,
+        summary,
+    )
+    .await?;
+    commit(state, tx).await?;
+    state.metrics.approvals.inc();
+    if run_now {
+        start_and_wait(state, updated).await
+    } else {
+        Ok(updated)
+    }
+}
+
+pub async fn deny(state: &AppState, caller: &Operator, id: i64, reason: &str) -> ApiResult<Change> {
+    let reason = required_text("reason", reason, 2000)?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let change = match pending(&mut tx, id, now).await? {
+        Ok(c) => c,
+        Err(e) => {
+            // An expiry found on the way is committed even though the request fails.
+            commit(state, tx).await?;
+            return Err(e);
+        }
+    };
+    // The requester may withdraw; otherwise only someone who could approve may deny.
+    if caller.name != change.requested_by {
+        let missing = policy::unmet(
+            &change.approvals_required,
+            &change.approvals,
+            &change.requested_by,
+        );
+        let eligible = missing.iter().any(|r| match r {
+            policy::Requirement::Level { min } => caller.level >= *min,
+            policy::Requirement::Commander { name, .. } => *name == caller.name,
+        });
+        if !eligible {
+            let needs: Vec<String> = missing.iter().map(|r| r.describe()).collect();
+            return Err(ApiError::forbidden(format!(
+                "only an operator who could approve may deny this change (it needs {}); you are {} {}",
+                needs.join(" and "),
+                caller.name,
+                caller.level
+            )));
+        }
+    }
+    if !tx
+        .transition(
+            id,
+            ChangeState::PendingApproval,
+            ChangeState::Denied,
+            now,
+            Some(&reason),
+            Some(&caller.name),
+        )
+        .await?
+    {
+        return Err(ApiError::conflict(format!(
+            "change #{id} was decided by someone else first"
+        )));
+    }
+    let denied = tx.change(id).await?.unwrap_or(change);
+    let summary = format!(
+        "{} denied change #{id} ({} on {}): {reason}",
+        caller.name, denied.action, denied.target
+    );
+    record(
+        &mut tx,
+        now,
+        &caller.name,
+        "change.denied",
+        &denied,
+        summary,
+    )
+    .await?;
+    commit(state, tx).await?;
+    Ok(denied)
+}
+
+/// Loads a change that must still be pending. An expired one is marked expired (committed) and
+/// reported as a conflict.
+async fn pending(
+    tx: &mut Tx,
+    id: i64,
+    now: DateTime<Utc>,
+) -> ApiResult<ApiResult<Change>> {
+    let change = tx
+        .change(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no change #{id}")))?;
+    if change.state != ChangeState::PendingApproval {
+        return Ok(Err(ApiError::conflict(format!(
+            "change #{id} is already {}{}: it can no longer be approved or denied",
+            change.state,
+            change
+                .decided_by
+                .as_ref()
+                .map(|b| format!(" (by {b})"))
+                .unwrap_or_default()
+        ))));
+    }
+    if change.expires_at <= now {
+        expire_one(tx, id, now).await?;
+        return Ok(Err(ApiError::conflict(format!(
+            "change #{id} expired unapproved at {}: request it again",
+            change.expires_at.format("%Y-%m-%d %H:%M UTC")
+        ))));
+    }
+    Ok(Ok(change))
+}
+
+async fn expire_one(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> ApiResult<bool> {
+    let why = "no decision within the approval time limit";
+    if !tx
+        .transition(
+            id,
+            ChangeState::PendingApproval,
+            ChangeState::Expired,
+            now,
+            Some(why),
+            None,
+        )
+        .await?
+    {
+        return Ok(false);
+    }
+    if let Some(c) = tx.change(id).await? {
+        let summary = format!(
+            "change #{id} ({} on {}) expired unapproved",
+            c.action, c.target
+        );
+        record(tx, now, "server", "change.expired", &c, summary).await?;
+    }
+    Ok(true)
+}
+
+/// Expires every pending change past its time limit. Runs periodically.
+pub async fn expire_due(state: &AppState) -> ApiResult<usize> {
+    let now = state.clock.now();
+    let ids = state.store.expired_pending_ids(now).await?;
+    let mut n = 0;
+    for id in ids {
+        let mut tx = state.store.write().await?;
+        if expire_one(&mut tx, id, now).await? {
+            n += 1;
+        }
+        commit(state, tx).await?;
+    }
+    Ok(n)
+}
+
+/// After a restart, a change left `executing` may or may not have run: it is never started
+/// again, but marked failed so an operator checks the target.
+pub async fn recover_interrupted(state: &AppState) -> ApiResult<usize> {
+    let ids = state.store.executing_change_ids().await?;
+    for &id in &ids {
+        let now = state.clock.now();
+        let output = ExecutionOutput {
+            exit_code: None,
+            stdout: String::new(),
+            stderr: "the server stopped while this change was executing; it was not run again. \
+                     Check the target to see whether the command took effect."
+                .into(),
+            truncated: false,
+            simulated: false,
+            started_at: now,
+            finished_at: now,
+        };
+        let mut tx = state.store.write().await?;
+        if tx
+            .finish_execution(
+                id,
+                ChangeState::Failed,
+                &output,
+                Some("interrupted by a server restart"),
+            )
+            .await?
+            && let Some(c) = tx.change(id).await?
+        {
+            let summary = format!(
+                "change #{id} ({} on {}) was interrupted by a server restart",
+                c.action, c.target
+            );
+            record(&mut tx, now, "server", "change.failed", &c, summary).await?;
+        }
+        commit(state, tx).await?;
+    }
+    Ok(ids.len())
+}
+
+/// Starts the command of a change that is `executing`, waits a moment so quick commands answer
+/// with their outcome, and returns the change as it then stands.
+async fn start_and_wait(state: &AppState, change: Change) -> ApiResult<Change> {
+    let id = change.id;
+    let task = tokio::spawn(execute(state.clone(), change));
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(1500), task).await;
+    state
+        .store
+        .change(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no change #{id}")))
+}
+
+async fn execute(state: AppState, change: Change) {
+    let id = change.id;
+    if let Err(e) = execute_inner(&state, change).await {
+        tracing::error!(change = id, error = %e.message, "recording the execution failed");
+    }
+}
+
+async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
+    let output = match state.config.action(&change.action) {
+        Some(spec) => executor::run(spec, &change.target, &change.params, &state.clock).await,
+        None => {
+            let now = state.clock.now();
+            ExecutionOutput {
+                exit_code: None,
+                stdout: String::new(),
+                stderr: format!("action {} is no longer in the catalog", change.action),
+                truncated: false,
+                simulated: false,
+                started_at: now,
+                finished_at: now,
+            }
+        }
+    };
+    let ok = output.exit_code == Some(0);
+    let to = if ok {
+        ChangeState::Executed
+    } else {
+        ChangeState::Failed
+    };
+    let why = (!ok).then(|| match output.exit_code {
+        Some(code) => format!("the command exited with status {code}"),
+        None => output
+            .stderr
+            .lines()
+            .next()
+            .unwrap_or("the command failed")
+            .to_string(),
+    });
+    let now = output.finished_at;
+    let mut tx = state.store.write().await?;
+    if !tx
+        .finish_execution(change.id, to, &output, why.as_deref())
+        .await?
+    {
+        return Ok(());
+    }
+    let done = tx.change(change.id).await?.unwrap_or(change);
+    let summary = match &why {
+        None => format!(
+            "change #{} executed: {} on {}",
+            done.id, done.action, done.target
+        ),
+        Some(w) => format!(
+            "change #{} failed: {} on {}: {w}",
+            done.id, done.action, done.target
+        ),
+    };
+    let kind = if ok {
+        "change.executed"
+    } else {
+        "change.failed"
+    };
+    record(&mut tx, now, "executor", kind, &done, summary).await?;
+    if ok && done.risk != Risk::Low {
+        let v = tx
+            .insert_verification(&done, now, now + Duration::minutes(VERIFICATION_MINUTES))
+            .await?;
+        let summary = format!(
+            "verification of change #{} ({} on {}) started: {VERIFICATION_MINUTES} minutes, until {}",
+            done.id,
+            done.action,
+            done.target,
+            v.deadline.format("%H:%M:%S UTC")
+        );
+        tx.record(
+            now,
+            Record {
+                actor: "server",
+                kind: "verification.started",
+                subject: format!("verification:{}", v.id),
+                summary,
+                data: serde_json::to_value(&v).unwrap_or_default(),
+            },
+        )
+        .await?;
+    }
+    commit(state, tx).await?;
+    if ok {
+        state.metrics.executed.inc();
+    } else {
+        state.metrics.failed.inc();
+    }
+    Ok(())
+}
+
+async fn record(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    actor: &str,
+    kind: &str,
+    change: &Change,
+    summary: String,
+) -> ApiResult<()> {
+    tx.record(
+        now,
+        Record {
+            actor,
+            kind,
+            subject: format!("change:{}", change.id),
+            summary,
+            data: serde_json::to_value(change).unwrap_or_default(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Commits and wakes the event streams.
+pub async fn commit(state: &AppState, tx: Tx) -> ApiResult<()> {
+    if tx.commit().await? {
+        state.events.wake();
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `commandbridge serve`: decides, records and executes every change.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod changes;
+pub mod clock;
+pub mod events;
+pub mod executor;
+pub mod metrics;
+pub mod operators;
+pub mod store;
+
+use crate::config::ServerConfig;
+use clock::Clock;
+use events::EventBus;
+use metrics::Metrics;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub clock: Clock,
+    pub events: EventBus,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A running server: its address, and a handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, closes the database.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.sweeper.abort();
+        let _ = self.task.await;
+        self.state.store.close().await;
+    }
+
+    /// Resolves when the server has stopped by itself (it does not, unless it fails).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.task).await.unwrap_or(Ok(()))
+    }
+}
+
+/// The database URL: the flag, else the configuration, else a file in the data directory.
+pub fn database_url(config: &ServerConfig, flag: Option<&str>) -> Result<String, String> {
+    if let Some(url) = flag.or(config.server.database.as_deref()) {
+        return Ok(url.to_string());
+    }
+    let dirs = directories::ProjectDirs::from("", "", "commandbridge")
+        .ok_or("no home directory: pass --database sqlite://PATH")?;
+    let dir: PathBuf = dirs.data_dir().to_path_buf();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    Ok(format!(
+        "sqlite://{}",
+        dir.join("commandbridge.db").display()
+    ))
+}
+
+/// Opens the store, recovers interrupted work, and serves on `listener` until stopped.
+pub async fn start(
+    config: ServerConfig,
+    store: Store,
+    clock: Clock,
+    listener: TcpListener,
+) -> std::io::Result<Running> {
+    let state = AppState {
+        config: Arc::new(config),
+        store,
+        clock,
+        events: EventBus::default(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    match changes::recover_interrupted(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            count = n,
+            "changes interrupted by the last shutdown marked failed"
+        ),
+        Err(e) => tracing::error!(error = %e.message, "recovering interrupted changes failed"),
+    }
+    let addr = listener.local_addr()?;
+    let (shutdown, mut stopped) = tokio::sync::watch::channel(false);
+    let app = api::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let sweeper = tokio::spawn(sweep_expired(state.clone()));
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        task,
+        sweeper,
+    })
+}
+
+async fn sweep_expired(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if let Err(e) = changes::expire_due(&state).await {
+            tracing::warn!(error = %e.message, "expiring pending changes failed");
+        }
+    }
+}

@@ -1,0 +1,893 @@
+//! Persistence: every SQL statement of the server lives here.
+//!
+//! Writes go through [`Store::write`], which opens a `BEGIN IMMEDIATE` transaction on the single
+//! writer connection; [`Tx::record`] then adds the audit entry and the event of a state change
+//! to the same transaction, so a row, its audit entry and its event commit together or not at all.
+
+mod rows;
+
+use crate::domain::api::{AuditEntry, Event};
+use crate::domain::change::{
+    Approval, Change, ChangeState, ExecutionOutput, Incident, Operator, Verification,
+};
+use crate::domain::policy::Requirement;
+use crate::domain::{Freeze, Level, Pause};
+use chrono::{DateTime, Utc};
+use rows::{ChangeRow, IncidentRow, VerificationRow, from_ms, ms};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub type DbError = sqlx::Error;
+
+/// The hash before the first audit entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Clone)]
+pub struct Store {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, sqlx::Sqlite>,
+    wrote_events: bool,
+}
+
+/// What a state change tells the audit log and the event stream.
+pub struct Record<'a> {
+    pub actor: &'a str,
+    pub kind: &'a str,
+    /// e.g. `change:12`
+    pub subject: String,
+    pub summary: String,
+    pub data: serde_json::Value,
+}
+
+/// The connection settings the server uses, shared with the benchmark's raw-commit baseline.
+pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+impl Store {
+    pub async fn open(url: &str) -> Result<Store, DbError> {
+        if !url.starts_with("sqlite:") {
+            return Err(sqlx::Error::Configuration(
+                format!(
+                    "database URL '{url}' is not supported yet: use sqlite://PATH \
+                     (PostgreSQL support is planned)"
+                )
+                .into(),
+            ));
+        }
+        let options = sqlite_options(url)?;
+        // One writer: SQLite serialises writers anyway, and queueing them in the pool is
+        // cheaper than spinning on SQLITE_BUSY.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Store { reader, writer })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    pub async fn write(&self) -> Result<Tx, DbError> {
+        Ok(Tx {
+            inner: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            wrote_events: false,
+        })
+    }
+
+    // ----- operators -------------------------------------------------------------------------
+
+    pub async fn operator_by_token_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(Operator, String)>, DbError> {
+        let row = sqlx::query(
+            "SELECT name, level, token_sha256 FROM operators \
+             WHERE token_sha256 = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok((
+                Operator {
+                    name: r.try_get("name")?,
+                    level: parse_col(&r, "level")?,
+                },
+                r.try_get("token_sha256")?,
+            ))
+        })
+        .transpose()
+    }
+
+    pub async fn operator(&self, name: &str) -> Result<Option<Operator>, DbError> {
+        let row =
+            sqlx::query("SELECT name, level FROM operators WHERE name = $1 AND revoked_at IS NULL")
+                .bind(name.to_string())
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(|r| {
+            Ok(Operator {
+                name: r.try_get("name")?,
+                level: parse_col(&r, "level")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// All operators: (operator, created_at, revoked_at).
+    pub async fn operators(
+        &self,
+    ) -> Result<Vec<(Operator, DateTime<Utc>, Option<DateTime<Utc>>)>, DbError> {
+        let rows =
+            sqlx::query("SELECT name, level, created_at, revoked_at FROM operators ORDER BY name")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Operator {
+                        name: r.try_get("name")?,
+                        level: parse_col(r, "level")?,
+                    },
+                    from_ms(r.try_get("created_at")?),
+                    r.try_get::<Option<i64>, _>("revoked_at")?.map(from_ms),
+                ))
+            })
+            .collect()
+    }
+
+    // ----- changes ---------------------------------------------------------------------------
+
+    pub async fn change(&self, id: i64) -> Result<Option<Change>, DbError> {
+        let mut conn = self.reader.acquire().await?;
+        load_change(&mut conn, id).await
+    }
+
+    /// Changes newest first, optionally in one state.
+    pub async fn changes(
+        &self,
+        state: Option<ChangeState>,
+        limit: i64,
+    ) -> Result<Vec<Change>, DbError> {
+        let rows: Vec<ChangeRow> = match state {
+            Some(s) => {
+                sqlx::query_as("SELECT * FROM changes WHERE state = $1 ORDER BY id DESC LIMIT $2")
+                    .bind(s.as_str())
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT * FROM changes ORDER BY id DESC LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+        };
+        let Some(oldest) = rows.last().map(|r| r.id) else {
+            return Ok(Vec::new());
+        };
+        let newest = rows[0].id;
+        let approval_rows = sqlx::query(
+            "SELECT change_id, approver, level, comment, at FROM approvals \
+             WHERE change_id BETWEEN $1 AND $2 ORDER BY at",
+        )
+        .bind(oldest)
+        .bind(newest)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut approvals: BTreeMap<i64, Vec<Approval>> = BTreeMap::new();
+        for r in &approval_rows {
+            approvals
+                .entry(r.try_get("change_id")?)
+                .or_default()
+                .push(approval_from_row(r)?);
+        }
+        rows.into_iter()
+            .map(|row| {
+                let a = approvals.remove(&row.id).unwrap_or_default();
+                row.into_change(a)
+            })
+            .collect()
+    }
+
+    pub async fn count_changes(&self, state: ChangeState) -> Result<i64, DbError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM changes WHERE state = $1")
+            .bind(state.as_str())
+            .fetch_one(&self.reader)
+            .await
+    }
+
+    pub async fn change_by_idempotency_key(
+        &self,
+        requested_by: &str,
+        key: &str,
+    ) -> Result<Option<(Change, Option<String>)>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, fingerprint FROM changes WHERE requested_by = $1 AND idempotency_key = $2",
+        )
+        .bind(requested_by.to_string())
+        .bind(key.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.try_get("id")?;
+        let fingerprint: Option<String> = row.try_get("fingerprint")?;
+        Ok(self.change(id).await?.map(|c| (c, fingerprint)))
+    }
+
+    /// Changes in `executing`: after a restart these were interrupted.
+    pub async fn executing_change_ids(&self) -> Result<Vec<i64>, DbError> {
+        sqlx::query_scalar("SELECT id FROM changes WHERE state = 'executing' ORDER BY id")
+            .fetch_all(&self.writer)
+            .await
+    }
+
+    pub async fn expired_pending_ids(&self, now: DateTime<Utc>) -> Result<Vec<i64>, DbError> {
+        sqlx::query_scalar(
+            "SELECT id FROM changes WHERE state = 'pending_approval' AND expires_at <= $1 ORDER BY id",
+        )
+        .bind(ms(now))
+        .fetch_all(&self.reader)
+        .await
+    }
+
+    // ----- incidents, freezes, pauses, verifications -------------------------------------------
+
+    pub async fn incidents(&self) -> Result<Vec<Incident>, DbError> {
+        let rows: Vec<IncidentRow> = sqlx::query_as("SELECT * FROM incidents ORDER BY id DESC")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(IncidentRow::into_incident).collect()
+    }
+
+    pub async fn freezes(&self) -> Result<Vec<Freeze>, DbError> {
+        let mut conn = self.reader.acquire().await?;
+        load_freezes(&mut conn).await
+    }
+
+    pub async fn pause(&self) -> Result<Option<Pause>, DbError> {
+        let mut conn = self.reader.acquire().await?;
+        load_pause(&mut conn).await
+    }
+
+    pub async fn verifications(&self) -> Result<Vec<Verification>, DbError> {
+        let rows: Vec<VerificationRow> =
+            sqlx::query_as("SELECT * FROM verifications ORDER BY deadline, id")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.into_iter()
+            .map(VerificationRow::into_verification)
+            .collect()
+    }
+
+    // ----- audit and events ------------------------------------------------------------------
+
+    pub async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, DbError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()
+    }
+
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DbError> {
+        let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    seq: r.try_get("seq")?,
+                    at: from_ms(r.try_get("at")?),
+                    kind: r.try_get("kind")?,
+                    actor: r.try_get("actor")?,
+                    summary: r.try_get("summary")?,
+                    data: json_col(r, "data")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn last_event_seq(&self) -> Result<i64, DbError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&self.reader)
+            .await
+    }
+}
+
+/// The fields of a new change.
+pub struct NewChange<'a> {
+    pub state: ChangeState,
+    pub action: &'a str,
+    pub risk: crate::domain::Risk,
+    pub ticket: &'a str,
+    pub target: &'a str,
+    pub params: &'a BTreeMap<String, String>,
+    pub reason: &'a str,
+    pub requester: &'a Operator,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub requirements: &'a [Requirement],
+    pub warnings: &'a [String],
+    pub idempotency_key: Option<&'a str>,
+    pub fingerprint: Option<&'a str>,
+}
+
+impl Tx {
+    pub fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.inner
+    }
+
+    /// Commits; returns whether events were written (so the caller wakes event listeners).
+    pub async fn commit(self) -> Result<bool, DbError> {
+        self.inner.commit().await?;
+        Ok(self.wrote_events)
+    }
+
+    /// Appends the audit entry (hash-chained) and the event of a state change.
+    pub async fn record(&mut self, now: DateTime<Utc>, r: Record<'_>) -> Result<i64, DbError> {
+        self.audit(now, r.actor, r.kind, &r.subject, &r.data)
+            .await?;
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO events (at, kind, actor, summary, data) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING seq",
+        )
+        .bind(ms(now))
+        .bind(r.kind.to_string())
+        .bind(r.actor.to_string())
+        .bind(r.summary)
+        .bind(r.data.to_string())
+        .fetch_one(&mut *self.inner)
+        .await?;
+        self.wrote_events = true;
+        Ok(seq)
+    }
+
+    /// Appends an audit entry without an event (e.g. a refused request, which changes nothing).
+    pub async fn audit(
+        &mut self,
+        now: DateTime<Utc>,
+        actor: &str,
+        kind: &str,
+        subject: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        let (prev_seq, prev_hash) = match head {
+            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+            None => (0, GENESIS_HASH.to_string()),
+        };
+        let seq = prev_seq + 1;
+        let at = ms(now);
+        let detail = detail.to_string();
+        let hash = audit_hash(seq, at, actor, kind, subject, &detail, &prev_hash);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, kind, subject, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(seq)
+        .bind(at)
+        .bind(actor.to_string())
+        .bind(kind.to_string())
+        .bind(subject.to_string())
+        .bind(detail)
+        .bind(prev_hash)
+        .bind(hash.clone())
+        .execute(&mut *self.inner)
+        .await?;
+        sqlx::query(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(seq)
+        .bind(hash)
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    // ----- operators -------------------------------------------------------------------------
+
+    pub async fn insert_operator(
+        &mut self,
+        name: &str,
+        level: Level,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO operators (name, level, token_sha256, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.to_string())
+        .bind(level.as_str())
+        .bind(token_hash.to_string())
+        .bind(ms(now))
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn revoke_operator(
+        &mut self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE operators SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(name.to_string())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ----- changes ---------------------------------------------------------------------------
+
+    pub async fn change(&mut self, id: i64) -> Result<Option<Change>, DbError> {
+        load_change(&mut self.inner, id).await
+    }
+
+    pub async fn insert_change(&mut self, c: NewChange<'_>) -> Result<i64, DbError> {
+        sqlx::query_scalar(
+            "INSERT INTO changes (state, action, risk, ticket, target, params, reason, requested_by, \
+             requested_level, created_at, updated_at, expires_at, requirements, warnings, \
+             idempotency_key, fingerprint) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15) \
+             RETURNING id",
+        )
+        .bind(c.state.as_str())
+        .bind(c.action.to_string())
+        .bind(c.risk.as_str())
+        .bind(c.ticket.to_string())
+        .bind(c.target.to_string())
+        .bind(to_json(c.params))
+        .bind(c.reason.to_string())
+        .bind(c.requester.name.clone())
+        .bind(c.requester.level.as_str())
+        .bind(ms(c.now))
+        .bind(ms(c.expires_at))
+        .bind(to_json(&c.requirements))
+        .bind(to_json(&c.warnings))
+        .bind(c.idempotency_key.map(str::to_string))
+        .bind(c.fingerprint.map(str::to_string))
+        .fetch_one(&mut *self.inner)
+        .await
+    }
+
+    pub async fn insert_approval(
+        &mut self,
+        change_id: i64,
+        approval: &Approval,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO approvals (change_id, approver, level, comment, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(change_id)
+        .bind(approval.approver.clone())
+        .bind(approval.level.as_str())
+        .bind(approval.comment.clone())
+        .bind(ms(approval.at))
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_requirements(
+        &mut self,
+        id: i64,
+        requirements: &[Requirement],
+        warnings: &[String],
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE changes SET requirements = $1, warnings = $2 WHERE id = $3")
+            .bind(to_json(&requirements))
+            .bind(to_json(&warnings))
+            .bind(id)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a change from one state to another; false when it was no longer in `from`
+    /// (someone else decided it first).
+    pub async fn transition(
+        &mut self,
+        id: i64,
+        from: ChangeState,
+        to: ChangeState,
+        now: DateTime<Utc>,
+        outcome_reason: Option<&str>,
+        decided_by: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE changes SET state = $1, updated_at = $2, \
+             outcome_reason = COALESCE($3, outcome_reason), decided_by = COALESCE($4, decided_by) \
+             WHERE id = $5 AND state = $6",
+        )
+        .bind(to.as_str())
+        .bind(ms(now))
+        .bind(outcome_reason.map(str::to_string))
+        .bind(decided_by.map(str::to_string))
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Claims the one execution of a change; false if it was already claimed.
+    pub async fn claim_execution(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO executions (change_id, started_at) VALUES ($1, $2) \
+             ON CONFLICT (change_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records how the command ended, if the change is still `executing`.
+    pub async fn finish_execution(
+        &mut self,
+        id: i64,
+        to: ChangeState,
+        output: &ExecutionOutput,
+        outcome_reason: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE changes SET state = $1, updated_at = $2, output = $3, outcome_reason = $4 \
+             WHERE id = $5 AND state = 'executing'",
+        )
+        .bind(to.as_str())
+        .bind(ms(output.finished_at))
+        .bind(to_json(output))
+        .bind(outcome_reason.map(str::to_string))
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ----- policy context --------------------------------------------------------------------
+
+    pub async fn freezes(&mut self) -> Result<Vec<Freeze>, DbError> {
+        load_freezes(&mut self.inner).await
+    }
+
+    pub async fn pause(&mut self) -> Result<Option<Pause>, DbError> {
+        load_pause(&mut self.inner).await
+    }
+
+    pub async fn incident_by_ticket(&mut self, ticket: &str) -> Result<Option<Incident>, DbError> {
+        let row: Option<IncidentRow> = sqlx::query_as("SELECT * FROM incidents WHERE ticket = $1")
+            .bind(ticket.to_string())
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(IncidentRow::into_incident).transpose()
+    }
+
+    pub async fn operator_exists(&mut self, name: &str) -> Result<bool, DbError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM operators WHERE name = $1 AND revoked_at IS NULL",
+        )
+        .bind(name.to_string())
+        .fetch_one(&mut *self.inner)
+        .await?;
+        Ok(n > 0)
+    }
+
+    // ----- incidents, freezes, pauses, verifications -------------------------------------------
+
+    /// Declares an incident with the next `INC-YYYY-MMDD-NNN` of its day.
+    pub async fn insert_incident(
+        &mut self,
+        priority: crate::domain::Priority,
+        title: &str,
+        commander: &str,
+        declared_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Incident>, DbError> {
+        let prefix = format!("INC-{}-", now.format("%Y-%m%d"));
+        let last: Option<String> =
+            sqlx::query_scalar("SELECT MAX(ticket) FROM incidents WHERE ticket LIKE $1")
+                .bind(format!("{prefix}%"))
+                .fetch_one(&mut *self.inner)
+                .await?;
+        let next = last
+            .and_then(|t| t[prefix.len()..].parse::<u32>().ok())
+            .unwrap_or(0)
+            + 1;
+        if next > 999 {
+            return Ok(None);
+        }
+        let ticket = format!("{prefix}{next:03}");
+        let row: IncidentRow = sqlx::query_as(
+            "INSERT INTO incidents (ticket, priority, title, commander, declared_by, declared_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        )
+        .bind(ticket)
+        .bind(priority.as_str())
+        .bind(title.to_string())
+        .bind(commander.to_string())
+        .bind(declared_by.to_string())
+        .bind(ms(now))
+        .fetch_one(&mut *self.inner)
+        .await?;
+        row.into_incident().map(Some)
+    }
+
+    pub async fn insert_freeze(
+        &mut self,
+        name: &str,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Freeze, DbError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO freezes (name, starts_at, ends_at, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(name.to_string())
+        .bind(ms(starts_at))
+        .bind(ms(ends_at))
+        .bind(by.to_string())
+        .bind(ms(now))
+        .fetch_one(&mut *self.inner)
+        .await?;
+        Ok(Freeze {
+            id: Some(id),
+            name: name.to_string(),
+            starts_at: from_ms(ms(starts_at)),
+            ends_at: from_ms(ms(ends_at)),
+            created_by: Some(by.to_string()),
+        })
+    }
+
+    pub async fn delete_freeze(
+        &mut self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Freeze>, DbError> {
+        let freeze = load_freezes(&mut self.inner)
+            .await?
+            .into_iter()
+            .find(|f| f.id == Some(id));
+        if freeze.is_some() {
+            sqlx::query("UPDATE freezes SET deleted_at = $1 WHERE id = $2")
+                .bind(ms(now))
+                .bind(id)
+                .execute(&mut *self.inner)
+                .await?;
+        }
+        Ok(freeze)
+    }
+
+    pub async fn insert_pause(
+        &mut self,
+        reason: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Pause, DbError> {
+        sqlx::query("INSERT INTO pauses (reason, paused_by, paused_at) VALUES ($1, $2, $3)")
+            .bind(reason.to_string())
+            .bind(by.to_string())
+            .bind(ms(now))
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(Pause {
+            reason: reason.to_string(),
+            paused_by: by.to_string(),
+            paused_at: from_ms(ms(now)),
+        })
+    }
+
+    pub async fn end_pause(&mut self, by: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE pauses SET resumed_at = $1, resumed_by = $2 WHERE resumed_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(by.to_string())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn insert_verification(
+        &mut self,
+        change: &Change,
+        started_at: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Result<Verification, DbError> {
+        let row: VerificationRow = sqlx::query_as(
+            "INSERT INTO verifications (change_id, target, action, started_at, deadline, state) \
+             VALUES ($1, $2, $3, $4, $5, 'watching') RETURNING *",
+        )
+        .bind(change.id)
+        .bind(change.target.clone())
+        .bind(change.action.clone())
+        .bind(ms(started_at))
+        .bind(ms(deadline))
+        .fetch_one(&mut *self.inner)
+        .await?;
+        row.into_verification()
+    }
+}
+
+/// The hash of one audit entry: SHA-256 over its fields and the previous entry's hash.
+pub fn audit_hash(
+    seq: i64,
+    at: i64,
+    actor: &str,
+    kind: &str,
+    subject: &str,
+    detail: &str,
+    prev_hash: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        seq.to_string().as_str(),
+        at.to_string().as_str(),
+        actor,
+        kind,
+        subject,
+        detail,
+        prev_hash,
+    ] {
+        // Length-prefixed, so moving text between fields changes the hash.
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+async fn load_change(conn: &mut SqliteConnection, id: i64) -> Result<Option<Change>, DbError> {
+    let row: Option<ChangeRow> = sqlx::query_as("SELECT * FROM changes WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let approvals = sqlx::query(
+        "SELECT change_id, approver, level, comment, at FROM approvals WHERE change_id = $1 ORDER BY at",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(approval_from_row)
+    .collect::<Result<Vec<_>, _>>()?;
+    row.into_change(approvals).map(Some)
+}
+
+async fn load_freezes(conn: &mut SqliteConnection) -> Result<Vec<Freeze>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id, name, starts_at, ends_at, created_by FROM freezes WHERE deleted_at IS NULL \
+         ORDER BY starts_at",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Freeze {
+                id: Some(r.try_get("id")?),
+                name: r.try_get("name")?,
+                starts_at: from_ms(r.try_get("starts_at")?),
+                ends_at: from_ms(r.try_get("ends_at")?),
+                created_by: r.try_get("created_by")?,
+            })
+        })
+        .collect()
+}
+
+async fn load_pause(conn: &mut SqliteConnection) -> Result<Option<Pause>, DbError> {
+    let row = sqlx::query(
+        "SELECT reason, paused_by, paused_at FROM pauses WHERE resumed_at IS NULL \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| {
+        Ok(Pause {
+            reason: r.try_get("reason")?,
+            paused_by: r.try_get("paused_by")?,
+            paused_at: from_ms(r.try_get("paused_at")?),
+        })
+    })
+    .transpose()
+}
+
+fn approval_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval, DbError> {
+    Ok(Approval {
+        approver: r.try_get("approver")?,
+        level: parse_col(r, "level")?,
+        comment: r.try_get("comment")?,
+        at: from_ms(r.try_get("at")?),
+    })
+}
+
+fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, DbError> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq")?,
+        at: from_ms(r.try_get("at")?),
+        actor: r.try_get("actor")?,
+        kind: r.try_get("kind")?,
+        subject: r.try_get("subject")?,
+        detail: json_col(r, "detail")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+/// The raw audit rows, for `audit verify`: (seq, at, actor, kind, subject, detail, prev, hash).
+pub type RawAuditRow = (i64, i64, String, String, String, String, String, String);
+
+impl Store {
+    pub async fn raw_audit(&self) -> Result<Vec<RawAuditRow>, DbError> {
+        sqlx::query_as(
+            "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit_log ORDER BY seq",
+        )
+        .fetch_all(&self.reader)
+        .await
+    }
+}
+
+fn parse_col<T: FromStr<Err = String>>(
+    r: &sqlx::sqlite::SqliteRow,
+    col: &str,
+) -> Result<T, DbError> {
+    let s: String = r.try_get(col)?;
+    s.parse().map_err(|e: String| DbError::Decode(e.into()))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(
+    r: &sqlx::sqlite::SqliteRow,
+    col: &str,
+) -> Result<T, DbError> {
+    let s: String = r.try_get(col)?;
+    serde_json::from_str(&s).map_err(|e| DbError::Decode(Box::new(e)))
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
