@@ -12,7 +12,8 @@ use crate::domain::{ActionSpec, Freeze, Risk, Ticket, action::validate_target};
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiResult, required_text};
 use crate::server::executor;
-use crate::server::store::{NewChange, Record, Tx};
+use crate::server::store::{NewChange, Record, Tx, policy_context};
+use sqlx::SqliteConnection;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -55,19 +56,19 @@ fn check<'a>(state: &'a AppState, req: &ChangeRequest) -> ApiResult<Checked<'a>>
     })
 }
 
-/// The policy decision for `requester` now, read inside the transaction.
+/// The policy decision for `requester` now, on what `conn` sees (inside the write
+/// transaction when the decision is acted on).
 async fn decide(
     state: &AppState,
-    tx: &mut Tx,
+    conn: &mut SqliteConnection,
     spec: &ActionSpec,
     ticket: &Ticket,
     requester: &Operator,
     now: DateTime<Utc>,
 ) -> ApiResult<Decision> {
+    let (stored, pause, incident) = policy_context(conn, ticket.as_str()).await?;
     let mut freezes: Vec<Freeze> = state.config.configured_freezes();
-    freezes.extend(tx.freezes().await?);
-    let pause = tx.pause().await?;
-    let incident = tx.incident_by_ticket(ticket.as_str()).await?;
+    freezes.extend(stored);
     Ok(policy::decide(&PolicyInput {
         action: spec,
         ticket,
@@ -90,10 +91,9 @@ pub async fn preview(
     req: &ChangeRequest,
 ) -> ApiResult<Preview> {
     let c = check(state, req)?;
-    // A write transaction that is never committed: the same consistent read as `create`.
-    let mut tx = state.store.write().await?;
-    let d = decide(state, &mut tx, c.spec, &c.ticket, caller, state.clock.now()).await?;
-    drop(tx);
+    // A read connection: a preview records nothing, so it never waits for the writer.
+    let mut conn = state.store.read().await?;
+    let d = decide(state, &mut conn, c.spec, &c.ticket, caller, state.clock.now()).await?;
     Ok(Preview {
         decision: d.decision,
         reasons: d.reasons,
@@ -130,7 +130,7 @@ pub async fn create(
     }
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
-    let d = decide(state, &mut tx, c.spec, &c.ticket, caller, now).await?;
+    let d = decide(state, tx.conn(), c.spec, &c.ticket, caller, now).await?;
     if d.decision == Outcome::Blocked {
         let message = refusal_message(&d);
         let detail = serde_json::json!({
@@ -293,7 +293,7 @@ pub async fn approve(
         name: change.requested_by.clone(),
         level: change.requested_level,
     };
-    let d = decide(state, &mut tx, spec, &ticket, &requester, now).await?;
+    let d = decide(state, tx.conn(), spec, &ticket, &requester, now).await?;
     if d.decision == Outcome::Blocked {
         let why = refusal_message(&d);
         tx.transition(

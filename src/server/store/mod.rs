@@ -86,6 +86,11 @@ impl Store {
         Ok(Store { reader, writer })
     }
 
+    /// A read connection, for a consistent look at several tables without taking the writer.
+    pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, DbError> {
+        self.reader.acquire().await
+    }
+
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
@@ -599,13 +604,6 @@ impl Tx {
         load_pause(&mut self.inner).await
     }
 
-    pub async fn incident_by_ticket(&mut self, ticket: &str) -> Result<Option<Incident>, DbError> {
-        let row: Option<IncidentRow> = sqlx::query_as("SELECT * FROM incidents WHERE ticket = $1")
-            .bind(ticket.to_string())
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        row.map(IncidentRow::into_incident).transpose()
-    }
 
     pub async fn operator_exists(&mut self, name: &str) -> Result<bool, DbError> {
         let n: i64 = sqlx::query_scalar(
@@ -798,6 +796,21 @@ async fn load_change(conn: &mut SqliteConnection, id: i64) -> Result<Option<Chan
     .map(approval_from_row)
     .collect::<Result<Vec<_>, _>>()?;
     row.into_change(approvals).map(Some)
+}
+
+/// What the policy reads besides the request: freezes announced over the API, the change
+/// pause, and the incident the ticket names.
+pub async fn policy_context(
+    conn: &mut SqliteConnection,
+    ticket: &str,
+) -> Result<(Vec<Freeze>, Option<Pause>, Option<Incident>), DbError> {
+    let freezes = load_freezes(conn).await?;
+    let pause = load_pause(conn).await?;
+    let row: Option<IncidentRow> = sqlx::query_as("SELECT * FROM incidents WHERE ticket = $1")
+        .bind(ticket.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok((freezes, pause, row.map(IncidentRow::into_incident).transpose()?))
 }
 
 async fn load_freezes(conn: &mut SqliteConnection) -> Result<Vec<Freeze>, DbError> {
