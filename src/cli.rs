@@ -17,6 +17,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a server with demo data in a temporary database and open the dashboard.
+    Demo(DemoArgs),
+    /// Open the dashboard (the default) against the server from `login` or CB_SERVER/CB_TOKEN.
+    Tui,
     /// Run the change-control server.
     Serve(ServeArgs),
     /// Manage operators directly in the server's database.
@@ -36,6 +40,17 @@ pub enum Command {
     /// Incidents.
     #[command(subcommand)]
     Incident(IncidentCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Whom to open the dashboard as: alice (L1), bob (L2) or carol (L3).
+    #[arg(long = "as", value_name = "NAME", default_value = "bob")]
+    pub as_user: String,
+    /// Start the demo's clock at this instant (RFC 3339). By default the real time, or the
+    /// next Standard window when none is open.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
 }
 
 /// Where the server's configuration and database are.

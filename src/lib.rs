@@ -9,3 +9,4 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod server;
+pub mod tui;

@@ -1,22 +1,48 @@
 use clap::Parser;
 use commandbridge::cli::{Cli, Command};
-use commandbridge::commands::{scripting, server_admin};
+use commandbridge::commands::{dashboard, scripting, server_admin};
 use std::io::IsTerminal;
 use std::process::ExitCode;
+
+/// The dashboard owns the terminal, so its logs (and the demo server's) go to a file.
+fn log_to_file() -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let dirs = directories::ProjectDirs::from("", "", "commandbridge")?;
+    let dir = dirs.data_dir().join("logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    let (writer, guard) =
+        tracing_appender::non_blocking(tracing_appender::rolling::daily(dir, "commandbridge.log"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(writer)
+        .with_ansi(false)
+        .init();
+    Some(guard)
+}
+
+fn filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into())
+}
 
 fn main() -> ExitCode {
     let _ = color_eyre::config::HookBuilder::default()
         .display_env_section(false)
         .install();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let owns_terminal = matches!(
+        cli.command,
+        None | Some(Command::Tui) | Some(Command::Demo(_))
+    );
+    let _guard = if owns_terminal {
+        log_to_file()
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
+        None
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -26,6 +52,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
+            None | Some(Command::Tui) => dashboard::tui().await,
+            Some(Command::Demo(args)) => dashboard::demo(args).await,
             Some(Command::Serve(args)) => server_admin::serve(args).await,
             Some(Command::User(cmd)) => server_admin::user(cmd).await,
             Some(Command::Audit(cmd)) => server_admin::audit(cmd).await,
@@ -33,11 +61,10 @@ fn main() -> ExitCode {
             Some(Command::Change(cmd)) => scripting::change(cmd).await,
             Some(Command::Window(cmd)) => scripting::window(cmd).await,
             Some(Command::Incident(cmd)) => scripting::incident(cmd).await,
-            None => Err(color_eyre::eyre::eyre!(
-                "the dashboard is not built yet: use the subcommands (commandbridge --help)"
-            )),
         }
     });
+    // Background tasks (a stream, a command) must not keep a quitting process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -24,7 +24,7 @@ impl ApiClient {
         last_event_id: Option<i64>,
     ) -> BoxStream<'static, Result<Event, ClientError>> {
         let client = self.clone();
-        stream::once(async move { client.open_events(last_event_id).await })
+        stream::once(async move { client.open_events(last_event_id, 0).await })
             .flat_map(|opened| match opened {
                 Ok(events) => events,
                 Err(e) => stream::once(async move { Err(e) }).boxed(),
@@ -32,11 +32,20 @@ impl ApiClient {
             .boxed()
     }
 
-    async fn open_events(
+    /// Opens the stream: resolves once the server accepted it, so a caller can tell
+    /// "connected" from "no event yet".
+    /// Without `last_event_id`, `backlog` recent events come first.
+    pub async fn open_events(
         &self,
         last_event_id: Option<i64>,
+        backlog: u32,
     ) -> Result<BoxStream<'static, Result<Event, ClientError>>, ClientError> {
-        let url = self.url("/events", &[])?;
+        let query: Vec<(&str, String)> = if backlog == 0 {
+            Vec::new()
+        } else {
+            vec![("backlog", backlog.to_string())]
+        };
+        let url = self.url("/events", &query)?;
         // No overall timeout: the response body is meant to stay open for hours.
         let mut req = self
             .http

@@ -1,4 +1,5 @@
 //! What each subcommand does; `main.rs` only dispatches here.
 
+pub mod dashboard;
 pub mod scripting;
 pub mod server_admin;

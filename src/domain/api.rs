@@ -157,6 +157,11 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// The kind of the first message of every event stream. Its `seq` is the newest event the
+/// stream starts after, so a client that connected without `Last-Event-ID` knows where to
+/// resume; it is not an event of its own.
+pub const STREAM_READY: &str = "stream.ready";
+
 /// A server event, as sent over `GET /events` (the SSE `data:` field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {

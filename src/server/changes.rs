@@ -13,9 +13,9 @@ use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiResult, required_text};
 use crate::server::executor;
 use crate::server::store::{NewChange, Record, Tx, policy_context};
-use sqlx::SqliteConnection;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
+use sqlx::SqliteConnection;
 use std::collections::BTreeMap;
 
 /// A request that passed input checks.
@@ -27,7 +27,12 @@ struct Checked<'a> {
     reason: String,
 }
 
-fn check<'a>(state: &'a AppState, req: &ChangeRequest) -> ApiResult<Checked<'a>> {
+/// Input checks; a preview may come before the reason is typed.
+fn check<'a>(
+    state: &'a AppState,
+    req: &ChangeRequest,
+    need_reason: bool,
+) -> ApiResult<Checked<'a>> {
     let spec = state.config.action(&req.action).ok_or_else(|| {
         let names: Vec<&str> = state
             .config
@@ -46,7 +51,11 @@ fn check<'a>(state: &'a AppState, req: &ChangeRequest) -> ApiResult<Checked<'a>>
     let params = spec
         .validate_params(&req.params)
         .map_err(ApiError::invalid)?;
-    let reason = required_text("reason", &req.reason, 2000)?;
+    let reason = if need_reason || !req.reason.trim().is_empty() {
+        required_text("reason", &req.reason, 2000)?
+    } else {
+        String::new()
+    };
     Ok(Checked {
         spec,
         ticket,
@@ -90,10 +99,18 @@ pub async fn preview(
     caller: &Operator,
     req: &ChangeRequest,
 ) -> ApiResult<Preview> {
-    let c = check(state, req)?;
+    let c = check(state, req, false)?;
     // A read connection: a preview records nothing, so it never waits for the writer.
     let mut conn = state.store.read().await?;
-    let d = decide(state, &mut conn, c.spec, &c.ticket, caller, state.clock.now()).await?;
+    let d = decide(
+        state,
+        &mut conn,
+        c.spec,
+        &c.ticket,
+        caller,
+        state.clock.now(),
+    )
+    .await?;
     Ok(Preview {
         decision: d.decision,
         reasons: d.reasons,
@@ -121,7 +138,7 @@ pub async fn create(
     req: &ChangeRequest,
     idempotency_key: Option<&str>,
 ) -> ApiResult<Created> {
-    let c = check(state, req)?;
+    let c = check(state, req, true)?;
     let fp = fingerprint(req);
     if let Some(key) = idempotency_key
         && let Some(done) = replay(state, caller, key, &fp).await?
@@ -448,11 +465,7 @@ pub async fn deny(state: &AppState, caller: &Operator, id: i64, reason: &str) ->
 
 /// Loads a change that must still be pending. An expired one is marked expired (committed) and
 /// reported as a conflict.
-async fn pending(
-    tx: &mut Tx,
-    id: i64,
-    now: DateTime<Utc>,
-) -> ApiResult<ApiResult<Change>> {
+async fn pending(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> ApiResult<ApiResult<Change>> {
     let change = tx
         .change(id)
         .await?

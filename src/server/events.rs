@@ -34,7 +34,7 @@ impl EventBus {
 
 const PAGE: i64 = 500;
 
-/// The events after `after`, then live ones as they are committed.
+/// A `stream.ready` event, then the events after `after`, then live ones as they are committed.
 pub fn stream(
     store: Store,
     bus: EventBus,
@@ -48,11 +48,19 @@ pub fn stream(
     }
     let mut wake = bus.subscribe();
     wake.mark_changed();
+    let ready = crate::domain::api::Event {
+        seq: after,
+        at: chrono::Utc::now(),
+        kind: crate::domain::api::STREAM_READY.into(),
+        actor: "server".into(),
+        summary: String::new(),
+        data: serde_json::json!({}),
+    };
     let init = S {
         store,
         wake,
         last: after,
-        queue: VecDeque::new(),
+        queue: VecDeque::from([ready]),
     };
     futures::stream::unfold(init, |mut s| async move {
         loop {

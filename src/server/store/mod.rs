@@ -604,7 +604,6 @@ impl Tx {
         load_pause(&mut self.inner).await
     }
 
-
     pub async fn operator_exists(&mut self, name: &str) -> Result<bool, DbError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM operators WHERE name = $1 AND revoked_at IS NULL",
@@ -810,7 +809,11 @@ pub async fn policy_context(
         .bind(ticket.to_string())
         .fetch_optional(&mut *conn)
         .await?;
-    Ok((freezes, pause, row.map(IncidentRow::into_incident).transpose()?))
+    Ok((
+        freezes,
+        pause,
+        row.map(IncidentRow::into_incident).transpose()?,
+    ))
 }
 
 async fn load_freezes(conn: &mut SqliteConnection) -> Result<Vec<Freeze>, DbError> {

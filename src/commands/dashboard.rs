@@ -1,0 +1,293 @@
+//! `commandbridge` / `commandbridge tui`, and `commandbridge demo`: the only place that starts
+//! a server and the dashboard in one process.
+
+use crate::cli::DemoArgs;
+use crate::client::{ApiClient, settings};
+use crate::config::ServerConfig;
+use crate::domain::api::{ChangeRequest, DenyRequest, FreezeRequest, IncidentRequest};
+use crate::domain::{Level, Priority};
+use crate::server::{self, clock::Clock, operators, store::Store};
+use crate::tui::runtime::{self, Options};
+use crate::tui::theme::Theme;
+use chrono::{DateTime, Datelike, Duration, Utc};
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use std::collections::BTreeMap;
+
+pub async fn tui() -> Result<()> {
+    let (creds, warnings) = settings::resolve().map_err(|e| eyre!("{e}"))?;
+    let (file, _) = settings::load();
+    let client = ApiClient::new(&creds.server, &creds.token).map_err(|e| eyre!("{e}"))?;
+    runtime::run(
+        client,
+        Options {
+            theme: Theme::from_env(file.theme.as_deref()),
+            warnings,
+            notice: None,
+        },
+    )
+    .await
+}
+
+const DEMO_USERS: [(&str, Level); 4] = [
+    ("alice", Level::L1),
+    ("bob", Level::L2),
+    ("carol", Level::L3),
+    ("dave", Level::L2),
+];
+
+pub async fn demo(args: &DemoArgs) -> Result<()> {
+    let Some(&(me, _)) = DEMO_USERS.iter().find(|(n, _)| *n == args.as_user) else {
+        return Err(eyre!(
+            "--as must be alice (L1), bob (L2) or carol (L3), not '{}'",
+            args.as_user
+        ));
+    };
+    let config = ServerConfig::embedded_default();
+    let (clock, clock_note) = demo_clock(&config, args.now.as_deref())?;
+    let dir = tempfile::Builder::new()
+        .prefix("commandbridge-demo-")
+        .tempdir()
+        .wrap_err("cannot create a temporary directory for the demo database")?;
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let store = Store::open(&url)
+        .await
+        .wrap_err("cannot create the demo database")?;
+    let mut tokens = BTreeMap::new();
+    for (name, level) in DEMO_USERS {
+        tokens.insert(
+            name,
+            operators::add(&store, name, level)
+                .await
+                .map_err(|e| eyre!(e))?,
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let running = server::start(config, store, clock, listener).await?;
+    let base = format!("http://{}", running.addr);
+    let client = |name: &str| ApiClient::new(&base, &tokens[name]).map_err(|e| eyre!("{e}"));
+    let seeded = seed(
+        &client("alice")?,
+        &client("bob")?,
+        &client("carol")?,
+        &client("dave")?,
+        clock.now(),
+    )
+    .await;
+    let notice = match seeded {
+        Ok(()) => format!(
+            "demo: server {base}, you are {me}; {clock_note}. Try 2 (Approvals), a to approve, ? for keys."
+        ),
+        Err(e) => format!("demo: seeding stopped early: {e}"),
+    };
+    let result = runtime::run(
+        client(me)?,
+        Options {
+            theme: Theme::from_env(None),
+            warnings: Vec::new(),
+            notice: Some(notice),
+        },
+    )
+    .await;
+    running.stop().await;
+    drop(dir);
+    result
+}
+
+/// The real time when a window is open; otherwise half an hour into the next Standard window,
+/// so a newcomer sees changes run rather than refused.
+fn demo_clock(config: &ServerConfig, now: Option<&str>) -> Result<(Clock, String)> {
+    if let Some(t) = now {
+        let t = DateTime::parse_from_rfc3339(t)
+            .wrap_err_with(|| format!("--now '{t}' is not RFC 3339, e.g. 2026-11-24T10:30:00Z"))?
+            .with_timezone(&Utc);
+        return Ok((
+            Clock::starting_at(t),
+            format!("clock set to {}", t.format("%a %H:%M UTC")),
+        ));
+    }
+    let real = Utc::now();
+    if config.windows.open_at(real).is_some() {
+        return Ok((Clock::real(), "real clock".into()));
+    }
+    let mut t = real;
+    while let Some((kind, opens)) = config.windows.next_opening(t) {
+        if kind == crate::domain::WindowKind::Standard {
+            let start = opens + Duration::minutes(30);
+            return Ok((
+                Clock::starting_at(start),
+                format!(
+                    "simulated clock at {} (inside the Standard window)",
+                    start.format("%a %H:%M UTC")
+                ),
+            ));
+        }
+        t = opens;
+    }
+    Ok((Clock::real(), "real clock".into()))
+}
+
+fn req(
+    action: &str,
+    ticket: &str,
+    target: &str,
+    params: &[(&str, serde_json::Value)],
+    reason: &str,
+) -> ChangeRequest {
+    ChangeRequest {
+        action: action.into(),
+        ticket: ticket.into(),
+        target: target.into(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        reason: reason.into(),
+    }
+}
+
+/// A living scene, made through the API so every piece went through the policy and the audit.
+async fn seed(
+    alice: &ApiClient,
+    bob: &ApiClient,
+    carol: &ApiClient,
+    dave: &ApiClient,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let e = |e: crate::client::ClientError| eyre!("{e}");
+    // History: a read-only look, and changes that ran (two are under verification).
+    alice
+        .create_change(
+            &req(
+                "pull-logs",
+                "CHG-4711",
+                "checkout",
+                &[("lines", 500.into())],
+                "look for the 502s reported by support",
+            ),
+            None,
+        )
+        .await
+        .map_err(e)?;
+    bob.create_change(
+        &req(
+            "scale-service",
+            "CHG-4711",
+            "checkout",
+            &[("replicas", 6.into())],
+            "Black Friday traffic: 4 → 6 replicas",
+        ),
+        None,
+    )
+    .await
+    .map_err(e)?;
+    alice
+        .create_change(
+            &req(
+                "restart-pods",
+                "CHG-4712",
+                "search",
+                &[],
+                "memory leak, pods at 95% after 3 days",
+            ),
+            None,
+        )
+        .await
+        .map_err(e)?;
+    // Denied: a failover that belongs in the off-peak window.
+    let failover = alice
+        .create_change(
+            &req(
+                "failover-region",
+                "CHG-release-v2",
+                "payments",
+                &[("region", "eu-west-2".into())],
+                "region drill",
+            ),
+            None,
+        )
+        .await
+        .map_err(e)?;
+    carol
+        .deny(
+            failover.id,
+            &DenyRequest {
+                reason: "drills run off-peak: request it again after 22:00".into(),
+            },
+        )
+        .await
+        .map_err(e)?;
+    // An incident, and the queue: others' changes waiting for bob, one above bob, one of bob's own.
+    let incident = carol
+        .declare_incident(&IncidentRequest {
+            priority: Priority::P2,
+            title: "checkout p99 latency above 2s".into(),
+            commander: "carol".into(),
+        })
+        .await
+        .map_err(e)?;
+    alice
+        .create_change(
+            &req(
+                "blacklist-ip",
+                &incident.ticket,
+                "edge-1",
+                &[("ip", "203.0.113.7".into())],
+                "credential stuffing from one address",
+            ),
+            None,
+        )
+        .await
+        .map_err(e)?;
+    alice
+        .create_change(
+            &req(
+                "maintenance-mode",
+                "CHG-4713",
+                "reports",
+                &[],
+                "schema migration needs 10 minutes of quiet",
+            ),
+            None,
+        )
+        .await
+        .map_err(e)?;
+    dave.create_change(
+        &req(
+            "rotate-secrets",
+            "CHG-4714",
+            "payments",
+            &[],
+            "quarterly key rotation",
+        ),
+        None,
+    )
+    .await
+    .map_err(e)?;
+    bob.create_change(
+        &req(
+            "rotate-secrets",
+            "CHG-4715",
+            "checkout",
+            &[],
+            "API key leaked in a support ticket",
+        ),
+        None,
+    )
+    .await
+    .map_err(e)?;
+    // A freeze in this week's calendar.
+    let monday = (now - Duration::days(now.weekday().num_days_from_monday() as i64)).date_naive();
+    let friday = (monday + Duration::days(4))
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    carol
+        .create_freeze(&FreezeRequest {
+            name: "Black Friday".into(),
+            starts_at: friday,
+            ends_at: friday + Duration::days(1),
+        })
+        .await
+        .map_err(e)?;
+    Ok(())
+}

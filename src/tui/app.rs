@@ -1,0 +1,868 @@
+//! The dashboard's state and its one reducer: `update(&mut State, Msg) -> Vec<Effect>`.
+//!
+//! Nothing here touches the terminal or the network: keys and server results come in as
+//! messages, requests go out as effects, so every flow is testable with plain values.
+
+use crate::domain::api::{
+    ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
+    PauseRequest, Preview, WindowStatus,
+};
+use crate::domain::change::{Change, ChangeState, Verification};
+use crate::domain::policy::{self, Requirement};
+use crate::domain::{Level, Operator, Risk};
+use crate::tui::form::{ChangeForm, Field, Fields};
+use crate::tui::keymap::{self, Command, Scope};
+use chrono::{DateTime, Datelike, Duration, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Actions,
+    Approvals,
+    Windows,
+    Verification,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 4] = [
+        Pane::Actions,
+        Pane::Approvals,
+        Pane::Windows,
+        Pane::Verification,
+    ];
+
+    pub fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Actions => "Actions",
+            Pane::Approvals => "Approvals",
+            Pane::Windows => "Windows",
+            Pane::Verification => "Verification",
+        }
+    }
+
+    pub fn scope(self) -> Scope {
+        match self {
+            Pane::Actions => Scope::Actions,
+            Pane::Approvals => Scope::Approvals,
+            Pane::Windows => Scope::Windows,
+            Pane::Verification => Scope::Verification,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Live,
+    Reconnecting(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Info,
+    Success,
+    Error,
+}
+
+/// A modal on top of the panes; it gets the keys first.
+#[derive(Debug, Clone)]
+pub enum Modal {
+    Help,
+    Form(Box<ChangeForm>),
+    /// What became of a submitted change.
+    Outcome(Box<Change>),
+    ConfirmApprove(i64),
+    DenyReason(i64, Fields),
+    Filter(Fields),
+    FreezeForm(Fields),
+    PauseReason(Fields),
+    ConfirmQuit,
+    ConfirmDiscard(Box<ChangeForm>),
+}
+
+/// Messages: keys, ticks and what the server said.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Resize(u16, u16),
+    /// Once a second; `now` is the server's clock.
+    Tick(DateTime<Utc>),
+    Me(Result<Me, String>),
+    Actions(Result<Vec<CatalogEntry>, String>),
+    Changes(Result<Vec<Change>, String>),
+    WindowStatus(Result<WindowStatus, String>),
+    Calendar(Result<Calendar, String>),
+    Verifications(Result<Vec<Verification>, String>),
+    Preview(u64, Result<Preview, String>),
+    Submitted(Result<Change, String>),
+    Decided(Result<Change, String>),
+    /// A freeze, pause or resume went through (or not).
+    Done(Result<String, String>),
+    StreamUp,
+    StreamDown(String),
+    ServerEvent(Box<Event>),
+    /// SIGTERM or SIGHUP.
+    Terminate,
+}
+
+/// Requests for the runtime to carry out; results come back as messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    LoadMe,
+    LoadActions,
+    LoadChanges,
+    LoadWindowStatus,
+    LoadCalendar {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    LoadVerifications,
+    Preview(u64, ChangeRequest),
+    Create(ChangeRequest),
+    Approve(i64, ApproveRequest),
+    Deny(i64, DenyRequest),
+    AddFreeze(FreezeRequest),
+    RemoveFreeze(i64),
+    Pause(PauseRequest),
+    Resume,
+}
+
+const ACTIVITY_KEEP: usize = 200;
+
+pub struct State {
+    pub server: String,
+    pub me: Option<Me>,
+    pub connection: Connection,
+    pub pane: Pane,
+    pub size: (u16, u16),
+    pub now: DateTime<Utc>,
+    pub actions: Vec<CatalogEntry>,
+    pub action_sel: usize,
+    /// Every change the dashboard knows, by id.
+    pub changes: BTreeMap<i64, Change>,
+    pub approval_sel: usize,
+    pub filter: String,
+    /// The approval queue's order (ids), kept sorted as changes arrive rather than per frame.
+    queue_ids: Vec<i64>,
+    approvable: usize,
+    pub window: Option<WindowStatus>,
+    pub calendar: Option<Calendar>,
+    /// Weeks from the current one shown in the calendar.
+    pub week_offset: i64,
+    pub freeze_sel: usize,
+    pub verifications: Vec<Verification>,
+    pub verification_sel: usize,
+    pub activity: VecDeque<Event>,
+    pub modal: Option<Modal>,
+    pub message: Option<(Tone, String)>,
+    pub in_flight: usize,
+    pub quit: bool,
+    /// Something on screen changed since the last draw.
+    pub dirty: bool,
+    pub warnings: Vec<String>,
+}
+
+impl State {
+    pub fn new(server: &str, now: DateTime<Utc>) -> State {
+        State {
+            server: server.to_string(),
+            me: None,
+            connection: Connection::Connecting,
+            pane: Pane::Approvals,
+            size: (80, 24),
+            now,
+            actions: Vec::new(),
+            action_sel: 0,
+            changes: BTreeMap::new(),
+            approval_sel: 0,
+            filter: String::new(),
+            queue_ids: Vec::new(),
+            approvable: 0,
+            window: None,
+            calendar: None,
+            week_offset: 0,
+            freeze_sel: 0,
+            verifications: Vec::new(),
+            verification_sel: 0,
+            activity: VecDeque::new(),
+            modal: None,
+            message: None,
+            in_flight: 0,
+            quit: false,
+            dirty: true,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The loads that fill every pane: at start, after a reconnect, and on `R`.
+    pub fn initial_effects(&mut self) -> Vec<Effect> {
+        let (from, to) = self.week_range();
+        let effects = vec![
+            Effect::LoadMe,
+            Effect::LoadActions,
+            Effect::LoadChanges,
+            Effect::LoadWindowStatus,
+            Effect::LoadCalendar { from, to },
+            Effect::LoadVerifications,
+        ];
+        self.in_flight += effects.len();
+        effects
+    }
+
+    fn operator(&self) -> Option<Operator> {
+        self.me.as_ref().map(|m| Operator {
+            name: m.name.clone(),
+            level: m.level,
+        })
+    }
+
+    /// Pending changes, riskiest first and oldest first within a risk, after the filter.
+    pub fn queue(&self) -> impl ExactSizeIterator<Item = &Change> + '_ {
+        self.queue_ids.iter().map(|id| &self.changes[id])
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue_ids.len()
+    }
+
+    /// Recomputes the queue order and the approvable count.
+    fn refresh_queue(&mut self) {
+        let needle = self.filter.to_lowercase();
+        let mut q: Vec<&Change> = self
+            .changes
+            .values()
+            .filter(|c| c.state == ChangeState::PendingApproval)
+            .filter(|c| {
+                needle.is_empty()
+                    || [&c.action, &c.target, &c.ticket, &c.requested_by]
+                        .iter()
+                        .any(|f| f.to_lowercase().contains(&needle))
+            })
+            .collect();
+        q.sort_by(|a, b| {
+            b.risk
+                .cmp(&a.risk)
+                .then(a.created_at.cmp(&b.created_at))
+                .then(a.id.cmp(&b.id))
+        });
+        let ids: Vec<i64> = q.iter().map(|c| c.id).collect();
+        let approvable = q
+            .iter()
+            .filter(|c| self.stance(c) == Stance::CanApprove)
+            .count();
+        self.queue_ids = ids;
+        self.approvable = approvable;
+        self.clamp();
+    }
+
+    pub fn selected_change(&self) -> Option<&Change> {
+        self.queue_ids
+            .get(self.approval_sel)
+            .map(|id| &self.changes[id])
+    }
+
+    /// What the operator can do about a pending change, in words for the queue.
+    pub fn stance(&self, c: &Change) -> Stance {
+        let Some(me) = self.operator() else {
+            return Stance::Other(needs(c));
+        };
+        match policy::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, &me) {
+            Ok(()) => Stance::CanApprove,
+            Err(policy::ApprovalRefusal::OwnChange) => Stance::Yours,
+            Err(policy::ApprovalRefusal::AlreadyApproved) => Stance::Approved,
+            Err(policy::ApprovalRefusal::NotEligible(_)) => Stance::Other(needs(c)),
+        }
+    }
+
+    pub fn approvable_count(&self) -> usize {
+        self.approvable
+    }
+
+    /// Verifications still counting down.
+    pub fn active_verifications(&self) -> impl Iterator<Item = &Verification> {
+        self.verifications
+            .iter()
+            .filter(move |v| v.deadline > self.now)
+    }
+
+    fn week_range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let monday = self.now.date_naive()
+            - Duration::days(self.now.weekday().num_days_from_monday() as i64)
+            + Duration::weeks(self.week_offset);
+        let from = monday.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        (from, from + Duration::days(7))
+    }
+
+    pub fn level(&self) -> Option<Level> {
+        self.me.as_ref().map(|m| m.level)
+    }
+
+    /// Freezes in the calendar that can be removed from here (announced over the API).
+    pub fn removable_freezes(&self) -> Vec<(i64, String)> {
+        self.calendar
+            .iter()
+            .flat_map(|c| &c.blocks)
+            .filter_map(|b| b.freeze_id.map(|id| (id, b.name.clone())))
+            .collect()
+    }
+
+    fn say(&mut self, tone: Tone, text: impl Into<String>) {
+        self.message = Some((tone, text.into()));
+    }
+
+    /// Keeps the newer copy of a change (an event and a reload may arrive in either order).
+    /// Call [`State::refresh_queue`] after a batch.
+    fn upsert(&mut self, c: Change) {
+        match self.changes.get(&c.id) {
+            Some(old) if old.updated_at > c.updated_at => {}
+            _ => {
+                self.changes.insert(c.id, c);
+            }
+        }
+    }
+
+    fn clamp(&mut self) {
+        let n = self.queue_ids.len();
+        self.approval_sel = self.approval_sel.min(n.saturating_sub(1));
+        self.action_sel = self.action_sel.min(self.actions.len().saturating_sub(1));
+        self.verification_sel = self
+            .verification_sel
+            .min(self.verifications.len().saturating_sub(1));
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stance {
+    CanApprove,
+    Yours,
+    Approved,
+    /// Someone else must approve: "needs L3 approval".
+    Other(String),
+}
+
+fn needs(c: &Change) -> String {
+    let missing = policy::unmet(&c.approvals_required, &c.approvals, &c.requested_by);
+    let words: Vec<String> = missing.iter().map(|r| short_requirement(r)).collect();
+    format!("needs {}", words.join(" + "))
+}
+
+pub fn short_requirement(r: &Requirement) -> String {
+    match r {
+        Requirement::Level { min: Level::L3 } => "L3".into(),
+        Requirement::Level { min } => format!("{min}+"),
+        Requirement::Commander { name, .. } => format!("IC {name}"),
+    }
+}
+
+/// The reducer.
+pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
+    state.dirty = true;
+    match msg {
+        Msg::Key(key) => return key_pressed(state, key),
+        Msg::Resize(w, h) => state.size = (w, h),
+        Msg::Tick(now) => {
+            let before = state.now;
+            state.now = now;
+            // Redraw only if something on screen shows seconds, or a minute turned.
+            let counting = state.active_verifications().next().is_some()
+                || state
+                    .verifications
+                    .iter()
+                    .any(|v| v.deadline > before && v.deadline <= now);
+            state.dirty = counting || before.timestamp() / 60 != now.timestamp() / 60;
+            if before.date_naive().iso_week() != now.date_naive().iso_week() {
+                let (from, to) = state.week_range();
+                state.in_flight += 1;
+                return vec![Effect::LoadCalendar { from, to }];
+            }
+        }
+        Msg::Me(r) => loaded(state, r, |s, me| {
+            s.me = Some(me);
+            s.refresh_queue();
+        }),
+        Msg::Actions(r) => loaded(state, r, |s, a| {
+            s.actions = a;
+            s.clamp();
+        }),
+        Msg::Changes(r) => loaded(state, r, |s, list| {
+            for c in list {
+                s.upsert(c);
+            }
+            s.refresh_queue();
+        }),
+        Msg::WindowStatus(r) => loaded(state, r, |s, w| s.window = Some(w)),
+        Msg::Calendar(r) => loaded(state, r, |s, c| {
+            s.calendar = Some(c);
+            s.freeze_sel = s
+                .freeze_sel
+                .min(s.removable_freezes().len().saturating_sub(1));
+        }),
+        Msg::Verifications(r) => loaded(state, r, |s, v| {
+            s.verifications = v;
+            s.clamp();
+        }),
+        Msg::Preview(generation, r) => return preview_arrived(state, generation, r),
+        Msg::Submitted(r) => {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            match r {
+                Ok(c) => {
+                    let text = match c.state {
+                        ChangeState::PendingApproval => format!(
+                            "change #{} is waiting for approval: it is in the Approvals queue (2)",
+                            c.id
+                        ),
+                        s => format!("change #{} {s}", c.id),
+                    };
+                    state.say(
+                        if c.state == ChangeState::Failed {
+                            Tone::Error
+                        } else {
+                            Tone::Success
+                        },
+                        text,
+                    );
+                    state.upsert(c.clone());
+                    state.refresh_queue();
+                    state.modal = Some(Modal::Outcome(Box::new(c)));
+                }
+                Err(e) => {
+                    if let Some(Modal::Form(f)) = &mut state.modal {
+                        f.submitting = false;
+                    }
+                    state.say(Tone::Error, e);
+                }
+            }
+        }
+        Msg::Decided(r) => {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            match r {
+                Ok(c) => {
+                    let text = match c.state {
+                        ChangeState::Executed => format!("approved: change #{} executed", c.id),
+                        ChangeState::Executing => {
+                            format!("approved: change #{} is executing", c.id)
+                        }
+                        ChangeState::PendingApproval => {
+                            format!("approved change #{}; it still {}", c.id, needs(&c))
+                        }
+                        s => format!("change #{} is now {s}", c.id),
+                    };
+                    state.say(
+                        if c.state == ChangeState::Failed {
+                            Tone::Error
+                        } else {
+                            Tone::Success
+                        },
+                        text,
+                    );
+                    state.upsert(c);
+                    state.refresh_queue();
+                }
+                Err(e) => {
+                    state.say(Tone::Error, e);
+                    state.in_flight += 1;
+                    return vec![Effect::LoadChanges];
+                }
+            }
+        }
+        Msg::Done(r) => {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            match r {
+                Ok(text) => state.say(Tone::Success, text),
+                Err(e) => state.say(Tone::Error, e),
+            }
+            let (from, to) = state.week_range();
+            state.in_flight += 2;
+            return vec![Effect::LoadWindowStatus, Effect::LoadCalendar { from, to }];
+        }
+        Msg::StreamUp => {
+            let was_down = matches!(state.connection, Connection::Reconnecting(_));
+            state.connection = Connection::Live;
+            if was_down {
+                state.say(Tone::Info, "reconnected: caught up on missed events");
+            }
+        }
+        Msg::StreamDown(why) => state.connection = Connection::Reconnecting(why),
+        Msg::ServerEvent(e) => return server_event(state, *e),
+        Msg::Terminate => state.quit = true,
+    }
+    Vec::new()
+}
+
+fn loaded<T>(state: &mut State, r: Result<T, String>, apply: impl FnOnce(&mut State, T)) {
+    state.in_flight = state.in_flight.saturating_sub(1);
+    match r {
+        Ok(v) => apply(state, v),
+        Err(e) => state.say(Tone::Error, e),
+    }
+}
+
+fn server_event(state: &mut State, e: Event) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    if e.kind.starts_with("change.") {
+        if let Ok(c) = serde_json::from_value::<Change>(e.data.clone()) {
+            state.upsert(c);
+            state.refresh_queue();
+        }
+    } else if e.kind == "verification.started" {
+        if let Ok(v) = serde_json::from_value::<Verification>(e.data.clone()) {
+            state.verifications.retain(|x| x.id != v.id);
+            state.verifications.push(v);
+            state.verifications.sort_by_key(|v| (v.deadline, v.id));
+        }
+    } else if e.kind.starts_with("freeze.") || e.kind.starts_with("pause.") {
+        let (from, to) = state.week_range();
+        state.in_flight += 2;
+        effects = vec![Effect::LoadWindowStatus, Effect::LoadCalendar { from, to }];
+    }
+    state.activity.push_front(e);
+    state.activity.truncate(ACTIVITY_KEEP);
+    effects
+}
+
+fn preview_arrived(state: &mut State, generation: u64, r: Result<Preview, String>) -> Vec<Effect> {
+    let Some(Modal::Form(form)) = &mut state.modal else {
+        return Vec::new();
+    };
+    form.preview_in_flight = false;
+    if generation == form.preview_generation {
+        form.preview = Some(r);
+    }
+    if form.preview_stale {
+        return ask_preview(form);
+    }
+    Vec::new()
+}
+
+/// One preview in flight at a time; edits meanwhile ask for one more when it returns.
+fn ask_preview(form: &mut ChangeForm) -> Vec<Effect> {
+    if !form.previewable() {
+        form.preview = None;
+        form.preview_stale = false;
+        return Vec::new();
+    }
+    if form.preview_in_flight {
+        form.preview_stale = true;
+        return Vec::new();
+    }
+    form.preview_generation += 1;
+    form.preview_in_flight = true;
+    form.preview_stale = false;
+    vec![Effect::Preview(form.preview_generation, form.request())]
+}
+
+fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+    if key.code == KeyCode::Char('c') && key.modifiers == KeyModifiers::CONTROL {
+        state.quit = true;
+        return Vec::new();
+    }
+    if let Some(modal) = state.modal.take() {
+        return modal_key(state, modal, key);
+    }
+    state.message = None;
+    let Some(cmd) = keymap::lookup(state.pane.scope(), &key) else {
+        state.dirty = false;
+        return Vec::new();
+    };
+    command(state, cmd)
+}
+
+fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+    let level = state.level();
+    match cmd {
+        Command::Quit | Command::ForceQuit => state.quit = true,
+        Command::Help => state.modal = Some(Modal::Help),
+        Command::NextPane => state.pane = Pane::ALL[(state.pane.index() + 1) % 4],
+        Command::PrevPane => state.pane = Pane::ALL[(state.pane.index() + 3) % 4],
+        Command::GoPane(i) => state.pane = Pane::ALL[i as usize % 4],
+        Command::Down | Command::Up => {
+            let down = cmd == Command::Down;
+            let (sel, len) = match state.pane {
+                Pane::Actions => (&mut state.action_sel, state.actions.len()),
+                Pane::Approvals => (&mut state.approval_sel, state.queue_ids.len()),
+                Pane::Windows => {
+                    let n = state.removable_freezes().len();
+                    (&mut state.freeze_sel, n)
+                }
+                Pane::Verification => (&mut state.verification_sel, state.verifications.len()),
+            };
+            *sel = if down {
+                (*sel + 1).min(len.saturating_sub(1))
+            } else {
+                sel.saturating_sub(1)
+            };
+        }
+        Command::Open => {
+            if let Some(a) = state.actions.get(state.action_sel) {
+                state.modal = Some(Modal::Form(Box::new(ChangeForm::new(a.clone()))));
+            }
+        }
+        Command::Approve => match state.selected_change() {
+            None => state.say(Tone::Info, "nothing to approve"),
+            Some(c) => {
+                let id = c.id;
+                match state.stance(c) {
+                    Stance::CanApprove => state.modal = Some(Modal::ConfirmApprove(id)),
+                    Stance::Yours => state.say(
+                        Tone::Error,
+                        "this is your own change: someone else must approve it",
+                    ),
+                    Stance::Approved => {
+                        state.say(Tone::Info, "you have already approved this change")
+                    }
+                    Stance::Other(n) => state.say(
+                        Tone::Error,
+                        format!("you cannot approve change #{id}: it {n}"),
+                    ),
+                }
+            }
+        },
+        Command::Deny => match state.selected_change() {
+            None => state.say(Tone::Info, "nothing to deny"),
+            Some(c) => {
+                let id = c.id;
+                state.modal = Some(Modal::DenyReason(
+                    id,
+                    Fields::new(vec![Field::new(
+                        "Reason",
+                        "why the change is denied (required)",
+                    )]),
+                ));
+            }
+        },
+        Command::Filter => {
+            let mut f = Field::new(
+                "Filter",
+                "action, target, ticket or requester; empty shows all",
+            );
+            f.input = tui_input::Input::new(state.filter.clone());
+            state.modal = Some(Modal::Filter(Fields::new(vec![f])));
+        }
+        Command::Refresh => return state.initial_effects(),
+        Command::PrevWeek | Command::NextWeek => {
+            state.week_offset += if cmd == Command::NextWeek { 1 } else { -1 };
+            let (from, to) = state.week_range();
+            state.in_flight += 1;
+            return vec![Effect::LoadCalendar { from, to }];
+        }
+        Command::AddFreeze => {
+            if level < Some(Level::L3) {
+                state.say(Tone::Error, "announcing a freeze needs an L3 operator");
+            } else {
+                let (from, _) = state.week_range();
+                let mut start = Field::new("Starts", "UTC, YYYY-MM-DD HH:MM");
+                start.input = tui_input::Input::new(from.format("%Y-%m-%d 00:00").to_string());
+                state.modal = Some(Modal::FreezeForm(Fields::new(vec![
+                    Field::new("Name", "e.g. Black Friday freeze"),
+                    start,
+                    Field::new("Ends", "UTC, YYYY-MM-DD HH:MM"),
+                ])));
+            }
+        }
+        Command::RemoveFreeze => {
+            if level < Some(Level::L3) {
+                state.say(Tone::Error, "removing a freeze needs an L3 operator");
+            } else if let Some((id, _)) = state.removable_freezes().get(state.freeze_sel).cloned() {
+                state.in_flight += 1;
+                return vec![Effect::RemoveFreeze(id)];
+            } else {
+                state.say(Tone::Info, "no freeze announced over the API in this week (configured freezes are changed in the server's configuration)");
+            }
+        }
+        Command::Pause => {
+            if level < Some(Level::L2) {
+                state.say(Tone::Error, "pausing changes needs an L2 or L3 operator");
+            } else {
+                state.modal = Some(Modal::PauseReason(Fields::new(vec![Field::new(
+                    "Reason",
+                    "why all changes are paused",
+                )])));
+            }
+        }
+        Command::Resume => {
+            if level < Some(Level::L2) {
+                state.say(Tone::Error, "resuming changes needs an L2 or L3 operator");
+            } else {
+                state.in_flight += 1;
+                return vec![Effect::Resume];
+            }
+        }
+    }
+    Vec::new()
+}
+
+fn is(key: &KeyEvent, code: KeyCode) -> bool {
+    key.code == code && !key.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+fn modal_key(state: &mut State, modal: Modal, key: KeyEvent) -> Vec<Effect> {
+    match modal {
+        Modal::Help => {
+            // Any key closes the help; q closes it without quitting.
+        }
+        Modal::Outcome(_) => {}
+        Modal::ConfirmQuit => {
+            if is(&key, KeyCode::Char('y')) {
+                state.quit = true;
+            }
+        }
+        Modal::ConfirmDiscard(form) => {
+            if !is(&key, KeyCode::Char('y')) {
+                state.modal = Some(Modal::Form(form));
+            }
+        }
+        Modal::ConfirmApprove(id) => {
+            if is(&key, KeyCode::Char('y')) {
+                state.in_flight += 1;
+                state.say(Tone::Info, format!("approving change #{id}…"));
+                return vec![Effect::Approve(id, ApproveRequest::default())];
+            }
+            state.say(Tone::Info, "approval cancelled");
+        }
+        Modal::DenyReason(id, mut fields) => {
+            if is(&key, KeyCode::Esc) {
+                state.say(Tone::Info, "deny cancelled");
+            } else if is(&key, KeyCode::Enter) {
+                let reason = fields.value(0).trim().to_string();
+                if reason.is_empty() {
+                    state.say(Tone::Error, "a reason is required to deny a change");
+                    state.modal = Some(Modal::DenyReason(id, fields));
+                } else {
+                    state.in_flight += 1;
+                    return vec![Effect::Deny(id, DenyRequest { reason })];
+                }
+            } else {
+                fields.edit(key);
+                state.modal = Some(Modal::DenyReason(id, fields));
+            }
+        }
+        Modal::Filter(mut fields) => {
+            if is(&key, KeyCode::Esc) {
+                state.filter.clear();
+            } else if is(&key, KeyCode::Enter) {
+                state.filter = fields.value(0).trim().to_string();
+            } else {
+                fields.edit(key);
+                state.filter = fields.value(0).trim().to_string();
+                state.modal = Some(Modal::Filter(fields));
+            }
+            state.approval_sel = 0;
+            state.refresh_queue();
+        }
+        Modal::PauseReason(mut fields) => {
+            if is(&key, KeyCode::Esc) {
+            } else if is(&key, KeyCode::Enter) {
+                let reason = fields.value(0).trim().to_string();
+                if reason.is_empty() {
+                    state.say(Tone::Error, "a reason is required to pause changes");
+                    state.modal = Some(Modal::PauseReason(fields));
+                } else {
+                    state.in_flight += 1;
+                    return vec![Effect::Pause(PauseRequest { reason })];
+                }
+            } else {
+                fields.edit(key);
+                state.modal = Some(Modal::PauseReason(fields));
+            }
+        }
+        Modal::FreezeForm(mut fields) => {
+            if is(&key, KeyCode::Esc) {
+            } else if is(&key, KeyCode::Tab) || is(&key, KeyCode::Down) {
+                fields.next();
+                state.modal = Some(Modal::FreezeForm(fields));
+            } else if key.code == KeyCode::BackTab || is(&key, KeyCode::Up) {
+                fields.prev();
+                state.modal = Some(Modal::FreezeForm(fields));
+            } else if is(&key, KeyCode::Enter) && !fields.is_last() {
+                fields.next();
+                state.modal = Some(Modal::FreezeForm(fields));
+            } else if is(&key, KeyCode::Enter) {
+                match freeze_request(&fields) {
+                    Ok(req) => {
+                        state.in_flight += 1;
+                        return vec![Effect::AddFreeze(req)];
+                    }
+                    Err(e) => {
+                        state.say(Tone::Error, e);
+                        state.modal = Some(Modal::FreezeForm(fields));
+                    }
+                }
+            } else {
+                fields.edit(key);
+                state.modal = Some(Modal::FreezeForm(fields));
+            }
+        }
+        Modal::Form(form) => return form_key(state, form, key),
+    }
+    Vec::new()
+}
+
+fn freeze_request(fields: &Fields) -> Result<FreezeRequest, String> {
+    let name = fields.value(0).trim();
+    if name.is_empty() {
+        return Err("the freeze needs a name".into());
+    }
+    let time = |i: usize, what: &str| {
+        chrono::NaiveDateTime::parse_from_str(fields.value(i).trim(), "%Y-%m-%d %H:%M")
+            .map(|t| t.and_utc())
+            .map_err(|_| format!("{what} must be YYYY-MM-DD HH:MM (UTC)"))
+    };
+    Ok(FreezeRequest {
+        name: name.to_string(),
+        starts_at: time(1, "Starts")?,
+        ends_at: time(2, "Ends")?,
+    })
+}
+
+fn form_key(state: &mut State, mut form: Box<ChangeForm>, key: KeyEvent) -> Vec<Effect> {
+    if form.submitting {
+        // Keys wait while the request is on its way; Ctrl-C is handled before this.
+        state.modal = Some(Modal::Form(form));
+        state.dirty = false;
+        return Vec::new();
+    }
+    if is(&key, KeyCode::Esc) {
+        if form.fields.holds_input() {
+            state.modal = Some(Modal::ConfirmDiscard(form));
+        }
+        return Vec::new();
+    }
+    if is(&key, KeyCode::Tab) || is(&key, KeyCode::Down) {
+        form.fields.next();
+    } else if key.code == KeyCode::BackTab || is(&key, KeyCode::Up) {
+        form.fields.prev();
+    } else if is(&key, KeyCode::Enter) && !form.fields.is_last() {
+        form.fields.next();
+    } else if is(&key, KeyCode::Enter) {
+        if let Some(Err(e)) = form.ticket_check() {
+            state.say(Tone::Error, e);
+        } else {
+            form.submitting = true;
+            let req = form.request();
+            state.in_flight += 1;
+            state.modal = Some(Modal::Form(form));
+            return vec![Effect::Create(req)];
+        }
+    } else if form.fields.edit(key) {
+        let effects = ask_preview(&mut form);
+        state.modal = Some(Modal::Form(form));
+        return effects;
+    }
+    state.modal = Some(Modal::Form(form));
+    Vec::new()
+}
+
+/// Risk as a word, for tables (never colour alone).
+pub fn risk_word(r: Risk) -> &'static str {
+    match r {
+        Risk::Low => "low",
+        Risk::Medium => "medium",
+        Risk::High => "HIGH",
+        Risk::Critical => "CRITICAL",
+    }
+}

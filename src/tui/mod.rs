@@ -1,0 +1,8 @@
+//! The terminal dashboard: an Elm-style reducer (`app`), drawn by `view`, fed by `runtime`.
+
+pub mod app;
+pub mod form;
+pub mod keymap;
+pub mod runtime;
+pub mod theme;
+pub mod view;

@@ -1,0 +1,192 @@
+//! The event loop: terminal input, server results, the event stream and a 1 Hz tick become
+//! messages for the reducer; its effects become requests on tokio tasks. Draws only when the
+//! state is dirty, inside a synchronized update.
+
+use crate::client::{ApiClient, ClientError};
+use crate::domain::api::STREAM_READY;
+use crate::tui::app::{Effect, Msg, State, Tone, update};
+use crate::tui::theme::Theme;
+use crate::tui::view;
+use chrono::{DateTime, Utc};
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub struct Options {
+    pub theme: Theme,
+    /// Shown on the message line at start (e.g. a bad key in the config file).
+    pub warnings: Vec<String>,
+    /// A first message, e.g. the demo's notes.
+    pub notice: Option<String>,
+}
+
+/// Runs the dashboard until the user quits. The terminal is restored on every way out.
+pub async fn run(client: ApiClient, options: Options) -> color_eyre::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let result = event_loop(&mut terminal, client, options).await;
+    ratatui::try_restore()?;
+    result
+}
+
+/// The server's clock as an offset from ours, so countdowns match the server (which may run on
+/// a simulated clock).
+async fn clock_offset(client: &ApiClient) -> Result<chrono::Duration, ClientError> {
+    let health = client.health().await?;
+    Ok(health.now - Utc::now())
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    client: ApiClient,
+    options: Options,
+) -> color_eyre::Result<()> {
+    let offset = clock_offset(&client).await.unwrap_or_default();
+    let now = move || -> DateTime<Utc> { Utc::now() + offset };
+    let mut state = State::new(client.server(), now());
+    state.warnings = options.warnings;
+    if let Ok(size) = terminal.size() {
+        state.size = (size.width, size.height);
+    }
+    if let Some(n) = options.notice {
+        state.message = Some((Tone::Info, n));
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let stream_task = tokio::spawn(follow_events(client.clone(), tx.clone()));
+    for e in state.initial_effects() {
+        spawn_effect(&client, e, &tx);
+    }
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+
+    let result = loop {
+        if state.dirty {
+            draw(terminal, &state, &options.theme)?;
+            state.dirty = false;
+        }
+        if state.quit {
+            break Ok(());
+        }
+        let msg = tokio::select! {
+            ev = keys.next() => match ev {
+                Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => Msg::Key(k),
+                Some(Ok(TermEvent::Resize(w, h))) => Msg::Resize(w, h),
+                Some(Ok(_)) => continue,
+                // The terminal is gone (SSH dropped): nothing left to draw on.
+                Some(Err(_)) | None => Msg::Terminate,
+            },
+            Some(m) = rx.recv() => m,
+            _ = tick.tick() => Msg::Tick(now()),
+            _ = term.recv() => Msg::Terminate,
+            _ = hup.recv() => Msg::Terminate,
+        };
+        for e in update(&mut state, msg) {
+            spawn_effect(&client, e, &tx);
+        }
+    };
+    stream_task.abort();
+    result
+}
+
+fn draw(
+    terminal: &mut ratatui::DefaultTerminal,
+    state: &State,
+    theme: &Theme,
+) -> std::io::Result<()> {
+    // Synchronized updates: the terminal shows the whole frame at once, never half of it.
+    crossterm::execute!(std::io::stdout(), BeginSynchronizedUpdate)?;
+    terminal.draw(|f| view::draw(f, state, theme))?;
+    crossterm::execute!(std::io::stdout(), EndSynchronizedUpdate)?;
+    Ok(())
+}
+
+fn text<T>(r: Result<T, ClientError>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+/// Carries out one effect on its own task; the result comes back as a message.
+pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSender<Msg>) {
+    let client = client.clone();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let msg = match effect {
+            Effect::LoadMe => Msg::Me(text(client.me().await)),
+            Effect::LoadActions => Msg::Actions(text(client.actions().await)),
+            Effect::LoadChanges => Msg::Changes(text(client.changes(None, Some(20_000)).await)),
+            Effect::LoadWindowStatus => Msg::WindowStatus(text(client.current_window().await)),
+            Effect::LoadCalendar { from, to } => {
+                Msg::Calendar(text(client.calendar(from, to).await))
+            }
+            Effect::LoadVerifications => Msg::Verifications(text(client.verifications().await)),
+            Effect::Preview(generation, req) => {
+                Msg::Preview(generation, text(client.preview(&req).await))
+            }
+            Effect::Create(req) => Msg::Submitted(text(client.create_change(&req, None).await)),
+            Effect::Approve(id, req) => Msg::Decided(text(client.approve(id, &req).await)),
+            Effect::Deny(id, req) => Msg::Decided(text(client.deny(id, &req).await)),
+            Effect::AddFreeze(req) => Msg::Done(
+                text(client.create_freeze(&req).await)
+                    .map(|f| format!("freeze '{}' announced", f.name)),
+            ),
+            Effect::RemoveFreeze(id) => Msg::Done(
+                text(client.delete_freeze(id).await).map(|_| format!("freeze #{id} removed")),
+            ),
+            Effect::Pause(req) => {
+                Msg::Done(text(client.pause(&req).await).map(|_| "all changes paused".to_string()))
+            }
+            Effect::Resume => {
+                Msg::Done(text(client.resume().await).map(|_| "changes resumed".to_string()))
+            }
+        };
+        let _ = tx.send(msg);
+    });
+}
+
+/// Follows the server's event stream for as long as the dashboard runs, reconnecting with
+/// `Last-Event-ID` so nothing is missed across a drop.
+async fn follow_events(client: ApiClient, tx: mpsc::UnboundedSender<Msg>) {
+    let mut last: Option<i64> = None;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        // The first connection brings recent history for the activity strip.
+        let backlog = if last.is_none() { 30 } else { 0 };
+        let why = match client.open_events(last, backlog).await {
+            Ok(mut events) => {
+                let mut why = "the server closed the event stream".to_string();
+                while let Some(item) = events.next().await {
+                    match item {
+                        Ok(e) if e.kind == STREAM_READY => {
+                            last = Some(e.seq);
+                            backoff = Duration::from_millis(500);
+                            if tx.send(Msg::StreamUp).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(e) => {
+                            last = Some(e.seq);
+                            if tx.send(Msg::ServerEvent(Box::new(e))).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            why = e.to_string();
+                            break;
+                        }
+                    }
+                }
+                why
+            }
+            Err(e) => e.to_string(),
+        };
+        if tx.send(Msg::StreamDown(why)).is_err() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

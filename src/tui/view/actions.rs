@@ -1,0 +1,76 @@
+//! Pane 1: the action catalog and what I may do with each action.
+
+use crate::tui::app::{State, risk_word};
+use crate::tui::theme::Theme;
+use crate::tui::view::{fit, scroll_offset};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    if state.actions.is_empty() {
+        frame.render_widget(
+            Paragraph::new("loading the catalog…").style(theme.dim()),
+            area,
+        );
+        return;
+    }
+    let detail_h = if area.height >= 12 { 4 } else { 2 };
+    let [list, detail] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(detail_h)]).areas(area);
+    let rows = list.height as usize;
+    let offset = scroll_offset(state.action_sel, rows, state.actions.len());
+    let name_w = 18usize;
+    let lines: Vec<Line> = state
+        .actions
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(rows)
+        .map(|(i, a)| {
+            let selected = i == state.action_sel;
+            let may_style = if a.you_may == "run" {
+                theme.good()
+            } else {
+                theme.warn()
+            };
+            let mut line = Line::from(vec![
+                Span::raw(if selected { "▶ " } else { "  " }),
+                Span::styled(
+                    format!("{:<name_w$} ", fit(&a.name, name_w)),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+                Span::styled(format!("{:<9}", risk_word(a.risk)), theme.risk(a.risk)),
+                Span::styled(a.you_may.clone(), may_style),
+            ]);
+            if selected {
+                line = line.style(theme.selected());
+            }
+            line
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), list);
+    if let Some(a) = state.actions.get(state.action_sel) {
+        let text = vec![
+            Line::from(vec![
+                Span::styled("What: ", theme.dim()),
+                Span::raw(a.description.clone()),
+            ]),
+            Line::from(vec![
+                Span::styled("Rollback: ", theme.dim()),
+                Span::raw(a.rollback.clone()),
+            ]),
+            Line::styled(
+                if a.has_command {
+                    "Runs its configured command. Enter: request it."
+                } else {
+                    "Simulated (no command configured). Enter: request it."
+                },
+                theme.dim(),
+            ),
+        ];
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), detail);
+    }
+}

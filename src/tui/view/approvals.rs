@@ -1,0 +1,179 @@
+//! Pane 2: the approval queue, riskiest first, with the selected change's detail.
+
+use crate::domain::change::Change;
+use crate::domain::window::human_duration;
+use crate::tui::app::{Stance, State, risk_word};
+use crate::tui::theme::Theme;
+use crate::tui::view::{fit, scroll_offset};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let filter_h = u16::from(!state.filter.is_empty());
+    let len = state.queue_len();
+    let detail_h = if area.height >= 16 {
+        6
+    } else if area.height >= 10 {
+        3
+    } else {
+        0
+    };
+    let [filter, head, list, detail] = Layout::vertical([
+        Constraint::Length(filter_h),
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(detail_h),
+    ])
+    .areas(area);
+    if filter_h > 0 {
+        frame.render_widget(
+            Paragraph::new(format!(
+                "filter: {}  ({len} shown; / to change, Esc in the prompt clears)",
+                state.filter
+            ))
+            .style(theme.warn()),
+            filter,
+        );
+    }
+    if len == 0 {
+        let text = if state.filter.is_empty() {
+            "no change is waiting for approval"
+        } else {
+            "no pending change matches the filter"
+        };
+        frame.render_widget(Paragraph::new(text).style(theme.dim()), list);
+        return;
+    }
+    let wide = area.width >= 100;
+    let w = area.width as usize;
+    // Age, risk, action, target, [ticket], by, then what it needs in the rest.
+    let (act_w, tgt_w, by_w) = if wide { (16, 14, 8) } else { (14, 11, 6) };
+    let tkt_w = if wide { 18 } else { 0 };
+    let fixed = 2 + 5 + 9 + act_w + 1 + tgt_w + 1 + if wide { tkt_w + 1 } else { 0 } + by_w + 1;
+    let need_w = w.saturating_sub(fixed).max(4);
+    let mut header = format!(
+        "  {:<5}{:<9}{:<act_w$} {:<tgt_w$} ",
+        "AGE", "RISK", "ACTION", "TARGET"
+    );
+    if wide {
+        header.push_str(&format!("{:<tkt_w$} ", "TICKET"));
+    }
+    header.push_str(&format!("{:<by_w$} {}", "BY", "STATUS"));
+    frame.render_widget(Paragraph::new(fit(&header, w)).style(theme.dim()), head);
+
+    let rows = list.height as usize;
+    let offset = scroll_offset(state.approval_sel, rows, len);
+    let lines: Vec<Line> = state
+        .queue()
+        .enumerate()
+        .skip(offset)
+        .take(rows)
+        .map(|(i, c)| {
+            let selected = i == state.approval_sel;
+            let (stance, stance_style) = match state.stance(c) {
+                Stance::CanApprove => ("you can approve".to_string(), theme.good()),
+                Stance::Yours => ("yours".to_string(), theme.dim()),
+                Stance::Approved => ("you approved".to_string(), theme.dim()),
+                Stance::Other(n) => (n, theme.warn()),
+            };
+            let mut spans = vec![
+                Span::raw(if selected { "▶ " } else { "  " }),
+                Span::raw(format!("{:<5}", age(c, state))),
+                Span::styled(format!("{:<9}", risk_word(c.risk)), theme.risk(c.risk)),
+                Span::raw(format!("{:<act_w$} ", fit(&c.action, act_w))),
+                Span::raw(format!("{:<tgt_w$} ", fit(&c.target, tgt_w))),
+            ];
+            if wide {
+                spans.push(Span::raw(format!("{:<tkt_w$} ", fit(&c.ticket, tkt_w))));
+            }
+            spans.push(Span::raw(format!("{:<by_w$} ", fit(&c.requested_by, by_w))));
+            spans.push(Span::styled(fit(&stance, need_w), stance_style));
+            let line = Line::from(spans);
+            if selected {
+                line.style(theme.selected())
+            } else {
+                line
+            }
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), list);
+    if detail_h > 0
+        && let Some(c) = state.selected_change()
+    {
+        frame.render_widget(
+            Paragraph::new(detail_lines(c, state, theme)).wrap(Wrap { trim: true }),
+            detail,
+        );
+    }
+}
+
+fn age(c: &Change, state: &State) -> String {
+    let d = state.now - c.created_at;
+    if d.num_minutes() < 1 {
+        "now".into()
+    } else {
+        human_duration(d)
+    }
+}
+
+fn detail_lines<'a>(c: &'a Change, state: &State, theme: &Theme) -> Vec<Line<'a>> {
+    let rollback = state
+        .actions
+        .iter()
+        .find(|a| a.name == c.action)
+        .map(|a| a.rollback.clone())
+        .unwrap_or_default();
+    let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(format!("#{} ", c.id), Style::default()),
+            Span::raw(format!(
+                "{} on {} {} · {} · by {} ({})",
+                c.action,
+                c.target,
+                params.join(" "),
+                c.ticket,
+                c.requested_by,
+                c.requested_level
+            )),
+        ]),
+        Line::from(vec![
+            Span::styled("Reason: ", theme.dim()),
+            Span::raw(c.reason.clone()),
+        ]),
+        Line::from(vec![
+            Span::styled("Rollback: ", theme.dim()),
+            Span::raw(rollback),
+        ]),
+    ];
+    let needs: Vec<String> = c.approvals_required.iter().map(|r| r.describe()).collect();
+    let approved: Vec<String> = c
+        .approvals
+        .iter()
+        .map(|a| format!("{} ({})", a.approver, a.level))
+        .collect();
+    lines.push(Line::from(vec![
+        Span::styled("Policy: ", theme.dim()),
+        Span::raw(format!(
+            "requires {}; approved by {}; expires {}",
+            if needs.is_empty() {
+                "nothing".into()
+            } else {
+                needs.join(" and ")
+            },
+            if approved.is_empty() {
+                "nobody yet".into()
+            } else {
+                approved.join(", ")
+            },
+            c.expires_at.format("%H:%M UTC")
+        )),
+    ]));
+    for w in &c.warnings {
+        lines.push(Line::styled(format!("⚠ {w}"), theme.warn()));
+    }
+    lines
+}

@@ -1,0 +1,198 @@
+//! Header, banner, tabs, activity strip, message line and footer.
+
+use crate::domain::window::human_duration;
+use crate::tui::app::{Connection, Modal, Pane, State, Tone};
+use crate::tui::keymap;
+use crate::tui::theme::Theme;
+use crate::tui::view::fit;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+/// The window status line, counted down from the server's answer with the local clock.
+pub fn window_summary(state: &State) -> String {
+    let Some(w) = &state.window else {
+        return "window: loading…".into();
+    };
+    let now = state.now;
+    match (&w.open, &w.next) {
+        (Some(o), _) if o.closes_at > now => format!(
+            "{} window open, closes in {}",
+            o.kind.label().to_uppercase(),
+            human_duration(o.closes_at - now)
+        ),
+        (_, Some(n)) if n.opens_at > now => format!(
+            "outside windows, {} opens {} (in {})",
+            n.kind.label(),
+            n.opens_at.format("%a %H:%M"),
+            human_duration(n.opens_at - now)
+        ),
+        _ => w.summary.clone(),
+    }
+}
+
+pub fn banner_text(state: &State) -> Option<String> {
+    let w = state.window.as_ref()?;
+    let mut parts = Vec::new();
+    if let Some(f) = w.freeze.as_ref().filter(|f| f.ends_at > state.now) {
+        parts.push(format!(
+            " FREEZE '{}' until {}: only low-risk actions and P1 incident changes run ",
+            f.name,
+            f.ends_at.format("%b %-d %H:%M UTC")
+        ));
+    }
+    if let Some(p) = &w.pause {
+        parts.push(format!(" CHANGES PAUSED by {}: {} ", p.paused_by, p.reason));
+    }
+    (!parts.is_empty()).then(|| parts.join("│"))
+}
+
+pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let who = match &state.me {
+        Some(me) => format!("{} {}", me.name, me.level),
+        None => "…".into(),
+    };
+    let (conn, conn_style) = match &state.connection {
+        Connection::Connecting => ("○ connecting".to_string(), theme.warn()),
+        Connection::Live => ("● live".to_string(), theme.good()),
+        Connection::Reconnecting(_) => ("◌ reconnecting".to_string(), theme.bad()),
+    };
+    let server = state.server.trim_start_matches("http://").to_string();
+    let window = window_summary(state);
+    // Who I am, the connection and the window matter most; the name and server go first when
+    // the line is short.
+    let essential = who.chars().count() + conn.chars().count() + window.chars().count() + 8;
+    let room = area.width as usize;
+    let mut spans = Vec::new();
+    if essential + server.chars().count() + 17 <= room {
+        spans.push(Span::styled(
+            " CommandBridge │ ",
+            Style::default().add_modifier(Modifier::BOLD),
+        ));
+    }
+    if essential + server.chars().count() + 3 <= room {
+        spans.push(Span::raw(format!(" {server} │")));
+    }
+    spans.extend([
+        Span::styled(
+            format!(" {who}"),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(" │ ", theme.dim()),
+        Span::styled(conn, conn_style),
+        Span::styled(" │ ", theme.dim()),
+        Span::raw(window),
+    ]);
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+pub fn tabs(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let mut spans = Vec::new();
+    for p in Pane::ALL {
+        let count = match p {
+            Pane::Approvals => format!(" ({})", state.approvable_count()),
+            Pane::Verification => {
+                let n = state.active_verifications().count();
+                if n > 0 {
+                    format!(" ({n})")
+                } else {
+                    String::new()
+                }
+            }
+            _ => String::new(),
+        };
+        let text = format!(" {} {}{count} ", p.index() + 1, p.title());
+        let style = if p == state.pane {
+            theme.selected()
+        } else {
+            Style::default()
+        };
+        spans.push(Span::styled(text, style));
+        spans.push(Span::raw(" "));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+pub fn activity(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let block = Block::default()
+        .borders(Borders::TOP)
+        .title(" Activity ")
+        .border_style(theme.dim());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = inner.width as usize;
+    let lines: Vec<Line> = if state.activity.is_empty() {
+        vec![Line::styled(
+            "no activity yet: events appear here as they happen",
+            theme.dim(),
+        )]
+    } else {
+        state
+            .activity
+            .iter()
+            .take(inner.height as usize)
+            .map(|e| {
+                Line::from(vec![
+                    Span::styled(e.at.format("%H:%M:%S ").to_string(), theme.dim()),
+                    Span::raw(fit(&e.summary, width.saturating_sub(9))),
+                ])
+            })
+            .collect()
+    };
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+const SPINNER: [&str; 4] = ["⠋", "⠙", "⠹", "⠸"];
+
+pub fn message(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let mut spans = Vec::new();
+    if state.in_flight > 0 {
+        let i = (state.now.timestamp() as usize) % SPINNER.len();
+        spans.push(Span::raw(format!(" {} ", SPINNER[i])));
+    }
+    if let Some((tone, text)) = &state.message {
+        let (mark, style) = match tone {
+            Tone::Info => ("", Style::default()),
+            Tone::Success => ("✓ ", theme.good()),
+            Tone::Error => ("✗ ", theme.bad()),
+        };
+        spans.push(Span::styled(format!(" {mark}{text}"), style));
+    } else if let Some(w) = state.warnings.first() {
+        spans.push(Span::styled(format!(" ! {w}"), theme.warn()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let hints: Vec<(&str, &str)> = match &state.modal {
+        Some(Modal::Form(_)) => vec![
+            ("Tab", "next field"),
+            ("S-Tab", "previous"),
+            ("Enter", "next / submit"),
+            ("Esc", "cancel"),
+            ("C-c", "quit"),
+        ],
+        Some(Modal::ConfirmApprove(_))
+        | Some(Modal::ConfirmQuit)
+        | Some(Modal::ConfirmDiscard(_)) => vec![("y", "yes"), ("any other key", "no")],
+        Some(Modal::DenyReason(..)) | Some(Modal::PauseReason(_)) => {
+            vec![("Enter", "confirm"), ("Esc", "cancel")]
+        }
+        Some(Modal::FreezeForm(_)) => vec![
+            ("Tab", "next field"),
+            ("Enter", "next / confirm"),
+            ("Esc", "cancel"),
+        ],
+        Some(Modal::Filter(_)) => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
+        Some(Modal::Help) | Some(Modal::Outcome(_)) => vec![("any key", "close")],
+        None => keymap::hints(state.pane.scope()),
+    };
+    let mut spans = Vec::new();
+    for (key, what) in hints {
+        spans.push(Span::styled(key.to_string(), theme.selected()));
+        spans.push(Span::raw(format!(" {what}  ")));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}

@@ -1,0 +1,334 @@
+//! Modals: the change form with its live decision, confirmations, prompts, outcome and help.
+
+use crate::domain::change::{Change, ChangeState};
+use crate::domain::policy::Outcome;
+use crate::tui::app::{Modal, State, risk_word};
+use crate::tui::form::{ChangeForm, Fields, TICKET};
+use crate::tui::keymap::{KEYMAP, Scope};
+use crate::tui::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let Some(modal) = &state.modal else { return };
+    match modal {
+        Modal::Help => help(frame, area, theme),
+        Modal::Form(form) => change_form(frame, area, form, theme),
+        Modal::Outcome(c) => outcome(frame, area, c, theme),
+        Modal::ConfirmApprove(id) => {
+            let what = state
+                .changes
+                .get(id)
+                .map(|c| {
+                    format!(
+                        "{} on {} ({}, {} risk)",
+                        c.action,
+                        c.target,
+                        c.ticket,
+                        risk_word(c.risk)
+                    )
+                })
+                .unwrap_or_default();
+            confirm(
+                frame,
+                area,
+                "Approve",
+                &format!(
+                    "Approve change #{id}: {what}?\nIf it is the last approval it runs at once."
+                ),
+                theme,
+            );
+        }
+        Modal::ConfirmQuit => confirm(frame, area, "Quit", "Quit CommandBridge?", theme),
+        Modal::ConfirmDiscard(_) => confirm(
+            frame,
+            area,
+            "Discard",
+            "Discard the change request you are typing?",
+            theme,
+        ),
+        Modal::DenyReason(id, fields) => {
+            prompt(frame, area, &format!("Deny change #{id}"), fields, theme)
+        }
+        Modal::Filter(fields) => prompt(frame, area, "Filter the approval queue", fields, theme),
+        Modal::PauseReason(fields) => prompt(frame, area, "Pause all changes", fields, theme),
+        Modal::FreezeForm(fields) => prompt(frame, area, "Announce a freeze (UTC)", fields, theme),
+    }
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+fn popup(frame: &mut Frame, rect: Rect, title: &str, theme: &Theme) -> Rect {
+    frame.render_widget(Clear, rect);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" {title} "))
+        .border_style(theme.focused_border());
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    inner
+}
+
+fn confirm(frame: &mut Frame, area: Rect, title: &str, text: &str, theme: &Theme) {
+    let rect = centered(area, 64, 7);
+    let inner = popup(frame, rect, title, theme);
+    let mut lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_string())).collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled(" y ", theme.selected()),
+        Span::raw(" yes   any other key: no"),
+    ]));
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
+}
+
+/// Draws fields as "Label: value" lines with the hint dimmed, and puts the cursor in the
+/// focused one.
+fn field_lines(frame: &mut Frame, area: Rect, fields: &Fields, theme: &Theme) {
+    let label_w = fields
+        .fields
+        .iter()
+        .map(|f| f.label.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 3;
+    let value_w = (area.width as usize).saturating_sub(label_w + 1).max(1);
+    for (i, f) in fields.fields.iter().enumerate() {
+        let y = area.y + (i as u16) * 2;
+        if y + 1 >= area.y + area.height {
+            break;
+        }
+        let focused = i == fields.focus;
+        let scroll = f.input.visual_scroll(value_w);
+        let shown: String = f.value().chars().skip(scroll).take(value_w).collect();
+        let label_style = if focused {
+            Style::default().add_modifier(Modifier::BOLD)
+        } else {
+            theme.dim()
+        };
+        let line = Line::from(vec![
+            Span::styled(
+                format!(
+                    "{}{:<w$}",
+                    if focused { "▶" } else { " " },
+                    format!("{}:", f.label),
+                    w = label_w - 1
+                ),
+                label_style,
+            ),
+            Span::styled(
+                shown,
+                if focused {
+                    Style::default().add_modifier(Modifier::UNDERLINED)
+                } else {
+                    Style::default()
+                },
+            ),
+        ]);
+        frame.render_widget(Paragraph::new(line), Rect::new(area.x, y, area.width, 1));
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                format!("{:label_w$}{}", "", f.hint),
+                theme.dim(),
+            )),
+            Rect::new(area.x, y + 1, area.width, 1),
+        );
+        if focused {
+            let x =
+                area.x + label_w as u16 + (f.input.visual_cursor().saturating_sub(scroll)) as u16;
+            frame.set_cursor_position(Position::new(
+                x.min(area.x + area.width.saturating_sub(1)),
+                y,
+            ));
+        }
+    }
+}
+
+fn prompt(frame: &mut Frame, area: Rect, title: &str, fields: &Fields, theme: &Theme) {
+    let h = (fields.fields.len() as u16) * 2 + 2;
+    let rect = centered(area, 72, h);
+    let inner = popup(frame, rect, title, theme);
+    field_lines(frame, inner, fields, theme);
+}
+
+fn change_form(frame: &mut Frame, area: Rect, form: &ChangeForm, theme: &Theme) {
+    let rect = centered(
+        area,
+        area.width.saturating_sub(4).min(120),
+        area.height.saturating_sub(2).min(30),
+    );
+    let title = format!(
+        "Request {} ({} risk)",
+        form.action.name,
+        risk_word(form.action.risk)
+    );
+    let inner = popup(frame, rect, &title, theme);
+    let side_by_side = inner.width >= 90;
+    let field_h = (form.fields.fields.len() as u16) * 2;
+    let (fields_area, decision_area) = if side_by_side {
+        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(inner);
+        (l, r)
+    } else {
+        let [t, b] = Layout::vertical([
+            Constraint::Length(field_h.min(inner.height / 2 + 2)),
+            Constraint::Min(3),
+        ])
+        .areas(inner);
+        (t, b)
+    };
+    field_lines(frame, fields_area, &form.fields, theme);
+
+    let mut lines = Vec::new();
+    match form.ticket_check() {
+        Some(Ok(())) => lines.push(Line::styled(
+            format!("✓ ticket {}", form.fields.value(TICKET).trim()),
+            theme.good(),
+        )),
+        Some(Err(e)) => lines.push(Line::styled(format!("✗ {e}"), theme.bad())),
+        None => lines.push(Line::styled(
+            "a ticket is required on every action",
+            theme.dim(),
+        )),
+    }
+    match &form.preview {
+        _ if form.submitting => lines.push(Line::raw("submitting…")),
+        None => lines.push(Line::styled(
+            "the server's decision appears here as you type",
+            theme.dim(),
+        )),
+        Some(Err(e)) => lines.push(Line::styled(format!("✗ {e}"), theme.bad())),
+        Some(Ok(p)) => {
+            let (head, style) = match p.decision {
+                Outcome::Execute => ("▶ RUNS NOW when you submit".to_string(), theme.good()),
+                Outcome::NeedsApproval => {
+                    let needs: Vec<String> =
+                        p.approvals_required.iter().map(|r| r.describe()).collect();
+                    (
+                        format!("⏸ NEEDS APPROVAL: {}", needs.join(" and ")),
+                        theme.warn(),
+                    )
+                }
+                Outcome::Blocked => ("⛔ BLOCKED".to_string(), theme.bad()),
+            };
+            lines.push(Line::styled(head, style.add_modifier(Modifier::BOLD)));
+            for r in &p.reasons {
+                lines.push(Line::raw(format!("· {r}")));
+            }
+            for w in &p.warnings {
+                lines.push(Line::styled(format!("⚠ {w}"), theme.warn()));
+            }
+        }
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled("Rollback: ", theme.dim()),
+        Span::raw(form.action.rollback.clone()),
+    ]));
+    let block = Block::default()
+        .borders(if side_by_side {
+            Borders::LEFT
+        } else {
+            Borders::TOP
+        })
+        .border_style(theme.dim());
+    let inner_decision = block.inner(decision_area);
+    frame.render_widget(block, decision_area);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }),
+        inner_decision,
+    );
+}
+
+fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
+    let rect = centered(
+        area,
+        area.width.saturating_sub(6).min(100),
+        area.height.saturating_sub(4).min(20),
+    );
+    let inner = popup(frame, rect, &format!("Change #{}", c.id), theme);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            c.state.as_str().to_uppercase().replace('_', " "),
+            theme.state(c.state).add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!("  {} on {} ({})", c.action, c.target, c.ticket)),
+    ])];
+    match c.state {
+        ChangeState::PendingApproval => {
+            let needs: Vec<String> = c.approvals_required.iter().map(|r| r.describe()).collect();
+            lines.push(Line::raw(format!(
+                "Waiting for {}. It is in the Approvals queue (2).",
+                needs.join(" and ")
+            )));
+        }
+        ChangeState::Executing => lines.push(Line::raw(
+            "The command is running; its outcome appears in Activity.",
+        )),
+        _ => {}
+    }
+    if let Some(r) = &c.outcome_reason {
+        lines.push(Line::styled(r.clone(), theme.bad()));
+    }
+    for w in &c.warnings {
+        lines.push(Line::styled(format!("⚠ {w}"), theme.warn()));
+    }
+    if let Some(o) = &c.output {
+        lines.push(Line::styled(
+            format!(
+                "exit {}{}",
+                o.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if o.simulated { " · simulated" } else { "" }
+            ),
+            theme.dim(),
+        ));
+        for l in o.stdout.lines().chain(o.stderr.lines()) {
+            lines.push(Line::raw(l.to_string()));
+        }
+    }
+    lines.push(Line::styled("press any key", theme.dim()));
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
+    let rect = centered(area, 76, area.height.saturating_sub(2));
+    let inner = popup(frame, rect, "Keys", theme);
+    let mut lines = Vec::new();
+    for (scope, title) in [
+        (Scope::Global, "Everywhere"),
+        (Scope::Actions, "1 Actions"),
+        (Scope::Approvals, "2 Approvals"),
+        (Scope::Windows, "3 Windows"),
+        (Scope::Verification, "4 Verification"),
+    ] {
+        let bindings: Vec<_> = KEYMAP.iter().filter(|b| b.scope == scope).collect();
+        if bindings.is_empty() {
+            continue;
+        }
+        lines.push(Line::styled(
+            title,
+            Style::default().add_modifier(Modifier::BOLD),
+        ));
+        for b in bindings {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {:<8}", b.label), theme.good()),
+                Span::raw(b.help),
+            ]));
+        }
+    }
+    lines.push(Line::styled("any key closes this help", theme.dim()));
+    frame.render_widget(Paragraph::new(lines), inner);
+}

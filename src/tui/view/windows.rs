@@ -1,0 +1,154 @@
+//! Pane 3: a week of deployment windows and freezes in UTC, with a "now" marker.
+
+use crate::tui::app::State;
+use crate::tui::theme::Theme;
+use crate::tui::view::chrome::window_summary;
+use crate::tui::view::fit;
+use chrono::{Duration, Timelike};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let [status, scale, days, legend, rest] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(7),
+        Constraint::Length(1),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(window_summary(state)), status);
+    let Some(cal) = &state.calendar else {
+        frame.render_widget(
+            Paragraph::new("loading the calendar…").style(theme.dim()),
+            days,
+        );
+        return;
+    };
+    let label_w = 10usize;
+    let cells = (area.width as usize).saturating_sub(label_w).max(24);
+    let slot_minutes = (24 * 60) as f64 / cells as f64;
+    // Hour scale: every 3 hours when there is room, else every 6.
+    let step = if cells >= 64 { 3 } else { 6 };
+    let mut buf: Vec<char> = vec![' '; label_w + cells];
+    for hour in (0..24).step_by(step) {
+        let col = label_w + (hour as f64 * 60.0 / slot_minutes) as usize;
+        for (k, ch) in format!("{hour:02}").chars().enumerate() {
+            if let Some(slot) = buf.get_mut(col + k) {
+                *slot = ch;
+            }
+        }
+    }
+    let scale_text: String = buf.into_iter().collect();
+    frame.render_widget(
+        Paragraph::new(fit(&scale_text, area.width as usize)).style(theme.dim()),
+        scale,
+    );
+
+    let mut lines = Vec::new();
+    for d in 0..7 {
+        let day_start = cal.from + Duration::days(d);
+        let mut spans = vec![Span::styled(
+            format!("{:<label_w$}", day_start.format("%a %d %b")),
+            if day_start.date_naive() == state.now.date_naive() {
+                theme.selected()
+            } else {
+                Style::default()
+            },
+        )];
+        for c in 0..cells {
+            let t = day_start + Duration::seconds((c as f64 * slot_minutes * 60.0) as i64);
+            let t_end =
+                day_start + Duration::seconds(((c + 1) as f64 * slot_minutes * 60.0) as i64);
+            let now_here = state.now >= t && state.now < t_end;
+            let kind = cal
+                .blocks
+                .iter()
+                .filter(|b| b.start < t_end && b.end > t)
+                .map(|b| b.kind.as_str())
+                .max_by_key(|k| match *k {
+                    "freeze" => 3,
+                    "standard" => 2,
+                    _ => 1,
+                });
+            let (ch, style) = match kind {
+                Some("freeze") => ("╳", theme.freeze_block()),
+                Some("standard") => ("█", theme.standard_block()),
+                Some("off_peak") => ("▒", theme.off_peak_block()),
+                _ => ("·", theme.dim()),
+            };
+            if now_here {
+                spans.push(Span::styled("┃", theme.bad()));
+            } else {
+                spans.push(Span::styled(ch, style));
+            }
+        }
+        lines.push(Line::from(spans));
+    }
+    frame.render_widget(Paragraph::new(lines), days);
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled("█", theme.standard_block()),
+            Span::raw(" Standard  "),
+            Span::styled("▒", theme.off_peak_block()),
+            Span::raw(" Off-peak  "),
+            Span::styled("╳", theme.freeze_block()),
+            Span::raw(" Freeze  "),
+            Span::styled("┃", theme.bad()),
+            Span::raw(format!(
+                " now {}  (UTC; [ ] week)",
+                state.now.format("%a %H:%M")
+            )),
+        ])),
+        legend,
+    );
+    let mut info = Vec::new();
+    for b in cal.blocks.iter().filter(|b| b.kind == "freeze") {
+        let removable = b.freeze_id.is_some();
+        let selected = state
+            .removable_freezes()
+            .get(state.freeze_sel)
+            .is_some_and(|(id, _)| Some(*id) == b.freeze_id);
+        let line = Line::from(vec![
+            Span::raw(if selected { "▶ " } else { "  " }),
+            Span::styled("FREEZE ", theme.freeze_block()),
+            Span::raw(format!(
+                "'{}' {} → {}{}",
+                b.name,
+                b.start.format("%b %-d %H:%M"),
+                b.end.format("%b %-d %H:%M"),
+                if removable { "" } else { " (configured)" }
+            )),
+        ]);
+        info.push(if selected {
+            line.style(theme.selected())
+        } else {
+            line
+        });
+    }
+    if let Some(p) = &cal.pause {
+        info.push(Line::styled(
+            format!(
+                "  PAUSED since {} by {}: {}",
+                p.paused_at.format("%H:%M"),
+                p.paused_by,
+                p.reason
+            ),
+            theme.bad(),
+        ));
+    }
+    if info.is_empty() {
+        info.push(Line::styled(
+            format!(
+                "  no freeze this week · now {:02}:{:02} UTC",
+                state.now.hour(),
+                state.now.minute()
+            ),
+            theme.dim(),
+        ));
+    }
+    frame.render_widget(Paragraph::new(info), rest);
+}
