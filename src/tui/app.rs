@@ -866,3 +866,318 @@ pub fn risk_word(r: Risk) -> &'static str {
         Risk::Critical => "CRITICAL",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixtures::{change, event, now, scene};
+
+    fn key(c: char) -> Msg {
+        Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+    }
+
+    fn code(k: KeyCode) -> Msg {
+        Msg::Key(KeyEvent::new(k, KeyModifiers::NONE))
+    }
+
+    fn typed(s: &mut State, text: &str) -> Vec<Effect> {
+        text.chars().flat_map(|c| update(s, key(c))).collect()
+    }
+
+    fn queue_ids(s: &State) -> Vec<i64> {
+        s.queue().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn queue_is_riskiest_first_then_oldest_and_counts_what_i_can_approve() {
+        let s = scene("bob", Level::L2);
+        // critical: #2 (40 min), #4 (5 min); high: #1 (12 min), #3 (3 min).
+        assert_eq!(queue_ids(&s), vec![2, 4, 1, 3]);
+        assert_eq!(s.approvable_count(), 2);
+        let c = &s.changes[&4];
+        assert_eq!(s.stance(c), Stance::Yours);
+        assert_eq!(s.stance(&s.changes[&2]), Stance::Other("needs L3".into()));
+    }
+
+    #[test]
+    fn request_flow_previews_live_and_submits_the_typed_request() {
+        let mut s = scene("alice", Level::L1);
+        update(&mut s, key('1'));
+        let i = s
+            .actions
+            .iter()
+            .position(|a| a.name == "blacklist-ip")
+            .unwrap();
+        for _ in 0..i {
+            update(&mut s, key('j'));
+        }
+        update(&mut s, code(KeyCode::Enter));
+        assert!(matches!(&s.modal, Some(Modal::Form(f)) if f.action.name == "blacklist-ip"));
+        // A bad ticket is flagged as it is typed, and asks the server nothing.
+        assert!(typed(&mut s, "CHG-Bad").is_empty());
+        let Some(Modal::Form(f)) = &s.modal else {
+            panic!()
+        };
+        assert!(f.ticket_check().unwrap().is_err());
+        for _ in 0..3 {
+            update(&mut s, code(KeyCode::Backspace));
+        }
+        typed(&mut s, "1234");
+        update(&mut s, code(KeyCode::Tab));
+        let effects = typed(&mut s, "e");
+        let [Effect::Preview(g1, req)] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(
+            (req.ticket.as_str(), req.target.as_str()),
+            ("CHG-1234", "e")
+        );
+        // While that preview is out, more typing asks for exactly one more when it returns.
+        assert!(typed(&mut s, "dge-1").is_empty());
+        let again = update(&mut s, Msg::Preview(*g1, Err("stale".into())));
+        let [Effect::Preview(g2, req)] = again.as_slice() else {
+            panic!("{again:?}")
+        };
+        assert_eq!(req.target, "edge-1");
+        let preview = Preview {
+            decision: crate::domain::policy::Outcome::NeedsApproval,
+            reasons: vec!["high risk requested by L1".into()],
+            approvals_required: vec![Requirement::Level { min: Level::L2 }],
+            warnings: vec!["off-peak preferred".into()],
+        };
+        update(&mut s, Msg::Preview(*g2, Ok(preview.clone())));
+        let Some(Modal::Form(f)) = &s.modal else {
+            panic!()
+        };
+        assert_eq!(f.preview, Some(Ok(preview)));
+        update(&mut s, code(KeyCode::Tab));
+        typed(&mut s, "203.0.113.7");
+        update(&mut s, code(KeyCode::Tab));
+        typed(&mut s, "scraper");
+        let submit = update(&mut s, code(KeyCode::Enter));
+        let [Effect::Create(req)] = submit.as_slice() else {
+            panic!("{submit:?}")
+        };
+        assert_eq!(req.params["ip"], serde_json::json!("203.0.113.7"));
+        assert_eq!(req.reason, "scraper");
+        // Keys wait while it is on its way; then the outcome shows and the queue has it.
+        assert!(update(&mut s, key('x')).is_empty());
+        let mut created = change(9, "blacklist-ip", Risk::High, "alice", Level::L1, 0);
+        created.target = "edge-1".into();
+        update(&mut s, Msg::Submitted(Ok(created)));
+        assert!(matches!(&s.modal, Some(Modal::Outcome(c)) if c.id == 9));
+        assert!(queue_ids(&s).contains(&9));
+        assert!(s.message.as_ref().unwrap().1.contains("Approvals queue"));
+    }
+
+    #[test]
+    fn a_refused_submission_keeps_the_form_and_says_why() {
+        let mut s = scene("alice", Level::L1);
+        update(&mut s, key('1'));
+        update(&mut s, code(KeyCode::Enter));
+        typed(&mut s, "CHG-1");
+        let n = if let Some(Modal::Form(f)) = &s.modal {
+            f.fields.fields.len()
+        } else {
+            0
+        };
+        for _ in 1..n {
+            update(&mut s, code(KeyCode::Enter));
+        }
+        assert!(matches!(
+            update(&mut s, code(KeyCode::Enter)).as_slice(),
+            [Effect::Create(_)]
+        ));
+        update(
+            &mut s,
+            Msg::Submitted(Err("409 refused: outside the deployment windows".into())),
+        );
+        assert!(matches!(&s.modal, Some(Modal::Form(f)) if !f.submitting));
+        assert!(
+            s.message
+                .as_ref()
+                .unwrap()
+                .1
+                .contains("outside the deployment windows")
+        );
+    }
+
+    #[test]
+    fn approve_asks_first_and_refuses_locally_what_the_server_would() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        // Selected: #2, rotate-secrets by dave, needs L3.
+        assert!(update(&mut s, key('a')).is_empty());
+        assert!(s.modal.is_none());
+        assert!(s.message.as_ref().unwrap().1.contains("needs L3"));
+        update(&mut s, key('j')); // #4: bob's own
+        update(&mut s, key('a'));
+        assert!(s.message.as_ref().unwrap().1.contains("your own change"));
+        update(&mut s, key('j')); // #1: alice's high-risk change
+        update(&mut s, key('a'));
+        assert!(matches!(s.modal, Some(Modal::ConfirmApprove(1))));
+        // Anything but y cancels.
+        assert!(update(&mut s, key('n')).is_empty());
+        assert!(s.modal.is_none());
+        update(&mut s, key('a'));
+        let effects = update(&mut s, key('y'));
+        assert_eq!(effects, vec![Effect::Approve(1, ApproveRequest::default())]);
+        let mut done = s.changes[&1].clone();
+        done.state = ChangeState::Executed;
+        done.updated_at = now();
+        update(&mut s, Msg::Decided(Ok(done)));
+        assert_eq!(queue_ids(&s), vec![2, 4, 3]);
+        assert_eq!(s.approvable_count(), 1);
+        assert!(s.message.as_ref().unwrap().1.contains("executed"));
+    }
+
+    #[test]
+    fn a_failed_approval_is_shown_and_the_queue_reloaded() {
+        let mut s = scene("bob", Level::L2);
+        let effects = update(
+            &mut s,
+            Msg::Decided(Err("409 conflict: already executed".into())),
+        );
+        assert_eq!(effects, vec![Effect::LoadChanges]);
+        assert_eq!(s.message.as_ref().unwrap().0, Tone::Error);
+    }
+
+    #[test]
+    fn deny_needs_a_reason() {
+        let mut s = scene("carol", Level::L3);
+        update(&mut s, key('2'));
+        update(&mut s, key('d'));
+        assert!(matches!(s.modal, Some(Modal::DenyReason(2, _))));
+        assert!(update(&mut s, code(KeyCode::Enter)).is_empty());
+        assert!(s.message.as_ref().unwrap().1.contains("reason is required"));
+        typed(&mut s, "not during the campaign");
+        let effects = update(&mut s, code(KeyCode::Enter));
+        assert_eq!(
+            effects,
+            vec![Effect::Deny(
+                2,
+                DenyRequest {
+                    reason: "not during the campaign".into()
+                }
+            )]
+        );
+        assert!(s.modal.is_none());
+    }
+
+    #[test]
+    fn filter_narrows_the_queue_and_esc_clears_it() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        update(&mut s, key('/'));
+        typed(&mut s, "edge");
+        assert_eq!(queue_ids(&s), vec![1]);
+        update(&mut s, code(KeyCode::Enter));
+        assert_eq!(s.filter, "edge");
+        assert_eq!(queue_ids(&s), vec![1]);
+        update(&mut s, key('/'));
+        update(&mut s, code(KeyCode::Esc));
+        assert_eq!(queue_ids(&s).len(), 4);
+    }
+
+    #[test]
+    fn live_events_update_the_queue_and_reconnect_is_announced() {
+        let mut s = scene("bob", Level::L2);
+        let new = change(10, "pause-enrolments", Risk::High, "alice", Level::L1, 0);
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                50,
+                "change.requested",
+                "alice requested",
+                serde_json::to_value(&new).unwrap(),
+            ))),
+        );
+        assert!(queue_ids(&s).contains(&10));
+        assert_eq!(s.approvable_count(), 3);
+        assert_eq!(s.activity[0].seq, 50);
+        update(&mut s, Msg::StreamDown("connection refused".into()));
+        assert!(matches!(s.connection, Connection::Reconnecting(_)));
+        update(&mut s, Msg::StreamUp);
+        assert_eq!(s.connection, Connection::Live);
+        assert!(s.message.as_ref().unwrap().1.contains("reconnected"));
+        // A replayed older copy never overwrites a newer one.
+        let mut old = new.clone();
+        old.state = ChangeState::Denied;
+        let mut newer = new.clone();
+        newer.state = ChangeState::Executed;
+        newer.updated_at = now() + Duration::seconds(5);
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                51,
+                "change.executed",
+                "",
+                serde_json::to_value(&newer).unwrap(),
+            ))),
+        );
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                49,
+                "change.denied",
+                "",
+                serde_json::to_value(&old).unwrap(),
+            ))),
+        );
+        assert_eq!(s.changes[&10].state, ChangeState::Executed);
+    }
+
+    #[test]
+    fn ticks_redraw_only_while_something_counts_down() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, Msg::Tick(now() + Duration::seconds(1)));
+        assert!(s.dirty, "a verification is counting down");
+        s.verifications.clear();
+        update(&mut s, Msg::Tick(now() + Duration::seconds(2)));
+        assert!(!s.dirty, "nothing on screen changed");
+        update(&mut s, Msg::Tick(now() + Duration::seconds(61)));
+        assert!(s.dirty, "the minute turned: the window countdown changed");
+    }
+
+    #[test]
+    fn windows_keys_respect_levels() {
+        let mut s = scene("alice", Level::L1);
+        update(&mut s, key('3'));
+        update(&mut s, key('f'));
+        assert!(s.modal.is_none());
+        assert!(s.message.as_ref().unwrap().1.contains("L3"));
+        update(&mut s, key('p'));
+        assert!(s.message.as_ref().unwrap().1.contains("L2"));
+        let effects = update(&mut s, key(']'));
+        assert!(matches!(effects.as_slice(), [Effect::LoadCalendar { .. }]));
+        let mut s = scene("carol", Level::L3);
+        update(&mut s, key('3'));
+        assert_eq!(update(&mut s, key('x')), vec![Effect::RemoveFreeze(1)]);
+        update(&mut s, key('p'));
+        typed(&mut s, "checkout degraded");
+        assert_eq!(
+            update(&mut s, code(KeyCode::Enter)),
+            vec![Effect::Pause(PauseRequest {
+                reason: "checkout degraded".into()
+            })]
+        );
+    }
+
+    #[test]
+    fn esc_in_a_form_with_input_asks_before_dropping_it() {
+        let mut s = scene("alice", Level::L1);
+        update(&mut s, key('1'));
+        update(&mut s, code(KeyCode::Enter));
+        typed(&mut s, "CHG-1");
+        update(&mut s, code(KeyCode::Esc));
+        assert!(matches!(s.modal, Some(Modal::ConfirmDiscard(_))));
+        update(&mut s, key('n'));
+        assert!(matches!(s.modal, Some(Modal::Form(_))));
+        update(&mut s, code(KeyCode::Esc));
+        update(&mut s, key('y'));
+        assert!(s.modal.is_none());
+        assert!(!s.quit);
+        update(&mut s, key('q'));
+        assert!(s.quit);
+    }
+}

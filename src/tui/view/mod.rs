@@ -7,6 +7,9 @@ mod modal;
 mod verification;
 mod windows;
 
+#[cfg(test)]
+mod tests;
+
 use crate::tui::app::{Pane, State};
 use crate::tui::theme::Theme;
 use ratatui::Frame;

@@ -304,9 +304,7 @@ fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
 }
 
 fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
-    let rect = centered(area, 76, area.height.saturating_sub(2));
-    let inner = popup(frame, rect, "Keys", theme);
-    let mut lines = Vec::new();
+    let mut groups: Vec<Vec<Line>> = Vec::new();
     for (scope, title) in [
         (Scope::Global, "Everywhere"),
         (Scope::Actions, "1 Actions"),
@@ -318,17 +316,37 @@ fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
         if bindings.is_empty() {
             continue;
         }
-        lines.push(Line::styled(
+        let mut lines = vec![Line::styled(
             title,
             Style::default().add_modifier(Modifier::BOLD),
-        ));
+        )];
         for b in bindings {
             lines.push(Line::from(vec![
-                Span::styled(format!("  {:<8}", b.label), theme.good()),
+                Span::styled(format!(" {:<6}", b.label), theme.good()),
                 Span::raw(b.help),
             ]));
         }
+        groups.push(lines);
     }
-    lines.push(Line::styled("any key closes this help", theme.dim()));
-    frame.render_widget(Paragraph::new(lines), inner);
+    let total: usize = groups.iter().map(Vec::len).sum();
+    let rect = centered(
+        area,
+        area.width.saturating_sub(2).min(150),
+        area.height.saturating_sub(2),
+    );
+    let inner = popup(frame, rect, "Keys · any key closes", theme);
+    // One column when it fits, else the global keys beside the pane keys.
+    if total <= inner.height as usize {
+        frame.render_widget(Paragraph::new(groups.concat()), inner);
+    } else {
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(inner);
+        let first = groups.remove(0);
+        frame.render_widget(Paragraph::new(first).wrap(Wrap { trim: false }), left);
+        frame.render_widget(
+            Paragraph::new(groups.concat()).wrap(Wrap { trim: false }),
+            right,
+        );
+    }
 }

@@ -1,0 +1,192 @@
+//! A fixed scene for reducer and snapshot tests: no clock, no network.
+
+use crate::config::ServerConfig;
+use crate::domain::api::{
+    Calendar, CalendarBlock, CatalogEntry, Event, Me, NextWindow, OpenWindow, WindowStatus,
+};
+use crate::domain::change::{Approval, Change, ChangeState, Verification};
+use crate::domain::policy::{Requirement, may_do};
+use crate::domain::{Level, Risk, WindowKind};
+use crate::tui::app::{Msg, State, update};
+use chrono::{DateTime, Duration, Utc};
+
+/// Tuesday 10:30 UTC, inside the Standard window.
+pub fn now() -> DateTime<Utc> {
+    "2026-11-24T10:30:00Z".parse().unwrap()
+}
+
+pub fn catalog(level: Level) -> Vec<CatalogEntry> {
+    ServerConfig::embedded_default()
+        .actions
+        .iter()
+        .map(|a| CatalogEntry {
+            name: a.name.clone(),
+            risk: a.risk,
+            description: a.description.clone(),
+            params: a.params.clone(),
+            rollback: a.rollback.clone(),
+            has_command: a.command.is_some(),
+            you_may: may_do(a.risk, level),
+        })
+        .collect()
+}
+
+pub fn change(
+    id: i64,
+    action: &str,
+    risk: Risk,
+    by: &str,
+    by_level: Level,
+    minutes_ago: i64,
+) -> Change {
+    let created = now() - Duration::minutes(minutes_ago);
+    let approvals_required = match risk.approval_needed(by_level) {
+        Some(min) => vec![Requirement::Level { min }],
+        None => vec![],
+    };
+    Change {
+        id,
+        state: if approvals_required.is_empty() {
+            ChangeState::Executed
+        } else {
+            ChangeState::PendingApproval
+        },
+        action: action.into(),
+        risk,
+        ticket: format!("CHG-{}", 4700 + id),
+        target: ["checkout", "edge-1", "payments", "search"][id as usize % 4].into(),
+        params: Default::default(),
+        reason: "traffic spike after the campaign mail".into(),
+        requested_by: by.into(),
+        requested_level: by_level,
+        created_at: created,
+        updated_at: created,
+        expires_at: created + Duration::hours(4),
+        approvals: Vec::<Approval>::new(),
+        approvals_required,
+        warnings: vec![],
+        outcome_reason: None,
+        decided_by: None,
+        output: None,
+    }
+}
+
+pub fn event(seq: i64, kind: &str, summary: &str, data: serde_json::Value) -> Event {
+    Event {
+        seq,
+        at: now() - Duration::seconds(100 - seq),
+        kind: kind.into(),
+        actor: "alice".into(),
+        summary: summary.into(),
+        data,
+    }
+}
+
+/// The dashboard as `me` sees it once everything has loaded.
+pub fn scene(me: &str, level: Level) -> State {
+    let mut s = State::new("http://127.0.0.1:7878", now());
+    let _ = s.initial_effects();
+    update(
+        &mut s,
+        Msg::Me(Ok(Me {
+            name: me.into(),
+            level,
+        })),
+    );
+    update(&mut s, Msg::Actions(Ok(catalog(level))));
+    update(
+        &mut s,
+        Msg::Changes(Ok(vec![
+            change(1, "blacklist-ip", Risk::High, "alice", Level::L1, 12),
+            change(2, "rotate-secrets", Risk::Critical, "dave", Level::L2, 40),
+            change(3, "maintenance-mode", Risk::High, "alice", Level::L1, 3),
+            change(4, "rotate-secrets", Risk::Critical, "bob", Level::L2, 5),
+            change(5, "scale-service", Risk::Medium, "bob", Level::L2, 30),
+        ])),
+    );
+    let today = now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    update(
+        &mut s,
+        Msg::WindowStatus(Ok(WindowStatus {
+            now: now(),
+            open: Some(OpenWindow {
+                kind: WindowKind::Standard,
+                closes_at: today + Duration::hours(16),
+            }),
+            next: Some(NextWindow {
+                kind: WindowKind::OffPeak,
+                opens_at: today + Duration::hours(22),
+            }),
+            freeze: None,
+            pause: None,
+            summary: "STANDARD window open, closes in 5h30m".into(),
+        })),
+    );
+    let monday = today - Duration::days(1);
+    let schedule = ServerConfig::embedded_default().windows;
+    let mut blocks: Vec<CalendarBlock> = schedule
+        .occurrences(monday, monday + Duration::days(7))
+        .into_iter()
+        .map(|(k, iv)| CalendarBlock {
+            kind: if k == WindowKind::Standard {
+                "standard"
+            } else {
+                "off_peak"
+            }
+            .into(),
+            name: k.label().into(),
+            start: iv.start,
+            end: iv.end,
+            freeze_id: None,
+        })
+        .collect();
+    blocks.push(CalendarBlock {
+        kind: "freeze".into(),
+        name: "Black Friday".into(),
+        start: monday + Duration::days(4),
+        end: monday + Duration::days(5),
+        freeze_id: Some(1),
+    });
+    update(
+        &mut s,
+        Msg::Calendar(Ok(Calendar {
+            from: monday,
+            to: monday + Duration::days(7),
+            blocks,
+            pause: None,
+        })),
+    );
+    update(
+        &mut s,
+        Msg::Verifications(Ok(vec![Verification {
+            id: 1,
+            change_id: 5,
+            target: "search".into(),
+            action: "scale-service".into(),
+            started_at: now() - Duration::seconds(200),
+            deadline: now() + Duration::seconds(700),
+            state: "watching".into(),
+        }])),
+    );
+    update(&mut s, Msg::StreamUp);
+    for (i, summary) in [
+        "bob requested scale-service on search (CHG-4705): runs now",
+        "change #5 executed: scale-service on search",
+        "alice requested blacklist-ip on edge-1 (CHG-4701): needs L2+ approval",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                i as i64 + 1,
+                "note",
+                summary,
+                serde_json::json!({}),
+            ))),
+        );
+    }
+    s.message = None;
+    s
+}
