@@ -134,6 +134,10 @@ pub enum Effect {
 
 const ACTIVITY_KEEP: usize = 200;
 
+/// At this size and above, the four panes sit side by side.
+pub const WIDE_WIDTH: u16 = 160;
+pub const WIDE_HEIGHT: u16 = 40;
+
 pub struct State {
     pub server: String,
     pub me: Option<Me>,
@@ -298,6 +302,11 @@ impl State {
         (from, from + Duration::days(7))
     }
 
+    /// Whether the four panes are on screen side by side.
+    pub fn wide(&self) -> bool {
+        self.size.0 >= WIDE_WIDTH && self.size.1 >= WIDE_HEIGHT
+    }
+
     pub fn level(&self) -> Option<Level> {
         self.me.as_ref().map(|m| m.level)
     }
@@ -369,7 +378,8 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             let before = state.now;
             state.now = now;
             // Redraw only if something on screen shows seconds, or a minute turned.
-            let counting = state.active_verifications().next().is_some()
+            let countdown_shown = state.wide() || state.pane == Pane::Verification;
+            let counting = (countdown_shown && state.active_verifications().next().is_some())
                 || state
                     .verifications
                     .iter()
@@ -1130,8 +1140,15 @@ mod tests {
     #[test]
     fn ticks_redraw_only_while_something_counts_down() {
         let mut s = scene("bob", Level::L2);
+        update(&mut s, key('4'));
         update(&mut s, Msg::Tick(now() + Duration::seconds(1)));
-        assert!(s.dirty, "a verification is counting down");
+        assert!(s.dirty, "a verification is counting down on screen");
+        update(&mut s, key('2'));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(2)));
+        assert!(!s.dirty, "the countdown is on another pane");
+        update(&mut s, Msg::Resize(160, 48));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(3)));
+        assert!(s.dirty, "wide: every pane is on screen");
         s.verifications.clear();
         update(&mut s, Msg::Tick(now() + Duration::seconds(2)));
         assert!(!s.dirty, "nothing on screen changed");

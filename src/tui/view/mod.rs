@@ -10,7 +10,7 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
-use crate::tui::app::{Pane, State};
+use crate::tui::app::{Pane, State, WIDE_HEIGHT, WIDE_WIDTH};
 use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -22,9 +22,6 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
 
-/// At this size and above, the four panes sit side by side.
-pub const WIDE_WIDTH: u16 = 160;
-pub const WIDE_HEIGHT: u16 = 40;
 
 pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
     let area = frame.area();
@@ -37,6 +34,7 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
         return;
     }
     let wide = area.width >= WIDE_WIDTH && area.height >= WIDE_HEIGHT;
+    // The reducer decides redraws by the same rule.
     let banner = chrome::banner_text(state);
     let activity_h = if wide { 8 } else { 4 };
     let [header, banner_area, tabs, body, activity, message, footer] = Layout::vertical([
