@@ -25,7 +25,8 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", self.session]).stdout).into_owned()
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", self.session]).stdout)
+            .into_owned()
     }
 
     fn wait_for(&self, text: &str, within: Duration) -> String {
@@ -35,7 +36,10 @@ impl Tmux {
             if screen.contains(text) {
                 return screen;
             }
-            assert!(Instant::now() < end, "'{text}' not on screen after {within:?}; screen:\n{screen}");
+            assert!(
+                Instant::now() < end,
+                "'{text}' not on screen after {within:?}; screen:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -67,14 +71,26 @@ fn user_add(db: &str, name: &str, level: &str) -> String {
         .args(["user", "add", name, "--level", level, "--database", db])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Starts `commandbridge serve` on a free port with its clock inside the Standard window.
 fn serve(db: &str) -> (Server, String) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--database", db, "--listen", "127.0.0.1:0", "--now", "2026-11-24T10:00:00Z"])
+        .args([
+            "serve",
+            "--database",
+            db,
+            "--listen",
+            "127.0.0.1:0",
+            "--now",
+            "2026-11-24T10:00:00Z",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -83,7 +99,10 @@ fn serve(db: &str) -> (Server, String) {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let url = loop {
-        let line = lines.next().expect("the server exited before serving").unwrap();
+        let line = lines
+            .next()
+            .expect("the server exited before serving")
+            .unwrap();
         if let Some(url) = line.strip_prefix("commandbridge serving on ") {
             break url.trim().to_string();
         }
@@ -101,14 +120,34 @@ async fn an_l2_sees_a_request_arrive_and_approves_it_with_the_keys() {
     let bob = user_add(&db, "bob", "L2");
     let (_server, url) = serve(&db);
 
-    let tmux = Tmux { socket: format!("cb-e2e-{}", std::process::id()), session: "dash" };
+    let tmux = Tmux {
+        socket: format!("cb-e2e-{}", std::process::id()),
+        session: "dash",
+    };
     let home = dir.path().display().to_string();
     let out = tmux.cmd(&[
-        "new-session", "-d", "-s", tmux.session, "-x", "160", "-y", "48",
-        "env", &format!("CB_SERVER={url}"), &format!("CB_TOKEN={bob}"), &format!("CB_CONFIG_DIR={home}/config"),
-        &format!("XDG_DATA_HOME={home}/data"), &format!("HOME={home}"), BIN, "tui",
+        "new-session",
+        "-d",
+        "-s",
+        tmux.session,
+        "-x",
+        "160",
+        "-y",
+        "48",
+        "env",
+        &format!("CB_SERVER={url}"),
+        &format!("CB_TOKEN={bob}"),
+        &format!("CB_CONFIG_DIR={home}/config"),
+        &format!("XDG_DATA_HOME={home}/data"),
+        &format!("HOME={home}"),
+        BIN,
+        "tui",
     ]);
-    assert!(out.status.success(), "tmux: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tmux.wait_for("● live", Duration::from_secs(15));
     tmux.wait_for("no change is waiting for approval", Duration::from_secs(5));
 
@@ -133,7 +172,10 @@ async fn an_l2_sees_a_request_arrive_and_approves_it_with_the_keys() {
     let started = Instant::now();
     tmux.wait_for("you can approve", Duration::from_secs(3));
     let seen_after = started.elapsed();
-    assert!(seen_after < Duration::from_secs(1), "took {seen_after:?} to appear");
+    assert!(
+        seen_after < Duration::from_secs(1),
+        "took {seen_after:?} to appear"
+    );
 
     // Bob approves it from the keyboard: a, then y to confirm.
     tmux.keys(&["2", "a"]);

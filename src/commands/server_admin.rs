@@ -28,6 +28,9 @@ pub async fn serve(args: &ServeArgs) -> Result<()> {
                     format!("--now '{t}' is not RFC 3339, e.g. 2026-11-24T10:00:00Z")
                 })?
                 .with_timezone(&Utc);
+            if !(1970..=9999).contains(&chrono::Datelike::year(&start)) {
+                return Err(eyre!("--now must be between the years 1970 and 9999"));
+            }
             tracing::warn!(now = %start, "SIMULATED CLOCK: the server's time starts at --now and runs on from there");
             Clock::starting_at(start)
         }

@@ -471,22 +471,35 @@ async fn pending(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> ApiResult<ApiResul
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no change #{id}")))?;
     if change.state != ChangeState::PendingApproval {
-        return Ok(Err(ApiError::conflict(format!(
-            "change #{id} is already {}{}: it can no longer be approved or denied",
-            change.state,
-            change
-                .decided_by
-                .as_ref()
-                .map(|b| format!(" (by {b})"))
-                .unwrap_or_default()
-        ))));
+        let code = if change.state == ChangeState::Expired {
+            "expired"
+        } else {
+            "conflict"
+        };
+        return Ok(Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            code,
+            format!(
+                "change #{id} is already {}{}: it can no longer be approved or denied",
+                change.state,
+                change
+                    .decided_by
+                    .as_ref()
+                    .map(|b| format!(" (by {b})"))
+                    .unwrap_or_default()
+            ),
+        )));
     }
     if change.expires_at <= now {
         expire_one(tx, id, now).await?;
-        return Ok(Err(ApiError::conflict(format!(
-            "change #{id} expired unapproved at {}: request it again",
-            change.expires_at.format("%Y-%m-%d %H:%M UTC")
-        ))));
+        return Ok(Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "expired",
+            format!(
+                "change #{id} expired unapproved at {}: request it again",
+                change.expires_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        )));
     }
     Ok(Ok(change))
 }

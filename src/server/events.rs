@@ -11,17 +11,26 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct EventBus {
     tx: Arc<watch::Sender<u64>>,
+    /// Set when the server stops: open streams end, so a graceful shutdown does not wait for
+    /// dashboards that would stay connected forever.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         EventBus {
             tx: Arc::new(watch::channel(0).0),
+            closing: Arc::new(watch::channel(false).0),
         }
     }
 }
 
 impl EventBus {
+    /// Ends every open stream.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
     /// Tells every stream that new events are committed.
     pub fn wake(&self) {
         self.tx.send_modify(|n| *n = n.wrapping_add(1));
@@ -43,9 +52,11 @@ pub fn stream(
     struct S {
         store: Store,
         wake: watch::Receiver<u64>,
+        closing: watch::Receiver<bool>,
         last: i64,
         queue: VecDeque<crate::domain::api::Event>,
     }
+    let closing = bus.closing.subscribe();
     let mut wake = bus.subscribe();
     wake.mark_changed();
     let ready = crate::domain::api::Event {
@@ -59,6 +70,7 @@ pub fn stream(
     let init = S {
         store,
         wake,
+        closing,
         last: after,
         queue: VecDeque::from([ready]),
     };
@@ -74,8 +86,14 @@ pub fn stream(
                 return Some((Ok(sse), s));
             }
             // Wait for a commit; the page query below sees everything committed before it.
-            if s.wake.changed().await.is_err() {
+            if *s.closing.borrow() {
                 return None;
+            }
+            tokio::select! {
+                changed = s.wake.changed() => if changed.is_err() {
+                    return None;
+                },
+                _ = s.closing.wait_for(|c| *c) => return None,
             }
             match s.store.events_after(s.last, PAGE).await {
                 Ok(page) => {

@@ -45,6 +45,7 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish, closes the database.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        self.state.events.close();
         self.sweeper.abort();
         let _ = self.task.await;
         self.state.store.close().await;

@@ -161,6 +161,19 @@ pub async fn no_route(uri: axum::http::Uri) -> ApiError {
     ))
 }
 
+/// Answers a known route called with the wrong method in the API's error format.
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}: see /api/v1/openapi.json for the methods it takes",
+            method,
+            uri.path()
+        ),
+    )
+}
+
 /// Rejects text that is empty or too long, naming the field.
 pub fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
     let v = value.trim();

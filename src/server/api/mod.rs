@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
     )
     .route("/metrics", axum::routing::get(system::metrics))
     .fallback(error::no_route)
+    .method_not_allowed_fallback(error::wrong_method)
     .layer(DefaultBodyLimit::max(BODY_LIMIT))
     .layer(middleware::from_fn_with_state(
         state.clone(),

@@ -47,6 +47,15 @@ pub async fn calendar(
     let from = q
         .from
         .unwrap_or_else(|| monday.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    for (name, t) in [("from", Some(from)), ("to", q.to)] {
+        if let Some(t) = t
+            && !(1970..=9999).contains(&t.year())
+        {
+            return Err(ApiError::invalid(format!(
+                "'{name}' must be between the years 1970 and 9999"
+            )));
+        }
+    }
     let to = q.to.unwrap_or(from + Duration::days(7));
     if to <= from {
         return Err(ApiError::invalid("'to' must be after 'from'"));

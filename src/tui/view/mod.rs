@@ -22,7 +22,6 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
 
-
 pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {

@@ -1,0 +1,422 @@
+//! The test harness: the real server in-process on a random loopback port, over a SQLite file in
+//! a temporary directory, with a pinned clock and the operators alice (L1), bob (L2), carol (L3)
+//! and dave (L2). Tests talk to it with the real client, or with raw `reqwest` for requests the
+//! client would never send.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use chrono::{DateTime, Utc};
+use commandbridge::client::{ApiClient, ClientError};
+use commandbridge::config::{DEFAULT_SERVER_TOML, ServerConfig};
+use commandbridge::domain::api::{ChangeRequest, ErrorBody};
+use commandbridge::domain::{Change, Level};
+use commandbridge::server::clock::Clock;
+use commandbridge::server::store::Store;
+use commandbridge::server::{self, AppState, Running, operators};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// Tuesday, inside the Standard window (09:00–16:00 UTC).
+pub const TUESDAY_10: &str = "2026-11-24T10:00:00Z";
+/// Saturday noon: outside every window.
+pub const SATURDAY_NOON: &str = "2026-11-28T12:00:00Z";
+/// A Tuesday inside the Standard window and inside the configured Q4 freeze
+/// (2026-12-18..2027-01-04), so the freeze is the only thing in the way.
+pub const IN_Q4_FREEZE: &str = "2026-12-22T10:00:00Z";
+
+/// The error codes the server uses in `{error, message}` bodies. A client-side fallback (a body
+/// that was not an error body) would read like `unprocessable_entity` instead.
+pub const ERROR_CODES: &[&str] = &[
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "refused",
+    "expired",
+    "payload_too_large",
+    "unsupported_media_type",
+    "invalid",
+    "method_not_allowed",
+];
+
+pub fn at(s: &str) -> DateTime<Utc> {
+    s.parse().expect("an RFC 3339 instant")
+}
+
+pub fn clock_at(s: &str) -> Clock {
+    Clock::starting_at(at(s))
+}
+
+/// Test actions with real commands, appended to the embedded default catalog. Each appends its
+/// target as one line to `runs.log`, so a test can count executions. The script is fixed: the
+/// log path and `{target}` are separate argv elements ($0 and $1), never spliced into it.
+fn test_actions(log: &str) -> String {
+    let record = r#"'echo "$1" >> "$0"'"#;
+    let slow = r#"'echo "$1" >> "$0"; exec sleep 30'"#;
+    format!(
+        r#"
+[[actions]]
+name = "record-high"
+risk = "high"
+description = "test: append the target to runs.log"
+rollback = "none"
+command = ["sh", "-c", {record}, "{log}", "{{target}}"]
+timeout_secs = 10
+
+[[actions]]
+name = "record-medium"
+risk = "medium"
+description = "test: append the target to runs.log"
+rollback = "none"
+command = ["sh", "-c", {record}, "{log}", "{{target}}"]
+timeout_secs = 10
+
+[[actions]]
+name = "fail-medium"
+risk = "medium"
+description = "test: a command that exits 1"
+rollback = "none"
+command = ["false"]
+timeout_secs = 10
+
+[[actions]]
+name = "slow-medium"
+risk = "medium"
+description = "test: append the target to runs.log, then run for 30 s"
+rollback = "none"
+command = ["sh", "-c", {slow}, "{log}", "{{target}}"]
+timeout_secs = 60
+"#
+    )
+}
+
+/// The real server over a database file in its own temporary directory.
+pub struct TestServer {
+    pub dir: TempDir,
+    running: Option<Running>,
+    base: String,
+    tokens: BTreeMap<String, String>,
+    http: reqwest::Client,
+}
+
+impl TestServer {
+    /// A server whose clock starts at `now` (RFC 3339), with alice L1, bob L2, carol L3, dave L2.
+    pub async fn start(now: &str) -> TestServer {
+        TestServer::start_with_clock(clock_at(now)).await
+    }
+
+    pub async fn start_with_clock(clock: Clock) -> TestServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut server = TestServer {
+            dir,
+            running: None,
+            base: String::new(),
+            tokens: BTreeMap::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("a reqwest client"),
+        };
+        server.boot(clock).await;
+        for (name, level) in [
+            ("alice", Level::L1),
+            ("bob", Level::L2),
+            ("carol", Level::L3),
+            ("dave", Level::L2),
+        ] {
+            server.add_operator(name, level).await;
+        }
+        server
+    }
+
+    pub fn config_text(&self) -> String {
+        let log = self.runs_log_path();
+        format!(
+            "{DEFAULT_SERVER_TOML}\n{}",
+            test_actions(log.to_str().expect("a UTF-8 temporary path"))
+        )
+    }
+
+    async fn boot(&mut self, clock: Clock) {
+        assert!(self.running.is_none(), "the server is already running");
+        let config = ServerConfig::parse(&self.config_text(), "test").expect("test config");
+        let store = Store::open(&self.db_url()).await.expect("open the store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let running = server::start(config, store, clock, listener)
+            .await
+            .expect("start the server");
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+    }
+
+    /// Stops the server (graceful: in-flight requests finish, the database is closed).
+    pub async fn stop(&mut self) {
+        let running = self.running.take().expect("the server is running");
+        tokio::time::timeout(Duration::from_secs(10), running.stop())
+            .await
+            .expect("the server stops within 10 s");
+    }
+
+    /// Starts the server again on the same database file, with a new clock and a new port.
+    pub async fn restart(&mut self, clock: Clock) {
+        if self.running.is_some() {
+            self.stop().await;
+        }
+        self.boot(clock).await;
+    }
+
+    /// Takes the running server, e.g. to stop it under a test's own time limit.
+    pub fn take_running(&mut self) -> Running {
+        self.running.take().expect("the server is running")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("cb.db")
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    pub fn runs_log_path(&self) -> PathBuf {
+        self.dir.path().join("runs.log")
+    }
+
+    /// The lines the test commands appended (one per execution), or none.
+    pub fn runs(&self) -> Vec<String> {
+        std::fs::read_to_string(self.runs_log_path())
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn runs_of(&self, target: &str) -> usize {
+        self.runs().iter().filter(|l| *l == target).count()
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.running.as_ref().expect("the server is running").state
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state().store
+    }
+
+    /// Creates an operator in the database (as `commandbridge user add` does); returns its client.
+    pub async fn add_operator(&mut self, name: &str, level: Level) -> ApiClient {
+        let token = operators::add(self.store(), name, level)
+            .await
+            .expect("add an operator");
+        self.tokens.insert(name.to_string(), token);
+        self.client(name)
+    }
+
+    pub fn token(&self, name: &str) -> &str {
+        self.tokens
+            .get(name)
+            .unwrap_or_else(|| panic!("no operator {name}"))
+    }
+
+    /// The real client, as operator `name`.
+    pub fn client(&self, name: &str) -> ApiClient {
+        ApiClient::new(&self.base, self.token(name)).expect("a client")
+    }
+
+    /// A client with an arbitrary token.
+    pub fn client_with_token(&self, token: &str) -> ApiClient {
+        ApiClient::new(&self.base, token).expect("a client")
+    }
+
+    /// A raw request: `path` is appended to the server's base URL as is.
+    pub fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// A raw request authenticated as `name`.
+    pub fn raw_as(
+        &self,
+        name: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.raw(method, path).bearer_auth(self.token(name))
+    }
+
+    /// A value from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .raw(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (key, value) = l.rsplit_once(' ')?;
+                let key = key.split('{').next()?;
+                (key == name).then(|| value.parse().expect("a number"))
+            })
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+}
+
+/// A raw response: status, content type and body (the body is not read for event streams,
+/// which stay open).
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// Asserts the status and that the body is `{error, message}` with a message; returns it.
+    pub fn error(&self, status: u16) -> ErrorBody {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
+        self.error_body()
+    }
+
+    /// Asserts the body is a proper error body, whatever the status.
+    pub fn error_body(&self) -> ErrorBody {
+        self.check_error_body()
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Whether the body is `{error, message}` with one of the server's codes and a message.
+    pub fn check_error_body(&self) -> Result<ErrorBody, String> {
+        if !self.content_type.starts_with("application/json") {
+            return Err(format!(
+                "{} error with content type {:?}, body {:?}",
+                self.status,
+                self.content_type,
+                self.text()
+            ));
+        }
+        let body: ErrorBody = serde_json::from_slice(&self.body).map_err(|e| {
+            format!(
+                "{} error body is not {{error, message}} ({e}): {:?}",
+                self.status,
+                self.text()
+            )
+        })?;
+        if !ERROR_CODES.contains(&body.error.as_str()) {
+            return Err(format!("unexpected error code {:?}", body.error));
+        }
+        if body.message.trim().is_empty() {
+            return Err(format!("{} error with an empty message", self.status));
+        }
+        Ok(body)
+    }
+}
+
+/// Sends a raw request. Transport errors fail the test: the server must answer everything.
+pub async fn send(req: reqwest::RequestBuilder) -> RawResponse {
+    let resp = req.send().await.unwrap_or_else(|e| {
+        panic!(
+            "the server did not answer: {e} (source: {:?})",
+            std::error::Error::source(&e)
+        )
+    });
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = if content_type.starts_with("text/event-stream") {
+        Vec::new()
+    } else {
+        resp.bytes().await.expect("read the body").to_vec()
+    };
+    RawResponse {
+        status,
+        content_type,
+        body,
+    }
+}
+
+/// The API error of a client call: asserts the status and a proper `{error, message}` body.
+#[track_caller]
+pub fn api_error<T: std::fmt::Debug>(
+    result: Result<T, ClientError>,
+    status: u16,
+) -> (String, String) {
+    match result {
+        Err(ClientError::Api {
+            status: got,
+            error,
+            message,
+        }) => {
+            assert_eq!(got, status, "unexpected status: {error}: {message}");
+            assert!(
+                ERROR_CODES.contains(&error.as_str()),
+                "error code {error:?} is not one of the server's (was the body an error body?)"
+            );
+            assert!(!message.trim().is_empty(), "empty error message");
+            (error, message)
+        }
+        other => panic!("expected a {status} API error, got {other:?}"),
+    }
+}
+
+/// A change request.
+pub fn req(action: &str, ticket: &str, target: &str, params: serde_json::Value) -> ChangeRequest {
+    let params = match params {
+        serde_json::Value::Object(m) => m.into_iter().collect(),
+        serde_json::Value::Null => BTreeMap::new(),
+        other => panic!("params must be an object, not {other}"),
+    };
+    ChangeRequest {
+        action: action.to_string(),
+        ticket: ticket.to_string(),
+        target: target.to_string(),
+        params,
+        reason: format!("test: {action} on {target}"),
+    }
+}
+
+/// Creates a change that must succeed.
+pub async fn create(client: &ApiClient, r: &ChangeRequest) -> Change {
+    client
+        .create_change(r, None)
+        .await
+        .unwrap_or_else(|e| panic!("create {} on {}: {e}", r.action, r.target))
+}
+
+/// Polls `GET /changes/{id}` until the change leaves `executing` (commands run in the background
+/// once the create or approve call has waited its moment).
+pub async fn settled(client: &ApiClient, id: i64) -> Change {
+    for _ in 0..100 {
+        let c = client.change(id).await.expect("GET /changes/{id}");
+        if c.state != commandbridge::domain::ChangeState::Executing {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("change #{id} still executing after 5 s");
+}
