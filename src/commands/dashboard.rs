@@ -7,20 +7,32 @@ use crate::config::ServerConfig;
 use crate::domain::api::{ChangeRequest, DenyRequest, FreezeRequest, IncidentRequest};
 use crate::domain::{Level, Priority};
 use crate::server::{self, clock::Clock, operators, store::Store};
+use crate::tui::keymap::Keymap;
 use crate::tui::runtime::{self, Options};
 use crate::tui::theme::Theme;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use std::collections::BTreeMap;
 
+/// The dashboard's preferences from the client config; each bad entry becomes a warning.
+fn preferences(mut warnings: Vec<String>) -> (Theme, Keymap, Vec<String>) {
+    let (file, _) = settings::load();
+    let (theme, bad_theme) = Theme::from_env(file.theme.as_deref());
+    let (keymap, bad_keys) = Keymap::with_overrides(&file.keys);
+    warnings.extend(bad_theme);
+    warnings.extend(bad_keys);
+    (theme, keymap, warnings)
+}
+
 pub async fn tui() -> Result<()> {
     let (creds, warnings) = settings::resolve().map_err(|e| eyre!("{e}"))?;
-    let (file, _) = settings::load();
     let client = ApiClient::new(&creds.server, &creds.token).map_err(|e| eyre!("{e}"))?;
+    let (theme, keymap, warnings) = preferences(warnings);
     runtime::run(
         client,
         Options {
-            theme: Theme::from_env(file.theme.as_deref()),
+            theme,
+            keymap,
             warnings,
             notice: None,
         },
@@ -79,11 +91,14 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
         ),
         Err(e) => format!("demo: seeding stopped early: {e}"),
     };
+    let (_, load_warnings) = settings::load();
+    let (theme, keymap, warnings) = preferences(load_warnings);
     let result = runtime::run(
         client(me)?,
         Options {
-            theme: Theme::from_env(None),
-            warnings: Vec::new(),
+            theme,
+            keymap,
+            warnings,
             notice: Some(notice),
         },
     )

@@ -11,7 +11,7 @@ use crate::domain::change::{Change, ChangeState, Verification};
 use crate::domain::policy::{self, Requirement};
 use crate::domain::{Level, Operator, Risk};
 use crate::tui::form::{ChangeForm, Field, Fields};
-use crate::tui::keymap::{self, Command, Scope};
+use crate::tui::keymap::{Command, Keymap, Scope};
 use chrono::{DateTime, Datelike, Duration, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::{BTreeMap, VecDeque};
@@ -169,6 +169,7 @@ pub struct State {
     /// Something on screen changed since the last draw.
     pub dirty: bool,
     pub warnings: Vec<String>,
+    pub keymap: Keymap,
 }
 
 impl State {
@@ -200,6 +201,7 @@ impl State {
             quit: false,
             dirty: true,
             warnings: Vec::new(),
+            keymap: Keymap::default(),
         }
     }
 
@@ -575,7 +577,7 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         return modal_key(state, modal, key);
     }
     state.message = None;
-    let Some(cmd) = keymap::lookup(state.pane.scope(), &key) else {
+    let Some(cmd) = state.keymap.lookup(state.pane.scope(), &key) else {
         state.dirty = false;
         return Vec::new();
     };

@@ -2,6 +2,7 @@
 //! help never lies.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::BTreeMap;
 
 /// Where a binding applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +38,38 @@ pub enum Command {
     Resume,
 }
 
+impl Command {
+    /// The name a `[keys]` entry in the client config uses for it.
+    pub fn name(self) -> String {
+        match self {
+            Command::Quit => "quit".into(),
+            Command::ForceQuit => "force_quit".into(),
+            Command::Help => "help".into(),
+            Command::NextPane => "next_pane".into(),
+            Command::PrevPane => "prev_pane".into(),
+            Command::GoPane(i) => format!("pane_{}", i + 1),
+            Command::Up => "up".into(),
+            Command::Down => "down".into(),
+            Command::Open => "open".into(),
+            Command::Approve => "approve".into(),
+            Command::Deny => "deny".into(),
+            Command::Filter => "filter".into(),
+            Command::Refresh => "refresh".into(),
+            Command::PrevWeek => "prev_week".into(),
+            Command::NextWeek => "next_week".into(),
+            Command::AddFreeze => "add_freeze".into(),
+            Command::RemoveFreeze => "remove_freeze".into(),
+            Command::Pause => "pause".into(),
+            Command::Resume => "resume".into(),
+        }
+    }
+}
+
+pub type Chord = (KeyCode, KeyModifiers);
+
 pub struct Binding {
     pub scope: Scope,
-    pub keys: &'static [(KeyCode, KeyModifiers)],
+    pub keys: &'static [Chord],
     /// How the key is written in hints, e.g. "a".
     pub label: &'static str,
     pub command: Command,
@@ -244,28 +274,156 @@ pub static KEYMAP: &[Binding] = &[
     ),
 ];
 
-/// The command a key triggers in `scope` (pane bindings first, then global ones).
-pub fn lookup(scope: Scope, key: &KeyEvent) -> Option<Command> {
-    let hit = |b: &&Binding| {
-        b.keys
-            .iter()
-            .any(|(code, mods)| *code == key.code && *mods == key.modifiers)
-    };
-    KEYMAP
-        .iter()
-        .filter(|b| b.scope == scope)
-        .find(hit)
-        .or_else(|| KEYMAP.iter().filter(|b| b.scope == Scope::Global).find(hit))
-        .map(|b| b.command)
+/// One binding as in force: the defaults of [`KEYMAP`] with the user's `[keys]` applied.
+#[derive(Debug, Clone)]
+pub struct Active {
+    pub scope: Scope,
+    pub keys: Vec<Chord>,
+    pub label: String,
+    pub command: Command,
+    pub help: &'static str,
+    pub hint: Option<&'static str>,
 }
 
-/// The footer's hints for a scope: its own bindings, then the global ones marked as hints.
-pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
-    KEYMAP
-        .iter()
-        .filter(|b| b.scope == scope || b.scope == Scope::Global)
-        .filter_map(|b| b.hint.map(|h| (b.label, h)))
-        .collect()
+/// The keymap in force. Built once at start; the reducer, the footer and `?` all read it.
+#[derive(Debug, Clone)]
+pub struct Keymap {
+    pub bindings: Vec<Active>,
+}
+
+impl Default for Keymap {
+    fn default() -> Self {
+        Keymap {
+            bindings: KEYMAP
+                .iter()
+                .map(|b| Active {
+                    scope: b.scope,
+                    keys: b.keys.to_vec(),
+                    label: b.label.to_string(),
+                    command: b.command,
+                    help: b.help,
+                    hint: b.hint,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Keymap {
+    /// Applies `[keys]` overrides such as `approve = "A"` or `filter = "ctrl-f"`. A bad entry is
+    /// skipped with a warning naming it; the default binding then stays.
+    pub fn with_overrides(overrides: &BTreeMap<String, toml::Value>) -> (Keymap, Vec<String>) {
+        let mut map = Keymap::default();
+        let mut warnings = Vec::new();
+        for (name, value) in overrides {
+            let Some(i) = map.bindings.iter().position(|b| b.command.name() == *name) else {
+                let known: Vec<String> = map.bindings.iter().map(|b| b.command.name()).collect();
+                warnings.push(format!(
+                    "keys.{name}: no such command (known: {})",
+                    known.join(", ")
+                ));
+                continue;
+            };
+            let Some(spec) = value.as_str() else {
+                warnings.push(format!(
+                    "keys.{name}: write the key as a string, e.g. \"A\" or \"ctrl-f\""
+                ));
+                continue;
+            };
+            let Some(chord) = parse_chord(spec) else {
+                warnings.push(format!(
+                    "keys.{name}: '{spec}' is not a key: use a character, ctrl-<char>, f1..f12, enter, esc, tab, space, up, down, left, right"
+                ));
+                continue;
+            };
+            let scope = map.bindings[i].scope;
+            let clash = map.bindings.iter().enumerate().find(|(j, b)| {
+                *j != i
+                    && (b.scope == scope || b.scope == Scope::Global || scope == Scope::Global)
+                    && b.keys.contains(&chord)
+            });
+            if let Some((_, other)) = clash {
+                warnings.push(format!(
+                    "keys.{name}: '{spec}' is already bound to {}; keeping the default",
+                    other.command.name()
+                ));
+                continue;
+            }
+            let b = &mut map.bindings[i];
+            b.keys = vec![chord];
+            b.label = spec.to_string();
+        }
+        (map, warnings)
+    }
+
+    /// The command a key triggers in `scope` (pane bindings first, then global ones).
+    pub fn lookup(&self, scope: Scope, key: &KeyEvent) -> Option<Command> {
+        let hit = |b: &&Active| {
+            b.keys
+                .iter()
+                .any(|(code, mods)| *code == key.code && *mods == key.modifiers)
+        };
+        self.bindings
+            .iter()
+            .filter(|b| b.scope == scope)
+            .find(hit)
+            .or_else(|| {
+                self.bindings
+                    .iter()
+                    .filter(|b| b.scope == Scope::Global)
+                    .find(hit)
+            })
+            .map(|b| b.command)
+    }
+
+    /// The footer's hints for a scope: its own bindings, then the global ones.
+    pub fn hints(&self, scope: Scope) -> Vec<(&str, &str)> {
+        self.bindings
+            .iter()
+            .filter(|b| b.scope == scope || b.scope == Scope::Global)
+            .filter_map(|b| b.hint.map(|h| (b.label.as_str(), h)))
+            .collect()
+    }
+}
+
+fn parse_chord(spec: &str) -> Option<Chord> {
+    let lower = spec.to_ascii_lowercase();
+    if let Some(c) = lower.strip_prefix("ctrl-") {
+        let mut chars = c.chars();
+        return match (chars.next(), chars.next()) {
+            (Some(ch), None) => Some((KeyCode::Char(ch), KeyModifiers::CONTROL)),
+            _ => None,
+        };
+    }
+    let named = match lower.as_str() {
+        "enter" => Some(KeyCode::Enter),
+        "esc" => Some(KeyCode::Esc),
+        "tab" => Some(KeyCode::Tab),
+        "space" => Some(KeyCode::Char(' ')),
+        "up" => Some(KeyCode::Up),
+        "down" => Some(KeyCode::Down),
+        "left" => Some(KeyCode::Left),
+        "right" => Some(KeyCode::Right),
+        f if f.starts_with('f') && f.len() > 1 => f[1..]
+            .parse::<u8>()
+            .ok()
+            .filter(|n| (1..=12).contains(n))
+            .map(KeyCode::F),
+        _ => None,
+    };
+    if let Some(code) = named {
+        return Some((code, KeyModifiers::NONE));
+    }
+    let mut chars = spec.chars();
+    match (chars.next(), chars.next()) {
+        // An upper-case letter arrives with SHIFT on some terminals and without on others;
+        // crossterm reports it with SHIFT.
+        (Some(ch), None) if ch.is_ascii_uppercase() => {
+            Some((KeyCode::Char(ch), KeyModifiers::SHIFT))
+        }
+        (Some(ch), None) if !ch.is_control() => Some((KeyCode::Char(ch), KeyModifiers::NONE)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -298,10 +456,42 @@ mod tests {
 
     #[test]
     fn lookup_prefers_the_pane() {
+        let map = Keymap::default();
         let a = KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE);
-        assert_eq!(lookup(Scope::Approvals, &a), Some(Command::Approve));
-        assert_eq!(lookup(Scope::Actions, &a), None);
+        assert_eq!(map.lookup(Scope::Approvals, &a), Some(Command::Approve));
+        assert_eq!(map.lookup(Scope::Actions, &a), None);
         let q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
-        assert_eq!(lookup(Scope::Windows, &q), Some(Command::Quit));
+        assert_eq!(map.lookup(Scope::Windows, &q), Some(Command::Quit));
+    }
+
+    #[test]
+    fn overrides_rebind_and_bad_ones_warn_by_name() {
+        let overrides: BTreeMap<String, toml::Value> = toml::from_str(
+            "approve = \"A\"\nfilter = \"ctrl-f\"\napprov = \"x\"\ndeny = \"q\"\nhelp = 3\nrefresh = \"ctrl-\"\n",
+        )
+        .unwrap();
+        let (map, warnings) = Keymap::with_overrides(&overrides);
+        let upper_a = KeyEvent::new(KeyCode::Char('A'), KeyModifiers::SHIFT);
+        assert_eq!(
+            map.lookup(Scope::Approvals, &upper_a),
+            Some(Command::Approve)
+        );
+        let a = KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE);
+        assert_eq!(map.lookup(Scope::Approvals, &a), None);
+        let ctrl_f = KeyEvent::new(KeyCode::Char('f'), KeyModifiers::CONTROL);
+        assert_eq!(map.lookup(Scope::Approvals, &ctrl_f), Some(Command::Filter));
+        assert!(map.hints(Scope::Approvals).contains(&("A", "approve")));
+        let text = warnings.join("\n");
+        for bad in [
+            "keys.approv:",
+            "keys.deny: 'q' is already bound to quit",
+            "keys.help:",
+            "keys.refresh:",
+        ] {
+            assert!(text.contains(bad), "{bad} missing from:\n{text}");
+        }
+        // deny kept its default.
+        let d = KeyEvent::new(KeyCode::Char('d'), KeyModifiers::NONE);
+        assert_eq!(map.lookup(Scope::Approvals, &d), Some(Command::Deny));
     }
 }

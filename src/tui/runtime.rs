@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 pub struct Options {
     pub theme: Theme,
+    pub keymap: crate::tui::keymap::Keymap,
     /// Shown on the message line at start (e.g. a bad key in the config file).
     pub warnings: Vec<String>,
     /// A first message, e.g. the demo's notes.
@@ -46,6 +47,7 @@ async fn event_loop(
     let now = move || -> DateTime<Utc> { Utc::now() + offset };
     let mut state = State::new(client.server(), now());
     state.warnings = options.warnings;
+    state.keymap = options.keymap;
     if let Ok(size) = terminal.size() {
         state.size = (size.width, size.height);
     }

@@ -11,12 +11,26 @@ pub struct Theme {
 }
 
 impl Theme {
-    /// The default theme, or mono when `NO_COLOR` is set or the config asks for it.
-    pub fn from_env(configured: Option<&str>) -> Theme {
+    /// The configured theme (`default` or `mono`), mono anyway when `NO_COLOR` is set. An
+    /// unknown name falls back to the default with a warning naming it.
+    pub fn from_env(configured: Option<&str>) -> (Theme, Option<String>) {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Theme {
-            mono: no_color || configured == Some("mono"),
-        }
+        let (mono, warning) = match configured {
+            None | Some("default") => (false, None),
+            Some("mono") => (true, None),
+            Some(other) => (
+                false,
+                Some(format!(
+                    "theme = '{other}' is not a theme: use default or mono"
+                )),
+            ),
+        };
+        (
+            Theme {
+                mono: mono || no_color,
+            },
+            warning,
+        )
     }
 
     fn fg(&self, c: Color) -> Style {

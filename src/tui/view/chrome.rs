@@ -2,7 +2,6 @@
 
 use crate::domain::window::human_duration;
 use crate::tui::app::{Connection, Modal, Pane, State, Tone};
-use crate::tui::keymap;
 use crate::tui::theme::Theme;
 use crate::tui::view::fit;
 use ratatui::Frame;
@@ -159,8 +158,11 @@ pub fn message(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Tone::Error => ("✗ ", theme.bad()),
         };
         spans.push(Span::styled(format!(" {mark}{text}"), style));
-    } else if let Some(w) = state.warnings.first() {
-        spans.push(Span::styled(format!(" ! {w}"), theme.warn()));
+    } else if !state.warnings.is_empty() {
+        spans.push(Span::styled(
+            format!(" ! config: {} (defaults used)", state.warnings.join("; ")),
+            theme.warn(),
+        ));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -187,7 +189,7 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         ],
         Some(Modal::Filter(_)) => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
         Some(Modal::Help) | Some(Modal::Outcome(_)) => vec![("any key", "close")],
-        None => keymap::hints(state.pane.scope()),
+        None => state.keymap.hints(state.pane.scope()),
     };
     let mut spans = Vec::new();
     for (key, what) in hints {

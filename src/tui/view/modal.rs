@@ -4,7 +4,7 @@ use crate::domain::change::{Change, ChangeState};
 use crate::domain::policy::Outcome;
 use crate::tui::app::{Modal, State, risk_word};
 use crate::tui::form::{ChangeForm, Fields, TICKET};
-use crate::tui::keymap::{KEYMAP, Scope};
+use crate::tui::keymap::Scope;
 use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -15,7 +15,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let Some(modal) = &state.modal else { return };
     match modal {
-        Modal::Help => help(frame, area, theme),
+        Modal::Help => help(frame, area, state, theme),
         Modal::Form(form) => change_form(frame, area, form, theme),
         Modal::Outcome(c) => outcome(frame, area, c, theme),
         Modal::ConfirmApprove(id) => {
@@ -303,7 +303,7 @@ fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
 
-fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
+fn help(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let mut groups: Vec<Vec<Line>> = Vec::new();
     for (scope, title) in [
         (Scope::Global, "Everywhere"),
@@ -312,7 +312,12 @@ fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
         (Scope::Windows, "3 Windows"),
         (Scope::Verification, "4 Verification"),
     ] {
-        let bindings: Vec<_> = KEYMAP.iter().filter(|b| b.scope == scope).collect();
+        let bindings: Vec<_> = state
+            .keymap
+            .bindings
+            .iter()
+            .filter(|b| b.scope == scope)
+            .collect();
         if bindings.is_empty() {
             continue;
         }
