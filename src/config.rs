@@ -20,6 +20,72 @@ pub struct ServerConfig {
     pub windows: Schedule,
     #[serde(default)]
     pub freezes: Vec<FreezeConfig>,
+    #[serde(default)]
+    pub verification: VerificationConfig,
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+    #[serde(default)]
+    pub ticket_webhook: Option<WebhookConfig>,
+}
+
+/// How long and how often an executed change is watched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationConfig {
+    /// May be fractional for drills: 0.25 is 15 s.
+    #[serde(default = "default_verification_minutes")]
+    pub duration_minutes: f64,
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u64,
+}
+
+impl Default for VerificationConfig {
+    fn default() -> Self {
+        VerificationConfig {
+            duration_minutes: default_verification_minutes(),
+            interval_seconds: default_interval(),
+        }
+    }
+}
+
+impl VerificationConfig {
+    pub fn duration(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds((self.duration_minutes * 60_000.0).round() as i64)
+    }
+}
+
+fn default_verification_minutes() -> f64 {
+    15.0
+}
+
+fn default_interval() -> u64 {
+    30
+}
+
+/// What a change's target is checked against while it is verified.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    #[serde(default)]
+    pub health_url: Option<String>,
+    #[serde(default)]
+    pub error_rate: Option<ErrorRateConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorRateConfig {
+    /// Base URL of a Prometheus-compatible server; `/api/v1/query` is appended.
+    pub prometheus_url: String,
+    pub query: String,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +194,44 @@ impl ServerConfig {
                 }
             }
         }
+        let v = &self.verification;
+        if !(v.duration_minutes.is_finite()
+            && v.duration_minutes > 0.0
+            && v.duration_minutes <= 1440.0)
+        {
+            return Err(
+                "verification.duration_minutes must be above 0 and at most 1440 (0.25 is 15 s)"
+                    .into(),
+            );
+        }
+        if !(1..=3600).contains(&v.interval_seconds) {
+            return Err("verification.interval_seconds must be from 1 to 3600".into());
+        }
+        let mut services = HashSet::new();
+        for (i, svc) in self.services.iter().enumerate() {
+            let key = format!("services[{i}] ({})", svc.name);
+            if !services.insert(svc.name.as_str()) {
+                return Err(format!("{key}.name is used twice"));
+            }
+            if let Some(url) = &svc.health_url {
+                check_http_url(url).map_err(|e| format!("{key}.health_url {e}"))?;
+            }
+            if let Some(r) = &svc.error_rate {
+                check_http_url(&r.prometheus_url)
+                    .map_err(|e| format!("{key}.error_rate.prometheus_url {e}"))?;
+                if r.query.trim().is_empty() {
+                    return Err(format!("{key}.error_rate.query is empty"));
+                }
+                if !(r.max.is_finite() && r.max >= 0.0) {
+                    return Err(format!(
+                        "{key}.error_rate.max must be a number of at least 0"
+                    ));
+                }
+            }
+        }
+        if let Some(w) = &self.ticket_webhook {
+            check_http_url(&w.url).map_err(|e| format!("ticket_webhook.url {e}"))?;
+        }
         for (i, f) in self.freezes.iter().enumerate() {
             if f.ends_at <= f.starts_at {
                 return Err(format!(
@@ -155,6 +259,23 @@ impl ServerConfig {
                 created_by: None,
             })
             .collect()
+    }
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" => Ok(()),
+        Ok(u) if u.scheme() == "https" => Err(format!(
+            "'{url}': https is not supported yet; use http (e.g. through a local proxy)"
+        )),
+        _ => Err(format!("'{url}' is not an http URL")),
+    }
+}
+
+impl ServerConfig {
+    /// The checks configured for a change's target, if any.
+    pub fn service(&self, target: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == target)
     }
 }
 

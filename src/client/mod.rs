@@ -9,9 +9,10 @@ pub mod sse;
 
 use crate::domain::api::{
     ApproveRequest, AuditEntry, Calendar, CatalogEntry, ChangeRequest, DenyRequest, ErrorBody,
-    FreezeRequest, Health, IncidentRequest, Me, PauseRequest, Preview, WindowStatus,
+    FreezeRequest, Health, IncidentRequest, Me, OutcomeRequest, PauseRequest, Preview,
+    RollbackRequest, WindowStatus,
 };
-use crate::domain::change::{Change, ChangeState, Incident, Verification};
+use crate::domain::change::{Change, ChangeState, Incident, Verification, VerificationDetail};
 use crate::domain::window::{Freeze, Pause};
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
@@ -260,6 +261,27 @@ impl ApiClient {
     /// `GET /verifications`: post-change verification clocks.
     pub async fn verifications(&self) -> Result<Vec<Verification>, ClientError> {
         self.get("/verifications", &[]).await
+    }
+
+    /// `GET /verifications/{id}`, with every sample.
+    pub async fn verification(&self, id: i64) -> Result<VerificationDetail, ClientError> {
+        self.get(&format!("/verifications/{id}"), &[]).await
+    }
+
+    /// `POST /verifications/{id}/outcome`.
+    pub async fn verification_outcome(
+        &self,
+        id: i64,
+        req: &OutcomeRequest,
+    ) -> Result<Verification, ClientError> {
+        self.send_with_body(Method::POST, &format!("/verifications/{id}/outcome"), req)
+            .await
+    }
+
+    /// `POST /changes/{id}/rollback`.
+    pub async fn rollback(&self, id: i64, req: &RollbackRequest) -> Result<Change, ClientError> {
+        self.send_with_body(Method::POST, &format!("/changes/{id}/rollback"), req)
+            .await
     }
 
     // ---- plumbing -------------------------------------------------------------------------

@@ -490,6 +490,7 @@ mod tests {
             outcome_reason: None,
             decided_by: None,
             output: None,
+            rollback_of: None,
         }
     }
 

@@ -96,6 +96,17 @@ pub struct ActionSpec {
     pub command: Option<Vec<String>>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// argv template run before the change; its output is kept as `{captured}` for the
+    /// rollback (e.g. the replica count before scaling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_command: Option<Vec<String>>,
+    /// argv template that undoes the change; `None` means the rollback is manual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_command: Option<Vec<String>>,
+    /// The level a rollback needs (e.g. L3 for a failover reversal); a requester below it needs
+    /// an approval from that level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_level: Option<Level>,
 }
 
 fn default_timeout() -> u64 {
@@ -172,11 +183,28 @@ impl ActionSpec {
         target: &str,
         params: &BTreeMap<String, String>,
     ) -> Option<Vec<String>> {
-        self.command
-            .as_ref()
-            .map(|argv| argv.iter().map(|arg| fill(arg, target, params)).collect())
+        render(self.command.as_ref()?, target, params)
     }
 }
+
+impl ActionSpec {
+    /// Whether CommandBridge can run the rollback: a rollback command, or the simulator when
+    /// the action has no command at all. Otherwise the rollback is manual.
+    pub fn can_roll_back(&self) -> bool {
+        self.rollback_command.is_some() || self.command.is_none()
+    }
+}
+
+/// Fills an argv template; `params` may also hold `captured`.
+pub fn render(
+    argv: &[String],
+    target: &str,
+    params: &BTreeMap<String, String>,
+) -> Option<Vec<String>> {
+    Some(argv.iter().map(|arg| fill(arg, target, params)).collect())
+}
+
+impl ActionSpec {}
 
 fn fill(template: &str, target: &str, params: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(template.len());
@@ -295,6 +323,9 @@ mod tests {
                 "--replicas={replicas}".into(),
             ]),
             timeout_secs: 120,
+            capture_command: None,
+            rollback_command: None,
+            rollback_level: None,
         }
     }
 

@@ -10,6 +10,38 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// Why it is rolled back.
+    pub reason: String,
+    /// Ticket for the rollback; default: the original change's ticket. Outside the windows,
+    /// give the INC ticket of the incident.
+    #[serde(default)]
+    pub ticket: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    Verified,
+    Escalated,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeRequest {
+    pub outcome: OutcomeKind,
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Escalation only: the incident's priority (default P2).
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Escalation only: the incident commander (default: the caller).
+    #[serde(default)]
+    pub commander: Option<String>,
+}
+
 /// Every error the API returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -36,6 +68,8 @@ pub struct CatalogEntry {
     pub rollback: String,
     /// False when the built-in simulator stands in for a real command.
     pub has_command: bool,
+    /// True when a rollback can be run from CommandBridge; false means it is manual.
+    pub has_rollback_command: bool,
     /// "run", "needs L2+ approval" or "needs L3 approval", for the caller's level.
     pub you_may: String,
 }

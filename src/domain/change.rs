@@ -127,6 +127,9 @@ pub struct Change {
     pub decided_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<ExecutionOutput>,
+    /// Set on a rollback: the change it undoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -186,7 +189,7 @@ impl Incident {
     }
 }
 
-/// The post-change verification clock of an executed change.
+/// The post-change verification of an executed change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Verification {
     pub id: i64,
@@ -195,8 +198,33 @@ pub struct Verification {
     pub action: String,
     pub started_at: DateTime<Utc>,
     pub deadline: DateTime<Utc>,
-    pub state: String,
+    pub state: crate::domain::verification::VerificationState,
+    /// False when the target has no `[[services]]` entry: only the countdown runs.
+    pub health_checked: bool,
+    pub error_rate_checked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sample: Option<crate::domain::verification::Sample>,
+    /// The latest error-rate readings, oldest first, for a sparkline.
+    #[serde(default)]
+    pub recent_error_rates: Vec<Option<f64>>,
+    /// Set at the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<crate::domain::verification::Summary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The incident an escalation declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
-/// How long a change is watched after it ran (the seed's "Post-Change Verification").
-pub const VERIFICATION_MINUTES: i64 = 15;
+/// A verification with every sample taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerificationDetail {
+    #[serde(flatten)]
+    pub verification: Verification,
+    pub samples: Vec<crate::domain::verification::Sample>,
+}

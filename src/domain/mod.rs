@@ -9,6 +9,7 @@ pub mod change;
 pub mod level;
 pub mod policy;
 pub mod ticket;
+pub mod verification;
 pub mod window;
 
 pub use action::{ActionSpec, ParamKind, ParamSpec, Risk};

@@ -415,6 +415,9 @@ mod tests {
             rollback: String::new(),
             command: None,
             timeout_secs: 10,
+            capture_command: None,
+            rollback_command: None,
+            rollback_level: None,
         }
     }
 

@@ -3,12 +3,11 @@
 //! Every step reads the policy context and writes the change, its audit entry and its event in
 //! one `BEGIN IMMEDIATE` transaction, so a decision is always made on what is committed.
 
+use crate::domain::action::{self, validate_target};
 use crate::domain::api::{ChangeRequest, Preview};
-use crate::domain::change::{
-    Approval, Change, ChangeState, ExecutionOutput, Operator, VERIFICATION_MINUTES,
-};
+use crate::domain::change::{Approval, Change, ChangeState, ExecutionOutput, Operator};
 use crate::domain::policy::{self, Decision, Outcome, PolicyInput};
-use crate::domain::{ActionSpec, Freeze, Risk, Ticket, action::validate_target};
+use crate::domain::{ActionSpec, Freeze, Risk, Ticket};
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiResult, required_text};
 use crate::server::executor;
@@ -603,22 +602,94 @@ async fn execute(state: AppState, change: Change) {
     }
 }
 
-async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
-    let output = match state.config.action(&change.action) {
-        Some(spec) => executor::run(spec, &change.target, &change.params, &state.clock).await,
-        None => {
-            let now = state.clock.now();
-            ExecutionOutput {
-                exit_code: None,
-                stdout: String::new(),
-                stderr: format!("action {} is no longer in the catalog", change.action),
-                truncated: false,
-                simulated: false,
-                started_at: now,
-                finished_at: now,
-            }
-        }
+fn failure(why: String, clock: &crate::server::clock::Clock) -> ExecutionOutput {
+    let now = clock.now();
+    ExecutionOutput {
+        exit_code: None,
+        stdout: String::new(),
+        stderr: why,
+        truncated: false,
+        simulated: false,
+        started_at: now,
+        finished_at: now,
+    }
+}
+
+/// Runs what the change asks for: the action's command (after its capture command), or, for a
+/// rollback, the rollback command with what was captured before the original ran.
+async fn run_change(
+    state: &AppState,
+    change: &Change,
+) -> ApiResult<(ExecutionOutput, Option<String>)> {
+    let clock = &state.clock;
+    let Some(spec) = state.config.action(&change.action) else {
+        return Ok((
+            failure(
+                format!("action {} is no longer in the catalog", change.action),
+                clock,
+            ),
+            None,
+        ));
     };
+    if let Some(original) = change.rollback_of {
+        let Some(argv) = &spec.rollback_command else {
+            // No command at all: the simulator stands in for the rollback too.
+            if spec.command.is_none() {
+                let mut out = executor::simulated(spec, &change.target, &change.params, clock);
+                out.stdout = format!(
+                    "[simulator] rollback of change #{original}: {}\n{}",
+                    spec.rollback, out.stdout
+                );
+                return Ok((out, None));
+            }
+            return Ok((
+                failure(
+                    format!("{} has no rollback_command: {}", spec.name, spec.rollback),
+                    clock,
+                ),
+                None,
+            ));
+        };
+        let mut params = change.params.clone();
+        let mut tx = state.store.write().await?;
+        let captured = tx.captured(original).await?;
+        drop(tx);
+        if let Some(c) = captured {
+            params.insert("captured".into(), c);
+        }
+        let argv = action::render(argv, &change.target, &params).unwrap_or_default();
+        return Ok((
+            executor::run_argv(&argv, spec.timeout_secs, clock).await,
+            None,
+        ));
+    }
+    let mut captured = None;
+    if let Some(argv) = &spec.capture_command {
+        let argv = action::render(argv, &change.target, &change.params).unwrap_or_default();
+        let out = executor::run_argv(&argv, spec.timeout_secs, clock).await;
+        if out.exit_code != Some(0) {
+            return Ok((
+                failure(
+                    format!(
+                        "the capture command failed, so the change was not run (its rollback \
+                         would have nothing to restore): {}",
+                        out.stderr.trim()
+                    ),
+                    clock,
+                ),
+                None,
+            ));
+        }
+        captured = Some(out.stdout.trim().to_string());
+    }
+    Ok((
+        executor::run(spec, &change.target, &change.params, clock).await,
+        captured,
+    ))
+}
+
+async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
+    let (output, captured) = run_change(state, &change).await?;
     let ok = output.exit_code == Some(0);
     let to = if ok {
         ChangeState::Executed
@@ -642,16 +713,17 @@ async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
     {
         return Ok(());
     }
+    if let Some(c) = &captured {
+        tx.set_captured(change.id, c).await?;
+    }
     let done = tx.change(change.id).await?.unwrap_or(change);
+    let what = match done.rollback_of {
+        Some(orig) => format!("rollback of #{orig}: {} on {}", done.action, done.target),
+        None => format!("{} on {}", done.action, done.target),
+    };
     let summary = match &why {
-        None => format!(
-            "change #{} executed: {} on {}",
-            done.id, done.action, done.target
-        ),
-        Some(w) => format!(
-            "change #{} failed: {} on {}: {w}",
-            done.id, done.action, done.target
-        ),
+        None => format!("change #{} executed: {what}", done.id),
+        Some(w) => format!("change #{} failed: {what}: {w}", done.id),
     };
     let kind = if ok {
         "change.executed"
@@ -659,16 +731,22 @@ async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
         "change.failed"
     };
     record(&mut tx, now, "executor", kind, &done, summary).await?;
+    let mut started = false;
     if ok && done.risk != Risk::Low {
-        let v = tx
-            .insert_verification(&done, now, now + Duration::minutes(VERIFICATION_MINUTES))
-            .await?;
+        let checks = state.config.service(&done.target);
+        let deadline = now + state.config.verification.duration();
+        let v = tx.insert_verification(&done, now, deadline, checks).await?;
         let summary = format!(
-            "verification of change #{} ({} on {}) started: {VERIFICATION_MINUTES} minutes, until {}",
+            "verification of change #{} ({} on {}) started: until {}{}",
             done.id,
             done.action,
             done.target,
-            v.deadline.format("%H:%M:%S UTC")
+            v.deadline.format("%H:%M:%S UTC"),
+            if checks.is_none() {
+                ", no checks configured"
+            } else {
+                ""
+            }
         );
         tx.record(
             now,
@@ -681,14 +759,159 @@ async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
             },
         )
         .await?;
+        started = true;
     }
     commit(state, tx).await?;
+    if started {
+        state.verifier.notify_one();
+    }
     if ok {
         state.metrics.executed.inc();
     } else {
         state.metrics.failed.inc();
     }
     Ok(())
+}
+
+/// Requests the rollback of an executed change: a linked change running the action's
+/// `rollback_command`, through the same policy (and the action's `rollback_level`).
+pub async fn rollback(
+    state: &AppState,
+    caller: &Operator,
+    id: i64,
+    req: &crate::domain::api::RollbackRequest,
+) -> ApiResult<Created> {
+    let original = state
+        .store
+        .change(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no change #{id}")))?;
+    if original.rollback_of.is_some() {
+        return Err(ApiError::conflict(format!(
+            "change #{id} is itself a rollback: roll back the original change, or request a new change"
+        )));
+    }
+    if original.state != ChangeState::Executed {
+        return Err(ApiError::conflict(format!(
+            "change #{id} is {}: only an executed change can be rolled back",
+            original.state
+        )));
+    }
+    let spec = state.config.action(&original.action).ok_or_else(|| {
+        ApiError::conflict(format!(
+            "action {} is no longer in the catalog",
+            original.action
+        ))
+    })?;
+    if !spec.can_roll_back() {
+        return Err(ApiError::conflict(format!(
+            "the rollback of {} is manual: {}",
+            spec.name, spec.rollback
+        )));
+    }
+    let reason = required_text("reason", &req.reason, 2000)?;
+    let ticket_text = req
+        .ticket
+        .clone()
+        .unwrap_or_else(|| original.ticket.clone());
+    let ticket = Ticket::parse(&ticket_text).map_err(ApiError::invalid)?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let mut d = decide(state, tx.conn(), spec, &ticket, caller, now).await?;
+    if d.decision == Outcome::Blocked {
+        let message = refusal_message(&d);
+        let detail = serde_json::json!({ "rollback_of": id, "ticket": ticket.as_str(), "reasons": d.reasons });
+        tx.audit(
+            now,
+            &caller.name,
+            "change.blocked",
+            &format!("change:{id}"),
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(ApiError::refused(message));
+    }
+    // A rollback may need more than the action itself: a failover reversal is L3 only.
+    if let Some(min) = spec.rollback_level
+        && caller.level < min
+        && !d
+            .approvals_required
+            .iter()
+            .any(|r| matches!(r, policy::Requirement::Level { min: m } if *m >= min))
+    {
+        d.approvals_required
+            .retain(|r| !matches!(r, policy::Requirement::Level { .. }));
+        d.approvals_required
+            .push(policy::Requirement::Level { min });
+        d.reasons.push(format!(
+            "the rollback of {} needs {min}: it waits for an {min} approval",
+            spec.name
+        ));
+        d.decision = Outcome::NeedsApproval;
+    }
+    let run_now = d.decision == Outcome::Execute;
+    let reason = format!("rollback of #{id}: {reason}");
+    let new = NewChange {
+        state: if run_now {
+            ChangeState::Executing
+        } else {
+            ChangeState::PendingApproval
+        },
+        action: &spec.name,
+        risk: spec.risk,
+        ticket: ticket.as_str(),
+        target: &original.target,
+        params: &original.params,
+        reason: &reason,
+        requester: caller,
+        now,
+        expires_at: now + Duration::minutes(state.config.server.approval_ttl_minutes),
+        requirements: &d.approvals_required,
+        warnings: &d.warnings,
+        idempotency_key: None,
+        fingerprint: None,
+    };
+    let new_id = tx.insert_change(new).await?;
+    tx.set_rollback_of(new_id, id).await?;
+    if run_now {
+        tx.claim_execution(new_id, now).await?;
+    }
+    let change = tx
+        .change(new_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the new change vanished"))?;
+    let needs: Vec<String> = d.approvals_required.iter().map(|r| r.describe()).collect();
+    let summary = format!(
+        "{} requested the rollback of change #{id} ({} on {}){}",
+        caller.name,
+        spec.name,
+        original.target,
+        if run_now {
+            ": runs now".to_string()
+        } else {
+            format!(": needs {}", needs.join(" and "))
+        }
+    );
+    record(
+        &mut tx,
+        now,
+        &caller.name,
+        "change.requested",
+        &change,
+        summary,
+    )
+    .await?;
+    commit(state, tx).await?;
+    let change = if run_now {
+        start_and_wait(state, change).await?
+    } else {
+        change
+    };
+    Ok(Created {
+        change,
+        replayed: false,
+    })
 }
 
 async fn record(

@@ -20,27 +20,43 @@ pub async fn run(
     params: &BTreeMap<String, String>,
     clock: &Clock,
 ) -> ExecutionOutput {
-    let started_at = clock.now();
     let Some(argv) = spec.render_command(target, params) else {
-        let params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        return ExecutionOutput {
-            exit_code: Some(0),
-            stdout: format!(
-                "[simulator] no command is configured for {}: nothing was changed.\n\
-                 [simulator] would run {} on target {}{}{}\n",
-                spec.name,
-                spec.name,
-                target,
-                if params.is_empty() { "" } else { " with " },
-                params.join(" ")
-            ),
-            stderr: String::new(),
-            truncated: false,
-            simulated: true,
-            started_at,
-            finished_at: clock.now(),
-        };
+        return simulated(spec, target, params, clock);
     };
+    run_argv(&argv, spec.timeout_secs, clock).await
+}
+
+/// What the simulator reports for an action without a command.
+pub fn simulated(
+    spec: &ActionSpec,
+    target: &str,
+    params: &BTreeMap<String, String>,
+    clock: &Clock,
+) -> ExecutionOutput {
+    let started_at = clock.now();
+    let params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    ExecutionOutput {
+        exit_code: Some(0),
+        stdout: format!(
+            "[simulator] no command is configured for {}: nothing was changed.\n\
+                 [simulator] would run {} on target {}{}{}\n",
+            spec.name,
+            spec.name,
+            target,
+            if params.is_empty() { "" } else { " with " },
+            params.join(" ")
+        ),
+        stderr: String::new(),
+        truncated: false,
+        simulated: true,
+        started_at,
+        finished_at: clock.now(),
+    }
+}
+
+/// Runs a filled-in argv (never through a shell) with a timeout, capturing capped output.
+pub async fn run_argv(argv: &[String], timeout_secs: u64, clock: &Clock) -> ExecutionOutput {
+    let started_at = clock.now();
     let failed = |stderr: String| ExecutionOutput {
         exit_code: None,
         stdout: String::new(),
@@ -50,8 +66,11 @@ pub async fn run(
         started_at,
         finished_at: clock.now(),
     };
-    let mut child = match Command::new(&argv[0])
-        .args(&argv[1..])
+    let Some((program, args)) = argv.split_first() else {
+        return failed("the command is empty".into());
+    };
+    let mut child = match Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -59,7 +78,7 @@ pub async fn run(
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return failed(format!("could not start {}: {e}", argv[0])),
+        Err(e) => return failed(format!("could not start {program}: {e}")),
     };
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return failed("could not capture the command's output".into());
@@ -68,7 +87,7 @@ pub async fn run(
         let (stdout, stderr, status) = tokio::join!(capped(out), capped(err), child.wait());
         (stdout, stderr, status)
     };
-    match tokio::time::timeout(Duration::from_secs(spec.timeout_secs), work).await {
+    match tokio::time::timeout(Duration::from_secs(timeout_secs), work).await {
         Ok(((stdout, t1), (stderr, t2), status)) => ExecutionOutput {
             exit_code: status.ok().and_then(|s| s.code()),
             stdout,
@@ -81,8 +100,7 @@ pub async fn run(
         Err(_) => {
             // kill_on_drop ends the child once `work` is dropped here.
             failed(format!(
-                "timed out after {}s; the command was killed",
-                spec.timeout_secs
+                "timed out after {timeout_secs}s; the command was killed"
             ))
         }
     }
@@ -121,6 +139,9 @@ mod tests {
             rollback: String::new(),
             command: Some(command.iter().map(|s| s.to_string()).collect()),
             timeout_secs,
+            capture_command: None,
+            rollback_command: None,
+            rollback_level: None,
         }
     }
 

@@ -10,6 +10,9 @@ impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -25,6 +28,9 @@ pub struct Metrics {
     pub responses_4xx: Counter,
     pub responses_5xx: Counter,
     pub sse_connections: Counter,
+    pub samples: Counter,
+    pub webhook_deliveries: Counter,
+    pub webhook_failures: Counter,
 }
 
 impl Metrics {
@@ -90,6 +96,24 @@ impl Metrics {
             "Event streams opened.",
             "",
             self.sse_connections.get(),
+        );
+        counter(
+            "commandbridge_verification_samples_total",
+            "Verification samples stored.",
+            "",
+            self.samples.get(),
+        );
+        counter(
+            "commandbridge_webhook_deliveries_total",
+            "Ticket webhook messages delivered.",
+            "",
+            self.webhook_deliveries.get(),
+        );
+        counter(
+            "commandbridge_webhook_failures_total",
+            "Ticket webhook attempts that failed.",
+            "",
+            self.webhook_failures.get(),
         );
         let _ = writeln!(
             out,

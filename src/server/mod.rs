@@ -9,7 +9,10 @@ pub mod events;
 pub mod executor;
 pub mod metrics;
 pub mod operators;
+pub mod outcome;
 pub mod store;
+pub mod verifier;
+pub mod webhook;
 
 use crate::config::ServerConfig;
 use clock::Clock;
@@ -30,6 +33,10 @@ pub struct AppState {
     pub clock: Clock,
     pub events: EventBus,
     pub metrics: Arc<Metrics>,
+    /// Wakes the verifier when a verification starts.
+    pub verifier: Arc<tokio::sync::Notify>,
+    /// Wakes the webhook sender when a message is queued.
+    pub outbox: Arc<tokio::sync::Notify>,
 }
 
 /// A running server: its address, and a handle to stop it.
@@ -38,7 +45,7 @@ pub struct Running {
     pub state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
-    sweeper: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -46,7 +53,9 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         self.state.events.close();
-        self.sweeper.abort();
+        for w in &self.workers {
+            w.abort();
+        }
         let _ = self.task.await;
         self.state.store.close().await;
     }
@@ -86,6 +95,8 @@ pub async fn start(
         clock,
         events: EventBus::default(),
         metrics: Arc::new(Metrics::default()),
+        verifier: Arc::default(),
+        outbox: Arc::default(),
     };
     match changes::recover_interrupted(&state).await {
         Ok(0) => {}
@@ -105,13 +116,19 @@ pub async fn start(
             })
             .await
     });
-    let sweeper = tokio::spawn(sweep_expired(state.clone()));
+    let mut workers = vec![
+        tokio::spawn(sweep_expired(state.clone())),
+        tokio::spawn(verifier::run(state.clone())),
+    ];
+    if let Some(hook) = &state.config.ticket_webhook {
+        workers.push(tokio::spawn(webhook::run(state.clone(), hook.url.clone())));
+    }
     Ok(Running {
         addr,
         state,
         shutdown,
         task,
-        sweeper,
+        workers,
     })
 }
 

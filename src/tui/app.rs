@@ -5,10 +5,11 @@
 
 use crate::domain::api::{
     ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
-    PauseRequest, Preview, WindowStatus,
+    OutcomeKind, OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus,
 };
 use crate::domain::change::{Change, ChangeState, Verification};
 use crate::domain::policy::{self, Requirement};
+use crate::domain::verification::VerificationState;
 use crate::domain::{Level, Operator, Risk};
 use crate::tui::form::{ChangeForm, Field, Fields};
 use crate::tui::keymap::{Command, Keymap, Scope};
@@ -83,6 +84,10 @@ pub enum Modal {
     PauseReason(Fields),
     ConfirmQuit,
     ConfirmDiscard(Box<ChangeForm>),
+    /// Escalate verification #id: declares an incident and pauses changes.
+    ConfirmEscalate(i64),
+    /// Roll back change #id.
+    ConfirmRollback(i64),
 }
 
 /// Messages: keys, ticks and what the server said.
@@ -98,6 +103,10 @@ pub enum Msg {
     WindowStatus(Result<WindowStatus, String>),
     Calendar(Result<Calendar, String>),
     Verifications(Result<Vec<Verification>, String>),
+    /// The periodic refresh of live samples.
+    VerificationsPolled(Result<Vec<Verification>, String>),
+    VerificationDecided(Result<Verification, String>),
+    RolledBack(Result<Change, String>),
     Preview(u64, Result<Preview, String>),
     Submitted(Result<Change, String>),
     Decided(Result<Change, String>),
@@ -122,7 +131,10 @@ pub enum Effect {
         to: DateTime<Utc>,
     },
     LoadVerifications,
+    PollVerifications,
     Preview(u64, ChangeRequest),
+    Outcome(i64, OutcomeRequest),
+    Rollback(i64, RollbackRequest),
     Create(ChangeRequest),
     Approve(i64, ApproveRequest),
     Deny(i64, DenyRequest),
@@ -133,6 +145,9 @@ pub enum Effect {
 }
 
 const ACTIVITY_KEEP: usize = 200;
+
+/// How often the verification list is refreshed while a verification is sampled.
+const POLL_SECS: i64 = 5;
 
 /// At this size and above, the four panes sit side by side.
 pub const WIDE_WIDTH: u16 = 160;
@@ -170,6 +185,8 @@ pub struct State {
     pub dirty: bool,
     pub warnings: Vec<String>,
     pub keymap: Keymap,
+    /// A verification degraded or reached its deadline while another pane was shown.
+    pub alert: Option<String>,
 }
 
 impl State {
@@ -202,6 +219,7 @@ impl State {
             dirty: true,
             warnings: Vec::new(),
             keymap: Keymap::default(),
+            alert: None,
         }
     }
 
@@ -293,7 +311,19 @@ impl State {
     pub fn active_verifications(&self) -> impl Iterator<Item = &Verification> {
         self.verifications
             .iter()
-            .filter(move |v| v.deadline > self.now)
+            .filter(move |v| v.state.is_active() && v.deadline > self.now)
+    }
+
+    /// Verifications waiting for someone to mark them verified or escalate.
+    pub fn awaiting_outcome(&self) -> usize {
+        self.verifications
+            .iter()
+            .filter(|v| v.state == VerificationState::AwaitingOutcome)
+            .count()
+    }
+
+    pub fn selected_verification(&self) -> Option<&Verification> {
+        self.verifications.get(self.verification_sel)
     }
 
     fn week_range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
@@ -387,6 +417,11 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                     .iter()
                     .any(|v| v.deadline > before && v.deadline <= now);
             state.dirty = counting || before.timestamp() / 60 != now.timestamp() / 60;
+            // Live samples: refresh the list every few seconds while something is watched.
+            let polling = state.verifications.iter().any(|v| v.state.is_active());
+            if polling && before.timestamp() / POLL_SECS != now.timestamp() / POLL_SECS {
+                return vec![Effect::PollVerifications];
+            }
             if before.date_naive().iso_week() != now.date_naive().iso_week() {
                 let (from, to) = state.week_range();
                 state.in_flight += 1;
@@ -416,8 +451,63 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }),
         Msg::Verifications(r) => loaded(state, r, |s, v| {
             s.verifications = v;
+            sort_verifications(&mut s.verifications);
             s.clamp();
         }),
+        Msg::VerificationsPolled(r) => {
+            // A background refresh: no spinner, and a failure waits for the next one.
+            if let Ok(mut v) = r {
+                sort_verifications(&mut v);
+                state.verifications = v;
+                state.clamp();
+            }
+        }
+        Msg::VerificationDecided(r) => {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            match r {
+                Ok(v) => {
+                    let text = match v.state {
+                        VerificationState::Escalated => format!(
+                            "escalated: incident {} declared, changes paused",
+                            v.incident.clone().unwrap_or_default()
+                        ),
+                        s => format!("change #{} {s}", v.change_id),
+                    };
+                    state.say(Tone::Success, text);
+                    upsert_verification(state, v);
+                }
+                Err(e) => state.say(Tone::Error, e),
+            }
+            let (from, to) = state.week_range();
+            state.in_flight += 2;
+            return vec![Effect::LoadWindowStatus, Effect::LoadCalendar { from, to }];
+        }
+        Msg::RolledBack(r) => {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            match r {
+                Ok(c) => {
+                    let text = match c.state {
+                        ChangeState::PendingApproval => format!(
+                            "rollback requested as change #{}: it {} (Approvals, 2)",
+                            c.id,
+                            needs(&c)
+                        ),
+                        s => format!("rollback change #{} {s}", c.id),
+                    };
+                    state.say(
+                        if c.state == ChangeState::Failed {
+                            Tone::Error
+                        } else {
+                            Tone::Success
+                        },
+                        text,
+                    );
+                    state.upsert(c);
+                    state.refresh_queue();
+                }
+                Err(e) => state.say(Tone::Error, e),
+            }
+        }
         Msg::Preview(generation, r) => return preview_arrived(state, generation, r),
         Msg::Submitted(r) => {
             state.in_flight = state.in_flight.saturating_sub(1);
@@ -521,11 +611,17 @@ fn server_event(state: &mut State, e: Event) -> Vec<Effect> {
             state.upsert(c);
             state.refresh_queue();
         }
-    } else if e.kind == "verification.started" {
+    } else if e.kind.starts_with("verification.") {
         if let Ok(v) = serde_json::from_value::<Verification>(e.data.clone()) {
-            state.verifications.retain(|x| x.id != v.id);
-            state.verifications.push(v);
-            state.verifications.sort_by_key(|v| (v.deadline, v.id));
+            // Someone looking at another pane still hears about trouble.
+            if matches!(
+                e.kind.as_str(),
+                "verification.degraded" | "verification.deadline"
+            ) && !(state.pane == Pane::Verification || state.wide())
+            {
+                state.alert = Some(e.summary.clone());
+            }
+            upsert_verification(state, v);
         }
     } else if e.kind.starts_with("freeze.") || e.kind.starts_with("pause.") {
         let (from, to) = state.week_range();
@@ -535,6 +631,30 @@ fn server_event(state: &mut State, e: Event) -> Vec<Effect> {
     state.activity.push_front(e);
     state.activity.truncate(ACTIVITY_KEEP);
     effects
+}
+
+fn upsert_verification(state: &mut State, v: Verification) {
+    state.verifications.retain(|x| x.id != v.id);
+    state.verifications.push(v);
+    sort_verifications(&mut state.verifications);
+    state.clamp();
+}
+
+/// Open ones first (soonest deadline first), then closed ones, newest first.
+fn sort_verifications(list: &mut [Verification]) {
+    list.sort_by(|a, b| {
+        a.state
+            .is_closed()
+            .cmp(&b.state.is_closed())
+            .then_with(|| {
+                if a.state.is_closed() {
+                    b.deadline.cmp(&a.deadline)
+                } else {
+                    a.deadline.cmp(&b.deadline)
+                }
+            })
+            .then(a.id.cmp(&b.id))
+    });
 }
 
 fn preview_arrived(state: &mut State, generation: u64, r: Result<Preview, String>) -> Vec<Effect> {
@@ -589,9 +709,74 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
     match cmd {
         Command::Quit | Command::ForceQuit => state.quit = true,
         Command::Help => state.modal = Some(Modal::Help),
-        Command::NextPane => state.pane = Pane::ALL[(state.pane.index() + 1) % 4],
+        Command::NextPane => {
+            state.pane = Pane::ALL[(state.pane.index() + 1) % 4];
+            if state.pane == Pane::Verification {
+                state.alert = None;
+            }
+        }
         Command::PrevPane => state.pane = Pane::ALL[(state.pane.index() + 3) % 4],
-        Command::GoPane(i) => state.pane = Pane::ALL[i as usize % 4],
+        Command::GoPane(i) => {
+            state.pane = Pane::ALL[i as usize % 4];
+            if state.pane == Pane::Verification {
+                state.alert = None;
+            }
+        }
+        Command::MarkVerified => match state.selected_verification() {
+            None => state.say(Tone::Info, "no verification selected"),
+            Some(v) if v.state != VerificationState::AwaitingOutcome => {
+                let text = format!(
+                    "change #{} is {}: it can be marked verified after its deadline ({}); e escalates now",
+                    v.change_id,
+                    v.state,
+                    v.deadline.format("%H:%M:%S")
+                );
+                state.say(Tone::Error, text);
+            }
+            Some(v) => {
+                let id = v.id;
+                state.in_flight += 1;
+                return vec![Effect::Outcome(
+                    id,
+                    OutcomeRequest {
+                        outcome: OutcomeKind::Verified,
+                        note: None,
+                        priority: None,
+                        commander: None,
+                    },
+                )];
+            }
+        },
+        Command::Escalate => match state.selected_verification() {
+            Some(v) if !v.state.is_closed() => state.modal = Some(Modal::ConfirmEscalate(v.id)),
+            Some(v) => {
+                let text = format!(
+                    "verification of change #{} is already {}",
+                    v.change_id, v.state
+                );
+                state.say(Tone::Info, text);
+            }
+            None => state.say(Tone::Info, "no verification selected"),
+        },
+        Command::Rollback => match state.selected_verification() {
+            Some(v) => {
+                let change_id = v.change_id;
+                let manual = state
+                    .actions
+                    .iter()
+                    .find(|a| a.name == v.action)
+                    .filter(|a| !a.has_rollback_command)
+                    .map(|a| a.rollback.clone());
+                match manual {
+                    Some(text) => state.say(
+                        Tone::Error,
+                        format!("the rollback of {} is manual: {text}", v.action),
+                    ),
+                    None => state.modal = Some(Modal::ConfirmRollback(change_id)),
+                }
+            }
+            None => state.say(Tone::Info, "no verification selected"),
+        },
         Command::Down | Command::Up => {
             let down = cmd == Command::Down;
             let (sel, len) = match state.pane {
@@ -727,6 +912,35 @@ fn modal_key(state: &mut State, modal: Modal, key: KeyEvent) -> Vec<Effect> {
             if !is(&key, KeyCode::Char('y')) {
                 state.modal = Some(Modal::Form(form));
             }
+        }
+        Modal::ConfirmEscalate(id) => {
+            if is(&key, KeyCode::Char('y')) {
+                state.in_flight += 1;
+                return vec![Effect::Outcome(
+                    id,
+                    OutcomeRequest {
+                        outcome: OutcomeKind::Escalated,
+                        note: None,
+                        priority: None,
+                        commander: None,
+                    },
+                )];
+            }
+            state.say(Tone::Info, "escalation cancelled");
+        }
+        Modal::ConfirmRollback(change_id) => {
+            if is(&key, KeyCode::Char('y')) {
+                state.in_flight += 1;
+                return vec![Effect::Rollback(
+                    change_id,
+                    RollbackRequest {
+                        reason: "rolled back from the dashboard during post-change verification"
+                            .into(),
+                        ticket: None,
+                    },
+                )];
+            }
+            state.say(Tone::Info, "rollback cancelled");
         }
         Modal::ConfirmApprove(id) => {
             if is(&key, KeyCode::Char('y')) {

@@ -6,6 +6,7 @@ use crate::domain::api::{
 };
 use crate::domain::change::{Approval, Change, ChangeState, Verification};
 use crate::domain::policy::{Requirement, may_do};
+use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState};
 use crate::domain::{Level, Risk, WindowKind};
 use crate::tui::app::{Msg, State, update};
 use chrono::{DateTime, Duration, Utc};
@@ -26,6 +27,7 @@ pub fn catalog(level: Level) -> Vec<CatalogEntry> {
             params: a.params.clone(),
             rollback: a.rollback.clone(),
             has_command: a.command.is_some(),
+            has_rollback_command: a.can_roll_back(),
             you_may: may_do(a.risk, level),
         })
         .collect()
@@ -68,6 +70,7 @@ pub fn change(
         outcome_reason: None,
         decided_by: None,
         output: None,
+        rollback_of: None,
     }
 }
 
@@ -165,7 +168,31 @@ pub fn scene(me: &str, level: Level) -> State {
             action: "scale-service".into(),
             started_at: now() - Duration::seconds(200),
             deadline: now() + Duration::seconds(700),
-            state: "watching".into(),
+            state: VerificationState::Watching,
+            health_checked: true,
+            error_rate_checked: true,
+            max_error_rate: Some(0.01),
+            last_sample: Some(Sample {
+                at: now() - Duration::seconds(2),
+                due: now() - Duration::seconds(2),
+                health: Some(HealthCheck {
+                    ok: true,
+                    detail: "200 in 3 ms".into(),
+                }),
+                error_rate: Some(RateCheck::reading(0.0042, 0.01)),
+            }),
+            recent_error_rates: vec![
+                Some(0.001),
+                Some(0.002),
+                Some(0.0015),
+                None,
+                Some(0.004),
+                Some(0.0042),
+            ],
+            summary: None,
+            decided_by: None,
+            note: None,
+            incident: None,
         }])),
     );
     update(&mut s, Msg::StreamUp);

@@ -36,6 +36,9 @@ pub enum Command {
     RemoveFreeze,
     Pause,
     Resume,
+    MarkVerified,
+    Escalate,
+    Rollback,
 }
 
 impl Command {
@@ -61,6 +64,9 @@ impl Command {
             Command::RemoveFreeze => "remove_freeze".into(),
             Command::Pause => "pause".into(),
             Command::Resume => "resume".into(),
+            Command::MarkVerified => "verified".into(),
+            Command::Escalate => "escalate".into(),
+            Command::Rollback => "rollback".into(),
         }
     }
 }

@@ -125,6 +125,13 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
                 Msg::Calendar(text(client.calendar(from, to).await))
             }
             Effect::LoadVerifications => Msg::Verifications(text(client.verifications().await)),
+            Effect::PollVerifications => {
+                Msg::VerificationsPolled(text(client.verifications().await))
+            }
+            Effect::Outcome(id, req) => {
+                Msg::VerificationDecided(text(client.verification_outcome(id, &req).await))
+            }
+            Effect::Rollback(id, req) => Msg::RolledBack(text(client.rollback(id, &req).await)),
             Effect::Preview(generation, req) => {
                 Msg::Preview(generation, text(client.preview(&req).await))
             }

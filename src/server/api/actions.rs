@@ -21,6 +21,7 @@ pub async fn list(State(state): State<AppState>, Caller(op): Caller) -> Json<Vec
                 params: a.params.clone(),
                 rollback: a.rollback.clone(),
                 has_command: a.command.is_some(),
+                has_rollback_command: a.can_roll_back(),
                 you_may: may_do(a.risk, op.level),
             })
             .collect(),

@@ -1,4 +1,6 @@
-use crate::domain::api::{ApproveRequest, ChangeRequest, DenyRequest, ErrorBody, Preview};
+use crate::domain::api::{
+    ApproveRequest, ChangeRequest, DenyRequest, ErrorBody, Preview, RollbackRequest,
+};
 use crate::domain::change::{Change, ChangeState};
 use crate::server::AppState;
 use crate::server::api::error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
@@ -146,4 +148,22 @@ pub async fn deny(
     ApiJson(body): ApiJson<DenyRequest>,
 ) -> ApiResult<Json<Change>> {
     Ok(Json(flow::deny(&state, &op, id, &body.reason).await?))
+}
+
+/// Roll back an executed change: a linked change that runs the action's rollback command,
+/// through the same policy (and the action's rollback level, e.g. L3 for a failover reversal).
+#[utoipa::path(post, path = "/api/v1/changes/{id}/rollback", tag = "changes", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The change to roll back")), request_body = RollbackRequest,
+    responses((status = 201, body = Change), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not executed, manual rollback, or refused by the policy", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<RollbackRequest>,
+) -> ApiResult<(StatusCode, Json<Change>)> {
+    let created = flow::rollback(&state, &op, id, &req).await?;
+    Ok((StatusCode::CREATED, Json(created.change)))
 }

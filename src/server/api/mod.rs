@@ -62,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(audit::list))
         .routes(routes!(events::stream))
         .routes(routes!(verifications::list))
+        .routes(routes!(verifications::show))
+        .routes(routes!(verifications::decide))
+        .routes(routes!(changes::rollback))
         .routes(routes!(system::healthz))
         .split_for_parts();
     let doc = std::sync::Arc::new(doc);

@@ -1,17 +1,69 @@
-use crate::domain::api::ErrorBody;
-use crate::domain::change::Verification;
+use crate::domain::api::{ErrorBody, OutcomeRequest};
+use crate::domain::change::{Verification, VerificationDetail};
 use crate::server::AppState;
-use crate::server::api::error::ApiResult;
+use crate::server::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::server::auth::Caller;
+use crate::server::outcome;
 use axum::Json;
 use axum::extract::State;
+use serde::Deserialize;
 
-/// Post-change verifications, soonest deadline first.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only those still being sampled (`watching` or `degraded`).
+    active: Option<bool>,
+}
+
+/// Post-change verifications, soonest deadline first, with their latest sample.
 #[utoipa::path(get, path = "/api/v1/verifications", tag = "verifications", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Verification>), (status = 401, body = ErrorBody)))]
+    params(ListQuery),
+    responses((status = 200, body = Vec<Verification>), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Verification>>> {
-    Ok(Json(state.store.verifications().await?))
+    Ok(Json(
+        state
+            .store
+            .verification_list(q.active.unwrap_or(false))
+            .await?,
+    ))
+}
+
+/// One verification with every sample taken.
+#[utoipa::path(get, path = "/api/v1/verifications/{id}", tag = "verifications", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Verification id")),
+    responses((status = 200, body = VerificationDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<VerificationDetail>> {
+    state
+        .store
+        .verification_detail(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no verification #{id}")))
+}
+
+/// End a verification: `verified` (after its deadline) records the ticket's outcome;
+/// `escalated` declares an incident (P2 unless given; the caller commands unless one is named)
+/// and pauses all changes.
+#[utoipa::path(post, path = "/api/v1/verifications/{id}/outcome", tag = "verifications", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Verification id")), request_body = OutcomeRequest,
+    responses((status = 200, body = Verification), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Already closed, or verified before its deadline", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn decide(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<OutcomeRequest>,
+) -> ApiResult<Json<Verification>> {
+    Ok(Json(outcome::record(&state, &op, id, &req).await?))
 }

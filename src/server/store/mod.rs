@@ -5,15 +5,14 @@
 //! to the same transaction, so a row, its audit entry and its event commit together or not at all.
 
 mod rows;
+pub mod verification;
 
 use crate::domain::api::{AuditEntry, Event};
-use crate::domain::change::{
-    Approval, Change, ChangeState, ExecutionOutput, Incident, Operator, Verification,
-};
+use crate::domain::change::{Approval, Change, ChangeState, ExecutionOutput, Incident, Operator};
 use crate::domain::policy::Requirement;
 use crate::domain::{Freeze, Level, Pause};
 use chrono::{DateTime, Utc};
-use rows::{ChangeRow, IncidentRow, VerificationRow, from_ms, ms};
+use rows::{ChangeRow, IncidentRow, from_ms, ms};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -278,16 +277,6 @@ impl Store {
     pub async fn pause(&self) -> Result<Option<Pause>, DbError> {
         let mut conn = self.reader.acquire().await?;
         load_pause(&mut conn).await
-    }
-
-    pub async fn verifications(&self) -> Result<Vec<Verification>, DbError> {
-        let rows: Vec<VerificationRow> =
-            sqlx::query_as("SELECT * FROM verifications ORDER BY deadline, id")
-                .fetch_all(&self.reader)
-                .await?;
-        rows.into_iter()
-            .map(VerificationRow::into_verification)
-            .collect()
     }
 
     // ----- audit and events ------------------------------------------------------------------
@@ -729,26 +718,6 @@ impl Tx {
         .execute(&mut *self.inner)
         .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    pub async fn insert_verification(
-        &mut self,
-        change: &Change,
-        started_at: DateTime<Utc>,
-        deadline: DateTime<Utc>,
-    ) -> Result<Verification, DbError> {
-        let row: VerificationRow = sqlx::query_as(
-            "INSERT INTO verifications (change_id, target, action, started_at, deadline, state) \
-             VALUES ($1, $2, $3, $4, $5, 'watching') RETURNING *",
-        )
-        .bind(change.id)
-        .bind(change.target.clone())
-        .bind(change.action.clone())
-        .bind(ms(started_at))
-        .bind(ms(deadline))
-        .fetch_one(&mut *self.inner)
-        .await?;
-        row.into_verification()
     }
 }
 

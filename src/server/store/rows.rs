@@ -1,6 +1,7 @@
 //! Table rows and their conversion into domain records.
 
 use super::DbError;
+use crate::config::ServiceConfig;
 use crate::domain::change::{Approval, Change, ExecutionOutput, Incident, Verification};
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -40,6 +41,7 @@ pub struct ChangeRow {
     outcome_reason: Option<String>,
     decided_by: Option<String>,
     output: Option<String>,
+    rollback_of: Option<i64>,
 }
 
 impl ChangeRow {
@@ -67,6 +69,7 @@ impl ChangeRow {
                 .output
                 .map(|o| decode(serde_json::from_str::<ExecutionOutput>(&o)))
                 .transpose()?,
+            rollback_of: self.rollback_of,
         })
     }
 }
@@ -107,10 +110,28 @@ pub struct VerificationRow {
     started_at: i64,
     deadline: i64,
     state: String,
+    checks: Option<String>,
+    last_sample: Option<String>,
+    recent: String,
+    summary: Option<String>,
+    decided_by: Option<String>,
+    note: Option<String>,
+    incident: Option<String>,
+}
+
+fn json<T: serde::de::DeserializeOwned>(s: Option<&str>) -> Result<Option<T>, DbError> {
+    s.map(|s| decode(serde_json::from_str(s))).transpose()
 }
 
 impl VerificationRow {
+    /// The checks snapshot taken when the verification started.
+    pub fn checks(&self) -> Result<Option<ServiceConfig>, DbError> {
+        json(self.checks.as_deref())
+    }
+
     pub fn into_verification(self) -> Result<Verification, DbError> {
+        let checks = self.checks()?;
+        let rate = checks.as_ref().and_then(|c| c.error_rate.as_ref());
         Ok(Verification {
             id: self.id,
             change_id: self.change_id,
@@ -118,7 +139,16 @@ impl VerificationRow {
             action: self.action,
             started_at: from_ms(self.started_at),
             deadline: from_ms(self.deadline),
-            state: self.state,
+            state: parse(&self.state)?,
+            health_checked: checks.as_ref().is_some_and(|c| c.health_url.is_some()),
+            error_rate_checked: rate.is_some(),
+            max_error_rate: rate.map(|r| r.max),
+            last_sample: json(self.last_sample.as_deref())?,
+            recent_error_rates: decode(serde_json::from_str(&self.recent))?,
+            summary: json(self.summary.as_deref())?,
+            decided_by: self.decided_by,
+            note: self.note,
+            incident: self.incident,
         })
     }
 }

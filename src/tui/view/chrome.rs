@@ -33,16 +33,22 @@ pub fn window_summary(state: &State) -> String {
 }
 
 pub fn banner_text(state: &State) -> Option<String> {
-    let w = state.window.as_ref()?;
     let mut parts = Vec::new();
-    if let Some(f) = w.freeze.as_ref().filter(|f| f.ends_at > state.now) {
+    if let Some(a) = &state.alert {
+        parts.push(format!(" ⚠ {a} (4 shows it) "));
+    }
+    let w = state.window.as_ref();
+    if let Some(f) = w
+        .and_then(|w| w.freeze.as_ref())
+        .filter(|f| f.ends_at > state.now)
+    {
         parts.push(format!(
             " FREEZE '{}' until {}: only low-risk actions and P1 incident changes run ",
             f.name,
             f.ends_at.format("%b %-d %H:%M UTC")
         ));
     }
-    if let Some(p) = &w.pause {
+    if let Some(p) = w.and_then(|w| w.pause.as_ref()) {
         parts.push(format!(" CHANGES PAUSED by {}: {} ", p.paused_by, p.reason));
     }
     (!parts.is_empty()).then(|| parts.join("│"))
@@ -94,10 +100,10 @@ pub fn tabs(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Pane::Approvals => format!(" ({})", state.approvable_count()),
             Pane::Verification => {
                 let n = state.active_verifications().count();
-                if n > 0 {
-                    format!(" ({n})")
-                } else {
-                    String::new()
+                match (n, state.awaiting_outcome()) {
+                    (0, 0) => String::new(),
+                    (n, 0) => format!(" ({n})"),
+                    (n, w) => format!(" ({n}, {w} need an outcome)"),
                 }
             }
             _ => String::new(),
@@ -178,7 +184,9 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         ],
         Some(Modal::ConfirmApprove(_))
         | Some(Modal::ConfirmQuit)
-        | Some(Modal::ConfirmDiscard(_)) => vec![("y", "yes"), ("any other key", "no")],
+        | Some(Modal::ConfirmDiscard(_))
+        | Some(Modal::ConfirmEscalate(_))
+        | Some(Modal::ConfirmRollback(_)) => vec![("y", "yes"), ("any other key", "no")],
         Some(Modal::DenyReason(..)) | Some(Modal::PauseReason(_)) => {
             vec![("Enter", "confirm"), ("Esc", "cancel")]
         }

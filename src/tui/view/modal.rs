@@ -43,6 +43,45 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             );
         }
         Modal::ConfirmQuit => confirm(frame, area, "Quit", "Quit CommandBridge?", theme),
+        Modal::ConfirmEscalate(id) => {
+            let what = state
+                .verifications
+                .iter()
+                .find(|v| v.id == *id)
+                .map(|v| format!("change #{} ({} on {})", v.change_id, v.action, v.target))
+                .unwrap_or_default();
+            confirm(
+                frame,
+                area,
+                "Escalate",
+                &format!(
+                    "Escalate {what}?\nThis declares a P2 incident with you as commander and PAUSES ALL CHANGES."
+                ),
+                theme,
+            );
+        }
+        Modal::ConfirmRollback(change_id) => {
+            let what = state
+                .changes
+                .get(change_id)
+                .map(|c| format!("{} on {}", c.action, c.target))
+                .unwrap_or_default();
+            let how = state
+                .changes
+                .get(change_id)
+                .and_then(|c| state.actions.iter().find(|a| a.name == c.action))
+                .map(|a| a.rollback.clone())
+                .unwrap_or_default();
+            confirm(
+                frame,
+                area,
+                "Roll back",
+                &format!(
+                    "Roll back change #{change_id} ({what})?\n{how}\nIt goes through the normal policy."
+                ),
+                theme,
+            );
+        }
         Modal::ConfirmDiscard(_) => confirm(
             frame,
             area,

@@ -1,19 +1,24 @@
-//! Pane 4: changes in their post-change verification, counting down.
+//! Pane 4: changes in their post-change verification: countdown and gauge, health, an
+//! error-rate sparkline against its threshold, and the state.
 
-use crate::domain::change::VERIFICATION_MINUTES;
+use crate::domain::change::Verification;
+use crate::domain::verification::VerificationState;
 use crate::tui::app::State;
 use crate::tui::theme::Theme;
 use crate::tui::view::{fit, scroll_offset};
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
+
+const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     if state.verifications.is_empty() {
         frame.render_widget(
             Paragraph::new(
-                "no change is under verification: executed changes are watched here for 15 minutes",
+                "no change is under verification: executed changes are watched here after they run",
             )
             .style(theme.dim()),
             area,
@@ -21,56 +26,155 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         return;
     }
     let w = area.width as usize;
-    let rows = area.height as usize;
+    // Two lines a verification.
+    let rows = (area.height as usize / 2).max(1);
     let offset = scroll_offset(state.verification_sel, rows, state.verifications.len());
-    let total = (VERIFICATION_MINUTES * 60) as f64;
-    let lines: Vec<Line> = state
+    let mut lines = Vec::new();
+    for (i, v) in state
         .verifications
         .iter()
         .enumerate()
         .skip(offset)
         .take(rows)
-        .map(|(i, v)| {
-            let left = (v.deadline - state.now).num_seconds().max(0);
-            let (countdown, label, style) = if left > 0 {
-                (
-                    format!("{:02}:{:02}", left / 60, left % 60),
-                    v.state.clone(),
-                    theme.warn(),
-                )
-            } else {
-                (
-                    "00:00".to_string(),
-                    "deadline reached".to_string(),
-                    theme.bad(),
-                )
-            };
-            let what = format!("#{} {} {}", v.change_id, v.action, v.target);
-            let what_w = (w / 3).clamp(12, 40);
-            let gauge_w = w.saturating_sub(2 + what_w + 1 + 6 + 20).clamp(4, 40);
-            let filled = ((left as f64 / total) * gauge_w as f64).round() as usize;
-            let gauge = format!(
-                "[{}{}]",
-                "█".repeat(filled.min(gauge_w)),
-                "░".repeat(gauge_w - filled.min(gauge_w))
-            );
-            let line = Line::from(vec![
-                Span::raw(if i == state.verification_sel {
-                    "▶ "
-                } else {
-                    "  "
-                }),
-                Span::raw(format!("{:<what_w$} ", fit(&what, what_w))),
-                Span::styled(format!("{countdown} "), style),
-                Span::styled(gauge, style),
-                Span::raw(format!(" {label}")),
-            ]);
-            if i == state.verification_sel {
-                line.style(theme.selected())
-            } else {
-                line
-            }
-        })
-        .collect();
+    {
+        let selected = i == state.verification_sel;
+        let (first, second) = rows_for(v, state, theme, w, selected);
+        lines.push(if selected {
+            first.style(theme.selected())
+        } else {
+            first
+        });
+        lines.push(second);
+    }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+fn state_word(v: &Verification) -> &'static str {
+    match v.state {
+        VerificationState::Watching => "watching",
+        VerificationState::Degraded => "DEGRADED",
+        VerificationState::AwaitingOutcome => "DEADLINE: v verified / e escalate",
+        VerificationState::Verified => "verified",
+        VerificationState::Escalated => "ESCALATED",
+    }
+}
+
+fn rows_for<'a>(
+    v: &'a Verification,
+    state: &State,
+    theme: &Theme,
+    w: usize,
+    selected: bool,
+) -> (Line<'a>, Line<'a>) {
+    let total = (v.deadline - v.started_at).num_seconds().max(1) as f64;
+    let left = if v.state.is_active() {
+        (v.deadline - state.now).num_seconds().max(0)
+    } else {
+        0
+    };
+    let state_style = match v.state {
+        VerificationState::Degraded | VerificationState::Escalated => theme.bad(),
+        VerificationState::AwaitingOutcome => theme.warn(),
+        VerificationState::Verified => theme.good(),
+        VerificationState::Watching => Style::default(),
+    };
+    let what = format!("#{} {} {}", v.change_id, v.action, v.target);
+    let what_w = (w / 3).clamp(12, 36);
+    let word = state_word(v);
+    let gauge_w = w
+        .saturating_sub(2 + what_w + 1 + 6 + 2 + word.len() + 1)
+        .clamp(4, 40);
+    let filled = ((left as f64 / total) * gauge_w as f64).round() as usize;
+    let filled = filled.min(gauge_w);
+    let first = Line::from(vec![
+        Span::raw(if selected { "▶ " } else { "  " }),
+        Span::raw(format!("{:<what_w$} ", fit(&what, what_w))),
+        Span::styled(format!("{:02}:{:02} ", left / 60, left % 60), state_style),
+        Span::styled(
+            format!("[{}{}] ", "█".repeat(filled), "░".repeat(gauge_w - filled)),
+            state_style,
+        ),
+        Span::styled(word, state_style),
+    ]);
+    let mut detail = vec![Span::raw("    ")];
+    if !v.health_checked && !v.error_rate_checked {
+        detail.push(Span::styled(
+            "no checks configured: countdown only",
+            theme.dim(),
+        ));
+    }
+    let sample = v.last_sample.as_ref();
+    if v.health_checked {
+        match sample.and_then(|s| s.health.as_ref().map(|h| (s.at, h))) {
+            Some((at, h)) => detail.push(Span::styled(
+                format!(
+                    "health {} {} ({}) ",
+                    if h.ok { "✓ passing" } else { "✗ FAILING" },
+                    at.format("%H:%M:%S"),
+                    h.detail
+                ),
+                if h.ok { theme.good() } else { theme.bad() },
+            )),
+            None => detail.push(Span::styled("health: first check pending ", theme.dim())),
+        }
+    }
+    if v.error_rate_checked {
+        let max = v.max_error_rate.unwrap_or(0.0);
+        let spark = sparkline(&v.recent_error_rates, max);
+        let (text, style) = match sample.and_then(|s| s.error_rate.as_ref()) {
+            Some(r) => (
+                format!(
+                    " {} max {max} {}",
+                    r.value
+                        .map(|x| format!("{x:.4}"))
+                        .unwrap_or_else(|| "–".into()),
+                    if r.ok { "✓" } else { "✗ ABOVE" }
+                ),
+                if r.ok { theme.good() } else { theme.bad() },
+            ),
+            None => (format!(" max {max}"), theme.dim()),
+        };
+        detail.push(Span::raw("errors "));
+        detail.push(Span::styled(spark, style));
+        detail.push(Span::styled(text, style));
+    }
+    if let Some(s) = &v.summary
+        && !v.state.is_active()
+    {
+        detail.push(Span::styled(format!(" · {}", s.text), theme.dim()));
+    }
+    if let Some(i) = &v.incident {
+        detail.push(Span::styled(format!(" · incident {i}"), theme.bad()));
+    }
+    (first, Line::from(detail))
+}
+
+/// Readings as bars scaled so the threshold sits at three quarters of the height; a reading
+/// with no data is a space.
+fn sparkline(values: &[Option<f64>], max: f64) -> String {
+    let top = values
+        .iter()
+        .flatten()
+        .fold(max * 4.0 / 3.0, |m, v| m.max(*v))
+        .max(f64::MIN_POSITIVE);
+    values
+        .iter()
+        .map(|v| match v {
+            None => ' ',
+            Some(x) => SPARK[((x / top) * 7.0).round().clamp(0.0, 7.0) as usize],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sparkline;
+
+    #[test]
+    fn the_threshold_sits_at_three_quarters() {
+        assert_eq!(
+            sparkline(&[Some(0.0), Some(0.01), None, Some(0.02)], 0.01),
+            "▁▅ █"
+        );
+    }
 }

@@ -1,0 +1,193 @@
+//! Ending a verification: verified (the ticket's outcome is recorded), or escalated (the seed's
+//! "pause further changes, declare an incident").
+
+use crate::domain::api::{OutcomeKind, OutcomeRequest};
+use crate::domain::change::{Operator, Verification};
+use crate::domain::verification::VerificationState;
+use crate::domain::{Priority, verification::summarize};
+use crate::server::AppState;
+use crate::server::api::error::{ApiError, ApiResult, required_text};
+use crate::server::changes::commit;
+use crate::server::store::Record;
+
+pub async fn record(
+    state: &AppState,
+    caller: &Operator,
+    id: i64,
+    req: &OutcomeRequest,
+) -> ApiResult<Verification> {
+    let note = match req.note.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(n) => Some(required_text("note", n, 2000)?),
+    };
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let v = tx
+        .verification(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no verification #{id}")))?;
+    if v.state.is_closed() {
+        return Err(ApiError::conflict(format!(
+            "verification #{id} is already {}{}",
+            v.state,
+            v.decided_by
+                .as_ref()
+                .map(|b| format!(" (by {b})"))
+                .unwrap_or_default()
+        )));
+    }
+    let change = tx.change(v.change_id).await?;
+    let ticket = change
+        .as_ref()
+        .map(|c| c.ticket.clone())
+        .unwrap_or_default();
+    let samples = tx.samples(id).await?;
+    let summary = v
+        .summary
+        .clone()
+        .unwrap_or_else(|| summarize(&samples, v.health_checked, v.error_rate_checked));
+    let (closed, incident) = match req.outcome {
+        OutcomeKind::Verified => {
+            if req.priority.is_some() || req.commander.is_some() {
+                return Err(ApiError::invalid(
+                    "priority and commander apply to an escalation only",
+                ));
+            }
+            if v.state != VerificationState::AwaitingOutcome {
+                return Err(ApiError::conflict(format!(
+                    "verification #{id} is still {} until {}: it can be marked verified after its \
+                     deadline; escalate now if something is wrong",
+                    v.state,
+                    v.deadline.format("%H:%M:%S UTC")
+                )));
+            }
+            (VerificationState::Verified, None)
+        }
+        OutcomeKind::Escalated => {
+            let commander = req.commander.clone().unwrap_or_else(|| caller.name.clone());
+            if !tx.operator_exists(&commander).await? {
+                return Err(ApiError::invalid(format!(
+                    "commander '{}' is not an operator: name an existing operator",
+                    commander.chars().take(64).collect::<String>()
+                )));
+            }
+            let priority = req.priority.unwrap_or(Priority::P2);
+            let title = format!(
+                "change #{} ({} on {}) caused unexpected impact: {}",
+                v.change_id,
+                v.action,
+                v.target,
+                note.clone().unwrap_or_else(|| summary.text.clone())
+            );
+            let title: String = title.chars().take(200).collect();
+            let incident = tx
+                .insert_incident(priority, &title, &commander, &caller.name, now)
+                .await?
+                .ok_or_else(|| ApiError::conflict("999 incidents were declared today already"))?;
+            tx.record(
+                now,
+                Record {
+                    actor: &caller.name,
+                    kind: "incident.declared",
+                    subject: format!("incident:{}", incident.ticket),
+                    summary: format!(
+                        "{} escalated verification #{id}: declared {} incident {} (commander {})",
+                        caller.name, incident.priority, incident.ticket, incident.commander
+                    ),
+                    data: serde_json::to_value(&incident).unwrap_or_default(),
+                },
+            )
+            .await?;
+            if tx.pause().await?.is_none() {
+                let reason = format!(
+                    "escalation of change #{} ({}): {}",
+                    v.change_id, incident.ticket, title
+                );
+                let reason: String = reason.chars().take(500).collect();
+                let p = tx.insert_pause(&reason, &caller.name, now).await?;
+                tx.record(
+                    now,
+                    Record {
+                        actor: &caller.name,
+                        kind: "pause.started",
+                        subject: "pause".into(),
+                        summary: format!("{} paused all changes: {reason}", caller.name),
+                        data: serde_json::to_value(&p).unwrap_or_default(),
+                    },
+                )
+                .await?;
+            }
+            (VerificationState::Escalated, Some(incident))
+        }
+    };
+    let ticket_of_incident = incident.as_ref().map(|i| i.ticket.as_str());
+    if !tx
+        .close_verification(
+            id,
+            closed,
+            &caller.name,
+            note.as_deref(),
+            ticket_of_incident,
+            Some(&summary),
+        )
+        .await?
+    {
+        return Err(ApiError::conflict(format!(
+            "verification #{id} was closed by someone else first"
+        )));
+    }
+    let v = tx.verification(id).await?.unwrap_or(v);
+    let line = match &incident {
+        None => format!(
+            "{} marked change #{} ({} on {}) verified: {}",
+            caller.name, v.change_id, v.action, v.target, summary.text
+        ),
+        Some(i) => format!(
+            "{} ESCALATED change #{} ({} on {}): incident {}, changes paused",
+            caller.name, v.change_id, v.action, v.target, i.ticket
+        ),
+    };
+    let kind = if incident.is_some() {
+        "verification.escalated"
+    } else {
+        "verification.verified"
+    };
+    tx.record(
+        now,
+        Record {
+            actor: &caller.name,
+            kind,
+            subject: format!("verification:{id}"),
+            summary: line.clone(),
+            data: serde_json::to_value(&v).unwrap_or_default(),
+        },
+    )
+    .await?;
+    if state.config.ticket_webhook.is_some() {
+        let payload = serde_json::json!({
+            "kind": if incident.is_some() { "escalation" } else { "outcome" },
+            "ticket": ticket,
+            "outcome": closed.as_str(),
+            "summary": line,
+            "note": note,
+            "by": caller.name,
+            "at": now,
+            "change": change,
+            "verification": v,
+            "incident": incident,
+        });
+        tx.enqueue(
+            if incident.is_some() {
+                "escalation"
+            } else {
+                "outcome"
+            },
+            &payload,
+            now,
+        )
+        .await?;
+    }
+    commit(state, tx).await?;
+    state.outbox.notify_one();
+    Ok(v)
+}
