@@ -3,6 +3,7 @@
 
 use crate::cli::DemoArgs;
 use crate::client::{ApiClient, settings};
+use crate::commands::demo_service;
 use crate::config::ServerConfig;
 use crate::domain::api::{ChangeRequest, DenyRequest, FreezeRequest, IncidentRequest};
 use crate::domain::{Level, Priority};
@@ -54,7 +55,11 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
             args.as_user
         ));
     };
-    let config = ServerConfig::embedded_default();
+    let mut config = ServerConfig::embedded_default();
+    let (services, service_task) = demo_service::start().await?;
+    config.services = services;
+    // Samples every few seconds, so the Verification pane moves while someone watches.
+    config.verification.interval_seconds = 5;
     let (clock, clock_note) = demo_clock(&config, args.now.as_deref())?;
     let dir = tempfile::Builder::new()
         .prefix("commandbridge-demo-")
@@ -87,7 +92,8 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     .await;
     let notice = match seeded {
         Ok(()) => format!(
-            "demo: server {base}, you are {me}; {clock_note}. Try 2 (Approvals), a to approve, ? for keys."
+            "demo: server {base}, you are {me}; {clock_note}. Try 2 (Approvals), a to approve, ? for keys. '{}' degrades in a minute (4).",
+            demo_service::DEGRADING
         ),
         Err(e) => format!("demo: seeding stopped early: {e}"),
     };
@@ -104,6 +110,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     )
     .await;
     running.stop().await;
+    service_task.abort();
     drop(dir);
     result
 }

@@ -449,17 +449,11 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 .freeze_sel
                 .min(s.removable_freezes().len().saturating_sub(1));
         }),
-        Msg::Verifications(r) => loaded(state, r, |s, v| {
-            s.verifications = v;
-            sort_verifications(&mut s.verifications);
-            s.clamp();
-        }),
+        Msg::Verifications(r) => loaded(state, r, set_verifications),
         Msg::VerificationsPolled(r) => {
             // A background refresh: no spinner, and a failure waits for the next one.
-            if let Ok(mut v) = r {
-                sort_verifications(&mut v);
-                state.verifications = v;
-                state.clamp();
+            if let Ok(v) = r {
+                set_verifications(state, v);
             }
         }
         Msg::VerificationDecided(r) => {
@@ -634,9 +628,20 @@ fn server_event(state: &mut State, e: Event) -> Vec<Effect> {
 }
 
 fn upsert_verification(state: &mut State, v: Verification) {
-    state.verifications.retain(|x| x.id != v.id);
-    state.verifications.push(v);
-    sort_verifications(&mut state.verifications);
+    let mut list = state.verifications.clone();
+    list.retain(|x| x.id != v.id);
+    list.push(v);
+    set_verifications(state, list);
+}
+
+/// Replaces the list, keeping the same verification selected as it moves in the order.
+fn set_verifications(state: &mut State, mut list: Vec<Verification>) {
+    let selected = state.selected_verification().map(|v| v.id);
+    sort_verifications(&mut list);
+    state.verifications = list;
+    if let Some(i) = selected.and_then(|id| state.verifications.iter().position(|v| v.id == id)) {
+        state.verification_sel = i;
+    }
     state.clamp();
 }
 
@@ -1412,5 +1417,111 @@ mod tests {
         assert!(!s.quit);
         update(&mut s, key('q'));
         assert!(s.quit);
+    }
+
+    fn watched(
+        id: i64,
+        change_id: i64,
+        state: VerificationState,
+        seconds_left: i64,
+    ) -> Verification {
+        let mut v = scene("bob", Level::L2).verifications[0].clone();
+        v.id = id;
+        v.change_id = change_id;
+        v.state = state;
+        v.deadline = now() + Duration::seconds(seconds_left);
+        v
+    }
+
+    #[test]
+    fn verification_keys_ask_the_server_for_outcomes_and_rollbacks() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('4'));
+        // Verified only after the deadline: said locally, nothing sent.
+        assert!(update(&mut s, key('v')).is_empty());
+        assert!(s.message.as_ref().unwrap().1.contains("after its deadline"));
+        let ev = |seq, kind: &str, v: &Verification| {
+            Msg::ServerEvent(Box::new(event(
+                seq,
+                kind,
+                "deadline",
+                serde_json::to_value(v).unwrap(),
+            )))
+        };
+        update(
+            &mut s,
+            ev(
+                60,
+                "verification.deadline",
+                &watched(1, 5, VerificationState::AwaitingOutcome, 0),
+            ),
+        );
+        let effects = update(&mut s, key('v'));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Outcome(1, r)] if r.outcome == OutcomeKind::Verified),
+            "{effects:?}"
+        );
+        // Escalation and rollback ask first.
+        update(&mut s, key('e'));
+        assert!(matches!(s.modal, Some(Modal::ConfirmEscalate(1))));
+        let effects = update(&mut s, key('y'));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Outcome(1, r)] if r.outcome == OutcomeKind::Escalated)
+        );
+        update(&mut s, key('r'));
+        assert!(matches!(s.modal, Some(Modal::ConfirmRollback(5))));
+        assert!(update(&mut s, key('n')).is_empty());
+        update(&mut s, key('r'));
+        assert!(matches!(
+            update(&mut s, key('y')).as_slice(),
+            [Effect::Rollback(5, _)]
+        ));
+    }
+
+    #[test]
+    fn trouble_elsewhere_raises_an_alert_until_the_pane_is_seen() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        let degraded = watched(1, 5, VerificationState::Degraded, 300);
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                61,
+                "verification.degraded",
+                "change #5 DEGRADED",
+                serde_json::to_value(&degraded).unwrap(),
+            ))),
+        );
+        assert_eq!(s.alert.as_deref(), Some("change #5 DEGRADED"));
+        assert_eq!(s.verifications[0].state, VerificationState::Degraded);
+        update(&mut s, key('4'));
+        assert!(s.alert.is_none());
+    }
+
+    #[test]
+    fn the_selected_verification_stays_selected_as_the_list_reorders() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('4'));
+        update(
+            &mut s,
+            Msg::Verifications(Ok(vec![
+                watched(1, 5, VerificationState::Watching, 100),
+                watched(2, 6, VerificationState::Watching, 200),
+            ])),
+        );
+        update(&mut s, key('j'));
+        assert_eq!(s.selected_verification().unwrap().id, 2);
+        // A new one with an earlier deadline arrives first in the order.
+        let new = watched(3, 7, VerificationState::Watching, 50);
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                62,
+                "verification.started",
+                "",
+                serde_json::to_value(&new).unwrap(),
+            ))),
+        );
+        assert_eq!(s.selected_verification().unwrap().id, 2);
     }
 }

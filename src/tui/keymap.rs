@@ -183,6 +183,30 @@ pub static KEYMAP: &[Binding] = &[
         Some("resume")
     ),
     b!(
+        Verification,
+        [(KeyCode::Char('v'), NONE)],
+        "v",
+        Command::MarkVerified,
+        "mark the selected change verified (after its deadline)",
+        Some("verified")
+    ),
+    b!(
+        Verification,
+        [(KeyCode::Char('e'), NONE)],
+        "e",
+        Command::Escalate,
+        "escalate: declare an incident and pause all changes (asks y/n)",
+        Some("escalate")
+    ),
+    b!(
+        Verification,
+        [(KeyCode::Char('r'), NONE)],
+        "r",
+        Command::Rollback,
+        "roll the change back, through the normal policy (asks y/n)",
+        Some("rollback")
+    ),
+    b!(
         Global,
         [(KeyCode::Down, NONE), (KeyCode::Char('j'), NONE)],
         "j/↓",
@@ -458,6 +482,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_verification_keys_are_bound_and_hinted() {
+        let map = Keymap::default();
+        for (c, cmd) in [
+            ('v', Command::MarkVerified),
+            ('e', Command::Escalate),
+            ('r', Command::Rollback),
+        ] {
+            let key = KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+            assert_eq!(map.lookup(Scope::Verification, &key), Some(cmd));
+        }
+        let hints: Vec<&str> = map
+            .hints(Scope::Verification)
+            .iter()
+            .map(|(_, h)| *h)
+            .collect();
+        assert!(
+            hints.starts_with(&["verified", "escalate", "rollback"]),
+            "{hints:?}"
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let mut spans = Vec::new();
     if essential + server.chars().count() + 17 <= room {
         spans.push(Span::styled(
-            " CommandBridge │ ",
+            " CommandBridge │",
             Style::default().add_modifier(Modifier::BOLD),
         ));
     }

@@ -121,7 +121,13 @@ fn popup(frame: &mut Frame, rect: Rect, title: &str, theme: &Theme) -> Rect {
 }
 
 fn confirm(frame: &mut Frame, area: Rect, title: &str, text: &str, theme: &Theme) {
-    let rect = centered(area, 64, 7);
+    let width = 64u16.min(area.width);
+    let inner_w = width.saturating_sub(2).max(1) as usize;
+    let text_h: usize = text
+        .lines()
+        .map(|l| l.chars().count().div_ceil(inner_w).max(1))
+        .sum();
+    let rect = centered(area, width, text_h as u16 + 4);
     let inner = popup(frame, rect, title, theme);
     let mut lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_string())).collect();
     lines.push(Line::raw(""));
