@@ -40,6 +40,9 @@ pub enum Command {
     /// Incidents.
     #[command(subcommand)]
     Incident(IncidentCommand),
+    /// Post-change verifications: list, show, mark verified, escalate.
+    #[command(subcommand)]
+    Verification(VerificationCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -184,6 +187,57 @@ pub enum ChangeCommand {
         id: i64,
         #[arg(long)]
         reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll back an executed change (a linked change, through the same policy).
+    Rollback {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+        /// Ticket for the rollback; default: the original change's.
+        #[arg(long)]
+        ticket: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerificationCommand {
+    /// Verifications, soonest deadline first.
+    List {
+        /// Only those still being sampled.
+        #[arg(long)]
+        active: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One verification with its samples.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a verification verified (after its deadline).
+    Verified {
+        id: i64,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Escalate: declare an incident and pause all changes.
+    Escalate {
+        id: i64,
+        #[arg(long)]
+        note: Option<String>,
+        /// Incident priority (default P2).
+        #[arg(long, value_name = "P1..P4")]
+        priority: Option<String>,
+        /// Incident commander (default: you).
+        #[arg(long)]
+        commander: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
             Some(Command::Change(cmd)) => scripting::change(cmd).await,
             Some(Command::Window(cmd)) => scripting::window(cmd).await,
             Some(Command::Incident(cmd)) => scripting::incident(cmd).await,
+            Some(Command::Verification(cmd)) => scripting::verification(cmd).await,
         }
     });
     // Background tasks (a stream, a command) must not keep a quitting process alive.

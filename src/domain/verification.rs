@@ -181,7 +181,7 @@ pub fn summarize(samples: &[Sample], health_checked: bool, rate_checked: bool) -
         health_checked.then(|| !health.is_empty() && health.iter().all(|h| h.ok));
     let error_rate_exceeded = rate_checked.then(|| rates.iter().any(|r| !r.ok));
     let mut parts = Vec::new();
-    if samples.is_empty() {
+    if samples.is_empty() && (health_checked || rate_checked) {
         parts.push("no samples were taken".to_string());
     }
     if health_checked {

@@ -90,7 +90,7 @@ async fn decide(
 }
 
 fn refusal_message(d: &Decision) -> String {
-    format!("refused: {}", d.reasons.join("; "))
+    d.reasons.join("; ")
 }
 
 pub async fn preview(
