@@ -103,7 +103,7 @@ pub fn tabs(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 match (n, state.awaiting_outcome()) {
                     (0, 0) => String::new(),
                     (n, 0) => format!(" ({n})"),
-                    (n, w) => format!(" ({n}, {w} need an outcome)"),
+                    (n, w) => format!(" ({n} · {w} to decide)"),
                 }
             }
             _ => String::new(),

@@ -72,3 +72,55 @@ fn any_size_renders_without_panicking() {
         }
     }
 }
+
+#[test]
+fn verification_pane_in_every_state() {
+    use crate::domain::verification::{HealthCheck, RateCheck, Summary, VerificationState};
+    let mut s = scene("bob", Level::L2);
+    s.pane = Pane::Verification;
+    let base = s.verifications[0].clone();
+    let mut list = Vec::new();
+    for (i, state) in VerificationState::ALL.into_iter().enumerate() {
+        let mut v = base.clone();
+        v.id = i as i64 + 1;
+        v.change_id = 20 + i as i64;
+        v.state = state;
+        if state == VerificationState::Degraded {
+            let sample = v.last_sample.as_mut().unwrap();
+            sample.health = Some(HealthCheck {
+                ok: false,
+                detail: "503 in 4 ms".into(),
+            });
+            sample.error_rate = Some(RateCheck::reading(0.034, 0.01));
+            v.recent_error_rates.push(Some(0.034));
+        }
+        if !state.is_active() {
+            v.deadline = crate::tui::fixtures::now() - chrono::Duration::seconds(30);
+            v.summary = Some(Summary {
+                samples: 30,
+                failing_samples: 0,
+                health_all_passed: Some(true),
+                error_rate_exceeded: Some(false),
+                peak_error_rate: Some(0.0042),
+                text: "health passed 30/30; error rate peaked at 0.0042 (max 0.01)".into(),
+            });
+        }
+        if state == VerificationState::Escalated {
+            v.incident = Some("INC-2026-1124-001".into());
+        }
+        list.push(v);
+    }
+    let mut none = base.clone();
+    none.id = 9;
+    none.change_id = 30;
+    (
+        none.health_checked,
+        none.error_rate_checked,
+        none.last_sample,
+    ) = (false, false, None);
+    none.recent_error_rates.clear();
+    list.push(none);
+    update(&mut s, Msg::Verifications(Ok(list)));
+    insta::assert_snapshot!("verification_states_80x24", render(&s, 80, 24));
+    insta::assert_snapshot!("verification_states_160x48", render(&s, 160, 48));
+}

@@ -97,6 +97,20 @@ fn rows_for<'a>(
         Span::styled(word, state_style),
     ]);
     let mut detail = vec![Span::raw("    ")];
+    // Once the window is over, what it showed matters more than the last sample.
+    if !v.state.is_active() {
+        match &v.summary {
+            Some(s) => detail.push(Span::styled(s.text.clone(), theme.dim())),
+            None => detail.push(Span::styled("no summary", theme.dim())),
+        }
+        if let Some(i) = &v.incident {
+            detail.push(Span::styled(format!(" · incident {i}"), theme.bad()));
+        }
+        if let Some(by) = &v.decided_by {
+            detail.push(Span::styled(format!(" · by {by}"), theme.dim()));
+        }
+        return (first, Line::from(detail));
+    }
     if !v.health_checked && !v.error_rate_checked {
         detail.push(Span::styled(
             "no checks configured: countdown only",
@@ -137,14 +151,6 @@ fn rows_for<'a>(
         detail.push(Span::raw("errors "));
         detail.push(Span::styled(spark, style));
         detail.push(Span::styled(text, style));
-    }
-    if let Some(s) = &v.summary
-        && !v.state.is_active()
-    {
-        detail.push(Span::styled(format!(" · {}", s.text), theme.dim()));
-    }
-    if let Some(i) = &v.incident {
-        detail.push(Span::styled(format!(" · incident {i}"), theme.bad()));
     }
     (first, Line::from(detail))
 }
