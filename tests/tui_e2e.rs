@@ -194,3 +194,54 @@ async fn an_l2_sees_a_request_arrive_and_approves_it_with_the_keys() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An SSH drop: the terminal disappears under the demo (dashboard and server in one process).
+/// It must end, not hang or spin.
+#[test]
+fn the_demo_ends_when_its_terminal_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux {
+        socket: format!("cb-e2e-hup-{}", std::process::id()),
+        session: "demo",
+    };
+    let home = dir.path().display().to_string();
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        tmux.session,
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "env",
+        &format!("CB_CONFIG_DIR={home}/config"),
+        &format!("XDG_DATA_HOME={home}/data"),
+        &format!("HOME={home}"),
+        BIN,
+        "demo",
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("● live", Duration::from_secs(20));
+    let pid = String::from_utf8_lossy(
+        &tmux
+            .cmd(&["list-panes", "-t", tmux.session, "-F", "#{pane_pid}"])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(!pid.is_empty());
+    tmux.cmd(&["kill-server"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < end,
+            "the demo (pid {pid}) is still running 10 s after its terminal went away"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

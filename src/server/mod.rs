@@ -56,7 +56,15 @@ impl Running {
         for w in &self.workers {
             w.abort();
         }
-        let _ = self.task.await;
+        // Connections get a moment to finish; a client that holds one open does not keep the
+        // server from stopping.
+        let mut task = self.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
         self.state.store.close().await;
     }
 

@@ -27,8 +27,9 @@ pub struct Options {
 pub async fn run(client: ApiClient, options: Options) -> color_eyre::Result<()> {
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, client, options).await;
-    ratatui::try_restore()?;
-    result
+    // Restoring a terminal that is gone fails; the loop's own error says more.
+    let restored = ratatui::try_restore();
+    result.and(restored.map_err(Into::into))
 }
 
 /// The server's clock as an offset from ours, so countdowns match the server (which may run on
@@ -55,7 +56,8 @@ async fn event_loop(
         state.message = Some((Tone::Info, n));
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let stream_task = tokio::spawn(follow_events(client.clone(), tx.clone()));
+    // Aborted on every way out of this function, an error included.
+    let _stream_task = AbortOnDrop(tokio::spawn(follow_events(client.clone(), tx.clone())));
     for e in state.initial_effects() {
         spawn_effect(&client, e, &tx);
     }
@@ -66,13 +68,14 @@ async fn event_loop(
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
 
-    let result = loop {
+    loop {
         if state.dirty {
+            // A terminal that cannot be written to is gone (an SSH drop): nothing to stay for.
             draw(terminal, &state, &options.theme)?;
             state.dirty = false;
         }
         if state.quit {
-            break Ok(());
+            return Ok(());
         }
         let msg = tokio::select! {
             ev = keys.next() => match ev {
@@ -90,9 +93,15 @@ async fn event_loop(
         for e in update(&mut state, msg) {
             spawn_effect(&client, e, &tx);
         }
-    };
-    stream_task.abort();
-    result
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn draw(
