@@ -188,6 +188,7 @@ pub async fn record(
         .await?;
     }
     commit(state, tx).await?;
+    state.verifier.notify_one();
     state.outbox.notify_one();
     Ok(v)
 }

@@ -254,6 +254,21 @@ impl State {
         self.queue_ids.len()
     }
 
+    /// Rows `offset..offset + rows` of the queue with their positions, without walking (and
+    /// looking up) the rows above: `queue().skip(n)` costs n map lookups.
+    pub fn queue_rows(
+        &self,
+        offset: usize,
+        rows: usize,
+    ) -> impl Iterator<Item = (usize, &Change)> + '_ {
+        let end = offset.saturating_add(rows).min(self.queue_ids.len());
+        let start = offset.min(end);
+        self.queue_ids[start..end]
+            .iter()
+            .enumerate()
+            .map(move |(i, id)| (start + i, &self.changes[id]))
+    }
+
     /// Recomputes the queue order and the approvable count.
     fn refresh_queue(&mut self) {
         let needle = self.filter.to_lowercase();
@@ -275,10 +290,17 @@ impl State {
                 .then(a.id.cmp(&b.id))
         });
         let ids: Vec<i64> = q.iter().map(|c| c.id).collect();
-        let approvable = q
-            .iter()
-            .filter(|c| self.stance(c) == Stance::CanApprove)
-            .count();
+        // Only "can I approve it?" matters here: no per-change operator clone or wording.
+        let approvable = match self.operator() {
+            Some(me) => q
+                .iter()
+                .filter(|c| {
+                    policy::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, &me)
+                        .is_ok()
+                })
+                .count(),
+            None => 0,
+        };
         self.queue_ids = ids;
         self.approvable = approvable;
         self.clamp();

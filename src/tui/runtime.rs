@@ -128,7 +128,7 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
         let msg = match effect {
             Effect::LoadMe => Msg::Me(text(client.me().await)),
             Effect::LoadActions => Msg::Actions(text(client.actions().await)),
-            Effect::LoadChanges => Msg::Changes(text(client.changes(None, Some(20_000)).await)),
+            Effect::LoadChanges => Msg::Changes(text(load_changes(&client).await)),
             Effect::LoadWindowStatus => Msg::WindowStatus(text(client.current_window().await)),
             Effect::LoadCalendar { from, to } => {
                 Msg::Calendar(text(client.calendar(from, to).await))
@@ -163,6 +163,21 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
         };
         let _ = tx.send(msg);
     });
+}
+
+/// Every pending change, plus a page of recent ones in any state (for outcomes and rollback
+/// confirmations), not the whole history.
+async fn load_changes(
+    client: &ApiClient,
+) -> Result<Vec<crate::domain::change::Change>, ClientError> {
+    use crate::domain::change::ChangeState;
+    let (pending, recent) = tokio::join!(
+        client.changes(Some(ChangeState::PendingApproval), Some(20_000)),
+        client.changes(None, Some(200))
+    );
+    let mut all = pending?;
+    all.extend(recent?);
+    Ok(all)
 }
 
 /// Follows the server's event stream for as long as the dashboard runs, reconnecting with

@@ -67,10 +67,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let rows = list.height as usize;
     let offset = scroll_offset(state.approval_sel, rows, len);
     let lines: Vec<Line> = state
-        .queue()
-        .enumerate()
-        .skip(offset)
-        .take(rows)
+        .queue_rows(offset, rows)
         .map(|(i, c)| {
             let selected = i == state.approval_sel;
             let (stance, stance_style) = match state.stance(c) {
