@@ -309,7 +309,10 @@ pub async fn approve(
         name: change.requested_by.clone(),
         level: change.requested_level,
     };
-    let d = decide(state, tx.conn(), spec, &ticket, &requester, now).await?;
+    let mut d = decide(state, tx.conn(), spec, &ticket, &requester, now).await?;
+    if change.rollback_of.is_some() && d.decision != Outcome::Blocked {
+        require_rollback_level(spec, &requester, &mut d);
+    }
     if d.decision == Outcome::Blocked {
         let why = refusal_message(&d);
         tx.transition(
@@ -773,6 +776,31 @@ async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
     Ok(())
 }
 
+/// A rollback may need more than the action itself (a failover reversal is L3 only): a
+/// requester below the action's `rollback_level` needs an approval from that level. Applied
+/// when the rollback is requested and again whenever the policy is re-checked.
+fn require_rollback_level(spec: &ActionSpec, requester: &Operator, d: &mut Decision) {
+    let Some(min) = spec.rollback_level else {
+        return;
+    };
+    let covered = d
+        .approvals_required
+        .iter()
+        .any(|r| matches!(r, policy::Requirement::Level { min: m } if *m >= min));
+    if requester.level >= min || covered {
+        return;
+    }
+    d.approvals_required
+        .retain(|r| !matches!(r, policy::Requirement::Level { .. }));
+    d.approvals_required
+        .push(policy::Requirement::Level { min });
+    d.reasons.push(format!(
+        "the rollback of {} needs {min}: it waits for an {min} approval",
+        spec.name
+    ));
+    d.decision = Outcome::NeedsApproval;
+}
+
 /// Requests the rollback of an executed change: a linked change running the action's
 /// `rollback_command`, through the same policy (and the action's `rollback_level`).
 pub async fn rollback(
@@ -832,24 +860,7 @@ pub async fn rollback(
         tx.commit().await?;
         return Err(ApiError::refused(message));
     }
-    // A rollback may need more than the action itself: a failover reversal is L3 only.
-    if let Some(min) = spec.rollback_level
-        && caller.level < min
-        && !d
-            .approvals_required
-            .iter()
-            .any(|r| matches!(r, policy::Requirement::Level { min: m } if *m >= min))
-    {
-        d.approvals_required
-            .retain(|r| !matches!(r, policy::Requirement::Level { .. }));
-        d.approvals_required
-            .push(policy::Requirement::Level { min });
-        d.reasons.push(format!(
-            "the rollback of {} needs {min}: it waits for an {min} approval",
-            spec.name
-        ));
-        d.decision = Outcome::NeedsApproval;
-    }
+    require_rollback_level(spec, caller, &mut d);
     let run_now = d.decision == Outcome::Execute;
     let reason = format!("rollback of #{id}: {reason}");
     let new = NewChange {

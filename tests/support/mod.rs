@@ -14,7 +14,7 @@ use commandbridge::server::clock::Clock;
 use commandbridge::server::store::Store;
 use commandbridge::server::{self, AppState, Running, operators};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -99,6 +99,8 @@ pub struct TestServer {
     base: String,
     tokens: BTreeMap<String, String>,
     http: reqwest::Client,
+    /// TOML appended to the configuration (see [`TestServer::start_configured`]).
+    extra_config: String,
 }
 
 impl TestServer {
@@ -108,7 +110,15 @@ impl TestServer {
     }
 
     pub async fn start_with_clock(clock: Clock) -> TestServer {
+        TestServer::start_configured(clock, |_| String::new()).await
+    }
+
+    /// A server whose configuration has `extra(dir)` appended, `dir` being the server's
+    /// temporary directory (for log files the test actions write). The configuration is kept
+    /// for restarts. An extra `[verification]` table replaces the default one.
+    pub async fn start_configured(clock: Clock, extra: impl FnOnce(&Path) -> String) -> TestServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let extra_config = extra(dir.path());
         let mut server = TestServer {
             dir,
             running: None,
@@ -118,6 +128,7 @@ impl TestServer {
                 .timeout(Duration::from_secs(15))
                 .build()
                 .expect("a reqwest client"),
+            extra_config,
         };
         server.boot(clock).await;
         for (name, level) in [
@@ -133,9 +144,23 @@ impl TestServer {
 
     pub fn config_text(&self) -> String {
         let log = self.runs_log_path();
+        let mut base = DEFAULT_SERVER_TOML.to_string();
+        if self
+            .extra_config
+            .lines()
+            .any(|l| l.trim() == "[verification]")
+        {
+            let default = "[verification]\nduration_minutes = 15\ninterval_seconds = 30\n";
+            assert!(
+                base.contains(default),
+                "the default configuration no longer holds {default:?}: update the harness"
+            );
+            base = base.replace(default, "");
+        }
         format!(
-            "{DEFAULT_SERVER_TOML}\n{}",
-            test_actions(log.to_str().expect("a UTF-8 temporary path"))
+            "{base}\n{}\n{}",
+            test_actions(log.to_str().expect("a UTF-8 temporary path")),
+            self.extra_config
         )
     }
 
