@@ -148,22 +148,33 @@ fn demo_clock(config: &ServerConfig, now: Option<&str>) -> Result<(Clock, String
     Ok((Clock::real(), "real clock".into()))
 }
 
-fn req(
-    action: &str,
-    ticket: &str,
-    target: &str,
-    params: &[(&str, serde_json::Value)],
-    reason: &str,
-) -> ChangeRequest {
-    ChangeRequest {
-        action: action.into(),
-        ticket: ticket.into(),
-        target: target.into(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        reason: reason.into(),
+/// One change of the demo's scene: who asks, for what, and why.
+struct Ask<'a> {
+    by: &'a ApiClient,
+    action: &'a str,
+    ticket: &'a str,
+    target: &'a str,
+    params: Vec<(&'a str, serde_json::Value)>,
+    reason: &'a str,
+}
+
+impl Ask<'_> {
+    async fn send(&self) -> Result<crate::domain::change::Change> {
+        let req = ChangeRequest {
+            action: self.action.into(),
+            ticket: self.ticket.into(),
+            target: self.target.into(),
+            params: self
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            reason: self.reason.into(),
+        };
+        self.by
+            .create_change(&req, None)
+            .await
+            .map_err(|e| eyre!("{e}"))
     }
 }
 
@@ -176,59 +187,56 @@ async fn seed(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let e = |e: crate::client::ClientError| eyre!("{e}");
-    // History: a read-only look, and changes that ran (two are under verification).
-    alice
-        .create_change(
-            &req(
-                "pull-logs",
-                "CHG-4711",
-                "checkout",
-                &[("lines", 500.into())],
-                "look for the 502s reported by support",
-            ),
-            None,
-        )
-        .await
-        .map_err(e)?;
-    bob.create_change(
-        &req(
+    let ask = |by, action, ticket, target, params, reason| Ask {
+        by,
+        action,
+        ticket,
+        target,
+        params,
+        reason,
+    };
+    // History: a read-only look, and changes that ran and are now under verification; the one
+    // on search degrades a minute in (the simulated search service starts failing).
+    let history = [
+        ask(
+            alice,
+            "pull-logs",
+            "CHG-4711",
+            "checkout",
+            vec![("lines", 500.into())],
+            "look for the 502s reported by support",
+        ),
+        ask(
+            bob,
             "scale-service",
             "CHG-4711",
             "checkout",
-            &[("replicas", 6.into())],
+            vec![("replicas", 6.into())],
             "Black Friday traffic: 4 → 6 replicas",
         ),
-        None,
-    )
-    .await
-    .map_err(e)?;
-    alice
-        .create_change(
-            &req(
-                "restart-pods",
-                "CHG-4712",
-                "search",
-                &[],
-                "memory leak, pods at 95% after 3 days",
-            ),
-            None,
-        )
-        .await
-        .map_err(e)?;
+        ask(
+            alice,
+            "restart-pods",
+            "CHG-4712",
+            "search",
+            vec![],
+            "memory leak, pods at 95% after 3 days",
+        ),
+    ];
+    for a in &history {
+        a.send().await?;
+    }
     // Denied: a failover that belongs in the off-peak window.
-    let failover = alice
-        .create_change(
-            &req(
-                "failover-region",
-                "CHG-release-v2",
-                "payments",
-                &[("region", "eu-west-2".into())],
-                "region drill",
-            ),
-            None,
-        )
-        .await
-        .map_err(e)?;
+    let failover = ask(
+        alice,
+        "failover-region",
+        "CHG-release-v2",
+        "payments",
+        vec![("region", "eu-west-2".into())],
+        "region drill",
+    )
+    .send()
+    .await?;
     carol
         .deny(
             failover.id,
@@ -247,56 +255,43 @@ async fn seed(
         })
         .await
         .map_err(e)?;
-    alice
-        .create_change(
-            &req(
-                "blacklist-ip",
-                &incident.ticket,
-                "edge-1",
-                &[("ip", "203.0.113.7".into())],
-                "credential stuffing from one address",
-            ),
-            None,
-        )
-        .await
-        .map_err(e)?;
-    alice
-        .create_change(
-            &req(
-                "maintenance-mode",
-                "CHG-4713",
-                "reports",
-                &[],
-                "schema migration needs 10 minutes of quiet",
-            ),
-            None,
-        )
-        .await
-        .map_err(e)?;
-    dave.create_change(
-        &req(
+    let queue = [
+        ask(
+            alice,
+            "blacklist-ip",
+            &incident.ticket,
+            "edge-1",
+            vec![("ip", "203.0.113.7".into())],
+            "credential stuffing from one address",
+        ),
+        ask(
+            alice,
+            "maintenance-mode",
+            "CHG-4713",
+            "reports",
+            vec![],
+            "schema migration needs 10 minutes of quiet",
+        ),
+        ask(
+            dave,
             "rotate-secrets",
             "CHG-4714",
             "payments",
-            &[],
+            vec![],
             "quarterly key rotation",
         ),
-        None,
-    )
-    .await
-    .map_err(e)?;
-    bob.create_change(
-        &req(
+        ask(
+            bob,
             "rotate-secrets",
             "CHG-4715",
             "checkout",
-            &[],
+            vec![],
             "API key leaked in a support ticket",
         ),
-        None,
-    )
-    .await
-    .map_err(e)?;
+    ];
+    for a in &queue {
+        a.send().await?;
+    }
     // A freeze in this week's calendar.
     let monday = (now - Duration::days(now.weekday().num_days_from_monday() as i64)).date_naive();
     let friday = (monday + Duration::days(4))

@@ -198,19 +198,42 @@ pub async fn create(
         .change(id)
         .await?
         .ok_or_else(|| ApiError::not_found("the new change vanished"))?;
-    let needs: Vec<String> = d.approvals_required.iter().map(|r| r.describe()).collect();
     let summary = format!(
         "{} requested {} on {} ({}){}",
         caller.name,
         c.spec.name,
         c.target,
         c.ticket,
-        if run_now {
-            ": runs now".to_string()
-        } else {
-            format!(": needs {}", needs.join(" and "))
-        }
+        outlook(run_now, &d)
     );
+    let change = announce(state, tx, now, caller, change, run_now, summary).await?;
+    state.metrics.changes_requested.inc();
+    Ok(Created {
+        change,
+        replayed: false,
+    })
+}
+
+/// ": runs now" or ": needs L2+ approval and …", for an activity line.
+fn outlook(run_now: bool, d: &Decision) -> String {
+    if run_now {
+        ": runs now".to_string()
+    } else {
+        let needs: Vec<String> = d.approvals_required.iter().map(|r| r.describe()).collect();
+        format!(": needs {}", needs.join(" and "))
+    }
+}
+
+/// Records a new change's `change.requested`, commits, and starts it if it runs now.
+async fn announce(
+    state: &AppState,
+    mut tx: Tx,
+    now: DateTime<Utc>,
+    caller: &Operator,
+    change: Change,
+    run_now: bool,
+    summary: String,
+) -> ApiResult<Change> {
     record(
         &mut tx,
         now,
@@ -221,16 +244,11 @@ pub async fn create(
     )
     .await?;
     commit(state, tx).await?;
-    state.metrics.changes_requested.inc();
-    let change = if run_now {
-        start_and_wait(state, change).await?
+    if run_now {
+        start_and_wait(state, change).await
     } else {
-        change
-    };
-    Ok(Created {
-        change,
-        replayed: false,
-    })
+        Ok(change)
+    }
 }
 
 async fn replay(
@@ -892,33 +910,14 @@ pub async fn rollback(
         .change(new_id)
         .await?
         .ok_or_else(|| ApiError::not_found("the new change vanished"))?;
-    let needs: Vec<String> = d.approvals_required.iter().map(|r| r.describe()).collect();
     let summary = format!(
         "{} requested the rollback of change #{id} ({} on {}){}",
         caller.name,
         spec.name,
         original.target,
-        if run_now {
-            ": runs now".to_string()
-        } else {
-            format!(": needs {}", needs.join(" and "))
-        }
+        outlook(run_now, &d)
     );
-    record(
-        &mut tx,
-        now,
-        &caller.name,
-        "change.requested",
-        &change,
-        summary,
-    )
-    .await?;
-    commit(state, tx).await?;
-    let change = if run_now {
-        start_and_wait(state, change).await?
-    } else {
-        change
-    };
+    let change = announce(state, tx, now, caller, change, run_now, summary).await?;
     Ok(Created {
         change,
         replayed: false,

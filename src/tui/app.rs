@@ -510,16 +510,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                         ),
                         s => format!("rollback change #{} {s}", c.id),
                     };
-                    state.say(
-                        if c.state == ChangeState::Failed {
-                            Tone::Error
-                        } else {
-                            Tone::Success
-                        },
-                        text,
-                    );
-                    state.upsert(c);
-                    state.refresh_queue();
+                    changed(state, c, text);
                 }
                 Err(e) => state.say(Tone::Error, e),
             }
@@ -536,16 +527,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                         ),
                         s => format!("change #{} {s}", c.id),
                     };
-                    state.say(
-                        if c.state == ChangeState::Failed {
-                            Tone::Error
-                        } else {
-                            Tone::Success
-                        },
-                        text,
-                    );
-                    state.upsert(c.clone());
-                    state.refresh_queue();
+                    changed(state, c.clone(), text);
                     state.modal = Some(Modal::Outcome(Box::new(c)));
                 }
                 Err(e) => {
@@ -570,16 +552,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                         }
                         s => format!("change #{} is now {s}", c.id),
                     };
-                    state.say(
-                        if c.state == ChangeState::Failed {
-                            Tone::Error
-                        } else {
-                            Tone::Success
-                        },
-                        text,
-                    );
-                    state.upsert(c);
-                    state.refresh_queue();
+                    changed(state, c, text);
                 }
                 Err(e) => {
                     state.say(Tone::Error, e);
@@ -610,6 +583,18 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Terminate => state.quit = true,
     }
     Vec::new()
+}
+
+/// Says what became of a change (an error tone when it failed) and shows it everywhere.
+fn changed(state: &mut State, c: Change, text: String) {
+    let tone = if c.state == ChangeState::Failed {
+        Tone::Error
+    } else {
+        Tone::Success
+    };
+    state.say(tone, text);
+    state.upsert(c);
+    state.refresh_queue();
 }
 
 fn loaded<T>(state: &mut State, r: Result<T, String>, apply: impl FnOnce(&mut State, T)) {
