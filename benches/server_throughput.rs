@@ -57,20 +57,54 @@ fn main() -> Result<(), Failure> {
     let dir = tempfile::tempdir_in(&base)?;
 
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Probe))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The server gets a runtime of its own, as it would in its own process; named threads let
+    // the CPU accounting tell server, clients and SQLite apart.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("cb-server")
         .enable_all()
         .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
+    let server_handle = server_rt.handle().clone();
     rt.block_on(async {
+        println!("load average at the start: {}", load_average());
         println!(
             "server_throughput: databases in {}, {} CPUs, server phase {server_secs:.1} s with \
              {CLIENTS} clients, raw phase {raw_secs:.1} s",
             dir.path().display(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
-        let raw = raw_commits(dir.path(), Duration::from_secs_f64(raw_secs)).await?;
-        raw.print("(1) raw SQLite commits (1 row / BEGIN IMMEDIATE…COMMIT, sequential)");
+        // Half the raw commits before the server phase and half after, so a change in the
+        // machine's load during the run shows (the two rates differ) and weighs on both sides.
+        let mut raw_db = RawDb::open(dir.path()).await?;
+        let (mut before, mut after) = (Run::new(), Run::new());
+        let half = Duration::from_secs_f64(raw_secs / 2.0);
+        raw_db.commit_for(half, &mut before).await?;
 
-        let server = server_run(dir.path(), warmup, Duration::from_secs_f64(server_secs)).await?;
+        let server = server_run(
+            &server_handle,
+            dir.path(),
+            warmup,
+            Duration::from_secs_f64(server_secs),
+        )
+        .await?;
+        raw_db.commit_for(half, &mut after).await?;
+        raw_db.pool.close().await;
+        let mut raw = Run::new();
+        for part in [&before, &after] {
+            raw.count += part.count;
+            raw.elapsed += part.elapsed;
+            raw.cpu += part.cpu;
+            raw.latency.add(&part.latency)?;
+        }
+        raw.print("(1) raw SQLite commits (1 row / BEGIN IMMEDIATE…COMMIT, sequential)");
+        println!(
+            "    {:.0}/s before the server phase, {:.0}/s after",
+            before.rate(),
+            after.rate()
+        );
         server
             .run
             .print("(2) POST /api/v1/changes → pending_approval (32 concurrent clients)");
@@ -93,9 +127,13 @@ fn main() -> Result<(), Failure> {
             "    {} p99 latency = {p99:.2} ms (target < {TARGET_P99_MS} ms, {CLIENTS} clients)",
             verdict(p99 < TARGET_P99_MS),
         );
+        print_cpu(&server.cpu, server.run.count);
         print_probe(&server.probe);
+        println!("load average at the end: {}", load_average());
         Ok::<_, Failure>(())
     })?;
+    drop(rt);
+    drop(server_rt);
     drop(dir);
     Ok(())
 }
@@ -109,6 +147,8 @@ struct Run {
     count: u64,
     elapsed: Duration,
     latency: Histogram<u64>,
+    /// CPU-seconds the whole process used meanwhile (0 where /proc is unavailable).
+    cpu: f64,
 }
 
 impl Run {
@@ -116,6 +156,7 @@ impl Run {
         Run {
             count: 0,
             elapsed: Duration::ZERO,
+            cpu: 0.0,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
         }
     }
@@ -136,13 +177,15 @@ impl Run {
     fn print(&self, title: &str) {
         println!("{title}");
         println!(
-            "    {} in {:.2} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            "    {} in {:.2} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+             {:.0} µs CPU each",
             self.count,
             self.elapsed.as_secs_f64(),
             self.rate(),
             self.ms(50.0),
             self.ms(99.0),
             self.latency.max() as f64 / 1000.0,
+            self.cpu * 1e6 / self.count.max(1) as f64,
         );
     }
 }
@@ -155,60 +198,73 @@ const INSERT_CHANGE: &str = "INSERT INTO changes (state, action, risk, ticket, t
      warnings, idempotency_key, fingerprint) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15)";
 
-async fn raw_commits(dir: &Path, duration: Duration) -> Result<Run, Failure> {
-    let url = format!("sqlite://{}", dir.join("raw.db").display());
-    // The server's schema, migrated by the server's own code; then a pool like its writer.
-    Store::open(&url).await?.close().await;
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(sqlite_options(&url)?)
-        .await?;
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&pool)
-        .await?;
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&pool)
-        .await?;
-    if journal != "wal" || synchronous != 2 {
-        return Err(format!(
-            "sqlite_options gave journal_mode={journal} synchronous={synchronous}, \
-             expected wal and 2 (FULL)"
-        )
-        .into());
-    }
-    let warning = "off-peak preferred: high-risk changes belong in the Off-peak window";
-    let requirements = r#"[{"kind":"level","min":"L2"}]"#;
-    let mut run = Run::new();
-    let started = Instant::now();
-    let mut n: i64 = 0;
-    while started.elapsed() < duration {
-        n += 1;
-        let t = Instant::now();
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(INSERT_CHANGE)
-            .bind("pending_approval")
-            .bind("blacklist-ip")
-            .bind("high")
-            .bind("CHG-4711")
-            .bind(format!("edge-{:02}", n % 32))
-            .bind(r#"{"ip":"203.0.113.7"}"#)
-            .bind("throughput benchmark")
-            .bind("bench-l1")
-            .bind("L1")
-            .bind(1_795_341_600_000 + n)
-            .bind(1_795_356_000_000 + n)
-            .bind(requirements)
-            .bind(format!(r#"["{warning}"]"#))
-            .bind(None::<String>)
-            .bind(format!("{n:064x}"))
-            .execute(&mut *tx)
+/// The baseline database: the server's schema and connection settings, nothing else.
+struct RawDb {
+    pool: sqlx::SqlitePool,
+    rows: i64,
+}
+
+impl RawDb {
+    async fn open(dir: &Path) -> Result<RawDb, Failure> {
+        let url = format!("sqlite://{}", dir.join("raw.db").display());
+        // The server's schema, migrated by the server's own code; then a pool like its writer.
+        Store::open(&url).await?.close().await;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(sqlite_options(&url)?)
             .await?;
-        tx.commit().await?;
-        run.record(t.elapsed());
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&pool)
+            .await?;
+        if journal != "wal" || synchronous != 2 {
+            return Err(format!(
+                "sqlite_options gave journal_mode={journal} synchronous={synchronous}, \
+                 expected wal and 2 (FULL)"
+            )
+            .into());
+        }
+        Ok(RawDb { pool, rows: 0 })
     }
-    run.elapsed = started.elapsed();
-    pool.close().await;
-    Ok(run)
+
+    /// Commits single-row transactions one after another for `duration`, adding to `run`.
+    async fn commit_for(&mut self, duration: Duration, run: &mut Run) -> Result<(), Failure> {
+        let warning = "off-peak preferred: high-risk changes belong in the Off-peak window";
+        let requirements = r#"[{"kind":"level","min":"L2"}]"#;
+        let cpu_before: f64 = thread_cpu().values().sum();
+        let started = Instant::now();
+        while started.elapsed() < duration {
+            self.rows += 1;
+            let n = self.rows;
+            let t = Instant::now();
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(INSERT_CHANGE)
+                .bind("pending_approval")
+                .bind("blacklist-ip")
+                .bind("high")
+                .bind("CHG-4711")
+                .bind(format!("edge-{:02}", n % 32))
+                .bind(r#"{"ip":"203.0.113.7"}"#)
+                .bind("throughput benchmark")
+                .bind("bench-l1")
+                .bind("L1")
+                .bind(1_795_341_600_000 + n)
+                .bind(1_795_356_000_000 + n)
+                .bind(requirements)
+                .bind(format!(r#"["{warning}"]"#))
+                .bind(None::<String>)
+                .bind(format!("{n:064x}"))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            run.record(t.elapsed());
+        }
+        run.elapsed += started.elapsed();
+        run.cpu += thread_cpu().values().sum::<f64>() - cpu_before;
+        Ok(())
+    }
 }
 
 // ----- (2) the server ------------------------------------------------------------------------
@@ -218,6 +274,8 @@ struct ServerResult {
     created: u64,
     errors: u64,
     verified_pending: i64,
+    /// CPU seconds per thread group during the measured stretch.
+    cpu: BTreeMap<String, f64>,
     probe: ProbeResult,
 }
 
@@ -232,16 +290,22 @@ fn request(i: usize) -> ChangeRequest {
 }
 
 async fn server_run(
+    rt: &tokio::runtime::Handle,
     dir: &Path,
     warmup: Duration,
     duration: Duration,
 ) -> Result<ServerResult, Failure> {
     let url = format!("sqlite://{}", dir.join("server.db").display());
-    let store = Store::open(&url).await?;
-    let token = operators::add(&store, "bench-l1", Level::L1).await?;
-    let clock = Clock::starting_at(PINNED_CLOCK.parse()?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let server = start(ServerConfig::embedded_default(), store, clock, listener).await?;
+    let (server, token) = rt
+        .spawn(async move {
+            let store = Store::open(&url).await?;
+            let token = operators::add(&store, "bench-l1", Level::L1).await?;
+            let clock = Clock::starting_at(PINNED_CLOCK.parse()?);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let server = start(ServerConfig::embedded_default(), store, clock, listener).await?;
+            Ok::<_, Failure>((server, token))
+        })
+        .await??;
     let base = format!("http://{}", server.addr);
 
     let measure_from = Instant::now() + warmup;
@@ -286,6 +350,16 @@ async fn server_run(
             (run, created, errors)
         }));
     }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_before = thread_cpu();
+    tokio::time::sleep_until(measure_until.into()).await;
+    let cpu: BTreeMap<String, f64> = thread_cpu()
+        .into_iter()
+        .map(|(name, secs)| {
+            let before = cpu_before.get(&name).copied().unwrap_or(0.0);
+            (name, secs - before)
+        })
+        .collect();
     let mut run = Run::new();
     let (mut created, mut errors) = (0, 0);
     for task in tasks {
@@ -296,6 +370,7 @@ async fn server_run(
         errors += e;
     }
     run.elapsed = duration;
+    run.cpu = cpu.values().sum();
 
     // What the server says it holds, over the API.
     let client = ApiClient::new(&base, &token)?;
@@ -325,12 +400,13 @@ async fn server_run(
     }
 
     let probe = probe(&client).await?;
-    server.stop().await;
+    rt.spawn(server.stop()).await?;
     Ok(ServerResult {
         run,
         created,
         errors,
         verified_pending: gauge,
+        cpu,
         probe,
     })
 }
@@ -448,4 +524,63 @@ fn print_probe(p: &ProbeResult) {
             s * 1000.0 / n
         );
     }
+}
+
+// ----- CPU per thread group, machine load (Linux /proc; nothing elsewhere) ---------------------
+
+/// CPU seconds (user + system) used so far by this process's live threads, by thread name with
+/// any trailing number dropped (`sqlx-sqlite-worker-3` counts as `sqlx-sqlite-worker`).
+fn thread_cpu() -> BTreeMap<String, f64> {
+    const TICKS_PER_SEC: f64 = 100.0; // USER_HZ on Linux
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close]
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_string();
+        // After the name: state, ppid, …; utime is the 12th field from there, stime the 13th.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+            .sum();
+        *out.entry(name).or_default() += ticks / TICKS_PER_SEC;
+    }
+    out
+}
+
+fn print_cpu(cpu: &BTreeMap<String, f64>, requests: u64) {
+    let total: f64 = cpu.values().sum();
+    if total <= 0.0 {
+        return;
+    }
+    let per_request = |secs: f64| secs * 1e6 / requests.max(1) as f64;
+    println!(
+        "cpu during (2): {total:.2} CPU-s = {:.0} µs per request; by thread:",
+        per_request(total)
+    );
+    let mut rows: Vec<_> = cpu.iter().filter(|(_, s)| **s > 0.0).collect();
+    rows.sort_by(|a, b| b.1.total_cmp(a.1));
+    for (name, secs) in rows {
+        println!(
+            "    {secs:>6.2} s {:>5.0} µs/request  {name}",
+            per_request(*secs)
+        );
+    }
+}
+
+/// The machine's 1, 5 and 15 minute load averages: other work on the machine skews the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
