@@ -178,9 +178,10 @@ pub async fn create(
         warnings: &d.warnings,
         idempotency_key,
         fingerprint: Some(&fp),
+        rollback_of: None,
     };
-    let id = match tx.insert_change(new).await {
-        Ok(id) => id,
+    let change = match tx.insert_change(new).await {
+        Ok(c) => c,
         // Two retries with one key raced; the first one's change is the answer.
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             drop(tx);
@@ -192,12 +193,8 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     };
     if run_now {
-        tx.claim_execution(id, now).await?;
+        tx.claim_execution(change.id, now).await?;
     }
-    let change = tx
-        .change(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the new change vanished"))?;
     let summary = format!(
         "{} requested {} on {} ({}){}",
         caller.name,
@@ -900,16 +897,12 @@ pub async fn rollback(
         warnings: &d.warnings,
         idempotency_key: None,
         fingerprint: None,
+        rollback_of: Some(id),
     };
-    let new_id = tx.insert_change(new).await?;
-    tx.set_rollback_of(new_id, id).await?;
+    let change = tx.insert_change(new).await?;
     if run_now {
-        tx.claim_execution(new_id, now).await?;
+        tx.claim_execution(change.id, now).await?;
     }
-    let change = tx
-        .change(new_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the new change vanished"))?;
     let summary = format!(
         "{} requested the rollback of change #{id} ({} on {}){}",
         caller.name,

@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub type DbError = sqlx::Error;
@@ -31,12 +32,18 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub struct Store {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// The audit chain's head as of the last commit from this process, so an append needs no
+    /// read first. Another process may have moved it: appends check and fall back.
+    audit_head: Arc<Mutex<Option<(i64, String)>>>,
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Sqlite>,
     wrote_events: bool,
+    known_head: Arc<Mutex<Option<(i64, String)>>>,
+    /// The head after this transaction's appends, published on commit.
+    new_head: Option<(i64, String)>,
 }
 
 /// What a state change tells the audit log and the event stream.
@@ -82,7 +89,11 @@ impl Store {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Store { reader, writer })
+        Ok(Store {
+            reader,
+            writer,
+            audit_head: Arc::default(),
+        })
     }
 
     /// A read connection, for a consistent look at several tables without taking the writer.
@@ -99,6 +110,8 @@ impl Store {
         Ok(Tx {
             inner: self.writer.begin_with("BEGIN IMMEDIATE").await?,
             wrote_events: false,
+            known_head: self.audit_head.clone(),
+            new_head: None,
         })
     }
 
@@ -341,6 +354,8 @@ pub struct NewChange<'a> {
     pub warnings: &'a [String],
     pub idempotency_key: Option<&'a str>,
     pub fingerprint: Option<&'a str>,
+    /// Set on a rollback: the change it undoes.
+    pub rollback_of: Option<i64>,
 }
 
 impl Tx {
@@ -351,6 +366,9 @@ impl Tx {
     /// Commits; returns whether events were written (so the caller wakes event listeners).
     pub async fn commit(self) -> Result<bool, DbError> {
         self.inner.commit().await?;
+        if let Some(head) = self.new_head {
+            *lock(&self.known_head) = Some(head);
+        }
         Ok(self.wrote_events)
     }
 
@@ -382,31 +400,69 @@ impl Tx {
         subject: &str,
         detail: &serde_json::Value,
     ) -> Result<(), DbError> {
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        let (prev_seq, prev_hash) = match head {
-            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-            None => (0, GENESIS_HASH.to_string()),
-        };
-        let seq = prev_seq + 1;
         let at = ms(now);
         let detail = detail.to_string();
-        let hash = audit_hash(seq, at, actor, kind, subject, &detail, &prev_hash);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, actor, kind, subject, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(seq)
-        .bind(at)
-        .bind(actor.to_string())
-        .bind(kind.to_string())
-        .bind(subject.to_string())
-        .bind(detail)
-        .bind(prev_hash)
-        .bind(hash.clone())
-        .execute(&mut *self.inner)
-        .await?;
+        // First try the head this process last committed (or appended in this transaction):
+        // one statement, which writes nothing if the stored head has moved since.
+        let guess = self
+            .new_head
+            .clone()
+            .or_else(|| lock(&self.known_head).clone());
+        let mut appended = None;
+        if let Some((prev_seq, prev_hash)) = guess {
+            let seq = prev_seq + 1;
+            let hash = audit_hash(seq, at, actor, kind, subject, &detail, &prev_hash);
+            let done = sqlx::query(
+                "INSERT INTO audit_log (seq, at, actor, kind, subject, detail, prev_hash, hash) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                 WHERE (SELECT seq FROM audit_head WHERE id = 1) = $9 \
+                 AND (SELECT hash FROM audit_head WHERE id = 1) = $7",
+            )
+            .bind(seq)
+            .bind(at)
+            .bind(actor.to_string())
+            .bind(kind.to_string())
+            .bind(subject.to_string())
+            .bind(detail.clone())
+            .bind(prev_hash)
+            .bind(hash.clone())
+            .bind(prev_seq)
+            .execute(&mut *self.inner)
+            .await?;
+            if done.rows_affected() == 1 {
+                appended = Some((seq, hash));
+            }
+        }
+        let (seq, hash) = match appended {
+            Some(h) => h,
+            None => {
+                let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_optional(&mut *self.inner)
+                    .await?;
+                let (prev_seq, prev_hash) = match head {
+                    Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+                    None => (0, GENESIS_HASH.to_string()),
+                };
+                let seq = prev_seq + 1;
+                let hash = audit_hash(seq, at, actor, kind, subject, &detail, &prev_hash);
+                sqlx::query(
+                    "INSERT INTO audit_log (seq, at, actor, kind, subject, detail, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(seq)
+                .bind(at)
+                .bind(actor.to_string())
+                .bind(kind.to_string())
+                .bind(subject.to_string())
+                .bind(detail)
+                .bind(prev_hash)
+                .bind(hash.clone())
+                .execute(&mut *self.inner)
+                .await?;
+                (seq, hash)
+            }
+        };
+        self.new_head = Some((seq, hash.clone()));
         sqlx::query(
             "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
@@ -461,13 +517,14 @@ impl Tx {
         load_change(&mut self.inner, id).await
     }
 
-    pub async fn insert_change(&mut self, c: NewChange<'_>) -> Result<i64, DbError> {
-        sqlx::query_scalar(
+    /// Inserts a change and returns it as stored (it has no approvals yet).
+    pub async fn insert_change(&mut self, c: NewChange<'_>) -> Result<Change, DbError> {
+        let row: ChangeRow = sqlx::query_as(
             "INSERT INTO changes (state, action, risk, ticket, target, params, reason, requested_by, \
              requested_level, created_at, updated_at, expires_at, requirements, warnings, \
-             idempotency_key, fingerprint) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15) \
-             RETURNING id",
+             idempotency_key, fingerprint, rollback_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16) \
+             RETURNING *",
         )
         .bind(c.state.as_str())
         .bind(c.action.to_string())
@@ -484,8 +541,10 @@ impl Tx {
         .bind(to_json(&c.warnings))
         .bind(c.idempotency_key.map(str::to_string))
         .bind(c.fingerprint.map(str::to_string))
+        .bind(c.rollback_of)
         .fetch_one(&mut *self.inner)
-        .await
+        .await?;
+        row.into_change(Vec::new())
     }
 
     pub async fn insert_approval(
@@ -721,6 +780,11 @@ impl Tx {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding it cannot leave the cache half-written: it holds one Option.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The hash of one audit entry: SHA-256 over its fields and the previous entry's hash.
 pub fn audit_hash(
     seq: i64,
@@ -774,10 +838,15 @@ pub async fn policy_context(
 ) -> Result<(Vec<Freeze>, Option<Pause>, Option<Incident>), DbError> {
     let freezes = load_freezes(conn).await?;
     let pause = load_pause(conn).await?;
-    let row: Option<IncidentRow> = sqlx::query_as("SELECT * FROM incidents WHERE ticket = $1")
-        .bind(ticket.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
+    // Only an incident ticket can name a declared incident; a CHG ticket saves the query.
+    let row: Option<IncidentRow> = if ticket.starts_with("INC-") {
+        sqlx::query_as("SELECT * FROM incidents WHERE ticket = $1")
+            .bind(ticket.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+    } else {
+        None
+    };
     Ok((
         freezes,
         pause,
@@ -875,4 +944,52 @@ fn json_col<T: serde::de::DeserializeOwned>(
 
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::audit::{Verdict, verify};
+
+    /// The server and `commandbridge user add` append to one chain from two processes: each
+    /// one's cached head goes stale, and the chain must stay whole.
+    #[tokio::test]
+    async fn two_writers_keep_one_unbroken_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cb.db").display());
+        let (a, b) = (
+            Store::open(&url).await.unwrap(),
+            Store::open(&url).await.unwrap(),
+        );
+        let now = Utc::now();
+        for i in 0..6 {
+            let store = if i % 3 == 0 { &b } else { &a };
+            let mut tx = store.write().await.unwrap();
+            tx.audit(
+                now,
+                "t",
+                "test",
+                &format!("n:{i}"),
+                &serde_json::json!({ "i": i }),
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        // A rolled-back append must not leave a stale head behind either.
+        let mut tx = a.write().await.unwrap();
+        tx.audit(now, "t", "test", "gone", &serde_json::json!({}))
+            .await
+            .unwrap();
+        drop(tx);
+        let mut tx = a.write().await.unwrap();
+        tx.audit(now, "t", "test", "last", &serde_json::json!({}))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        match verify(&a).await.unwrap() {
+            Verdict::Intact { entries, .. } => assert_eq!(entries, 7),
+            broken => panic!("{broken:?}"),
+        }
+    }
 }

@@ -299,13 +299,4 @@ impl Tx {
                 .await?;
         Ok(v.flatten())
     }
-
-    pub async fn set_rollback_of(&mut self, change_id: i64, original: i64) -> Result<(), DbError> {
-        sqlx::query("UPDATE changes SET rollback_of = $1 WHERE id = $2")
-            .bind(original)
-            .bind(change_id)
-            .execute(&mut *self.inner)
-            .await?;
-        Ok(())
-    }
 }
