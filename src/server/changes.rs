@@ -11,7 +11,7 @@ use crate::domain::{ActionSpec, Freeze, Risk, Ticket};
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiResult, required_text};
 use crate::server::executor;
-use crate::server::store::{NewChange, Record, Tx, policy_context};
+use crate::server::store::{NewChange, Record, Tx};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
@@ -74,7 +74,7 @@ async fn decide(
     requester: &Operator,
     now: DateTime<Utc>,
 ) -> ApiResult<Decision> {
-    let (stored, pause, incident) = policy_context(conn, ticket.as_str()).await?;
+    let (stored, pause, incident) = state.store.policy_context(conn, ticket.as_str()).await?;
     let mut freezes: Vec<Freeze> = state.config.configured_freezes();
     freezes.extend(stored);
     Ok(policy::decide(&PolicyInput {

@@ -35,6 +35,17 @@ pub struct Store {
     /// The audit chain's head as of the last commit from this process, so an append needs no
     /// read first. Another process may have moved it: appends check and fall back.
     audit_head: Arc<Mutex<Option<(i64, String)>>>,
+    /// Freezes and the pause, read on every request but changed rarely: kept until a commit
+    /// from this process changes them. (Only the server writes them.)
+    policy_cache: Arc<Mutex<PolicyCache>>,
+}
+
+#[derive(Default)]
+struct PolicyCache {
+    /// Bumped by every commit that changes freezes or the pause, so a read that raced one is
+    /// not kept.
+    generation: u64,
+    value: Option<(Vec<Freeze>, Option<Pause>)>,
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
@@ -44,6 +55,9 @@ pub struct Tx {
     known_head: Arc<Mutex<Option<(i64, String)>>>,
     /// The head after this transaction's appends, published on commit.
     new_head: Option<(i64, String)>,
+    policy_cache: Arc<Mutex<PolicyCache>>,
+    /// This transaction changed freezes or the pause.
+    policy_changed: bool,
 }
 
 /// What a state change tells the audit log and the event stream.
@@ -93,6 +107,7 @@ impl Store {
             reader,
             writer,
             audit_head: Arc::default(),
+            policy_cache: Arc::default(),
         })
     }
 
@@ -112,6 +127,8 @@ impl Store {
             wrote_events: false,
             known_head: self.audit_head.clone(),
             new_head: None,
+            policy_cache: self.policy_cache.clone(),
+            policy_changed: false,
         })
     }
 
@@ -369,6 +386,11 @@ impl Tx {
         if let Some(head) = self.new_head {
             *lock(&self.known_head) = Some(head);
         }
+        if self.policy_changed {
+            let mut cache = lock(&self.policy_cache);
+            cache.generation += 1;
+            cache.value = None;
+        }
         Ok(self.wrote_events)
     }
 
@@ -462,15 +484,8 @@ impl Tx {
                 (seq, hash)
             }
         };
-        self.new_head = Some((seq, hash.clone()));
-        sqlx::query(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        )
-        .bind(seq)
-        .bind(hash)
-        .execute(&mut *self.inner)
-        .await?;
+        // The trigger audit_head_follows moves the head in the same statement.
+        self.new_head = Some((seq, hash));
         Ok(())
     }
 
@@ -710,6 +725,7 @@ impl Tx {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Freeze, DbError> {
+        self.policy_changed = true;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO freezes (name, starts_at, ends_at, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -735,6 +751,7 @@ impl Tx {
         id: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Freeze>, DbError> {
+        self.policy_changed = true;
         let freeze = load_freezes(&mut self.inner)
             .await?
             .into_iter()
@@ -755,6 +772,7 @@ impl Tx {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Pause, DbError> {
+        self.policy_changed = true;
         sqlx::query("INSERT INTO pauses (reason, paused_by, paused_at) VALUES ($1, $2, $3)")
             .bind(reason.to_string())
             .bind(by.to_string())
@@ -769,6 +787,7 @@ impl Tx {
     }
 
     pub async fn end_pause(&mut self, by: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
+        self.policy_changed = true;
         let done = sqlx::query(
             "UPDATE pauses SET resumed_at = $1, resumed_by = $2 WHERE resumed_at IS NULL",
         )
@@ -830,28 +849,45 @@ async fn load_change(conn: &mut SqliteConnection, id: i64) -> Result<Option<Chan
     row.into_change(approvals).map(Some)
 }
 
-/// What the policy reads besides the request: freezes announced over the API, the change
-/// pause, and the incident the ticket names.
-pub async fn policy_context(
-    conn: &mut SqliteConnection,
-    ticket: &str,
-) -> Result<(Vec<Freeze>, Option<Pause>, Option<Incident>), DbError> {
-    let freezes = load_freezes(conn).await?;
-    let pause = load_pause(conn).await?;
-    // Only an incident ticket can name a declared incident; a CHG ticket saves the query.
-    let row: Option<IncidentRow> = if ticket.starts_with("INC-") {
-        sqlx::query_as("SELECT * FROM incidents WHERE ticket = $1")
-            .bind(ticket.to_string())
-            .fetch_optional(&mut *conn)
-            .await?
-    } else {
-        None
-    };
-    Ok((
-        freezes,
-        pause,
-        row.map(IncidentRow::into_incident).transpose()?,
-    ))
+impl Store {
+    /// What the policy reads besides the request: freezes announced over the API, the change
+    /// pause, and the incident the ticket names. `conn` is the transaction deciding (or a read
+    /// connection for a preview).
+    pub async fn policy_context(
+        &self,
+        conn: &mut SqliteConnection,
+        ticket: &str,
+    ) -> Result<(Vec<Freeze>, Option<Pause>, Option<Incident>), DbError> {
+        let (cached, generation) = {
+            let c = lock(&self.policy_cache);
+            (c.value.clone(), c.generation)
+        };
+        let (freezes, pause) = match cached {
+            Some(v) => v,
+            None => {
+                let v = (load_freezes(conn).await?, load_pause(conn).await?);
+                let mut c = lock(&self.policy_cache);
+                if c.generation == generation {
+                    c.value = Some(v.clone());
+                }
+                v
+            }
+        };
+        // Only an incident ticket can name a declared incident; a CHG ticket saves the query.
+        let row: Option<IncidentRow> = if ticket.starts_with("INC-") {
+            sqlx::query_as("SELECT * FROM incidents WHERE ticket = $1")
+                .bind(ticket.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
+        } else {
+            None
+        };
+        Ok((
+            freezes,
+            pause,
+            row.map(IncidentRow::into_incident).transpose()?,
+        ))
+    }
 }
 
 async fn load_freezes(conn: &mut SqliteConnection) -> Result<Vec<Freeze>, DbError> {
