@@ -57,6 +57,9 @@ async fn missing_unknown_and_revoked_tokens_get_401() {
     commandbridge::server::operators::revoke(srv.store(), "erin")
         .await
         .expect("revoke erin");
+    // A checked token is trusted for TOKEN_CACHE_TTL; the revocation holds after that.
+    tokio::time::sleep(commandbridge::server::auth::TOKEN_CACHE_TTL + Duration::from_millis(100))
+        .await;
     let (_, message) = api_error(erin.me().await, 401);
     assert!(message.contains("revoked"), "{message}");
     // Every route behind the token refuses it, including the event stream.

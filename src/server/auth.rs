@@ -6,6 +6,9 @@ use crate::server::api::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 /// A new token: `cb_` and 64 hex digits (256 random bits).
@@ -45,13 +48,45 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
             })?;
         let hash = token_hash(token);
+        if let Some(op) = state.tokens.get(&hash) {
+            return Ok(Caller(op));
+        }
         match state.store.operator_by_token_hash(&hash).await? {
             Some((op, stored)) if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) => {
+                state.tokens.put(hash, op.clone());
                 Ok(Caller(op))
             }
             _ => Err(ApiError::unauthorized(
                 "unknown or revoked token: ask an admin for a new one ('commandbridge user add')",
             )),
         }
+    }
+}
+
+/// How long a token, once checked, is trusted without asking the database again. A revocation
+/// (`commandbridge user revoke`, which may run in another process) takes effect within this.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Recently checked tokens (by hash): every request carries one, and the lookup is the most
+/// expensive statement a request runs.
+#[derive(Default)]
+pub struct TokenCache {
+    map: Mutex<HashMap<String, (Operator, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<Operator> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(op, _)| op.clone())
+    }
+
+    fn put(&self, hash: String, op: Operator) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= 10_000 {
+            map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+        }
+        map.insert(hash, (op, Instant::now()));
     }
 }

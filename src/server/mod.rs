@@ -37,6 +37,7 @@ pub struct AppState {
     pub verifier: Arc<tokio::sync::Notify>,
     /// Wakes the webhook sender when a message is queued.
     pub outbox: Arc<tokio::sync::Notify>,
+    pub tokens: Arc<auth::TokenCache>,
 }
 
 /// A running server: its address, and a handle to stop it.
@@ -105,6 +106,7 @@ pub async fn start(
         metrics: Arc::new(Metrics::default()),
         verifier: Arc::default(),
         outbox: Arc::default(),
+        tokens: Arc::default(),
     };
     match changes::recover_interrupted(&state).await {
         Ok(0) => {}
