@@ -11,6 +11,7 @@ use crate::domain::{ActionSpec, Freeze, Risk, Ticket};
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiResult, required_text};
 use crate::server::executor;
+use crate::server::store::batch::Job;
 use crate::server::store::{NewChange, Record, Tx};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
@@ -144,72 +145,141 @@ pub async fn create(
     {
         return Ok(done);
     }
-    let now = state.clock.now();
-    let mut tx = state.store.write().await?;
-    let d = decide(state, tx.conn(), c.spec, &c.ticket, caller, now).await?;
-    if d.decision == Outcome::Blocked {
-        let message = refusal_message(&d);
-        let detail = serde_json::json!({
-            "action": c.spec.name, "ticket": c.ticket.as_str(), "target": c.target,
-            "params": c.params, "rule": d.blocked_by, "reasons": d.reasons,
-        });
-        tx.audit(now, &caller.name, "change.blocked", "change:-", &detail)
-            .await?;
-        tx.commit().await?;
-        return Err(ApiError::refused(message));
-    }
-    let run_now = d.decision == Outcome::Execute;
-    let new = NewChange {
-        state: if run_now {
-            ChangeState::Executing
-        } else {
-            ChangeState::PendingApproval
-        },
-        action: &c.spec.name,
-        risk: c.spec.risk,
-        ticket: c.ticket.as_str(),
-        target: &c.target,
-        params: &c.params,
-        reason: &c.reason,
-        requester: caller,
-        now,
-        expires_at: now + Duration::minutes(state.config.server.approval_ttl_minutes),
-        requirements: &d.approvals_required,
-        warnings: &d.warnings,
-        idempotency_key,
-        fingerprint: Some(&fp),
-        rollback_of: None,
-    };
-    let change = match tx.insert_change(new).await {
-        Ok(c) => c,
-        // Two retries with one key raced; the first one's change is the answer.
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            drop(tx);
-            let key = idempotency_key.unwrap_or_default();
-            return replay(state, caller, key, &fp).await?.ok_or_else(|| {
-                ApiError::conflict("a concurrent request used this Idempotency-Key")
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if run_now {
-        tx.claim_execution(change.id, now).await?;
-    }
-    let summary = format!(
-        "{} requested {} on {} ({}){}",
-        caller.name,
-        c.spec.name,
-        c.target,
-        c.ticket,
-        outlook(run_now, &d)
+    // The decision and the writes run as one job of a shared commit (group commit).
+    let job_state = state.clone();
+    let requester = caller.clone();
+    let spec = c.spec.clone();
+    let (ticket, target, params, reason) = (
+        c.ticket.clone(),
+        c.target.clone(),
+        c.params.clone(),
+        c.reason.clone(),
     );
-    let change = announce(state, tx, now, caller, change, run_now, summary).await?;
-    state.metrics.changes_requested.inc();
-    Ok(Created {
-        change,
-        replayed: false,
-    })
+    let key = idempotency_key.map(str::to_string);
+    let fp_job = fp.clone();
+    let (out_tx, out_rx) = tokio::sync::oneshot::channel::<ApiResult<(Change, bool)>>();
+    let job: Job = Box::new(move |tx: &mut Tx| {
+        Box::pin(async move {
+            let state = &job_state;
+            let now = state.clock.now();
+            let d = match decide(state, tx.conn(), &spec, &ticket, &requester, now).await {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = out_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            if d.decision == Outcome::Blocked {
+                let detail = serde_json::json!({
+                    "action": spec.name, "ticket": ticket.as_str(), "target": target,
+                    "params": params, "rule": d.blocked_by, "reasons": d.reasons,
+                });
+                tx.audit(now, &requester.name, "change.blocked", "change:-", &detail)
+                    .await?;
+                let _ = out_tx.send(Err(ApiError::refused(refusal_message(&d))));
+                return Ok(());
+            }
+            let run_now = d.decision == Outcome::Execute;
+            let new = NewChange {
+                state: if run_now {
+                    ChangeState::Executing
+                } else {
+                    ChangeState::PendingApproval
+                },
+                action: &spec.name,
+                risk: spec.risk,
+                ticket: ticket.as_str(),
+                target: &target,
+                params: &params,
+                reason: &reason,
+                requester: &requester,
+                now,
+                expires_at: now + Duration::minutes(state.config.server.approval_ttl_minutes),
+                requirements: &d.approvals_required,
+                warnings: &d.warnings,
+                idempotency_key: key.as_deref(),
+                fingerprint: Some(&fp_job),
+                rollback_of: None,
+            };
+            let change = match tx.insert_change(new).await {
+                Ok(c) => c,
+                // Two retries with one key raced; the first one's change is the answer.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    let _ = out_tx.send(Err(ApiError::conflict(IDEMPOTENCY_RACE)));
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if run_now {
+                tx.claim_execution(change.id, now).await?;
+            }
+            let summary = format!(
+                "{} requested {} on {} ({}){}",
+                requester.name,
+                spec.name,
+                target,
+                ticket,
+                outlook(run_now, &d)
+            );
+            record(
+                tx,
+                now,
+                &requester.name,
+                "change.requested",
+                &change,
+                summary,
+            )
+            .await
+            .map_err(|e| sqlx::Error::Protocol(e.message))?;
+            let _ = out_tx.send(Ok((change, run_now)));
+            Ok(())
+        })
+    });
+    let committed = state.batcher.run(job).await;
+    let outcome = out_rx.await.ok();
+    match (committed, outcome) {
+        (Ok(events), Some(Ok((change, run_now)))) => {
+            if events {
+                state.events.wake();
+            }
+            state.metrics.changes_requested.inc();
+            let change = if run_now {
+                start_and_wait(state, change).await?
+            } else {
+                change
+            };
+            Ok(Created {
+                change,
+                replayed: false,
+            })
+        }
+        (Ok(events), Some(Err(e))) => {
+            if events {
+                state.events.wake();
+            }
+            if e.message == IDEMPOTENCY_RACE {
+                let key = idempotency_key.unwrap_or_default();
+                return replay(state, caller, key, &fp)
+                    .await?
+                    .ok_or_else(|| ApiError::conflict(IDEMPOTENCY_RACE));
+            }
+            Err(e)
+        }
+        (committed, _) => {
+            let why = committed
+                .err()
+                .unwrap_or_else(|| "the job ended without an answer".into());
+            tracing::error!(error = %why, "recording a change failed");
+            Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server could not record the change in its database; retry with the same Idempotency-Key",
+            ))
+        }
+    }
 }
+
+const IDEMPOTENCY_RACE: &str = "a concurrent request used this Idempotency-Key";
 
 /// ": runs now" or ": needs L2+ approval and …", for an activity line.
 fn outlook(run_now: bool, d: &Decision) -> String {

@@ -38,6 +38,8 @@ pub struct AppState {
     /// Wakes the webhook sender when a message is queued.
     pub outbox: Arc<tokio::sync::Notify>,
     pub tokens: Arc<auth::TokenCache>,
+    /// Shares commits between concurrent change requests.
+    pub batcher: store::batch::Batcher,
 }
 
 /// A running server: its address, and a handle to stop it.
@@ -98,7 +100,9 @@ pub async fn start(
     clock: Clock,
     listener: TcpListener,
 ) -> std::io::Result<Running> {
+    let (batcher, batch_task) = store::batch::Batcher::start(store.clone());
     let state = AppState {
+        batcher,
         config: Arc::new(config),
         store,
         clock,
@@ -127,6 +131,7 @@ pub async fn start(
             .await
     });
     let mut workers = vec![
+        batch_task,
         tokio::spawn(sweep_expired(state.clone())),
         tokio::spawn(verifier::run(state.clone())),
     ];

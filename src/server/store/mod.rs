@@ -4,6 +4,7 @@
 //! writer connection; [`Tx::record`] then adds the audit entry and the event of a state change
 //! to the same transaction, so a row, its audit entry and its event commit together or not at all.
 
+pub mod batch;
 mod rows;
 pub mod verification;
 

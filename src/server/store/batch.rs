@@ -1,0 +1,110 @@
+//! Group commit: requests that arrive while a commit is under way share the next one. Each runs
+//! inside its own SAVEPOINT of one `BEGIN IMMEDIATE` transaction, so one request's failure rolls
+//! back only its own writes; its row, audit entry and event still commit together, and the hash
+//! chain stays in order. With synchronous=FULL a commit is the costliest step of a request, so
+//! sharing it is what lets 32 concurrent clients keep their latency low.
+
+use super::{DbError, Store, Tx};
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+/// The work of one request inside the shared transaction. It reports its own result through
+/// what it captured; an `Err` rolls back its savepoint.
+pub type Job = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<(), DbError>> + Send>;
+
+/// Whether the job's writes are committed, and whether the batch wrote events.
+pub type Committed = Result<bool, String>;
+
+/// The most jobs one commit carries.
+const MAX_BATCH: usize = 16;
+
+#[derive(Clone)]
+pub struct Batcher {
+    jobs: mpsc::UnboundedSender<(Job, oneshot::Sender<Committed>)>,
+}
+
+impl Batcher {
+    /// Starts the writer task that drains queued jobs into shared commits.
+    pub fn start(store: Store) -> (Batcher, tokio::task::JoinHandle<()>) {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        (Batcher { jobs }, tokio::spawn(run(store, rx)))
+    }
+
+    /// Runs `job` in the next shared transaction and waits for its commit.
+    pub async fn run(&self, job: Job) -> Committed {
+        let (done, committed) = oneshot::channel();
+        self.jobs
+            .send((job, done))
+            .map_err(|_| "the server is shutting down".to_string())?;
+        committed
+            .await
+            .unwrap_or_else(|_| Err("the server is shutting down".into()))
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<(Job, oneshot::Sender<Committed>)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut tx = match store.write().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                for (_, done) in batch {
+                    let _ = done.send(Err(e.to_string()));
+                }
+                continue;
+            }
+        };
+        let alone = batch.len() == 1;
+        let mut results = Vec::with_capacity(batch.len());
+        for (job, done) in batch {
+            let outcome = if alone {
+                // Nothing to protect from: the transaction itself is the savepoint.
+                job(&mut tx).await.map_err(|e| e.to_string())
+            } else {
+                savepoint(&mut tx, job).await
+            };
+            results.push((done, outcome));
+        }
+        let failed_alone = alone && results.iter().any(|(_, r)| r.is_err());
+        let committed = if failed_alone {
+            drop(tx);
+            Ok(false)
+        } else {
+            tx.commit().await.map_err(|e| e.to_string())
+        };
+        for (done, outcome) in results {
+            let _ = done.send(match &committed {
+                Ok(events) => outcome.map(|()| *events),
+                Err(e) => Err(e.clone()),
+            });
+        }
+    }
+}
+
+async fn savepoint(tx: &mut Tx, job: Job) -> Result<(), String> {
+    let head = tx.new_head.clone();
+    sqlx::query("SAVEPOINT job")
+        .execute(tx.conn())
+        .await
+        .map_err(|e| e.to_string())?;
+    match job(tx).await {
+        Ok(()) => sqlx::query("RELEASE job")
+            .execute(tx.conn())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(e) => {
+            // Its audit appends are undone too: the chain head goes back with them.
+            tx.new_head = head;
+            let _ = sqlx::query("ROLLBACK TO job").execute(tx.conn()).await;
+            let _ = sqlx::query("RELEASE job").execute(tx.conn()).await;
+            Err(e.to_string())
+        }
+    }
+}
