@@ -6,6 +6,8 @@
 
 use super::{DbError, Store, Tx};
 use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// The work of one request inside the shared transaction. It reports its own result through
@@ -21,13 +23,26 @@ const MAX_BATCH: usize = 16;
 #[derive(Clone)]
 pub struct Batcher {
     jobs: mpsc::UnboundedSender<(Job, oneshot::Sender<Committed>)>,
+    /// Transactions the writer has finished (committed or rolled back), for tests and metrics.
+    batches: Arc<AtomicU64>,
 }
 
 impl Batcher {
     /// Starts the writer task that drains queued jobs into shared commits.
     pub fn start(store: Store) -> (Batcher, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::unbounded_channel();
-        (Batcher { jobs }, tokio::spawn(run(store, rx)))
+        let batches = Arc::new(AtomicU64::new(0));
+        (
+            Batcher {
+                jobs,
+                batches: batches.clone(),
+            },
+            tokio::spawn(run(store, rx, batches)),
+        )
+    }
+
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Runs `job` in the next shared transaction and waits for its commit.
@@ -42,7 +57,11 @@ impl Batcher {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<(Job, oneshot::Sender<Committed>)>) {
+async fn run(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<(Job, oneshot::Sender<Committed>)>,
+    batches: Arc<AtomicU64>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -78,6 +97,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<(Job, oneshot::Sender
         } else {
             tx.commit().await.map_err(|e| e.to_string())
         };
+        batches.fetch_add(1, Ordering::Relaxed);
         for (done, outcome) in results {
             let _ = done.send(match &committed {
                 Ok(events) => outcome.map(|()| *events),
@@ -106,5 +126,67 @@ async fn savepoint(tx: &mut Tx, job: Job) -> Result<(), String> {
             let _ = sqlx::query("RELEASE job").execute(tx.conn()).await;
             Err(e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::audit::{Verdict, verify};
+
+    fn append(subject: &'static str, fail: bool) -> Job {
+        Box::new(move |tx: &mut Tx| {
+            Box::pin(async move {
+                let now = chrono::Utc::now();
+                tx.audit(now, "t", "test", subject, &serde_json::json!({}))
+                    .await?;
+                if fail {
+                    return Err(DbError::Protocol("this job fails after writing".into()));
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Three requests share one commit; the one that fails leaves nothing behind, and the
+    /// others' audit entries chain as if it had never been.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failing_job_rolls_back_only_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("cb.db").display()))
+            .await
+            .unwrap();
+        let (batcher, _task) = Batcher::start(store.clone());
+        // Polled together before the writer runs, so they land in one batch.
+        let (a, b, c) = tokio::join!(
+            batcher.run(append("a", false)),
+            batcher.run(append("b", true)),
+            batcher.run(append("c", false)),
+        );
+        assert_eq!(
+            batcher.batches(),
+            1,
+            "the three jobs shared one transaction"
+        );
+        assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
+        assert!(b.unwrap_err().contains("fails after writing"));
+        let subjects: Vec<String> = store
+            .audit_entries(0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.subject)
+            .collect();
+        assert_eq!(subjects, ["a", "c"]);
+        assert!(matches!(
+            verify(&store).await.unwrap(),
+            Verdict::Intact { entries: 2, .. }
+        ));
+        // The next batch continues the chain from the right head.
+        batcher.run(append("d", false)).await.unwrap();
+        assert!(matches!(
+            verify(&store).await.unwrap(),
+            Verdict::Intact { entries: 3, .. }
+        ));
     }
 }
