@@ -386,24 +386,9 @@ pub fn may_do(risk: Risk, level: Level) -> String {
 mod tests {
     use super::*;
     use crate::domain::action::ActionSpec;
-    use crate::domain::window::WindowSpec;
-    use chrono::{NaiveTime, Weekday};
 
     fn schedule() -> Schedule {
-        use Weekday::*;
-        let t = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").unwrap();
-        Schedule {
-            standard: vec![WindowSpec {
-                days: vec![Tue, Wed, Thu],
-                start: t("09:00"),
-                end: t("16:00"),
-            }],
-            off_peak: vec![WindowSpec {
-                days: vec![Mon, Tue, Wed, Thu, Fri],
-                start: t("22:00"),
-                end: t("06:00"),
-            }],
-        }
+        crate::domain::window::tests::seed()
     }
 
     fn action(risk: Risk) -> ActionSpec {

@@ -215,7 +215,7 @@ mod hhmm {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn seed() -> Schedule {

@@ -181,11 +181,7 @@ pub async fn create(
             }
             let run_now = d.decision == Outcome::Execute;
             let new = NewChange {
-                state: if run_now {
-                    ChangeState::Executing
-                } else {
-                    ChangeState::PendingApproval
-                },
+                state: initial_state(run_now),
                 action: &spec.name,
                 risk: spec.risk,
                 ticket: ticket.as_str(),
@@ -280,6 +276,15 @@ pub async fn create(
 }
 
 const IDEMPOTENCY_RACE: &str = "a concurrent request used this Idempotency-Key";
+
+/// A new change runs at once, or waits for its approvals.
+fn initial_state(run_now: bool) -> ChangeState {
+    if run_now {
+        ChangeState::Executing
+    } else {
+        ChangeState::PendingApproval
+    }
+}
 
 /// ": runs now" or ": needs L2+ approval and …", for an activity line.
 fn outlook(run_now: bool, d: &Decision) -> String {
@@ -949,11 +954,7 @@ pub async fn rollback(
     let run_now = d.decision == Outcome::Execute;
     let reason = format!("rollback of #{id}: {reason}");
     let new = NewChange {
-        state: if run_now {
-            ChangeState::Executing
-        } else {
-            ChangeState::PendingApproval
-        },
+        state: initial_state(run_now),
         action: &spec.name,
         risk: spec.risk,
         ticket: ticket.as_str(),
