@@ -297,12 +297,7 @@ fn change_form(frame: &mut Frame, area: Rect, form: &ChangeForm, theme: &Theme) 
 }
 
 fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
-    let rect = centered(
-        area,
-        area.width.saturating_sub(6).min(100),
-        area.height.saturating_sub(4).min(20),
-    );
-    let inner = popup(frame, rect, &format!("Change #{}", c.id), theme);
+    let width = area.width.saturating_sub(6).min(100);
     let mut lines = vec![Line::from(vec![
         Span::styled(
             c.state.as_str().to_uppercase().replace('_', " "),
@@ -345,6 +340,18 @@ fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
         }
     }
     lines.push(Line::styled("press any key", theme.dim()));
+    // As tall as what it says (wrapped), up to most of the screen.
+    let inner_w = width.saturating_sub(2).max(1) as usize;
+    let text_h: usize = lines
+        .iter()
+        .map(|l| l.width().div_ceil(inner_w).max(1))
+        .sum();
+    let rect = centered(
+        area,
+        width,
+        (text_h as u16 + 2).min(area.height.saturating_sub(4)),
+    );
+    let inner = popup(frame, rect, &format!("Change #{}", c.id), theme);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
 

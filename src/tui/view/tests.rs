@@ -124,3 +124,19 @@ fn verification_pane_in_every_state() {
     insta::assert_snapshot!("verification_states_80x24", render(&s, 80, 24));
     insta::assert_snapshot!("verification_states_160x48", render(&s, 160, 48));
 }
+
+#[test]
+fn the_outcome_of_a_submitted_change() {
+    let mut s = scene("alice", Level::L1);
+    let mut c = crate::tui::fixtures::change(
+        9,
+        "blacklist-ip",
+        crate::domain::Risk::High,
+        "alice",
+        Level::L1,
+        0,
+    );
+    c.warnings = vec!["off-peak preferred: high-risk changes belong in the Off-peak window".into()];
+    update(&mut s, Msg::Submitted(Ok(c)));
+    insta::assert_snapshot!("outcome_pending_80x24", render(&s, 80, 24));
+}
