@@ -5,9 +5,7 @@
 
 use crate::config::{ErrorRateConfig, ServiceConfig};
 use crate::domain::change::Verification;
-use crate::domain::verification::{
-    HealthCheck, RateCheck, Sample, VerificationState, after_sample, summarize,
-};
+use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState, summarize};
 use crate::server::AppState;
 use crate::server::changes::commit;
 use crate::server::store::Record;
@@ -304,12 +302,11 @@ async fn store_samples(
         let Some(before) = tx.verification(*id).await.map_err(db)? else {
             continue;
         };
-        let next = after_sample(before.state, sample);
-        let Some(v) = tx.add_sample(*id, sample, next).await.map_err(db)? else {
+        let Some(v) = tx.add_sample(&before, sample).await.map_err(db)? else {
             continue;
         };
-        if next != before.state {
-            let (kind, summary) = if next == VerificationState::Degraded {
+        if v.state != before.state {
+            let (kind, summary) = if v.state == VerificationState::Degraded {
                 (
                     "verification.degraded",
                     format!(

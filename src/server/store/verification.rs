@@ -4,7 +4,7 @@ use super::rows::{VerificationRow, from_ms, ms};
 use super::{DbError, Store, Tx};
 use crate::config::ServiceConfig;
 use crate::domain::change::{Change, Verification, VerificationDetail};
-use crate::domain::verification::{Sample, Summary, VerificationState};
+use crate::domain::verification::{Sample, Summary, VerificationState, after_sample};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -184,45 +184,47 @@ impl Tx {
         samples(&mut *self.inner, id).await
     }
 
-    /// Stores a sample and moves the verification to `state`, if it is still active.
-    /// Returns the verification as it now stands.
+    /// Stores a sample of `before` (as just read in this transaction) and moves the
+    /// verification to the state the sample implies, if it is still active. Returns the
+    /// verification as it now stands.
     pub async fn add_sample(
         &mut self,
-        id: i64,
+        before: &Verification,
         sample: &Sample,
-        state: VerificationState,
     ) -> Result<Option<Verification>, DbError> {
-        let Some(v) = self.verification(id).await? else {
-            return Ok(None);
-        };
-        if !v.state.is_active() {
+        if !before.state.is_active() {
             return Ok(None);
         }
+        let state = after_sample(before.state, sample);
         let data = serde_json::to_string(sample).unwrap_or_default();
-        sqlx::query("INSERT INTO verification_samples (verification_id, at, due, ok, data) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(ms(sample.at))
-            .bind(ms(sample.due))
-            .bind(i64::from(sample.ok()))
-            .bind(data.clone())
-            .execute(&mut *self.inner)
-            .await?;
-        let mut recent = v.recent_error_rates.clone();
+        sqlx::query(
+            "INSERT INTO verification_samples (verification_id, at, due, ok, data) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(before.id)
+        .bind(ms(sample.at))
+        .bind(ms(sample.due))
+        .bind(i64::from(sample.ok()))
+        .bind(data.clone())
+        .execute(&mut *self.inner)
+        .await?;
+        let mut recent = before.recent_error_rates.clone();
         if let Some(r) = &sample.error_rate {
             recent.push(r.value);
             let excess = recent.len().saturating_sub(RECENT_KEEP);
             recent.drain(..excess);
         }
-        sqlx::query(
-            "UPDATE verifications SET state = $1, last_sample = $2, recent = $3 WHERE id = $4",
+        let row: Option<VerificationRow> = sqlx::query_as(
+            "UPDATE verifications SET state = $1, last_sample = $2, recent = $3 \
+             WHERE id = $4 AND state IN ('watching', 'degraded') RETURNING *",
         )
         .bind(state.as_str())
         .bind(data)
         .bind(serde_json::to_string(&recent).unwrap_or_else(|_| "[]".into()))
-        .bind(id)
-        .execute(&mut *self.inner)
+        .bind(before.id)
+        .fetch_optional(&mut *self.inner)
         .await?;
-        self.verification(id).await
+        row.map(VerificationRow::into_verification).transpose()
     }
 
     /// Moves an active verification to `awaiting_outcome` with its summary; false if it was no
