@@ -16,6 +16,9 @@
 //! (default 10; the raw phase takes half as long). `BENCH_DIR` picks the directory the temporary
 //! database files go in (default: the system temp dir), since the commit rate is the disk's.
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+
 use commandbridge::client::ApiClient;
 use commandbridge::config::ServerConfig;
 use commandbridge::domain::api::ChangeRequest;
@@ -24,6 +27,7 @@ use commandbridge::server::clock::Clock;
 use commandbridge::server::store::{Store, sqlite_options};
 use commandbridge::server::{operators, start};
 use hdrhistogram::Histogram;
+use proc_stat::thread_cpu;
 use sqlx::sqlite::SqlitePoolOptions;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -527,36 +531,6 @@ fn print_probe(p: &ProbeResult) {
 }
 
 // ----- CPU per thread group, machine load (Linux /proc; nothing elsewhere) ---------------------
-
-/// CPU seconds (user + system) used so far by this process's live threads, by thread name with
-/// any trailing number dropped (`sqlx-sqlite-worker-3` counts as `sqlx-sqlite-worker`).
-fn thread_cpu() -> BTreeMap<String, f64> {
-    const TICKS_PER_SEC: f64 = 100.0; // USER_HZ on Linux
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close]
-            .trim_end_matches(|c: char| c.is_ascii_digit())
-            .trim_end_matches('-')
-            .to_string();
-        // After the name: state, ppid, …; utime is the 12th field from there, stime the 13th.
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks: f64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-            .sum();
-        *out.entry(name).or_default() += ticks / TICKS_PER_SEC;
-    }
-    out
-}
 
 fn print_cpu(cpu: &BTreeMap<String, f64>, requests: u64) {
     let total: f64 = cpu.values().sum();

@@ -26,6 +26,9 @@
 //! headroom); `BENCH_DIR` the directory of the database file (default: the system
 //! temp dir).
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+
 use commandbridge::client::ApiClient;
 use commandbridge::config::{DEFAULT_SERVER_TOML, ServerConfig};
 use commandbridge::domain::Level;
@@ -35,6 +38,7 @@ use commandbridge::server::store::{Store, sqlite_options};
 use commandbridge::server::{operators, start};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use proc_stat::{process_cpu, stat_cpu, thread_cpu};
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{ConnectOptions, Row};
 use std::collections::BTreeMap;
@@ -639,52 +643,6 @@ fn stub_main() -> Result<(), Failure> {
 }
 
 // ----- CPU and load (Linux /proc; zeros elsewhere) ----------------------------------------------
-
-const TICKS_PER_SEC: f64 = 100.0; // USER_HZ on Linux
-
-/// utime + stime, in seconds, from a `/proc/…/stat` line.
-fn stat_cpu(stat: &str) -> f64 {
-    let Some(close) = stat.rfind(')') else {
-        return 0.0;
-    };
-    // After the name: state, ppid, …; utime is the 12th field from there, stime the 13th.
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-        .sum::<f64>()
-        / TICKS_PER_SEC
-}
-
-/// CPU seconds of this whole process (every thread, live or exited).
-fn process_cpu() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .map(|s| stat_cpu(&s))
-        .unwrap_or(0.0)
-}
-
-/// CPU seconds used so far by this process's live threads, by thread name with any trailing
-/// number dropped (`sqlx-sqlite-worker-3` counts as `sqlx-sqlite-worker`).
-fn thread_cpu() -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close]
-            .trim_end_matches(|c: char| c.is_ascii_digit())
-            .trim_end_matches('-')
-            .to_string();
-        *out.entry(name).or_default() += stat_cpu(&stat);
-    }
-    out
-}
 
 /// Pressure stall totals in µs (Linux PSI): cpu some, io some, io full.
 fn pressure() -> Option<[u64; 3]> {

@@ -16,6 +16,46 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// Runs `commandbridge ARGS` in a fresh tmux server of its own, with its config, data and
+    /// home in `home` so nothing touches the user's, plus the `env` given.
+    fn start(name: &str, size: (u16, u16), home: &str, env: &[String], args: &[&str]) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("cb-e2e-{name}-{}", std::process::id()),
+            session: "dash",
+        };
+        let (cols, rows) = (size.0.to_string(), size.1.to_string());
+        let mut cmd: Vec<String> = [
+            "new-session",
+            "-d",
+            "-s",
+            tmux.session,
+            "-x",
+            &cols,
+            "-y",
+            &rows,
+            "env",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        cmd.extend(env.iter().cloned());
+        cmd.extend([
+            format!("CB_CONFIG_DIR={home}/config"),
+            format!("XDG_DATA_HOME={home}/data"),
+            format!("HOME={home}"),
+            BIN.to_string(),
+        ]);
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let out = tmux.cmd(&refs);
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
             .args(["-L", &self.socket])
@@ -120,34 +160,10 @@ async fn an_l2_sees_a_request_arrive_and_approves_it_with_the_keys() {
     let bob = user_add(&db, "bob", "L2");
     let (_server, url) = serve(&db);
 
-    let tmux = Tmux {
-        socket: format!("cb-e2e-{}", std::process::id()),
-        session: "dash",
-    };
     let home = dir.path().display().to_string();
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        tmux.session,
-        "-x",
-        "160",
-        "-y",
-        "48",
-        "env",
-        &format!("CB_SERVER={url}"),
-        &format!("CB_TOKEN={bob}"),
-        &format!("CB_CONFIG_DIR={home}/config"),
-        &format!("XDG_DATA_HOME={home}/data"),
-        &format!("HOME={home}"),
-        BIN,
-        "tui",
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let env = [format!("CB_SERVER={url}"), format!("CB_TOKEN={bob}")];
+    let tmux = Tmux::start("dash", (160, 48), &home, &env, &["tui"]);
+
     tmux.wait_for("● live", Duration::from_secs(15));
     tmux.wait_for("no change is waiting for approval", Duration::from_secs(5));
 
@@ -200,32 +216,9 @@ async fn an_l2_sees_a_request_arrive_and_approves_it_with_the_keys() {
 #[test]
 fn the_demo_ends_when_its_terminal_goes_away() {
     let dir = tempfile::tempdir().unwrap();
-    let tmux = Tmux {
-        socket: format!("cb-e2e-hup-{}", std::process::id()),
-        session: "demo",
-    };
     let home = dir.path().display().to_string();
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        tmux.session,
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "env",
-        &format!("CB_CONFIG_DIR={home}/config"),
-        &format!("XDG_DATA_HOME={home}/data"),
-        &format!("HOME={home}"),
-        BIN,
-        "demo",
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmux = Tmux::start("hup", (80, 24), &home, &[], &["demo"]);
+
     tmux.wait_for("● live", Duration::from_secs(20));
     let pid = String::from_utf8_lossy(
         &tmux

@@ -1,6 +1,6 @@
 //! The JSON bodies of the HTTP API, shared by the server and the clients so they cannot drift.
 
-use crate::domain::action::{ParamSpec, Risk};
+use crate::domain::action::{ActionSpec, ParamSpec, Risk};
 use crate::domain::change::Priority;
 use crate::domain::level::Level;
 use crate::domain::policy::{Outcome, Requirement};
@@ -72,6 +72,22 @@ pub struct CatalogEntry {
     pub has_rollback_command: bool,
     /// "run", "needs L2+ approval" or "needs L3 approval", for the caller's level.
     pub you_may: String,
+}
+
+impl CatalogEntry {
+    /// The catalog entry of `spec` as an operator of `level` sees it.
+    pub fn new(spec: &ActionSpec, level: Level) -> CatalogEntry {
+        CatalogEntry {
+            name: spec.name.clone(),
+            risk: spec.risk,
+            description: spec.description.clone(),
+            params: spec.params.clone(),
+            rollback: spec.rollback.clone(),
+            has_command: spec.command.is_some(),
+            has_rollback_command: spec.can_roll_back(),
+            you_may: crate::domain::policy::may_do(spec.risk, level),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -72,7 +72,8 @@ impl Requirement {
         }
     }
 
-    fn can_be_met_by(&self, op: &Operator) -> bool {
+    /// Whether `op`'s approval would meet this requirement.
+    pub fn can_be_met_by(&self, op: &Operator) -> bool {
         match self {
             Requirement::Level { min } => op.level >= *min,
             Requirement::Commander { name, .. } => &op.name == name,

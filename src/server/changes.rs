@@ -358,15 +358,7 @@ pub async fn approve(
         Some(c) => Some(required_text("comment", c, 2000)?),
     };
     let now = state.clock.now();
-    let mut tx = state.store.write().await?;
-    let change = match pending(&mut tx, id, now).await? {
-        Ok(c) => c,
-        Err(e) => {
-            // An expiry found on the way is committed even though the request fails.
-            commit(state, tx).await?;
-            return Err(e);
-        }
-    };
+    let (mut tx, change) = open_pending(state, id, now).await?;
     policy::may_approve(
         &change.approvals_required,
         &change.approvals,
@@ -492,15 +484,7 @@ pub async fn approve(
 pub async fn deny(state: &AppState, caller: &Operator, id: i64, reason: &str) -> ApiResult<Change> {
     let reason = required_text("reason", reason, 2000)?;
     let now = state.clock.now();
-    let mut tx = state.store.write().await?;
-    let change = match pending(&mut tx, id, now).await? {
-        Ok(c) => c,
-        Err(e) => {
-            // An expiry found on the way is committed even though the request fails.
-            commit(state, tx).await?;
-            return Err(e);
-        }
-    };
+    let (mut tx, change) = open_pending(state, id, now).await?;
     // The requester may withdraw; otherwise only someone who could approve may deny.
     if caller.name != change.requested_by {
         let missing = policy::unmet(
@@ -508,11 +492,7 @@ pub async fn deny(state: &AppState, caller: &Operator, id: i64, reason: &str) ->
             &change.approvals,
             &change.requested_by,
         );
-        let eligible = missing.iter().any(|r| match r {
-            policy::Requirement::Level { min } => caller.level >= *min,
-            policy::Requirement::Commander { name, .. } => *name == caller.name,
-        });
-        if !eligible {
+        if !missing.iter().any(|r| r.can_be_met_by(caller)) {
             let needs: Vec<String> = missing.iter().map(|r| r.describe()).collect();
             return Err(ApiError::forbidden(format!(
                 "only an operator who could approve may deny this change (it needs {}); you are {} {}",
@@ -553,6 +533,19 @@ pub async fn deny(state: &AppState, caller: &Operator, id: i64, reason: &str) ->
     .await?;
     commit(state, tx).await?;
     Ok(denied)
+}
+
+/// Opens the write transaction for deciding change `id`, which must still be pending. An expiry
+/// found on the way is committed even though the request then fails.
+async fn open_pending(state: &AppState, id: i64, now: DateTime<Utc>) -> ApiResult<(Tx, Change)> {
+    let mut tx = state.store.write().await?;
+    match pending(&mut tx, id, now).await? {
+        Ok(c) => Ok((tx, c)),
+        Err(e) => {
+            commit(state, tx).await?;
+            Err(e)
+        }
+    }
 }
 
 /// Loads a change that must still be pending. An expired one is marked expired (committed) and

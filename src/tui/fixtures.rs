@@ -5,7 +5,7 @@ use crate::domain::api::{
     Calendar, CalendarBlock, CatalogEntry, Event, Me, NextWindow, OpenWindow, WindowStatus,
 };
 use crate::domain::change::{Approval, Change, ChangeState, Verification};
-use crate::domain::policy::{Requirement, may_do};
+use crate::domain::policy::Requirement;
 use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState};
 use crate::domain::{Level, Risk, WindowKind};
 use crate::tui::app::{Msg, State, update};
@@ -20,16 +20,7 @@ pub fn catalog(level: Level) -> Vec<CatalogEntry> {
     ServerConfig::embedded_default()
         .actions
         .iter()
-        .map(|a| CatalogEntry {
-            name: a.name.clone(),
-            risk: a.risk,
-            description: a.description.clone(),
-            params: a.params.clone(),
-            rollback: a.rollback.clone(),
-            has_command: a.command.is_some(),
-            has_rollback_command: a.can_roll_back(),
-            you_may: may_do(a.risk, level),
-        })
+        .map(|a| CatalogEntry::new(a, level))
         .collect()
 }
 

@@ -1,5 +1,4 @@
 use crate::domain::api::{CatalogEntry, ErrorBody};
-use crate::domain::policy::may_do;
 use crate::server::AppState;
 use crate::server::auth::Caller;
 use axum::Json;
@@ -14,16 +13,7 @@ pub async fn list(State(state): State<AppState>, Caller(op): Caller) -> Json<Vec
             .config
             .actions
             .iter()
-            .map(|a| CatalogEntry {
-                name: a.name.clone(),
-                risk: a.risk,
-                description: a.description.clone(),
-                params: a.params.clone(),
-                rollback: a.rollback.clone(),
-                has_command: a.command.is_some(),
-                has_rollback_command: a.can_roll_back(),
-                you_may: may_do(a.risk, op.level),
-            })
+            .map(|a| CatalogEntry::new(a, op.level))
             .collect(),
     )
 }

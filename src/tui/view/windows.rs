@@ -106,12 +106,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         legend,
     );
     let mut info = Vec::new();
+    let selected_id = state
+        .removable_freezes()
+        .get(state.freeze_sel)
+        .map(|(id, _)| *id);
     for b in cal.blocks.iter().filter(|b| b.kind == "freeze") {
         let removable = b.freeze_id.is_some();
-        let selected = state
-            .removable_freezes()
-            .get(state.freeze_sel)
-            .is_some_and(|(id, _)| Some(*id) == b.freeze_id);
+        let selected = selected_id.is_some() && b.freeze_id == selected_id;
         let line = Line::from(vec![
             Span::raw(if selected { "▶ " } else { "  " }),
             Span::styled("FREEZE ", theme.freeze_block()),
