@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod binary;
+
 use chrono::{DateTime, Utc};
 use commandbridge::client::{ApiClient, ClientError};
 use commandbridge::config::{DEFAULT_SERVER_TOML, ServerConfig};
@@ -143,13 +145,16 @@ impl TestServer {
     }
 
     pub fn config_text(&self) -> String {
-        let log = self.runs_log_path();
+        TestServer::config_text_for(self.dir.path(), &self.extra_config)
+    }
+
+    /// The configuration of a test server in `dir`: the embedded default, the test actions
+    /// (logging to `dir/runs.log`) and `extra`. An extra `[verification]` table replaces the
+    /// default one.
+    pub fn config_text_for(dir: &Path, extra: &str) -> String {
+        let log = dir.join("runs.log");
         let mut base = DEFAULT_SERVER_TOML.to_string();
-        if self
-            .extra_config
-            .lines()
-            .any(|l| l.trim() == "[verification]")
-        {
+        if extra.lines().any(|l| l.trim() == "[verification]") {
             let default = "[verification]\nduration_minutes = 15\ninterval_seconds = 30\n";
             assert!(
                 base.contains(default),
@@ -158,9 +163,8 @@ impl TestServer {
             base = base.replace(default, "");
         }
         format!(
-            "{base}\n{}\n{}",
+            "{base}\n{}\n{extra}",
             test_actions(log.to_str().expect("a UTF-8 temporary path")),
-            self.extra_config
         )
     }
 

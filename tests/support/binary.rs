@@ -1,0 +1,215 @@
+//! The real `commandbridge serve` binary as a child process, for the tests that need what only a
+//! process has: its own file-descriptor limit, its RSS in `/proc`, being killed with SIGKILL.
+//!
+//! The server gets the same configuration as the in-process [`super::TestServer`] (the default
+//! catalog plus the test actions) and a database in its own temporary directory, with alice
+//! (L1), bob (L2), carol (L3) and dave (L2).
+
+use super::TestServer;
+use commandbridge::client::ApiClient;
+use commandbridge::domain::Level;
+use commandbridge::server::{operators, store::Store};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_commandbridge");
+
+/// How to start the binary.
+#[derive(Default, Clone)]
+pub struct BinaryOptions {
+    /// `--now` for the server's clock (RFC 3339); default: the Standard window of
+    /// [`super::TUESDAY_10`].
+    pub now: Option<String>,
+    /// The soft and hard `RLIMIT_NOFILE` of the server process (`ulimit -n`).
+    pub fd_limit: Option<u64>,
+    /// TOML appended to the configuration.
+    pub extra_config: String,
+}
+
+pub struct BinaryServer {
+    pub dir: TempDir,
+    child: Option<Child>,
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    tokens: BTreeMap<String, String>,
+    options: BinaryOptions,
+}
+
+impl BinaryServer {
+    pub async fn start(options: BinaryOptions) -> BinaryServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut server = BinaryServer {
+            dir,
+            child: None,
+            base: String::new(),
+            addr: "127.0.0.1:1".parse().expect("an address"),
+            tokens: BTreeMap::new(),
+            options,
+        };
+        // The operators go into the database before the server opens it, as `user add` would.
+        {
+            let store = Store::open(&server.db_url()).await.expect("open the store");
+            for (name, level) in [
+                ("alice", Level::L1),
+                ("bob", Level::L2),
+                ("carol", Level::L3),
+                ("dave", Level::L2),
+            ] {
+                let token = operators::add(&store, name, level)
+                    .await
+                    .expect("add an operator");
+                server.tokens.insert(name.to_string(), token);
+            }
+            store.close().await;
+        }
+        server.boot().await;
+        server
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("cb.db")
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("server.toml")
+    }
+
+    pub fn runs_log_path(&self) -> PathBuf {
+        self.dir.path().join("runs.log")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the server is running")
+    }
+
+    /// Starts the binary (again, after [`BinaryServer::kill`]) on the same database, on a new
+    /// port, and waits until it serves.
+    pub async fn boot(&mut self) {
+        assert!(self.child.is_none(), "the server is already running");
+        // The same configuration text as the in-process harness, for this directory.
+        let config = TestServer::config_text_for(self.dir.path(), &self.options.extra_config);
+        std::fs::write(self.config_path(), config).expect("write the configuration");
+        let now = self
+            .options
+            .now
+            .clone()
+            .unwrap_or_else(|| super::TUESDAY_10.to_string());
+        let mut argv = vec![
+            BIN.to_string(),
+            "serve".into(),
+            "--config".into(),
+            self.config_path().display().to_string(),
+            "--database".into(),
+            self.db_url(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--now".into(),
+            now,
+        ];
+        let mut cmd = match self.options.fd_limit {
+            // `ulimit` in a shell that then becomes the server: no extra crate, and the limit is
+            // the process's own, as it would be under systemd's LimitNOFILE.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                argv.insert(0, format!("ulimit -n {n} && exec \"$@\""));
+                argv.insert(1, "sh".into());
+                c.arg("-c").args(&argv);
+                c
+            }
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        let mut child = cmd
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start commandbridge serve");
+        let stderr = child.stderr.take().expect("the server's stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut seen = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("commandbridge serving on ") {
+                    return Ok(url.trim().to_string());
+                }
+                seen.push(line);
+            }
+            Err(seen.join("\n"))
+        })
+        .await
+        .expect("the server starts within 30 s");
+        let base = found.unwrap_or_else(|out| panic!("the server did not start:\n{out}"));
+        // Keep reading stderr so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.addr = base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("a socket address");
+        self.base = base;
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: the server gets no chance to clean up, as in a crash or an OOM kill.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("the server is running");
+        child.start_kill().expect("kill the server");
+        let _ = child.wait().await;
+    }
+
+    /// SIGTERM, then waits for the process to end.
+    pub async fn stop(&mut self) {
+        let mut child = self.child.take().expect("the server is running");
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
+
+    pub fn token(&self, name: &str) -> &str {
+        self.tokens
+            .get(name)
+            .unwrap_or_else(|| panic!("no operator {name}"))
+    }
+
+    /// The real client, as operator `name`.
+    pub fn client(&self, name: &str) -> ApiClient {
+        ApiClient::new(&self.base, self.token(name)).expect("a client")
+    }
+
+    /// The server's resident set size in bytes, from `/proc/<pid>/status`.
+    pub fn rss_bytes(&self) -> u64 {
+        rss_of(self.pid())
+    }
+}
+
+/// VmRSS of a process, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmRSS in /proc status")
+}
