@@ -175,6 +175,14 @@ impl ServerConfig {
                 if p.name == "target" {
                     return Err(format!("{key}.params: 'target' is reserved"));
                 }
+                if p.pattern.is_some() && p.kind != crate::domain::ParamKind::String {
+                    return Err(format!(
+                        "{key}.params.{}.pattern applies to kind = \"string\" only",
+                        p.name
+                    ));
+                }
+                p.compiled_pattern()
+                    .map_err(|e| format!("{key}.params.{}.{e}", p.name))?;
             }
             if let Some(argv) = &a.command {
                 if argv.first().is_none_or(|p| p.is_empty()) {

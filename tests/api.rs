@@ -1268,13 +1268,24 @@ async fn emergency_change_needs_a_p1_or_p2_incident_and_its_commander() {
     assert_eq!(done.state, ChangeState::Executed);
     assert_eq!(srv.runs(), vec!["api".to_string()]);
 
-    // The commander's own emergency change needs no second approval.
+    assert_eq!(done.emergency.as_deref(), Some(p2.ticket.as_str()));
+
+    // The commander's own emergency change still needs someone else: an L2 or L3.
     let own = create(
         &carol,
         &req("record-medium", &p2.ticket, "api-2", json!({})),
     )
     .await;
-    assert_eq!(own.state, ChangeState::Executed);
+    assert_eq!(own.state, ChangeState::PendingApproval);
+    assert_eq!(
+        own.approvals_required,
+        vec![Requirement::Level { min: Level::L2 }]
+    );
+    let done = dave
+        .approve(own.id, &approve())
+        .await
+        .expect("an L2 approves");
+    assert_eq!(done.state, ChangeState::Executed);
 
     // P3 is not an emergency.
     let p3 = dave

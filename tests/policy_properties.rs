@@ -403,6 +403,35 @@ proptest! {
         }
     }
 
+    /// (f) No change on the emergency, freeze or pause path executes with approvals from the
+    /// requester alone: it always waits for an approval, the requester's own (at any level)
+    /// never meets it, and once it is met someone else signed: the commander, or an L2 or L3.
+    #[test]
+    fn emergency_freeze_and_pause_paths_never_run_on_the_requester_alone(s in scenario()) {
+        let d = s.decide();
+        let on_path = s.risk() != Risk::Low && (s.emergency() || s.frozen() || s.pause.is_some());
+        if on_path && d.decision != Outcome::Blocked {
+            prop_assert_eq!(d.decision, Outcome::NeedsApproval, "{:?}", d);
+            let own = Approval {
+                approver: s.requester.name.clone(),
+                level: Level::L3,
+                comment: None,
+                at: s.now,
+            };
+            prop_assert!(
+                !unmet(&d.approvals_required, &[own], &s.requester.name).is_empty(),
+                "the requester's own approval let it through: {:?}", d
+            );
+            if s.all_approvals_in(&d) {
+                let commander = s.declared_incident().map(|i| i.commander.as_str());
+                prop_assert!(
+                    s.approved_by(|a| Some(a.approver.as_str()) == commander || a.level >= Level::L2),
+                    "let through without the commander or an L2+ besides the requester: {:?}", d
+                );
+            }
+        }
+    }
+
     /// (c) During a freeze or a pause only low-risk actions and changes for a declared, open
     /// P1 incident named by the ticket get anything but `blocked`.
     #[test]

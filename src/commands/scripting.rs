@@ -611,6 +611,7 @@ mod tests {
             decided_by: None,
             output: None,
             rollback_of: None,
+            emergency: None,
         }
     }
 

@@ -78,6 +78,11 @@ pub struct ParamSpec {
     pub min: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<i64>,
+    /// For a string: a regular expression the whole value must match (anchor it with `^…$`),
+    /// e.g. `^[a-z]{2}-[a-z]+-[0-9]$` for a region. Without one, a string still has the safe
+    /// default shape (see [`ParamSpec::check`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
 }
 
 /// One entry of the catalog, as configured in `[[actions]]`.
@@ -242,53 +247,101 @@ impl ParamSpec {
             (ParamKind::Ip, ..) => {
                 "an IP address or CIDR such as 203.0.113.7 or 198.51.100.0/24".into()
             }
-            (ParamKind::String, ..) => format!("text of at most {MAX_STRING_PARAM} characters"),
+            (ParamKind::String, ..) => match &self.pattern {
+                Some(p) => format!("text matching {p}"),
+                None => format!(
+                    "text of 1 to {MAX_STRING_PARAM} characters, not starting with '-', without \
+                     control or invisible characters"
+                ),
+            },
         }
     }
 
+    /// The compiled `pattern`, or why it does not compile (checked when the catalog loads).
+    pub fn compiled_pattern(&self) -> Result<Option<regex::Regex>, String> {
+        self.pattern
+            .as_deref()
+            .map(|p| regex::Regex::new(p).map_err(|e| format!("pattern {p:?} is not valid: {e}")))
+            .transpose()
+    }
+
+    /// The value as the text that fills the command template. Strict on purpose: what a reviewer
+    /// approves is exactly what runs, so nothing is trimmed, re-read or guessed.
     fn check(&self, value: &serde_json::Value) -> Result<String, String> {
-        let bad = || {
+        let shown = truncate(&value.to_string(), 80);
+        let bad = |why: &str| {
             format!(
-                "parameter '{}' must be {}, got {}",
+                "parameter '{}' must be {}{why}, got {shown}",
                 self.name,
                 self.describe(),
-                truncate(&value.to_string(), 80)
             )
         };
         match self.kind {
             ParamKind::Integer => {
                 let n = match value {
                     serde_json::Value::Number(n) => n.as_i64(),
-                    serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
+                    serde_json::Value::String(s) if is_plain_integer(s) => s.parse::<i64>().ok(),
+                    serde_json::Value::String(_) => {
+                        return Err(bad(
+                            " written plainly (digits with an optional leading '-', no spaces, \
+                             '+' or leading zeros)",
+                        ));
+                    }
                     _ => None,
                 }
-                .ok_or_else(bad)?;
+                .ok_or_else(|| bad(""))?;
                 if self.min.is_some_and(|lo| n < lo) || self.max.is_some_and(|hi| n > hi) {
-                    return Err(bad());
+                    return Err(bad(""));
                 }
                 Ok(n.to_string())
             }
             ParamKind::Ip => {
-                let s = value.as_str().ok_or_else(bad)?.trim();
+                let s = value.as_str().ok_or_else(|| bad(""))?;
                 if s.parse::<IpAddr>().is_ok() || s.parse::<ipnet::IpNet>().is_ok() {
                     Ok(s.to_string())
                 } else {
-                    Err(bad())
+                    Err(bad(" (no spaces around it)"))
                 }
             }
             ParamKind::String => {
                 let s = match value {
                     serde_json::Value::String(s) => s.clone(),
                     serde_json::Value::Number(n) => n.to_string(),
-                    _ => return Err(bad()),
+                    _ => return Err(bad("")),
                 };
-                if s.chars().count() > MAX_STRING_PARAM || s.chars().any(char::is_control) {
-                    return Err(bad());
+                if let Some(re) = self.compiled_pattern()? {
+                    // The pattern is the action's own shape; invisible characters never fit it.
+                    return if re.is_match(&s) && crate::domain::text::first_invisible(&s).is_none()
+                    {
+                        Ok(s)
+                    } else {
+                        Err(bad(""))
+                    };
+                }
+                if s.is_empty() || s.chars().count() > MAX_STRING_PARAM {
+                    return Err(bad(""));
+                }
+                if s.starts_with('-') {
+                    // A bare {param} in a template would become an option of the command.
+                    return Err(bad(" (a leading '-' would be read as a command option)"));
+                }
+                if let Some(c) = crate::domain::text::first_invisible(&s) {
+                    return Err(bad(&format!(" (it contains {c})")));
                 }
                 Ok(s)
             }
         }
     }
+}
+
+/// `-12`, `0`, `400`: what an integer looks like when typed plainly.
+fn is_plain_integer(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && s != "-0"
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -314,6 +367,7 @@ mod tests {
                 kind: ParamKind::Integer,
                 min: Some(0),
                 max: Some(500),
+                pattern: None,
             }],
             rollback: "Scale back".into(),
             command: Some(vec![
@@ -405,6 +459,7 @@ mod tests {
             kind: ParamKind::Ip,
             min: None,
             max: None,
+            pattern: None,
         };
         for ok in [
             "203.0.113.7",
@@ -418,10 +473,77 @@ mod tests {
             json!("203.0.113.300"),
             json!("10.0.0.0/33"),
             json!("example.com"),
+            json!(" 203.0.113.7"),
             json!(7),
         ] {
             assert!(spec.check(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn integers_are_taken_only_when_written_plainly() {
+        let spec = &scale().params[0];
+        for (ok, n) in [
+            (json!(3), "3"),
+            (json!("3"), "3"),
+            (json!("0"), "0"),
+            (json!(0), "0"),
+        ] {
+            assert_eq!(spec.check(&ok).unwrap(), n, "{ok}");
+        }
+        for bad in [" 3 ", "+3", "03", "3 ", "", "-0", "0x3", "3e0", "٣"] {
+            let err = spec.check(&json!(bad)).unwrap_err();
+            assert!(err.contains("written plainly"), "{bad:?}: {err}");
+        }
+    }
+
+    fn string_param(pattern: Option<&str>) -> ParamSpec {
+        ParamSpec {
+            name: "region".into(),
+            kind: ParamKind::String,
+            min: None,
+            max: None,
+            pattern: pattern.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn strings_cannot_become_options_or_hide_characters() {
+        let spec = string_param(None);
+        for ok in ["eu-west-1", "v2.3", "a b", "été"] {
+            assert_eq!(spec.check(&json!(ok)).unwrap(), ok);
+        }
+        for (bad, says) in [
+            ("--kubeconfig=/etc/shadow", "leading '-'"),
+            ("-n", "leading '-'"),
+            ("eu\u{2028}west", "U+2028"),
+            ("eu\u{202E}tsew", "U+202E"),
+            ("eu\u{200B}west", "U+200B"),
+            ("\u{FEFF}eu", "U+FEFF"),
+            ("eu\twest", "U+0009"),
+            ("", "1 to 256"),
+        ] {
+            let err = spec.check(&json!(bad)).unwrap_err();
+            assert!(
+                err.contains("parameter 'region'") && err.contains(says),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(spec.check(&json!("x".repeat(257))).is_err());
+    }
+
+    #[test]
+    fn an_action_may_declare_its_own_pattern() {
+        let spec = string_param(Some("^[a-z]{2}-[a-z]+-[0-9]$"));
+        assert_eq!(spec.check(&json!("eu-west-1")).unwrap(), "eu-west-1");
+        for bad in ["eu-west-12", "EU-west-1", "eu-west-1\n", "--eu-west-1"] {
+            let err = spec.check(&json!(bad)).unwrap_err();
+            assert!(
+                err.contains("text matching ^[a-z]{2}-[a-z]+-[0-9]$"),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(string_param(Some("(")).compiled_pattern().is_err());
     }
 
     #[test]

@@ -96,10 +96,98 @@ pub struct ChangeRequest {
     pub action: String,
     pub ticket: String,
     pub target: String,
-    #[serde(default)]
+    /// Refuses a key given twice at any depth (`{"replicas":1,"replicas":400}`): which one a
+    /// reader would see is a guess, and the reviewer and the executor must see the same.
+    #[serde(default, deserialize_with = "unique_keys::object")]
     #[schema(value_type = Object)]
     pub params: BTreeMap<String, serde_json::Value>,
     pub reason: String,
+}
+
+/// JSON objects without duplicate keys, at every depth.
+mod unique_keys {
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    pub fn object<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Value>, D::Error> {
+        let Unique(v) = Unique::deserialize(d)?;
+        match v {
+            Value::Object(m) => Ok(m.into_iter().collect()),
+            other => Err(de::Error::custom(format!(
+                "params must be a JSON object, not {other}"
+            ))),
+        }
+    }
+
+    struct Unique(Value);
+
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueVisitor).map(Unique)
+        }
+    }
+
+    struct UniqueVisitor;
+
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value without duplicate keys")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            Number::from_f64(v)
+                .map(Value::Number)
+                .ok_or_else(|| E::custom("a number must be finite"))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            Unique::deserialize(d).map(|u| u.0)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Unique(v)) = seq.next_element()? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format!(
+                        "duplicate key '{}' in params: give each key once",
+                        key.chars().take(64).collect::<String>()
+                    )));
+                }
+                let Unique(v) = map.next_value()?;
+                out.insert(key, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -233,4 +321,35 @@ pub struct Health {
     pub now: DateTime<Utc>,
     /// True when the server runs on a simulated clock (`serve --now`).
     pub simulated_clock: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_every_depth() {
+        let body = |params: &str| {
+            format!(
+                r#"{{"action":"scale-service","ticket":"CHG-1","target":"web","reason":"r","params":{params}}}"#
+            )
+        };
+        let ok: ChangeRequest =
+            serde_json::from_str(&body(r#"{"replicas":1,"n":{"a":[1,{"b":2}]}}"#))
+                .expect("unique keys");
+        assert_eq!(ok.params["replicas"], serde_json::json!(1));
+        for dup in [
+            r#"{"replicas":1,"replicas":400}"#,
+            r#"{"n":{"a":1,"a":2}}"#,
+            r#"{"n":[{"a":1,"a":2}]}"#,
+        ] {
+            let err = serde_json::from_str::<ChangeRequest>(&body(dup)).unwrap_err();
+            assert!(err.to_string().contains("duplicate key"), "{dup}: {err}");
+        }
+        let err = serde_json::from_str::<ChangeRequest>(&body("[1]")).unwrap_err();
+        assert!(
+            err.to_string().contains("params must be a JSON object"),
+            "{err}"
+        );
+    }
 }

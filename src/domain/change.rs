@@ -130,6 +130,10 @@ pub struct Change {
     /// Set on a rollback: the change it undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<i64>,
+    /// Set on an emergency change: the incident (INC ticket) whose emergency path lets it
+    /// through a freeze, a pause or the hours outside the windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]

@@ -8,6 +8,7 @@ pub mod api;
 pub mod change;
 pub mod level;
 pub mod policy;
+pub mod text;
 pub mod ticket;
 pub mod verification;
 pub mod window;

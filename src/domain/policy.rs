@@ -91,6 +91,10 @@ pub struct Decision {
     /// Set when the decision is `blocked`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<Rule>,
+    /// The incident whose emergency path lets this change through a freeze, a pause or the
+    /// hours outside the windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 impl Decision {
@@ -101,6 +105,7 @@ impl Decision {
             approvals_required: Vec::new(),
             warnings: Vec::new(),
             blocked_by: Some(rule),
+            emergency: None,
         }
     }
 }
@@ -111,6 +116,15 @@ fn at(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
         t.format("%a %Y-%m-%d %H:%M UTC"),
         human_duration(t - now)
     )
+}
+
+/// "an L3" or "an L2 or L3": who meets a level requirement.
+fn an_approver_of(min: Level) -> &'static str {
+    if min == Level::L3 {
+        "an L3"
+    } else {
+        "an L2 or L3"
+    }
 }
 
 /// The decision for a change requested now, before any approval.
@@ -139,6 +153,7 @@ pub fn decide(input: &PolicyInput) -> Decision {
             approvals_required: required,
             warnings,
             blocked_by: None,
+            emergency: None,
         };
     }
 
@@ -256,12 +271,31 @@ pub fn decide(input: &PolicyInput) -> Decision {
         }
     }
 
+    let needed = risk.approval_needed(requester.level);
+    match needed {
+        Some(min) => reasons.push(format!(
+            "{risk} risk requested by {}: needs the approval of {}",
+            requester.level,
+            an_approver_of(min)
+        )),
+        None => reasons.push(format!(
+            "{risk} risk: {} executes directly",
+            requester.level
+        )),
+    }
+    // The emergency, freeze and pause paths always involve someone besides the requester: the
+    // commander, or (when the requester commands the incident) an L2+ reviewer.
+    let mut level = needed;
     if let Some(inc) = emergency {
         if inc.commander == requester.name {
+            let min = needed.unwrap_or(Level::L2).max(Level::L2);
             reasons.push(format!(
-                "you are the commander of {}, so no commander approval is needed",
-                inc.ticket
+                "you command {}, and an emergency change is never approved by its requester \
+                 alone: it needs the approval of {} other than you",
+                inc.ticket,
+                an_approver_of(min)
             ));
+            level = Some(min);
         } else {
             required.push(Requirement::Commander {
                 name: inc.commander.clone(),
@@ -269,24 +303,8 @@ pub fn decide(input: &PolicyInput) -> Decision {
             });
         }
     }
-
-    match risk.approval_needed(requester.level) {
-        Some(min) => {
-            let who = if min == Level::L3 {
-                "an L3"
-            } else {
-                "an L2 or L3"
-            };
-            reasons.push(format!(
-                "{risk} risk requested by {}: needs the approval of {who}",
-                requester.level
-            ));
-            required.push(Requirement::Level { min });
-        }
-        None => reasons.push(format!(
-            "{risk} risk: {} executes directly",
-            requester.level
-        )),
+    if let Some(min) = level {
+        required.push(Requirement::Level { min });
     }
 
     Decision {
@@ -299,6 +317,7 @@ pub fn decide(input: &PolicyInput) -> Decision {
         approvals_required: required,
         warnings,
         blocked_by: None,
+        emergency: emergency.map(|i| i.ticket.clone()),
     }
 }
 
@@ -569,9 +588,22 @@ mod tests {
                 incident: t.into()
             }]
         );
-        // Unless the requester is the commander.
+        // A requester who commands the incident still needs someone else: an L2 or L3.
         c.incident = Some(incident(t, Priority::P1, "alice"));
-        assert_eq!(c.decide().decision, Outcome::Execute);
+        let d = c.decide();
+        assert_eq!(d.decision, Outcome::NeedsApproval, "{d:?}");
+        assert_eq!(
+            d.approvals_required,
+            vec![Requirement::Level { min: Level::L2 }]
+        );
+        assert_eq!(d.emergency.as_deref(), Some(t));
+        // Or the level the risk needs, if higher.
+        let mut critical = case(Risk::Critical, Level::L1, t, OUTSIDE);
+        critical.incident = Some(incident(t, Priority::P1, "alice"));
+        assert_eq!(
+            critical.decide().approvals_required,
+            vec![Requirement::Level { min: Level::L3 }]
+        );
         // A closed incident allows nothing.
         let mut closed = incident(t, Priority::P1, "carol");
         closed.closed_at = Some("2026-11-27T00:00:00Z".parse().unwrap());
@@ -624,6 +656,20 @@ mod tests {
                 d.approvals_required[0],
                 Requirement::Commander { .. }
             ));
+            // The freeze and pause paths: an L1 commanding a P1 of their own still needs an
+            // L2 or L3 besides themselves (the self-declared-incident bypass).
+            let mut own = case(Risk::Medium, Level::L1, t, STANDARD);
+            (own.freeze, own.pause) = (freeze, pause);
+            own.incident = Some(incident(t, Priority::P1, "alice"));
+            let d = own.decide();
+            assert_eq!(
+                (d.decision, d.approvals_required.clone()),
+                (
+                    Outcome::NeedsApproval,
+                    vec![Requirement::Level { min: Level::L2 }]
+                ),
+                "{rule:?}: {d:?}"
+            );
             let mut low = case(Risk::Low, Level::L1, "CHG-1", STANDARD);
             (low.freeze, low.pause) = (freeze, pause);
             assert_eq!(low.decide().decision, Outcome::Execute);

@@ -36,9 +36,7 @@ impl Ticket {
             let parts: Vec<&str> = rest.split('-').collect();
             return match parts.as_slice() {
                 [n] if is_digits(n, 3..=9) => Ok(Ticket::new(TicketKind::Incident, text)),
-                [y, md, n]
-                    if is_digits(y, 4..=4) && is_digits(md, 4..=4) && is_digits(n, 3..=3) =>
-                {
+                [y, md, n] if is_digits(y, 4..=4) && is_digits(md, 4..=4) && is_day_number(n) => {
                     let date = NaiveDate::from_ymd_opt(
                         y.parse().unwrap_or(0),
                         md[..2].parse().unwrap_or(0),
@@ -79,6 +77,12 @@ impl fmt::Display for Ticket {
     }
 }
 
+/// The number of an incident within its day: three digits (`001`), or more past 999 (`1000`),
+/// as CommandBridge numbers them, never with a leading zero beyond three digits.
+fn is_day_number(n: &str) -> bool {
+    is_digits(n, 3..=3) || (is_digits(n, 4..=9) && !n.starts_with('0'))
+}
+
 fn is_digits(s: &str, len: std::ops::RangeInclusive<usize>) -> bool {
     len.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -104,6 +108,7 @@ mod tests {
         for (t, kind) in [
             ("INC-2026-0214-001", TicketKind::Incident),
             ("INC-2024-0229-999", TicketKind::Incident),
+            ("INC-2024-0229-1000", TicketKind::Incident),
             ("INC-001", TicketKind::Incident),
             ("INC-123456", TicketKind::Incident),
             ("CHG-1234", TicketKind::Change),

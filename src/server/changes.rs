@@ -119,11 +119,11 @@ pub async fn preview(
     })
 }
 
+/// What an Idempotency-Key stands for: the whole request (Stripe's rule), so a retry with the
+/// same key and a different body, even only another reason, is refused instead of answered with
+/// the first change.
 fn fingerprint(req: &ChangeRequest) -> String {
-    hex::encode(Sha256::digest(
-        serde_json::to_vec(&(&req.action, req.ticket.trim(), &req.target, &req.params))
-            .unwrap_or_default(),
-    ))
+    hex::encode(Sha256::digest(serde_json::to_vec(req).unwrap_or_default()))
 }
 
 /// Outcome of a create: the change, and whether it is a replay of an earlier request.
@@ -196,6 +196,7 @@ pub async fn create(
                 idempotency_key: key.as_deref(),
                 fingerprint: Some(&fp_job),
                 rollback_of: None,
+                emergency: d.emergency.as_deref(),
             };
             let change = match tx.insert_change(new).await {
                 Ok(c) => c,
@@ -210,8 +211,9 @@ pub async fn create(
                 tx.claim_execution(change.id, now).await?;
             }
             let summary = format!(
-                "{} requested {} on {} ({}){}",
+                "{} requested {}{} on {} ({}){}",
                 requester.name,
+                emergency_mark(&d),
                 spec.name,
                 target,
                 ticket,
@@ -283,6 +285,16 @@ fn initial_state(run_now: bool) -> ChangeState {
         ChangeState::Executing
     } else {
         ChangeState::PendingApproval
+    }
+}
+
+/// "EMERGENCY " before the action of an activity line when the change takes the emergency path,
+/// so the audit and the dashboard show it as such.
+fn emergency_mark(d: &Decision) -> &'static str {
+    if d.emergency.is_some() {
+        "EMERGENCY "
+    } else {
+        ""
     }
 }
 
@@ -428,8 +440,13 @@ pub async fn approve(
             d.reasons.join("; ")
         )));
     }
-    tx.set_requirements(id, &d.approvals_required, &d.warnings)
-        .await?;
+    tx.set_requirements(
+        id,
+        &d.approvals_required,
+        &d.warnings,
+        d.emergency.as_deref(),
+    )
+    .await?;
     let missing = policy::unmet(&d.approvals_required, &approvals, &change.requested_by);
     let run_now = missing.is_empty();
     if run_now {
@@ -884,6 +901,15 @@ fn require_rollback_level(spec: &ActionSpec, requester: &Operator, d: &mut Decis
     d.decision = Outcome::NeedsApproval;
 }
 
+/// The 409 of a second rollback: one rollback per change.
+fn already_rolled_back(id: i64, existing: i64, st: ChangeState) -> ApiError {
+    ApiError::conflict(format!(
+        "change #{id} already has a rollback: change #{existing} ({st}); a change is rolled \
+         back once (a new rollback can be requested only if that one is denied, expires or is \
+         refused)"
+    ))
+}
+
 /// Requests the rollback of an executed change: a linked change running the action's
 /// `rollback_command`, through the same policy (and the action's `rollback_level`).
 pub async fn rollback(
@@ -928,6 +954,9 @@ pub async fn rollback(
     let ticket = Ticket::parse(&ticket_text).map_err(ApiError::invalid)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
+    if let Some((existing, st)) = tx.live_rollback(id).await? {
+        return Err(already_rolled_back(id, existing, st));
+    }
     let mut d = decide(state, tx.conn(), spec, &ticket, caller, now).await?;
     if d.decision == Outcome::Blocked {
         let message = refusal_message(&d);
@@ -962,14 +991,32 @@ pub async fn rollback(
         idempotency_key: None,
         fingerprint: None,
         rollback_of: Some(id),
+        emergency: d.emergency.as_deref(),
     };
-    let change = tx.insert_change(new).await?;
+    let change = match tx.insert_change(new).await {
+        Ok(c) => c,
+        // Only reachable if another writer (another process on this database) slipped a
+        // rollback in: the unique index settles it.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            drop(tx);
+            let mut tx = state.store.write().await?;
+            let existing = tx.live_rollback(id).await?;
+            return Err(match existing {
+                Some((existing, st)) => already_rolled_back(id, existing, st),
+                None => ApiError::conflict(format!(
+                    "change #{id} was being rolled back by another request at the same moment"
+                )),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     if run_now {
         tx.claim_execution(change.id, now).await?;
     }
     let summary = format!(
-        "{} requested the rollback of change #{id} ({} on {}){}",
+        "{} requested the {}rollback of change #{id} ({} on {}){}",
         caller.name,
+        emergency_mark(&d),
         spec.name,
         original.target,
         outlook(run_now, &d)

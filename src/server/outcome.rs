@@ -1,14 +1,24 @@
 //! Ending a verification: verified (the ticket's outcome is recorded), or escalated (the seed's
 //! "pause further changes, declare an incident").
 
+use crate::domain::Level;
 use crate::domain::api::{OutcomeKind, OutcomeRequest};
-use crate::domain::change::{Operator, Verification};
+use crate::domain::change::{Change, Operator, Verification};
 use crate::domain::verification::VerificationState;
 use crate::domain::{Priority, verification::summarize};
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiResult, required_text};
 use crate::server::changes::commit;
 use crate::server::store::Record;
+
+/// Who may end a verification: those who answer for the change (its requester, who the process
+/// asks to escalate, and its approvers) and L2 and up. Escalating pauses every change, which an
+/// L1 may not do on their own otherwise.
+fn may_end_verification(change: &Change, caller: &Operator) -> bool {
+    caller.level >= Level::L2
+        || change.requested_by == caller.name
+        || change.approvals.iter().any(|a| a.approver == caller.name)
+}
 
 pub async fn record(
     state: &AppState,
@@ -37,6 +47,15 @@ pub async fn record(
         )));
     }
     let change = tx.change(v.change_id).await?;
+    if let Some(c) = &change
+        && !may_end_verification(c, caller)
+    {
+        return Err(ApiError::forbidden(format!(
+            "only the requester of change #{} ({}), its approvers, or an L2 or L3 may mark its \
+             verification verified or escalate it; you are {} {}: ask one of them",
+            c.id, c.requested_by, caller.name, caller.level
+        )));
+    }
     let ticket = change
         .as_ref()
         .map(|c| c.ticket.clone())
@@ -82,8 +101,7 @@ pub async fn record(
             let title: String = title.chars().take(200).collect();
             let incident = tx
                 .insert_incident(priority, &title, &commander, &caller.name, now)
-                .await?
-                .ok_or_else(|| ApiError::conflict("999 incidents were declared today already"))?;
+                .await?;
             tx.record(
                 now,
                 Record {

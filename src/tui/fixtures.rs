@@ -62,6 +62,7 @@ pub fn change(
         decided_by: None,
         output: None,
         rollback_of: None,
+        emergency: None,
     }
 }
 

@@ -41,6 +41,7 @@ pub const ERROR_CODES: &[&str] = &[
     "unsupported_media_type",
     "invalid",
     "method_not_allowed",
+    "rate_limited",
 ];
 
 pub fn at(s: &str) -> DateTime<Utc> {

@@ -3,7 +3,7 @@ use crate::domain::api::{
 };
 use crate::domain::change::{Change, ChangeState};
 use crate::server::AppState;
-use crate::server::api::error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::server::api::error::{ApiBytes, ApiError, ApiId, ApiJson, ApiQuery, ApiResult};
 use crate::server::auth::Caller;
 use crate::server::changes as flow;
 use axum::Json;
@@ -41,12 +41,14 @@ pub async fn create(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
-            v.to_str()
+            std::str::from_utf8(v.as_bytes())
                 .ok()
-                .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .filter(|k| (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
                 .ok_or_else(|| {
-                    ApiError::invalid("Idempotency-Key must be 1 to 200 printable ASCII characters")
+                    ApiError::invalid(
+                        "Idempotency-Key must be 1 to 200 visible ASCII characters (letters, \
+                         digits and punctuation; no spaces, tabs or control characters)",
+                    )
                 })?,
         ),
     };
@@ -99,7 +101,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiId(id): ApiId,
 ) -> ApiResult<Json<Change>> {
     state
         .store
@@ -121,7 +123,7 @@ pub async fn show(
 pub async fn approve(
     State(state): State<AppState>,
     Caller(op): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiId(id): ApiId,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<Json<Change>> {
     // The body is optional: an approval needs no comment.
@@ -144,7 +146,7 @@ pub async fn approve(
 pub async fn deny(
     State(state): State<AppState>,
     Caller(op): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiId(id): ApiId,
     ApiJson(body): ApiJson<DenyRequest>,
 ) -> ApiResult<Json<Change>> {
     Ok(Json(flow::deny(&state, &op, id, &body.reason).await?))
@@ -161,7 +163,7 @@ pub async fn deny(
 pub async fn rollback(
     State(state): State<AppState>,
     Caller(op): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiId(id): ApiId,
     ApiJson(req): ApiJson<RollbackRequest>,
 ) -> ApiResult<(StatusCode, Json<Change>)> {
     let created = flow::rollback(&state, &op, id, &req).await?;

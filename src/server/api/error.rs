@@ -42,6 +42,10 @@ impl ApiError {
     pub fn refused(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "refused", m)
     }
+    /// Too many requests of one kind from one operator; the message says when to retry.
+    pub fn rate_limited(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", m)
+    }
     pub fn need_level(level: crate::domain::Level, what: &str) -> ApiError {
         ApiError::forbidden(format!("{what} needs an {level} or higher operator"))
     }
@@ -149,9 +153,34 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-#[derive(axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct ApiPath<T>(pub T);
+/// The id in a path (`/changes/{id}`): a positive number written plainly. `+1`, `01` or ` 1`
+/// would otherwise name change 1 too, and every spelling of an id must be the one the server
+/// shows.
+pub struct ApiId(pub i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await?;
+        let plain = !raw.is_empty()
+            && raw.len() <= 18
+            && raw.bytes().all(|b| b.is_ascii_digit())
+            && !raw.starts_with('0');
+        match raw.parse::<i64>() {
+            Ok(id) if plain => Ok(ApiId(id)),
+            _ => Err(ApiError::not_found(format!(
+                "no such resource: '{}' is not an id (ids are positive numbers written plainly, \
+                 e.g. 12)",
+                raw.chars().take(40).collect::<String>()
+            ))),
+        }
+    }
+}
 
 /// Answers unknown routes in the API's error format.
 pub async fn no_route(uri: axum::http::Uri) -> ApiError {
@@ -174,21 +203,8 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A
     )
 }
 
-/// Rejects text that is empty or too long, naming the field.
+/// Rejects text that is empty, too long or holds invisible characters, naming the field (the rule
+/// is [`crate::domain::text::required_text`]).
 pub fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(ApiError::invalid(format!("{field} is required")));
-    }
-    if v.chars().count() > max {
-        return Err(ApiError::invalid(format!(
-            "{field} is too long: at most {max} characters"
-        )));
-    }
-    if v.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::invalid(format!(
-            "{field} contains control characters"
-        )));
-    }
-    Ok(v.to_string())
+    crate::domain::text::required_text(field, value, max).map_err(ApiError::invalid)
 }

@@ -9,11 +9,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+/// How many incidents one operator may declare within [`DECLARATION_WINDOW`]: enough for any
+/// real incident, too few to flood the incident list or the ticket numbering.
+const DECLARATIONS_PER_WINDOW: usize = 5;
+const DECLARATION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
 /// Declare an incident. Its ticket (`INC-YYYY-MMDD-NNN`) is what emergency changes cite.
 #[utoipa::path(post, path = "/api/v1/incidents", tag = "incidents", security(("bearer" = [])),
     request_body = IncidentRequest,
     responses((status = 201, body = Incident), (status = 401, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "Too many declarations by this operator lately; the message says when to retry", body = ErrorBody)))]
 pub async fn declare(
     State(state): State<AppState>,
     Caller(op): Caller,
@@ -29,10 +35,26 @@ pub async fn declare(
             commander.chars().take(64).collect::<String>()
         )));
     }
+    let recent = tx
+        .incidents_declared_since(&op.name, now - DECLARATION_WINDOW)
+        .await?;
+    if recent.len() >= DECLARATIONS_PER_WINDOW
+        && let Some(oldest) = recent.first()
+    {
+        let retry = *oldest + DECLARATION_WINDOW;
+        return Err(ApiError::rate_limited(format!(
+            "you declared {} incidents in the last {} minutes, the most one operator may: retry \
+             after {} (in {}), or ask another operator to declare it; escalating a verification \
+             is never limited",
+            recent.len(),
+            DECLARATION_WINDOW.num_minutes(),
+            retry.format("%H:%M:%S UTC"),
+            crate::domain::window::human_duration(retry - now)
+        )));
+    }
     let incident = tx
         .insert_incident(req.priority, &title, commander, &op.name, now)
-        .await?
-        .ok_or_else(|| ApiError::conflict("999 incidents were declared today already"))?;
+        .await?;
     let summary = format!(
         "{} declared {} incident {}: {} (commander {})",
         op.name, incident.priority, incident.ticket, incident.title, incident.commander

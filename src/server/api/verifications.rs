@@ -1,7 +1,7 @@
 use crate::domain::api::{ErrorBody, OutcomeRequest};
 use crate::domain::change::{Verification, VerificationDetail};
 use crate::server::AppState;
-use crate::server::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::server::api::error::{ApiError, ApiId, ApiJson, ApiQuery, ApiResult};
 use crate::server::auth::Caller;
 use crate::server::outcome;
 use axum::Json;
@@ -41,7 +41,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiId(id): ApiId,
 ) -> ApiResult<Json<VerificationDetail>> {
     state
         .store
@@ -62,7 +62,7 @@ pub async fn show(
 pub async fn decide(
     State(state): State<AppState>,
     Caller(op): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiId(id): ApiId,
     ApiJson(req): ApiJson<OutcomeRequest>,
 ) -> ApiResult<Json<Verification>> {
     Ok(Json(outcome::record(&state, &op, id, &req).await?))

@@ -7,7 +7,7 @@ use crate::domain::api::{
 use crate::domain::window::human_duration;
 use crate::domain::{Freeze, Level, Pause, WindowKind};
 use crate::server::AppState;
-use crate::server::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, required_text};
+use crate::server::api::error::{ApiError, ApiId, ApiJson, ApiQuery, ApiResult, required_text};
 use crate::server::auth::Caller;
 use crate::server::changes::commit;
 use crate::server::store::Record;
@@ -207,7 +207,7 @@ pub async fn add_freeze(
 pub async fn remove_freeze(
     State(state): State<AppState>,
     Caller(op): Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiId(id): ApiId,
 ) -> ApiResult<StatusCode> {
     if op.level < Level::L3 {
         return Err(ApiError::need_level(Level::L3, "removing a freeze"));

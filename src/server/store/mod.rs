@@ -374,6 +374,8 @@ pub struct NewChange<'a> {
     pub fingerprint: Option<&'a str>,
     /// Set on a rollback: the change it undoes.
     pub rollback_of: Option<i64>,
+    /// The incident of an emergency change.
+    pub emergency: Option<&'a str>,
 }
 
 impl Tx {
@@ -533,13 +535,31 @@ impl Tx {
         load_change(&mut self.inner, id).await
     }
 
+    /// The rollback of `original` that holds its one place (pending, running, run or failed):
+    /// its id and state. Denied, expired and refused rollbacks never ran and do not count.
+    pub async fn live_rollback(
+        &mut self,
+        original: i64,
+    ) -> Result<Option<(i64, ChangeState)>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, state FROM changes WHERE rollback_of = $1 \
+             AND state NOT IN ('denied', 'expired', 'refused')",
+        )
+        .bind(original)
+        .fetch_optional(&mut *self.inner)
+        .await?;
+        row.map(|r| Ok((r.try_get("id")?, parse_col(&r, "state")?)))
+            .transpose()
+    }
+
     /// Inserts a change and returns it as stored (it has no approvals yet).
     pub async fn insert_change(&mut self, c: NewChange<'_>) -> Result<Change, DbError> {
         let row: ChangeRow = sqlx::query_as(
             "INSERT INTO changes (state, action, risk, ticket, target, params, reason, requested_by, \
              requested_level, created_at, updated_at, expires_at, requirements, warnings, \
-             idempotency_key, fingerprint, rollback_of) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16) \
+             idempotency_key, fingerprint, rollback_of, emergency) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, \
+             $17) \
              RETURNING *",
         )
         .bind(c.state.as_str())
@@ -558,6 +578,7 @@ impl Tx {
         .bind(c.idempotency_key.map(str::to_string))
         .bind(c.fingerprint.map(str::to_string))
         .bind(c.rollback_of)
+        .bind(c.emergency.map(str::to_string))
         .fetch_one(&mut *self.inner)
         .await?;
         row.into_change(Vec::new())
@@ -581,18 +602,23 @@ impl Tx {
         Ok(())
     }
 
+    /// What the policy, re-checked at an approval, now asks of a pending change.
     pub async fn set_requirements(
         &mut self,
         id: i64,
         requirements: &[Requirement],
         warnings: &[String],
+        emergency: Option<&str>,
     ) -> Result<(), DbError> {
-        sqlx::query("UPDATE changes SET requirements = $1, warnings = $2 WHERE id = $3")
-            .bind(to_json(&requirements))
-            .bind(to_json(&warnings))
-            .bind(id)
-            .execute(&mut *self.inner)
-            .await?;
+        sqlx::query(
+            "UPDATE changes SET requirements = $1, warnings = $2, emergency = $3 WHERE id = $4",
+        )
+        .bind(to_json(&requirements))
+        .bind(to_json(&warnings))
+        .bind(emergency.map(str::to_string))
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?;
         Ok(())
     }
 
@@ -680,7 +706,8 @@ impl Tx {
 
     // ----- incidents, freezes, pauses, verifications -------------------------------------------
 
-    /// Declares an incident with the next `INC-YYYY-MMDD-NNN` of its day.
+    /// Declares an incident with the next `INC-YYYY-MMDD-NNN` of its day. The number grows past
+    /// 999 (`INC-2026-1124-1000`) rather than running out.
     pub async fn insert_incident(
         &mut self,
         priority: crate::domain::Priority,
@@ -688,20 +715,20 @@ impl Tx {
         commander: &str,
         declared_by: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Incident>, DbError> {
+    ) -> Result<Incident, DbError> {
         let prefix = format!("INC-{}-", now.format("%Y-%m%d"));
-        let last: Option<String> =
-            sqlx::query_scalar("SELECT MAX(ticket) FROM incidents WHERE ticket LIKE $1")
-                .bind(format!("{prefix}%"))
-                .fetch_one(&mut *self.inner)
-                .await?;
+        // Longest first: as text, "…-1000" sorts before "…-999".
+        let last: Option<String> = sqlx::query_scalar(
+            "SELECT ticket FROM incidents WHERE ticket LIKE $1 \
+             ORDER BY length(ticket) DESC, ticket DESC LIMIT 1",
+        )
+        .bind(format!("{prefix}%"))
+        .fetch_optional(&mut *self.inner)
+        .await?;
         let next = last
-            .and_then(|t| t[prefix.len()..].parse::<u32>().ok())
+            .and_then(|t| t[prefix.len()..].parse::<u64>().ok())
             .unwrap_or(0)
             + 1;
-        if next > 999 {
-            return Ok(None);
-        }
         let ticket = format!("{prefix}{next:03}");
         let row: IncidentRow = sqlx::query_as(
             "INSERT INTO incidents (ticket, priority, title, commander, declared_by, declared_at) \
@@ -715,7 +742,24 @@ impl Tx {
         .bind(ms(now))
         .fetch_one(&mut *self.inner)
         .await?;
-        row.into_incident().map(Some)
+        row.into_incident()
+    }
+
+    /// When `by` declared incidents since `since`, oldest first (for the declaration rate limit).
+    pub async fn incidents_declared_since(
+        &mut self,
+        by: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, DbError> {
+        let times: Vec<i64> = sqlx::query_scalar(
+            "SELECT declared_at FROM incidents WHERE declared_by = $1 AND declared_at > $2 \
+             ORDER BY declared_at",
+        )
+        .bind(by.to_string())
+        .bind(ms(since))
+        .fetch_all(&mut *self.inner)
+        .await?;
+        Ok(times.into_iter().map(from_ms).collect())
     }
 
     pub async fn insert_freeze(

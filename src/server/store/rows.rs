@@ -42,6 +42,7 @@ pub struct ChangeRow {
     decided_by: Option<String>,
     output: Option<String>,
     rollback_of: Option<i64>,
+    emergency: Option<String>,
 }
 
 impl ChangeRow {
@@ -70,6 +71,7 @@ impl ChangeRow {
                 .map(|o| decode(serde_json::from_str::<ExecutionOutput>(&o)))
                 .transpose()?,
             rollback_of: self.rollback_of,
+            emergency: self.emergency,
         })
     }
 }
