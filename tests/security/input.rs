@@ -90,7 +90,11 @@ async fn a_string_parameter_never_becomes_an_option_or_hides_characters() {
         "{}",
         e.message
     );
-    assert!(argv_log(&srv).is_empty(), "nothing ran: {:?}", argv_log(&srv));
+    assert!(
+        argv_log(&srv).is_empty(),
+        "nothing ran: {:?}",
+        argv_log(&srv)
+    );
 
     // A good value is exactly one argument.
     let r = post_change(
@@ -113,7 +117,11 @@ async fn a_key_given_twice_is_refused_at_every_depth() {
     ] {
         let r = post_change(&srv, &body("record-medium", params)).await;
         let e = r.error(422);
-        assert!(e.message.contains("duplicate key"), "{params}: {}", e.message);
+        assert!(
+            e.message.contains("duplicate key"),
+            "{params}: {}",
+            e.message
+        );
     }
     // The top level refused duplicates already; it still does.
     let r = post_change(
@@ -147,15 +155,20 @@ async fn an_idempotency_key_stands_for_the_whole_request() {
     other["reason"] = json!("second");
     let e = post(other, "deploy-42").await.error(422);
     assert!(
-        e.message
-            .contains(&format!("already used for change #{id} with a different request")),
+        e.message.contains(&format!(
+            "already used for change #{id} with a different request"
+        )),
         "{}",
         e.message
     );
     // A key with a tab or a space is not "visible ASCII".
     for key in ["deploy\t42", "deploy 42"] {
         let e = post(first.clone(), key).await.error(422);
-        assert!(e.message.contains("visible ASCII"), "{key:?}: {}", e.message);
+        assert!(
+            e.message.contains("visible ASCII"),
+            "{key:?}: {}",
+            e.message
+        );
     }
     assert_eq!(srv.runs(), ["web"]);
 }
@@ -184,14 +197,21 @@ async fn numbers_ids_and_reasons_are_read_strictly() {
     for spelled in [format!("+{id}"), format!("0{id}"), format!("%20{id}")] {
         let r = send(srv.raw_as("bob", Method::GET, &format!("/api/v1/changes/{spelled}"))).await;
         let e = r.error(404);
-        assert!(e.message.contains("written plainly"), "{spelled}: {}", e.message);
+        assert!(
+            e.message.contains("written plainly"),
+            "{spelled}: {}",
+            e.message
+        );
     }
     // A reason of only a byte-order mark, or zero-width spaces, is no reason.
     for reason in ["\u{FEFF}", "\u{200B}\u{200B}", " \u{FEFF} "] {
         let mut r = req("record-medium", "CHG-1", "web", json!({}));
         r.reason = reason.into();
         let (_, message) = api_error(bob.create_change(&r, None).await, 422);
-        assert!(message.contains("reason is required"), "{reason:?}: {message}");
+        assert!(
+            message.contains("reason is required"),
+            "{reason:?}: {message}"
+        );
     }
     assert!(srv.runs().is_empty());
 }

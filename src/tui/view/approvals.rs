@@ -127,6 +127,14 @@ fn detail_lines<'a>(c: &'a Change, state: &State, theme: &Theme) -> Vec<Line<'a>
     let mut lines = vec![
         Line::from(vec![
             Span::styled(format!("#{} ", c.id), Style::default()),
+            // An emergency change skips the windows or a freeze: the reviewer must see that first.
+            Span::styled(
+                c.emergency
+                    .as_ref()
+                    .map(|inc| format!("EMERGENCY for {inc} · "))
+                    .unwrap_or_default(),
+                theme.warn(),
+            ),
             Span::raw(format!(
                 "{} on {} {} · {} · by {} ({})",
                 c.action,

@@ -140,3 +140,17 @@ fn the_outcome_of_a_submitted_change() {
     update(&mut s, Msg::Submitted(Ok(c)));
     insta::assert_snapshot!("outcome_pending_80x24", render(&s, 80, 24));
 }
+
+/// A reviewer sees that a change takes the emergency path before anything else about it.
+#[test]
+fn an_emergency_change_says_so_in_the_queue_detail() {
+    let mut s = scene("bob", Level::L2);
+    s.pane = Pane::Approvals;
+    let id = s.selected_change().expect("a pending change").id;
+    s.changes.get_mut(&id).expect("the change").emergency = Some("INC-2026-1124-001".into());
+    let screen = render(&s, 160, 48);
+    assert!(
+        screen.contains(&format!("#{id} EMERGENCY for INC-2026-1124-001 · ")),
+        "{screen}"
+    );
+}
