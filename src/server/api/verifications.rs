@@ -57,6 +57,7 @@ pub async fn show(
 #[utoipa::path(post, path = "/api/v1/verifications/{id}/outcome", tag = "verifications", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Verification id")), request_body = OutcomeRequest,
     responses((status = 200, body = Verification), (status = 401, body = ErrorBody),
+        (status = 403, description = "Not the change's requester or approver, and below L2", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "Already closed, or verified before its deadline", body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn decide(
