@@ -30,8 +30,9 @@ use commandbridge::domain::api::{
     Calendar, CalendarBlock, CatalogEntry, ChangeRequest, Event, Me, NextWindow, OpenWindow,
     WindowStatus,
 };
-use commandbridge::domain::change::{Change, ChangeState, Verification};
-use commandbridge::domain::policy::{Requirement, may_do};
+use commandbridge::domain::approval::{Requirement, may_do};
+use commandbridge::domain::change::{Change, ChangeState};
+use commandbridge::domain::verification::Verification;
 use commandbridge::domain::{Level, Risk, WindowKind};
 use commandbridge::server::clock::Clock;
 use commandbridge::server::store::Store;

@@ -1708,7 +1708,7 @@ async fn a_restart_fails_interrupted_changes_without_rerunning_and_keeps_verific
     api_error(srv.client("carol").approve(slow.id, &approve()).await, 409);
 
     // The verification clock survived, with the same deadline.
-    let clocks = |list: &[commandbridge::domain::change::Verification]| {
+    let clocks = |list: &[commandbridge::domain::verification::Verification]| {
         list.iter()
             .map(|v| (v.id, v.change_id, v.started_at, v.deadline, v.state))
             .collect::<Vec<_>>()

@@ -12,9 +12,8 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc, Weekday};
 use commandbridge::config::ServerConfig;
-use commandbridge::domain::policy::{
-    ApprovalRefusal, Decision, Outcome, PolicyInput, Requirement, decide, may_approve, unmet,
-};
+use commandbridge::domain::approval::{ApprovalRefusal, Requirement, may_approve, unmet};
+use commandbridge::domain::policy::{Decision, Outcome, PolicyInput, decide};
 use commandbridge::domain::{
     ActionSpec, Approval, Freeze, Incident, Level, Operator, Pause, Priority, Risk, Ticket,
     TicketKind,

@@ -15,7 +15,7 @@ use commandbridge::domain::api::{
     ApproveRequest, Event, IncidentRequest, OutcomeKind, OutcomeRequest, PauseRequest,
     RollbackRequest,
 };
-use commandbridge::domain::change::VerificationDetail;
+use commandbridge::domain::verification::VerificationDetail;
 use commandbridge::domain::verification::{Sample, VerificationState};
 use commandbridge::domain::{ChangeState, Level, Priority, Requirement, Verification};
 use commandbridge::server::clock::Clock;

@@ -12,7 +12,9 @@ use crate::domain::api::{
     FreezeRequest, Health, IncidentRequest, Me, OutcomeRequest, PauseRequest, Preview,
     RollbackRequest, WindowStatus,
 };
-use crate::domain::change::{Change, ChangeState, Incident, Verification, VerificationDetail};
+use crate::domain::change::{Change, ChangeState};
+use crate::domain::incident::Incident;
+use crate::domain::verification::{Verification, VerificationDetail};
 use crate::domain::window::{Freeze, Pause};
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};

@@ -12,8 +12,10 @@ use crate::domain::api::{
     ApproveRequest, ChangeRequest, DenyRequest, IncidentRequest, OutcomeKind, OutcomeRequest,
     Preview, RollbackRequest, WindowStatus,
 };
-use crate::domain::change::{Change, ChangeState, Incident, Priority};
-use crate::domain::policy::{Outcome, Requirement};
+use crate::domain::approval::Requirement;
+use crate::domain::change::{Change, ChangeState};
+use crate::domain::incident::{Incident, Priority};
+use crate::domain::policy::Outcome;
 use chrono::{DateTime, Utc};
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use serde::Serialize;
@@ -184,7 +186,7 @@ pub async fn verification(cmd: &VerificationCommand) -> Result<()> {
     }
 }
 
-fn format_verification(v: &crate::domain::change::Verification) -> String {
+fn format_verification(v: &crate::domain::verification::Verification) -> String {
     let mut line = format!(
         "#{} {:<17} change #{} {} on {}  deadline {}",
         v.id,
@@ -530,7 +532,8 @@ fn format_incident(i: &Incident) -> String {
 mod tests {
     use super::*;
     use crate::domain::action::Risk;
-    use crate::domain::change::{Approval, ExecutionOutput};
+    use crate::domain::approval::Approval;
+    use crate::domain::change::ExecutionOutput;
     use crate::domain::level::Level;
     use chrono::TimeZone;
     use serde_json::json;

@@ -1,9 +1,10 @@
 //! The JSON bodies of the HTTP API, shared by the server and the clients so they cannot drift.
 
 use crate::domain::action::{ActionSpec, ParamSpec, Risk};
-use crate::domain::change::Priority;
+use crate::domain::approval::Requirement;
+use crate::domain::incident::Priority;
 use crate::domain::level::Level;
-use crate::domain::policy::{Outcome, Requirement};
+use crate::domain::policy::Outcome;
 use crate::domain::window::{Freeze, Pause, WindowKind};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -85,7 +86,7 @@ impl CatalogEntry {
             rollback: spec.rollback.clone(),
             has_command: spec.command.is_some(),
             has_rollback_command: spec.can_roll_back(),
-            you_may: crate::domain::policy::may_do(spec.risk, level),
+            you_may: crate::domain::approval::may_do(spec.risk, level),
         }
     }
 }

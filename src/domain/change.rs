@@ -1,6 +1,7 @@
 //! The records the server keeps and the clients display.
 
 use crate::domain::action::Risk;
+use crate::domain::approval::{Approval, Requirement};
 use crate::domain::level::Level;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,12 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use utoipa::ToSchema;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Operator {
-    pub name: String,
-    pub level: Level,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -75,15 +70,6 @@ impl FromStr for ChangeState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Approval {
-    pub approver: String,
-    pub level: Level,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
 /// What the command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionOutput {
@@ -118,7 +104,7 @@ pub struct Change {
     pub expires_at: DateTime<Utc>,
     pub approvals: Vec<Approval>,
     /// What the policy asks for, in words ("L2 or L3 approval", "approval of incident commander carol").
-    pub approvals_required: Vec<crate::domain::policy::Requirement>,
+    pub approvals_required: Vec<Requirement>,
     pub warnings: Vec<String>,
     /// Why the change ended denied, expired or refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,101 +120,4 @@ pub struct Change {
     /// through a freeze, a pause or the hours outside the windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-pub enum Priority {
-    P1,
-    P2,
-    P3,
-    P4,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::P1 => "P1",
-            Priority::P2 => "P2",
-            Priority::P3 => "P3",
-            Priority::P4 => "P4",
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Priority {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_uppercase().as_str() {
-            "P1" => Ok(Priority::P1),
-            "P2" => Ok(Priority::P2),
-            "P3" => Ok(Priority::P3),
-            "P4" => Ok(Priority::P4),
-            _ => Err(format!("unknown priority '{s}': use P1, P2, P3 or P4")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Incident {
-    pub id: i64,
-    pub ticket: String,
-    pub priority: Priority,
-    pub title: String,
-    pub commander: String,
-    pub declared_by: String,
-    pub declared_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub closed_at: Option<DateTime<Utc>>,
-}
-
-impl Incident {
-    pub fn is_open(&self) -> bool {
-        self.closed_at.is_none()
-    }
-}
-
-/// The post-change verification of an executed change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Verification {
-    pub id: i64,
-    pub change_id: i64,
-    pub target: String,
-    pub action: String,
-    pub started_at: DateTime<Utc>,
-    pub deadline: DateTime<Utc>,
-    pub state: crate::domain::verification::VerificationState,
-    /// False when the target has no `[[services]]` entry: only the countdown runs.
-    pub health_checked: bool,
-    pub error_rate_checked: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_error_rate: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sample: Option<crate::domain::verification::Sample>,
-    /// The latest error-rate readings, oldest first, for a sparkline.
-    #[serde(default)]
-    pub recent_error_rates: Vec<Option<f64>>,
-    /// Set at the deadline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<crate::domain::verification::Summary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decided_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// The incident an escalation declared.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident: Option<String>,
-}
-
-/// A verification with every sample taken.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct VerificationDetail {
-    #[serde(flatten)]
-    pub verification: Verification,
-    pub samples: Vec<crate::domain::verification::Sample>,
 }

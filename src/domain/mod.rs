@@ -5,8 +5,11 @@
 
 pub mod action;
 pub mod api;
+pub mod approval;
 pub mod change;
+pub mod incident;
 pub mod level;
+pub mod operator;
 pub mod policy;
 pub mod text;
 pub mod ticket;
@@ -14,8 +17,12 @@ pub mod verification;
 pub mod window;
 
 pub use action::{ActionSpec, ParamKind, ParamSpec, Risk};
-pub use change::{Approval, Change, ChangeState, Incident, Operator, Priority, Verification};
+pub use approval::{Approval, Requirement};
+pub use change::{Change, ChangeState};
+pub use incident::{Incident, Priority};
 pub use level::Level;
-pub use policy::{Decision, Outcome, PolicyInput, Requirement};
+pub use operator::Operator;
+pub use policy::{Decision, Outcome, PolicyInput};
 pub use ticket::{Ticket, TicketKind};
+pub use verification::Verification;
 pub use window::{Freeze, Pause, Schedule, WindowKind, WindowSpec};

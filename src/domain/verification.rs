@@ -278,3 +278,43 @@ mod tests {
         assert!(!RateCheck::reading(f64::NAN, 0.01).ok);
     }
 }
+
+/// The post-change verification of an executed change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Verification {
+    pub id: i64,
+    pub change_id: i64,
+    pub target: String,
+    pub action: String,
+    pub started_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub state: VerificationState,
+    /// False when the target has no `[[services]]` entry: only the countdown runs.
+    pub health_checked: bool,
+    pub error_rate_checked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sample: Option<Sample>,
+    /// The latest error-rate readings, oldest first, for a sparkline.
+    #[serde(default)]
+    pub recent_error_rates: Vec<Option<f64>>,
+    /// Set at the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The incident an escalation declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+}
+
+/// A verification with every sample taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerificationDetail {
+    #[serde(flatten)]
+    pub verification: Verification,
+    pub samples: Vec<Sample>,
+}

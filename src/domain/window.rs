@@ -1,5 +1,6 @@
 //! Deployment windows, freezes and change pauses: when a change may run.
 
+use crate::domain::level::Level;
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -168,6 +169,42 @@ pub struct Pause {
     pub paused_at: DateTime<Utc>,
 }
 
+/// The calendar's governance actions, and who may take them. A freeze stops every team's changes
+/// for days, so only an L3 announces or removes one; a pause is the seed's escalation step
+/// ("immediately pause further changes"), which an L2 or L3 takes and ends. The server enforces
+/// this and the dashboard asks it before sending, so both say the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Governance {
+    AnnounceFreeze,
+    RemoveFreeze,
+    Pause,
+    Resume,
+}
+
+impl Governance {
+    pub fn min_level(self) -> Level {
+        match self {
+            Governance::AnnounceFreeze | Governance::RemoveFreeze => Level::L3,
+            Governance::Pause | Governance::Resume => Level::L2,
+        }
+    }
+
+    /// Whether an operator of `level` may take this action; if not, a sentence that says who may.
+    pub fn allowed(self, level: Level) -> Result<(), String> {
+        let what = match self {
+            Governance::AnnounceFreeze => "announcing a freeze",
+            Governance::RemoveFreeze => "removing a freeze",
+            Governance::Pause => "pausing changes",
+            Governance::Resume => "resuming changes",
+        };
+        match self.min_level() {
+            _ if level >= self.min_level() => Ok(()),
+            Level::L3 => Err(format!("{what} needs an L3 operator")),
+            _ => Err(format!("{what} needs an L2 or L3 operator")),
+        }
+    }
+}
+
 /// `2h13m`, `47m`, `3d4h`: how a countdown reads in a status line.
 pub fn human_duration(d: Duration) -> String {
     let mins = d.num_minutes().max(0);
@@ -303,5 +340,27 @@ pub(crate) mod tests {
         assert_eq!(human_duration(Duration::minutes(47)), "47m");
         assert_eq!(human_duration(Duration::seconds(30)), "30s");
         assert_eq!(human_duration(Duration::hours(76)), "3d4h");
+    }
+
+    #[test]
+    fn freezes_are_for_l3_and_pauses_for_l2_and_up() {
+        use Governance::*;
+        for (action, l1, l2, l3) in [
+            (AnnounceFreeze, false, false, true),
+            (RemoveFreeze, false, false, true),
+            (Pause, false, true, true),
+            (Resume, false, true, true),
+        ] {
+            let got = [Level::L1, Level::L2, Level::L3].map(|l| action.allowed(l).is_ok());
+            assert_eq!(got, [l1, l2, l3], "{action:?}");
+        }
+        assert_eq!(
+            AnnounceFreeze.allowed(Level::L2),
+            Err("announcing a freeze needs an L3 operator".into())
+        );
+        assert_eq!(
+            Pause.allowed(Level::L1),
+            Err("pausing changes needs an L2 or L3 operator".into())
+        );
     }
 }

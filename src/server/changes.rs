@@ -5,7 +5,10 @@
 
 use crate::domain::action::{self, validate_target};
 use crate::domain::api::{ChangeRequest, Preview};
-use crate::domain::change::{Approval, Change, ChangeState, ExecutionOutput, Operator};
+use crate::domain::approval;
+use crate::domain::approval::Approval;
+use crate::domain::change::{Change, ChangeState, ExecutionOutput};
+use crate::domain::operator::Operator;
 use crate::domain::policy::{self, Decision, Outcome, PolicyInput};
 use crate::domain::{ActionSpec, Freeze, Risk, Ticket};
 use crate::server::AppState;
@@ -371,14 +374,14 @@ pub async fn approve(
     };
     let now = state.clock.now();
     let (mut tx, change) = open_pending(state, id, now).await?;
-    policy::may_approve(
+    approval::may_approve(
         &change.approvals_required,
         &change.approvals,
         &change.requested_by,
         caller,
     )
     .map_err(|r| match r {
-        policy::ApprovalRefusal::AlreadyApproved => ApiError::conflict(r.message()),
+        approval::ApprovalRefusal::AlreadyApproved => ApiError::conflict(r.message()),
         _ => ApiError::forbidden(r.message()),
     })?;
     let approval = Approval {
@@ -447,7 +450,7 @@ pub async fn approve(
         d.emergency.as_deref(),
     )
     .await?;
-    let missing = policy::unmet(&d.approvals_required, &approvals, &change.requested_by);
+    let missing = approval::unmet(&d.approvals_required, &approvals, &change.requested_by);
     let run_now = missing.is_empty();
     if run_now {
         let moved = tx
@@ -504,7 +507,7 @@ pub async fn deny(state: &AppState, caller: &Operator, id: i64, reason: &str) ->
     let (mut tx, change) = open_pending(state, id, now).await?;
     // The requester may withdraw; otherwise only someone who could approve may deny.
     if caller.name != change.requested_by {
-        let missing = policy::unmet(
+        let missing = approval::unmet(
             &change.approvals_required,
             &change.approvals,
             &change.requested_by,
@@ -886,14 +889,14 @@ fn require_rollback_level(spec: &ActionSpec, requester: &Operator, d: &mut Decis
     let covered = d
         .approvals_required
         .iter()
-        .any(|r| matches!(r, policy::Requirement::Level { min: m } if *m >= min));
+        .any(|r| matches!(r, approval::Requirement::Level { min: m } if *m >= min));
     if requester.level >= min || covered {
         return;
     }
     d.approvals_required
-        .retain(|r| !matches!(r, policy::Requirement::Level { .. }));
+        .retain(|r| !matches!(r, approval::Requirement::Level { .. }));
     d.approvals_required
-        .push(policy::Requirement::Level { min });
+        .push(approval::Requirement::Level { min });
     d.reasons.push(format!(
         "the rollback of {} needs {min}: it waits for an {min} approval",
         spec.name

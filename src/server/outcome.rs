@@ -3,7 +3,9 @@
 
 use crate::domain::Level;
 use crate::domain::api::{OutcomeKind, OutcomeRequest};
-use crate::domain::change::{Change, Operator, Verification};
+use crate::domain::change::Change;
+use crate::domain::operator::Operator;
+use crate::domain::verification::Verification;
 use crate::domain::verification::VerificationState;
 use crate::domain::{Priority, verification::summarize};
 use crate::server::AppState;

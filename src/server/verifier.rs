@@ -4,7 +4,7 @@
 //! every verification with its original deadline.
 
 use crate::config::{ErrorRateConfig, ServiceConfig};
-use crate::domain::change::Verification;
+use crate::domain::verification::Verification;
 use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState, summarize};
 use crate::server::AppState;
 use crate::server::changes::commit;

@@ -7,9 +7,12 @@ use crate::domain::api::{
     ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
     OutcomeKind, OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus,
 };
-use crate::domain::change::{Change, ChangeState, Verification};
-use crate::domain::policy::{self, Requirement};
+use crate::domain::approval;
+use crate::domain::approval::Requirement;
+use crate::domain::change::{Change, ChangeState};
+use crate::domain::verification::Verification;
 use crate::domain::verification::VerificationState;
+use crate::domain::window::Governance;
 use crate::domain::{Level, Operator, Risk};
 use crate::tui::form::{ChangeForm, Field, Fields};
 use crate::tui::keymap::{Command, Keymap, Scope};
@@ -295,7 +298,7 @@ impl State {
             Some(me) => q
                 .iter()
                 .filter(|c| {
-                    policy::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, &me)
+                    approval::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, &me)
                         .is_ok()
                 })
                 .count(),
@@ -317,11 +320,11 @@ impl State {
         let Some(me) = self.operator() else {
             return Stance::Other(needs(c));
         };
-        match policy::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, &me) {
+        match approval::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, &me) {
             Ok(()) => Stance::CanApprove,
-            Err(policy::ApprovalRefusal::OwnChange) => Stance::Yours,
-            Err(policy::ApprovalRefusal::AlreadyApproved) => Stance::Approved,
-            Err(policy::ApprovalRefusal::NotEligible(_)) => Stance::Other(needs(c)),
+            Err(approval::ApprovalRefusal::OwnChange) => Stance::Yours,
+            Err(approval::ApprovalRefusal::AlreadyApproved) => Stance::Approved,
+            Err(approval::ApprovalRefusal::NotEligible(_)) => Stance::Other(needs(c)),
         }
     }
 
@@ -409,7 +412,7 @@ pub enum Stance {
 }
 
 fn needs(c: &Change) -> String {
-    let missing = policy::unmet(&c.approvals_required, &c.approvals, &c.requested_by);
+    let missing = approval::unmet(&c.approvals_required, &c.approvals, &c.requested_by);
     let words: Vec<String> = missing.iter().map(|r| short_requirement(r)).collect();
     format!("needs {}", words.join(" + "))
 }
@@ -860,8 +863,8 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
             return vec![Effect::LoadCalendar { from, to }];
         }
         Command::AddFreeze => {
-            if level < Some(Level::L3) {
-                state.say(Tone::Error, "announcing a freeze needs an L3 operator");
+            if let Err(why) = may(Governance::AnnounceFreeze, level) {
+                state.say(Tone::Error, why);
             } else {
                 let (from, _) = state.week_range();
                 let mut start = Field::new("Starts", "UTC, YYYY-MM-DD HH:MM");
@@ -874,8 +877,8 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
             }
         }
         Command::RemoveFreeze => {
-            if level < Some(Level::L3) {
-                state.say(Tone::Error, "removing a freeze needs an L3 operator");
+            if let Err(why) = may(Governance::RemoveFreeze, level) {
+                state.say(Tone::Error, why);
             } else if let Some((id, _)) = state.removable_freezes().get(state.freeze_sel).cloned() {
                 state.in_flight += 1;
                 return vec![Effect::RemoveFreeze(id)];
@@ -884,8 +887,8 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
             }
         }
         Command::Pause => {
-            if level < Some(Level::L2) {
-                state.say(Tone::Error, "pausing changes needs an L2 or L3 operator");
+            if let Err(why) = may(Governance::Pause, level) {
+                state.say(Tone::Error, why);
             } else {
                 state.modal = Some(Modal::PauseReason(Fields::new(vec![Field::new(
                     "Reason",
@@ -894,8 +897,8 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
             }
         }
         Command::Resume => {
-            if level < Some(Level::L2) {
-                state.say(Tone::Error, "resuming changes needs an L2 or L3 operator");
+            if let Err(why) = may(Governance::Resume, level) {
+                state.say(Tone::Error, why);
             } else {
                 state.in_flight += 1;
                 return vec![Effect::Resume];
@@ -903,6 +906,12 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
         }
     }
     Vec::new()
+}
+
+/// The domain's rule for a governance action; before `/me` answers, the level is unknown and
+/// counts as the lowest.
+fn may(action: Governance, level: Option<Level>) -> Result<(), String> {
+    action.allowed(level.unwrap_or(Level::L1))
 }
 
 fn is(key: &KeyEvent, code: KeyCode) -> bool {

@@ -4,8 +4,10 @@ use crate::config::ServerConfig;
 use crate::domain::api::{
     Calendar, CalendarBlock, CatalogEntry, Event, Me, NextWindow, OpenWindow, WindowStatus,
 };
-use crate::domain::change::{Approval, Change, ChangeState, Verification};
-use crate::domain::policy::Requirement;
+use crate::domain::approval::Approval;
+use crate::domain::approval::Requirement;
+use crate::domain::change::{Change, ChangeState};
+use crate::domain::verification::Verification;
 use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState};
 use crate::domain::{Level, Risk, WindowKind};
 use crate::tui::app::{Msg, State, update};

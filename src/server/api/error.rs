@@ -46,9 +46,6 @@ impl ApiError {
     pub fn rate_limited(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", m)
     }
-    pub fn need_level(level: crate::domain::Level, what: &str) -> ApiError {
-        ApiError::forbidden(format!("{what} needs an {level} or higher operator"))
-    }
 }
 
 impl IntoResponse for ApiError {

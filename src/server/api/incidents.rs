@@ -1,5 +1,5 @@
 use crate::domain::api::{ErrorBody, IncidentRequest};
-use crate::domain::change::Incident;
+use crate::domain::incident::Incident;
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiJson, ApiResult, required_text};
 use crate::server::auth::Caller;

@@ -1,5 +1,5 @@
 use crate::domain::api::{ErrorBody, OutcomeRequest};
-use crate::domain::change::{Verification, VerificationDetail};
+use crate::domain::verification::{Verification, VerificationDetail};
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiId, ApiJson, ApiQuery, ApiResult};
 use crate::server::auth::Caller;

@@ -4,8 +4,8 @@ use crate::domain::api::{
     Calendar, CalendarBlock, ErrorBody, FreezeRequest, NextWindow, OpenWindow, PauseRequest,
     WindowStatus,
 };
-use crate::domain::window::human_duration;
-use crate::domain::{Freeze, Level, Pause, WindowKind};
+use crate::domain::window::{Governance, human_duration};
+use crate::domain::{Freeze, Pause, WindowKind};
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiId, ApiJson, ApiQuery, ApiResult, required_text};
 use crate::server::auth::Caller;
@@ -165,9 +165,9 @@ pub async fn add_freeze(
     Caller(op): Caller,
     ApiJson(req): ApiJson<FreezeRequest>,
 ) -> ApiResult<(StatusCode, Json<Freeze>)> {
-    if op.level < Level::L3 {
-        return Err(ApiError::need_level(Level::L3, "announcing a freeze"));
-    }
+    Governance::AnnounceFreeze
+        .allowed(op.level)
+        .map_err(ApiError::forbidden)?;
     let name = required_text("name", &req.name, 120)?;
     if req.ends_at <= req.starts_at {
         return Err(ApiError::invalid("ends_at must be after starts_at"));
@@ -209,9 +209,9 @@ pub async fn remove_freeze(
     Caller(op): Caller,
     ApiId(id): ApiId,
 ) -> ApiResult<StatusCode> {
-    if op.level < Level::L3 {
-        return Err(ApiError::need_level(Level::L3, "removing a freeze"));
-    }
+    Governance::RemoveFreeze
+        .allowed(op.level)
+        .map_err(ApiError::forbidden)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
     let f = tx.delete_freeze(id, now).await?.ok_or_else(|| {
@@ -245,9 +245,9 @@ pub async fn pause(
     Caller(op): Caller,
     ApiJson(req): ApiJson<PauseRequest>,
 ) -> ApiResult<(StatusCode, Json<Pause>)> {
-    if op.level < Level::L2 {
-        return Err(ApiError::need_level(Level::L2, "pausing changes"));
-    }
+    Governance::Pause
+        .allowed(op.level)
+        .map_err(ApiError::forbidden)?;
     let reason = required_text("reason", &req.reason, 500)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
@@ -279,9 +279,9 @@ pub async fn pause(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn resume(State(state): State<AppState>, Caller(op): Caller) -> ApiResult<StatusCode> {
-    if op.level < Level::L2 {
-        return Err(ApiError::need_level(Level::L2, "resuming changes"));
-    }
+    Governance::Resume
+        .allowed(op.level)
+        .map_err(ApiError::forbidden)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
     if !tx.end_pause(&op.name, now).await? {

@@ -9,8 +9,11 @@ mod rows;
 pub mod verification;
 
 use crate::domain::api::{AuditEntry, Event};
-use crate::domain::change::{Approval, Change, ChangeState, ExecutionOutput, Incident, Operator};
-use crate::domain::policy::Requirement;
+use crate::domain::approval::Approval;
+use crate::domain::approval::Requirement;
+use crate::domain::change::{Change, ChangeState, ExecutionOutput};
+use crate::domain::incident::Incident;
+use crate::domain::operator::Operator;
 use crate::domain::{Freeze, Level, Pause};
 use chrono::{DateTime, Utc};
 use rows::{ChangeRow, IncidentRow, from_ms, ms};

@@ -2,7 +2,10 @@
 
 use super::DbError;
 use crate::config::ServiceConfig;
-use crate::domain::change::{Approval, Change, ExecutionOutput, Incident, Verification};
+use crate::domain::approval::Approval;
+use crate::domain::change::{Change, ExecutionOutput};
+use crate::domain::incident::Incident;
+use crate::domain::verification::Verification;
 use chrono::{DateTime, TimeZone, Utc};
 
 pub fn ms(t: DateTime<Utc>) -> i64 {

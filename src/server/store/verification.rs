@@ -3,8 +3,9 @@
 use super::rows::{VerificationRow, from_ms, ms};
 use super::{DbError, Store, Tx};
 use crate::config::ServiceConfig;
-use crate::domain::change::{Change, Verification, VerificationDetail};
+use crate::domain::change::Change;
 use crate::domain::verification::{Sample, Summary, VerificationState, after_sample};
+use crate::domain::verification::{Verification, VerificationDetail};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 

@@ -1,7 +1,7 @@
 //! Pane 4: changes in their post-change verification: countdown and gauge, health, an
 //! error-rate sparkline against its threshold, and the state.
 
-use crate::domain::change::Verification;
+use crate::domain::verification::Verification;
 use crate::domain::verification::VerificationState;
 use crate::tui::app::State;
 use crate::tui::theme::Theme;
