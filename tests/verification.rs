@@ -1184,7 +1184,16 @@ async fn rollback_runs_the_rollback_command_with_the_captured_value_through_the_
     want.extend(["failover db".to_string(), "failback db".to_string()]);
     assert_eq!(rollback_log(&srv), want);
 
-    // The policy applies to rollbacks: with changes paused, a CHG rollback is refused.
+    // The policy applies to rollbacks: with changes paused, a CHG rollback is refused. (A
+    // change not rolled back yet: `orig` has had its one rollback.)
+    let again = create(
+        &bob,
+        &req("scale-captured", "CHG-4006", "web", json!({"replicas": 4})),
+    )
+    .await;
+    assert_eq!(settled(&bob, again.id).await.state, ChangeState::Executed);
+    want.push("scale web 4".to_string());
+    assert_eq!(rollback_log(&srv), want);
     bob.pause(&PauseRequest {
         reason: "incident in progress".into(),
     })
@@ -1192,7 +1201,7 @@ async fn rollback_runs_the_rollback_command_with_the_captured_value_through_the_
     .expect("pause");
     let changes_before = bob.changes(None, None).await.expect("changes").len();
     let (error, message) = api_error(
-        bob.rollback(orig.id, &rollback_req("scale back", None))
+        bob.rollback(again.id, &rollback_req("scale back", None))
             .await,
         409,
     );
