@@ -3,6 +3,10 @@
 
 mod support;
 
+mod api {
+    pub mod conformance;
+}
+
 use chrono::{Duration as ChronoDuration, Utc};
 use commandbridge::client::ClientError;
 use commandbridge::domain::api::{

@@ -7,11 +7,14 @@ use axum::extract::State;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries after this sequence number (default 0).
+    #[param(value_type = i64, required = false, minimum = 0, default = 0)]
     after: Option<i64>,
     /// At most this many (default 100, at most 1000).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
@@ -29,10 +32,11 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 1000"));
     }
-    Ok(Json(
-        state
-            .store
-            .audit_entries(q.after.unwrap_or(0), limit)
-            .await?,
-    ))
+    let after = q.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::invalid(
+            "after must be 0 or a sequence number from the log",
+        ));
+    }
+    Ok(Json(state.store.audit_entries(after, limit).await?))
 }

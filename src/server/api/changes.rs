@@ -62,11 +62,14 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only changes in this state, e.g. `pending_approval`.
+    #[param(value_type = ChangeState, required = false)]
     state: Option<String>,
     /// At most this many (default 200, at most 20000).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 20000, default = 200)]
     limit: Option<i64>,
 }
 

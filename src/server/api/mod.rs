@@ -67,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(changes::rollback))
         .routes(routes!(system::healthz))
         .split_for_parts();
+    let mut doc = doc;
+    document_body_errors(&mut doc);
     let doc = std::sync::Arc::new(doc);
     api.route(
         "/api/v1/openapi.json",
@@ -84,6 +86,48 @@ pub fn router(state: AppState) -> Router {
         count_responses,
     ))
     .with_state(state)
+}
+
+/// Every operation that takes a body can answer 413 (over [`BODY_LIMIT`]) and 415 (not sent as
+/// JSON): the extractors in `error.rs` produce both for every handler, so they are documented
+/// here for every handler, in one place, rather than in each annotation.
+fn document_body_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if op.request_body.is_none() {
+                continue;
+            }
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("413".into())
+                .or_insert_with(|| error("The body is over the 64 KiB limit"));
+            responses
+                .entry("415".into())
+                .or_insert_with(|| error("The body is missing or not sent as application/json"));
+        }
+    }
 }
 
 async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -24,11 +24,14 @@ async fn all_freezes(state: &AppState) -> ApiResult<Vec<Freeze>> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarQuery {
     /// Start (RFC 3339); default: this week's Monday 00:00 UTC.
+    #[param(value_type = String, format = DateTime, required = false)]
     from: Option<DateTime<Utc>>,
     /// End (RFC 3339); default: seven days after `from`. At most 92 days after `from`.
+    #[param(value_type = String, format = DateTime, required = false)]
     to: Option<DateTime<Utc>>,
 }
 

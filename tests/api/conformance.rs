@@ -1,0 +1,91 @@
+//! The OpenAPI document is a contract: an outside fuzzer (schemathesis) generates requests from
+//! `/api/v1/openapi.json` and checks that every status code and body the server answers is one
+//! the document promises, and that requests the document forbids are refused. A fixed seed and
+//! a bounded number of examples keep the run short and repeatable.
+//!
+//! Schemathesis is a Python tool: it is installed once into `target/schemathesis-venv` (pinned,
+//! from PyPI). Without Python the test says it was skipped; under CI it must run.
+
+use crate::support::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// The `st` executable, installing it into the venv when it is not there yet.
+fn schemathesis() -> Result<PathBuf, String> {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv");
+    let st = venv.join("bin/st");
+    if st.exists() {
+        return Ok(st);
+    }
+    let run = |cmd: &mut Command| -> Result<(), String> {
+        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        SCHEMATHESIS,
+    ]))?;
+    Ok(st)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_says_what_the_server_does() {
+    let st = match schemathesis() {
+        Ok(st) => st,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: schemathesis could not be installed ({why})");
+            return;
+        }
+        Err(why) => panic!("schemathesis is required under CI: {why}"),
+    };
+    let srv = TestServer::start(TUESDAY_10).await;
+    let base = srv.base().to_string();
+    let token = srv.token("bob").to_string();
+    // The event stream stays open by design; a fuzzer waiting for its end would hang.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(st)
+            .args([
+                "run",
+                &format!("{base}/api/v1/openapi.json"),
+                "--url",
+                &base,
+            ])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "status_code_conformance,response_schema_conformance,negative_data_rejection",
+                "--seed",
+                "1",
+                "--max-examples",
+                "30",
+                "--workers",
+                "1",
+                "--exclude-path",
+                "/api/v1/events",
+                "--no-color",
+            ])
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            .output()
+            .expect("run schemathesis")
+    })
+    .await
+    .expect("join");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the server answered what its OpenAPI document does not promise:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
