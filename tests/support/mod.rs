@@ -6,11 +6,13 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod binary;
+pub mod fakes;
 
 use chrono::{DateTime, Utc};
 use commandbridge::client::{ApiClient, ClientError};
 use commandbridge::config::{DEFAULT_SERVER_TOML, ServerConfig};
-use commandbridge::domain::api::{ChangeRequest, ErrorBody};
+use commandbridge::domain::api::Event;
+use commandbridge::domain::api::{ApproveRequest, ChangeRequest, DenyRequest, ErrorBody};
 use commandbridge::domain::{Change, Level};
 use commandbridge::server::clock::Clock;
 use commandbridge::server::store::Store;
@@ -449,4 +451,33 @@ pub async fn settled(client: &ApiClient, id: i64) -> Change {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("change #{id} still executing after 5 s");
+}
+
+/// An approval without a comment.
+pub fn approve() -> ApproveRequest {
+    ApproveRequest::default()
+}
+
+pub fn deny(reason: &str) -> DenyRequest {
+    DenyRequest {
+        reason: reason.into(),
+    }
+}
+
+/// A live event stream, as the client opens it.
+pub type Events = futures::stream::BoxStream<'static, Result<Event, ClientError>>;
+
+/// The next event, within 2 s. A `stream.ready` greeting (a marker of where the stream starts,
+/// not an event of its own) is skipped.
+pub async fn next_event(stream: &mut Events) -> Event {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(stream))
+            .await
+            .expect("an event within 2 s")
+            .expect("the stream is open")
+            .expect("a valid event");
+        if e.kind != "stream.ready" {
+            return e;
+        }
+    }
 }

@@ -3,16 +3,10 @@
 //! used up.
 
 use crate::support::*;
-use commandbridge::domain::api::{
-    ApproveRequest, IncidentRequest, OutcomeKind, OutcomeRequest, RollbackRequest,
-};
+use commandbridge::domain::api::{IncidentRequest, OutcomeKind, OutcomeRequest, RollbackRequest};
 use commandbridge::domain::{ChangeState, Level, Priority, Requirement};
 use serde_json::json;
 use std::path::Path;
-
-fn approve() -> ApproveRequest {
-    ApproveRequest::default()
-}
 
 fn incident(priority: Priority, commander: &str) -> IncidentRequest {
     IncidentRequest {

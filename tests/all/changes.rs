@@ -1,0 +1,386 @@
+//! The life of a change: decided once, executed exactly once, idempotent retries, the policy re-checked at the last approval, emergency changes, expiry.
+
+use crate::support::*;
+use chrono::Duration as ChronoDuration;
+use commandbridge::client::ClientError;
+use commandbridge::domain::api::{ApproveRequest, IncidentRequest};
+use commandbridge::domain::{ChangeState, Level, Priority, Requirement};
+use commandbridge::server::clock::Clock;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+
+// ---- 409 ------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn deciding_a_decided_change_gets_409() {
+    let srv = TestServer::start(TUESDAY_10).await;
+    let (alice, bob, dave) = (srv.client("alice"), srv.client("bob"), srv.client("dave"));
+
+    let change = create(&alice, &req("record-high", "CHG-3001", "web-1", json!({}))).await;
+    assert_eq!(change.state, ChangeState::PendingApproval);
+    let done = bob
+        .approve(change.id, &approve())
+        .await
+        .expect("bob approves");
+    assert_eq!(done.state, ChangeState::Executed);
+    assert_eq!(srv.runs_of("web-1"), 1);
+
+    let (error, message) = api_error(dave.approve(change.id, &approve()).await, 409);
+    assert_eq!(error, "conflict");
+    assert!(message.contains("already executed"), "{message}");
+    api_error(bob.approve(change.id, &approve()).await, 409);
+    api_error(dave.deny(change.id, &deny("too late")).await, 409);
+    assert_eq!(srv.runs_of("web-1"), 1, "a late approval runs nothing");
+
+    // A denied change cannot be approved afterwards.
+    let denied = create(&alice, &req("record-high", "CHG-3002", "web-2", json!({}))).await;
+    let d = bob.deny(denied.id, &deny("not today")).await.expect("deny");
+    assert_eq!(d.state, ChangeState::Denied);
+    let (_, message) = api_error(dave.approve(denied.id, &approve()).await, 409);
+    assert!(message.contains("denied"), "{message}");
+    assert_eq!(srv.runs_of("web-2"), 0);
+}
+
+// ---- exactly once -----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_approvals_execute_exactly_once() {
+    let mut srv = TestServer::start(TUESDAY_10).await;
+    let mut reviewers = Vec::new();
+    for i in 0..20 {
+        let level = if i % 3 == 0 { Level::L3 } else { Level::L2 };
+        reviewers.push(srv.add_operator(&format!("reviewer-{i:02}"), level).await);
+    }
+    let change = create(
+        &srv.client("alice"),
+        &req("record-high", "CHG-8001", "db-primary", json!({})),
+    )
+    .await;
+    assert_eq!(change.state, ChangeState::PendingApproval);
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(reviewers.len()));
+    let tasks: Vec<_> = reviewers
+        .into_iter()
+        .map(|client| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client
+                    .approve(
+                        change.id,
+                        &ApproveRequest {
+                            comment: Some("lgtm".into()),
+                        },
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    let mut refused = Vec::new();
+    for t in tasks {
+        match t.await.expect("the task ran") {
+            Ok(c) => ok.push(c),
+            Err(ClientError::Api { status, .. }) if status == 409 || status == 403 => {
+                refused.push(status)
+            }
+            Err(e) => panic!("unexpected answer to a concurrent approval: {e}"),
+        }
+    }
+    assert_eq!(
+        ok.len(),
+        1,
+        "exactly one approval wins; refused: {refused:?}"
+    );
+    assert_eq!(refused.len(), 19);
+    let winner = &ok[0];
+    assert_eq!(winner.state, ChangeState::Executed, "{winner:?}");
+    assert_eq!(winner.output.as_ref().and_then(|o| o.exit_code), Some(0));
+
+    // Give a second execution every chance to show up before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        srv.runs(),
+        vec!["db-primary".to_string()],
+        "the command ran exactly once"
+    );
+    let shown = srv.client("bob").change(change.id).await.expect("show");
+    assert_eq!(shown.state, ChangeState::Executed);
+    assert_eq!(
+        shown.approvals.len(),
+        1,
+        "one approval recorded: {:?}",
+        shown.approvals
+    );
+    let audit = srv
+        .client("bob")
+        .audit(None, Some(1000))
+        .await
+        .expect("audit");
+    let subject = format!("change:{}", change.id);
+    let executed = audit
+        .iter()
+        .filter(|e| e.subject == subject && e.kind == "change.executed")
+        .count();
+    assert_eq!(executed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotent_create_retries_run_once() {
+    let srv = TestServer::start(TUESDAY_10).await;
+    let body = req("record-medium", "CHG-9001", "cache-1", json!({}));
+    let post = |key: &str, body: &commandbridge::domain::api::ChangeRequest, who: &str| {
+        srv.raw_as(who, Method::POST, "/api/v1/changes")
+            .header("Idempotency-Key", key)
+            .json(body)
+    };
+
+    let first = send(post("retry-1", &body, "bob")).await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let first = first.json();
+    assert_eq!(first["state"], "executed");
+    let replay = send(post("retry-1", &body, "bob")).await;
+    assert_eq!(
+        replay.status,
+        200,
+        "a replay answers 200: {}",
+        replay.text()
+    );
+    let replay = replay.json();
+    assert_eq!(replay["id"], first["id"], "the same change");
+    assert_eq!(replay["state"], "executed");
+
+    // Same key, different request: refused, nothing recorded or run.
+    let mut other = body.clone();
+    other.target = "cache-2".into();
+    let m = send(post("retry-1", &other, "bob"))
+        .await
+        .error(422)
+        .message;
+    assert!(m.contains("Idempotency-Key"), "{m}");
+    // Keys belong to their operator: alice may use the same key for her own request.
+    let alices = send(post("retry-1", &other, "alice")).await;
+    assert_eq!(alices.status, 201, "{}", alices.text());
+
+    // Concurrent retries of one request: one change, one execution.
+    let mut second = body.clone();
+    second.target = "cache-3".into();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let rb = post("retry-2", &second, "bob");
+            tokio::spawn(send(rb))
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{} {}",
+            r.status,
+            r.text()
+        );
+        created += usize::from(r.status == 201);
+        ids.push(r.json()["id"].as_i64().expect("an id"));
+    }
+    assert_eq!(created, 1, "one request created it, the rest were replays");
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every retry got the same change");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(srv.runs_of("cache-1"), 1);
+    assert_eq!(srv.runs_of("cache-2"), 1, "alice's change");
+    assert_eq!(srv.runs_of("cache-3"), 1);
+    assert_eq!(srv.runs().len(), 3);
+    assert_eq!(
+        srv.client("bob")
+            .changes(None, None)
+            .await
+            .expect("list")
+            .len(),
+        3
+    );
+}
+
+// ---- the policy at approval time ------------------------------------------------------------------
+
+#[tokio::test]
+async fn policy_is_rechecked_when_the_last_approval_arrives() {
+    // Three seconds before the Standard window closes.
+    let srv = TestServer::start("2026-11-24T15:59:57Z").await;
+    let (alice, bob) = (srv.client("alice"), srv.client("bob"));
+
+    let change = create(&alice, &req("record-high", "CHG-1111", "web", json!({}))).await;
+    assert_eq!(
+        change.state,
+        ChangeState::PendingApproval,
+        "requested inside the window"
+    );
+    assert!(
+        change
+            .warnings
+            .iter()
+            .any(|w| w.contains("off-peak preferred")),
+        "{:?}",
+        change.warnings
+    );
+
+    // Wait, by the server's clock, until the window has closed.
+    let closes = at("2026-11-24T16:00:00Z");
+    let now = bob.health().await.expect("health").now;
+    assert!(now < closes, "the test set-up took too long: {now}");
+    let wait = (closes - now).to_std().expect("positive") + Duration::from_millis(150);
+    tokio::time::sleep(wait).await;
+
+    let (error, message) = api_error(bob.approve(change.id, &approve()).await, 409);
+    assert_eq!(error, "refused");
+    assert!(
+        message.contains("refused") && message.contains("window"),
+        "{message}"
+    );
+    let shown = bob.change(change.id).await.expect("show");
+    assert_eq!(shown.state, ChangeState::Refused);
+    assert_eq!(shown.decided_by.as_deref(), Some("bob"));
+    assert!(shown.output.is_none(), "nothing was started");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(srv.runs().is_empty(), "the command did not run");
+}
+
+// ---- emergency changes ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn emergency_change_needs_a_p1_or_p2_incident_and_its_commander() {
+    let srv = TestServer::start(SATURDAY_NOON).await;
+    let (bob, carol, dave) = (srv.client("bob"), srv.client("carol"), srv.client("dave"));
+
+    let p2 = dave
+        .declare_incident(&IncidentRequest {
+            priority: Priority::P2,
+            title: "error rate up on api".into(),
+            commander: "carol".into(),
+        })
+        .await
+        .expect("declare P2");
+    assert_eq!(p2.ticket, "INC-2026-1128-001");
+    assert_eq!(p2.commander, "carol");
+    assert!(
+        dave.incidents()
+            .await
+            .expect("list")
+            .iter()
+            .any(|i| i.ticket == p2.ticket)
+    );
+
+    // Medium risk, L2 requester: only the commander's approval is needed.
+    let change = create(&bob, &req("record-medium", &p2.ticket, "api", json!({}))).await;
+    assert_eq!(change.state, ChangeState::PendingApproval);
+    assert_eq!(
+        change.approvals_required,
+        vec![Requirement::Commander {
+            name: "carol".into(),
+            incident: p2.ticket.clone()
+        }]
+    );
+    let (_, message) = api_error(dave.approve(change.id, &approve()).await, 403);
+    assert!(message.contains("carol"), "says who can approve: {message}");
+    assert!(srv.runs().is_empty());
+    let done = carol
+        .approve(change.id, &approve())
+        .await
+        .expect("the commander approves");
+    assert_eq!(done.state, ChangeState::Executed);
+    assert_eq!(srv.runs(), vec!["api".to_string()]);
+
+    assert_eq!(done.emergency.as_deref(), Some(p2.ticket.as_str()));
+
+    // The commander's own emergency change still needs someone else: an L2 or L3.
+    let own = create(
+        &carol,
+        &req("record-medium", &p2.ticket, "api-2", json!({})),
+    )
+    .await;
+    assert_eq!(own.state, ChangeState::PendingApproval);
+    assert_eq!(
+        own.approvals_required,
+        vec![Requirement::Level { min: Level::L2 }]
+    );
+    let done = dave
+        .approve(own.id, &approve())
+        .await
+        .expect("an L2 approves");
+    assert_eq!(done.state, ChangeState::Executed);
+
+    // P3 is not an emergency.
+    let p3 = dave
+        .declare_incident(&IncidentRequest {
+            priority: Priority::P3,
+            title: "minor".into(),
+            commander: "carol".into(),
+        })
+        .await
+        .expect("declare P3");
+    assert_eq!(p3.ticket, "INC-2026-1128-002");
+    let (error, message) = api_error(
+        bob.create_change(&req("record-medium", &p3.ticket, "api", json!({})), None)
+            .await,
+        409,
+    );
+    assert_eq!(error, "refused");
+    assert!(message.contains("P1 and P2"), "{message}");
+    // Nor is an incident that was never declared.
+    let (_, message) = api_error(
+        bob.create_change(&req("record-medium", "INC-042", "api", json!({})), None)
+            .await,
+        409,
+    );
+    assert!(message.contains("not an incident declared"), "{message}");
+    assert_eq!(srv.runs().len(), 2);
+}
+
+#[tokio::test]
+async fn a_pending_change_expires_after_its_ttl() {
+    let t0 = at(TUESDAY_10);
+    let mut srv = TestServer::start(TUESDAY_10).await;
+    let change = create(
+        &srv.client("alice"),
+        &req("record-high", "CHG-1", "web", json!({})),
+    )
+    .await;
+    assert_eq!(change.state, ChangeState::PendingApproval);
+    assert!(
+        (change.created_at - t0).num_seconds().abs() < 30,
+        "{}",
+        change.created_at
+    );
+    let ttl = change.expires_at - change.created_at;
+    assert!(
+        (ttl - ChronoDuration::minutes(240))
+            .num_milliseconds()
+            .abs()
+            <= 1,
+        "{ttl}"
+    );
+
+    // Five hours later (still inside Tuesday's Standard window): past the 240-minute limit.
+    srv.restart(Clock::starting_at(t0 + ChronoDuration::hours(5)))
+        .await;
+    let (error, message) = api_error(srv.client("bob").approve(change.id, &approve()).await, 409);
+    assert_eq!(error, "expired");
+    assert!(message.contains("expired"), "{message}");
+    let shown = srv.client("bob").change(change.id).await.expect("show");
+    assert_eq!(shown.state, ChangeState::Expired);
+    api_error(srv.client("bob").deny(change.id, &deny("late")).await, 409);
+    assert!(srv.runs().is_empty());
+    let audit = srv
+        .client("bob")
+        .audit(None, Some(1000))
+        .await
+        .expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.kind == "change.expired" && e.subject == format!("change:{}", change.id))
+    );
+}

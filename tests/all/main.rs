@@ -1,0 +1,25 @@
+//! Every integration test in one binary, a module per resource: one link for the whole suite
+//! instead of one per file (the layout of omicron's `nexus/tests/test_all.rs`). The dashboard's
+//! end-to-end run in tmux (`tests/tui_e2e.rs`) stays a binary of its own: it measures how fast
+//! an event reaches the screen, which the rest of the suite running beside it would disturb.
+//!
+//! The harness is `tests/support/`: the real server in-process on a loopback port
+//! (`support/mod.rs`), the real binary as a child process (`support/binary.rs`), and real HTTP
+//! endpoints the server checks and calls (`support/fakes.rs`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod audit;
+mod auth;
+mod changes;
+mod events;
+mod input;
+mod policy;
+mod restart;
+mod rollback;
+mod security;
+mod system;
+mod verification;
+mod webhook;
+mod windows;

@@ -1,0 +1,213 @@
+//! Rollbacks: the rollback command with what was captured, through the policy and the action's rollback level.
+
+use crate::support::fakes::*;
+use crate::support::*;
+use commandbridge::domain::api::{ApproveRequest, IncidentRequest, PauseRequest};
+use commandbridge::domain::{ChangeState, Level, Priority, Requirement};
+use serde_json::json;
+
+// ---- rollback --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn rollback_runs_the_rollback_command_with_the_captured_value_through_the_policy() {
+    let srv = TestServer::start_configured(clock_at(TUESDAY_10), |dir| {
+        verification_toml(0.05) + &rollback_actions(dir)
+    })
+    .await;
+    let (alice, bob, carol, dave) = (
+        srv.client("alice"),
+        srv.client("bob"),
+        srv.client("carol"),
+        srv.client("dave"),
+    );
+
+    // capture_command ran before the change; the rollback runs with what it printed.
+    let orig = create(
+        &bob,
+        &req("scale-captured", "CHG-4001", "web", json!({"replicas": 3})),
+    )
+    .await;
+    let orig = settled(&bob, orig.id).await;
+    assert_eq!(orig.state, ChangeState::Executed, "{:?}", orig.output);
+    assert_eq!(rollback_log(&srv), ["scale web 3"]);
+    let rb = bob
+        .rollback(orig.id, &rollback_req("too many replicas", None))
+        .await
+        .expect("roll back");
+    assert_eq!(rb.rollback_of, Some(orig.id));
+    assert_ne!(rb.id, orig.id);
+    assert_eq!(
+        (
+            rb.action.as_str(),
+            rb.target.as_str(),
+            rb.ticket.as_str(),
+            rb.requested_by.as_str()
+        ),
+        ("scale-captured", "web", "CHG-4001", "bob")
+    );
+    assert!(rb.reason.contains("too many replicas"), "{}", rb.reason);
+    let rb = settled(&bob, rb.id).await;
+    assert_eq!(rb.state, ChangeState::Executed, "{:?}", rb.output);
+    assert_eq!(rollback_log(&srv), ["scale web 3", "rollback web 7"]);
+    let orig_now = bob.change(orig.id).await.expect("GET");
+    assert_eq!(
+        (orig_now.state, orig_now.rollback_of),
+        (ChangeState::Executed, None)
+    );
+    // A rollback is not rolled back.
+    let (_, message) = api_error(bob.rollback(rb.id, &rollback_req("again", None)).await, 409);
+    assert!(message.contains("itself a rollback"), "{message}");
+
+    // A command but no rollback_command: the rollback is manual, and the text says how.
+    let manual = executed(&bob, "manual-undo", "CHG-4002", "web").await;
+    let (error, message) = api_error(bob.rollback(manual, &rollback_req("undo", None)).await, 409);
+    assert_eq!(error, "conflict");
+    assert!(
+        message.contains("manual")
+            && message.contains("Redeploy the previous image by hand (runbook RB-12)"),
+        "{message}"
+    );
+
+    // Only an executed change rolls back: not a failed one, not a pending one, not a missing one.
+    let failed = create(&bob, &req("fail-medium", "CHG-4003", "web", json!({}))).await;
+    assert_eq!(settled(&bob, failed.id).await.state, ChangeState::Failed);
+    let (_, message) = api_error(
+        bob.rollback(failed.id, &rollback_req("undo", None)).await,
+        409,
+    );
+    assert!(message.contains("failed"), "{message}");
+    let pending = create(&alice, &req("record-high", "CHG-4004", "web", json!({}))).await;
+    assert_eq!(pending.state, ChangeState::PendingApproval);
+    api_error(
+        bob.rollback(pending.id, &rollback_req("undo", None)).await,
+        409,
+    );
+    api_error(bob.rollback(424242, &rollback_req("undo", None)).await, 404);
+    let log_before = rollback_log(&srv);
+
+    // rollback_level = "L3": bob (L2) ran the failover himself, but its reversal needs an L3.
+    let fo = executed(&bob, "failover-test", "CHG-4005", "db").await;
+    let rb = bob
+        .rollback(fo, &rollback_req("primary is back", None))
+        .await
+        .expect("request the failback");
+    assert_eq!(rb.state, ChangeState::PendingApproval);
+    assert_eq!(rb.rollback_of, Some(fo));
+    assert_eq!(
+        rb.approvals_required,
+        [Requirement::Level { min: Level::L3 }]
+    );
+    let (_, message) = api_error(dave.approve(rb.id, &ApproveRequest::default()).await, 403);
+    assert!(message.contains("L3"), "{message}");
+    api_error(bob.approve(rb.id, &ApproveRequest::default()).await, 403);
+    assert!(!rollback_log(&srv).contains(&"failback db".to_string()));
+    let done = carol
+        .approve(rb.id, &ApproveRequest::default())
+        .await
+        .expect("carol approves the failback");
+    let done = settled(&carol, done.id).await;
+    assert_eq!(done.state, ChangeState::Executed, "{:?}", done.output);
+    let mut want = log_before.clone();
+    want.extend(["failover db".to_string(), "failback db".to_string()]);
+    assert_eq!(rollback_log(&srv), want);
+
+    // The policy applies to rollbacks: with changes paused, a CHG rollback is refused. (A
+    // change not rolled back yet: `orig` has had its one rollback.)
+    let again = create(
+        &bob,
+        &req("scale-captured", "CHG-4006", "web", json!({"replicas": 4})),
+    )
+    .await;
+    assert_eq!(settled(&bob, again.id).await.state, ChangeState::Executed);
+    want.push("scale web 4".to_string());
+    assert_eq!(rollback_log(&srv), want);
+    bob.pause(&PauseRequest {
+        reason: "incident in progress".into(),
+    })
+    .await
+    .expect("pause");
+    let changes_before = bob.changes(None, None).await.expect("changes").len();
+    let (error, message) = api_error(
+        bob.rollback(again.id, &rollback_req("scale back", None))
+            .await,
+        409,
+    );
+    assert_eq!(error, "refused");
+    assert!(message.contains("paused"), "{message}");
+    assert_eq!(
+        bob.changes(None, None).await.expect("changes").len(),
+        changes_before,
+        "a refused rollback creates no change"
+    );
+    assert_eq!(rollback_log(&srv), want);
+}
+
+/// During a P1 incident an emergency rollback of an L3-only action needs BOTH the incident
+/// commander's approval and an L3's. The commander (an L2) approving alone must not run it.
+#[tokio::test]
+async fn a_commanders_approval_does_not_stand_in_for_the_l3_a_rollback_needs() {
+    let srv = TestServer::start_configured(clock_at(TUESDAY_10), |dir| {
+        verification_toml(0.05) + &rollback_actions(dir)
+    })
+    .await;
+    let (bob, carol, dave) = (srv.client("bob"), srv.client("carol"), srv.client("dave"));
+    let fo = executed(&bob, "failover-test", "CHG-4101", "db").await;
+
+    // A P1 with dave (L2) in command; changes paused, so only the P1's changes may run.
+    let inc = carol
+        .declare_incident(&IncidentRequest {
+            priority: Priority::P1,
+            title: "db primary lost".into(),
+            commander: "dave".into(),
+        })
+        .await
+        .expect("declare");
+    bob.pause(&PauseRequest {
+        reason: "P1 in progress".into(),
+    })
+    .await
+    .expect("pause");
+
+    let rb = bob
+        .rollback(fo, &rollback_req("fail back", Some(&inc.ticket)))
+        .await
+        .expect("request the failback for the P1");
+    assert_eq!(rb.state, ChangeState::PendingApproval);
+    assert!(
+        rb.approvals_required.contains(&Requirement::Commander {
+            name: "dave".into(),
+            incident: inc.ticket.clone(),
+        }) && rb
+            .approvals_required
+            .contains(&Requirement::Level { min: Level::L3 }),
+        "{:#?}",
+        rb.approvals_required
+    );
+
+    let after = dave
+        .approve(rb.id, &ApproveRequest::default())
+        .await
+        .expect("the commander approves");
+    let after = settled(&dave, after.id).await;
+    assert_eq!(
+        after.state,
+        ChangeState::PendingApproval,
+        "the commander's approval ran an L3-only failback without an L3 approval; it now \
+         requires {:?}",
+        after.approvals_required
+    );
+    assert!(!rollback_log(&srv).contains(&"failback db".to_string()));
+    let done = carol
+        .approve(rb.id, &ApproveRequest::default())
+        .await
+        .expect("carol approves");
+    let done = settled(&carol, done.id).await;
+    assert_eq!(done.state, ChangeState::Executed);
+    // The record still says what it needed.
+    assert!(
+        done.approvals_required
+            .contains(&Requirement::Level { min: Level::L3 }),
+        "{:#?}",
+        done.approvals_required
+    );
+}

@@ -1,0 +1,143 @@
+//! The OpenAPI document, metrics and health; the document checked by an outside fuzzer (`system/conformance.rs`).
+
+mod conformance;
+
+use crate::support::*;
+use chrono::Utc;
+use commandbridge::server::clock::Clock;
+use reqwest::Method;
+use serde_json::json;
+
+// ---- OpenAPI, metrics, health ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn openapi_metrics_and_health_describe_the_server() {
+    let srv = TestServer::start(TUESDAY_10).await;
+
+    let doc = send(srv.raw(Method::GET, "/api/v1/openapi.json")).await;
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    let served: &[(&str, &[&str])] = &[
+        ("/api/v1/me", &["get"]),
+        ("/api/v1/actions", &["get"]),
+        ("/api/v1/changes", &["get", "post"]),
+        ("/api/v1/changes/preview", &["post"]),
+        ("/api/v1/changes/{id}", &["get"]),
+        ("/api/v1/changes/{id}/approve", &["post"]),
+        ("/api/v1/changes/{id}/deny", &["post"]),
+        ("/api/v1/windows", &["get"]),
+        ("/api/v1/windows/current", &["get"]),
+        ("/api/v1/freezes", &["post"]),
+        ("/api/v1/freezes/{id}", &["delete"]),
+        ("/api/v1/pause", &["post", "delete"]),
+        ("/api/v1/incidents", &["get", "post"]),
+        ("/api/v1/audit", &["get"]),
+        ("/api/v1/events", &["get"]),
+        ("/api/v1/verifications", &["get"]),
+        ("/healthz", &["get"]),
+    ];
+    for (path, methods) in served {
+        let item = paths
+            .get(*path)
+            .unwrap_or_else(|| panic!("{path} is not documented"));
+        for m in *methods {
+            assert!(item.get(*m).is_some(), "{m} {path} is not documented");
+        }
+    }
+    // And everything documented is served: no documented route falls through to "no route".
+    for (path, item) in paths {
+        for method in item.as_object().expect("path item").keys() {
+            let Ok(m) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                continue;
+            };
+            if !["GET", "POST", "DELETE", "PUT", "PATCH"].contains(&m.as_str()) {
+                continue;
+            }
+            let concrete = path.replace("{id}", "1");
+            let mut rb = srv.raw_as("alice", m.clone(), &concrete);
+            if m == Method::POST {
+                rb = rb.json(&json!({}));
+            }
+            // Event streams stay open: only the status matters.
+            let resp = send(rb).await;
+            let no_route = resp.status == 404 && resp.text().contains("no route");
+            assert!(
+                !no_route && resp.status != 405,
+                "{m} {path} is documented but not served: {}",
+                resp.status
+            );
+        }
+    }
+    assert!(!paths.contains_key("/api/v1/nope"));
+
+    // Prometheus text format.
+    send(srv.raw_as("bob", Method::GET, "/api/v1/nope")).await;
+    let metrics = send(srv.raw(Method::GET, "/metrics")).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.content_type.starts_with("text/plain"),
+        "{}",
+        metrics.content_type
+    );
+    let text = metrics.text();
+    let mut samples = 0;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            assert!(
+                rest.starts_with("HELP ") || rest.starts_with("TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        let bare = name.split('{').next().expect("name");
+        assert!(
+            bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !bare.is_empty(),
+            "metric name {bare:?}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {bare} ")),
+            "{bare} has no TYPE"
+        );
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        samples += 1;
+    }
+    assert!(samples >= 5, "{text}");
+    assert!(srv.metric("commandbridge_http_responses_4xx_total").await >= 1.0);
+    assert_eq!(srv.metric("commandbridge_changes_pending").await, 0.0);
+    create(
+        &srv.client("alice"),
+        &req("record-high", "CHG-1", "web", json!({})),
+    )
+    .await;
+    assert_eq!(srv.metric("commandbridge_changes_pending").await, 1.0);
+    assert_eq!(
+        srv.metric("commandbridge_changes_requested_total").await,
+        1.0
+    );
+
+    // Health: up, and honest about the pinned clock.
+    let health = srv.client("bob").health().await.expect("health");
+    assert_eq!(health.status, "ok");
+    assert!(health.simulated_clock);
+    assert!(
+        (health.now - at(TUESDAY_10)).num_seconds().abs() < 30,
+        "{}",
+        health.now
+    );
+
+    let real = TestServer::start_with_clock(Clock::real()).await;
+    let health = real.client("bob").health().await.expect("health");
+    assert!(!health.simulated_clock);
+    assert!((health.now - Utc::now()).num_seconds().abs() < 5);
+}
