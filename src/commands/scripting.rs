@@ -389,6 +389,9 @@ fn format_change(c: &Change) -> String {
     } else {
         format!("  risk: {}  params: {}", c.risk, params.join(" "))
     });
+    if let Some(inc) = &c.emergency {
+        line(format!("  EMERGENCY change for incident {inc}"));
+    }
     line(format!("  reason: {}", c.reason));
     if let Some(why) = &c.outcome_reason {
         match &c.decided_by {
