@@ -1,6 +1,7 @@
-//! `commandbridge audit verify`: recomputes the hash chain.
+//! `commandbridge audit verify`: recomputes the hash chain, over one snapshot of the log and its
+//! head, so it holds while a server appends.
 
-use crate::server::store::{GENESIS_HASH, Store, audit_hash};
+use crate::server::store::{AuditSnapshot, GENESIS_HASH, Store, audit_hash};
 
 /// What the check found.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,7 +18,7 @@ pub enum Verdict {
 }
 
 pub async fn verify(store: &Store) -> Result<Verdict, sqlx::Error> {
-    let rows = store.raw_audit().await?;
+    let AuditSnapshot { rows, head } = store.audit_snapshot().await?;
     let mut prev = GENESIS_HASH.to_string();
     let mut expected_seq = 1;
     for (seq, at, actor, kind, subject, detail, prev_hash, hash) in rows {
@@ -48,7 +49,7 @@ pub async fn verify(store: &Store) -> Result<Verdict, sqlx::Error> {
         expected_seq += 1;
     }
     let last = expected_seq - 1;
-    match store.audit_head().await? {
+    match head {
         Some((head_seq, head_hash)) if head_seq != last || head_hash != prev => {
             Ok(Verdict::Broken {
                 seq: last + 1,

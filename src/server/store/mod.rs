@@ -321,14 +321,6 @@ impl Store {
         rows.iter().map(audit_from_row).collect()
     }
 
-    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, DbError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
-            .transpose()
-    }
-
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DbError> {
         let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(after)
@@ -953,13 +945,31 @@ fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, DbError> {
 /// The raw audit rows, for `audit verify`: (seq, at, actor, kind, subject, detail, prev, hash).
 pub type RawAuditRow = (i64, i64, String, String, String, String, String, String);
 
+/// The whole audit log and the chain head as one snapshot saw them.
+pub struct AuditSnapshot {
+    pub rows: Vec<RawAuditRow>,
+    pub head: Option<(i64, String)>,
+}
+
 impl Store {
-    pub async fn raw_audit(&self) -> Result<Vec<RawAuditRow>, DbError> {
-        sqlx::query_as(
+    /// Reads the head and the log in one read transaction: a server appending meanwhile moves
+    /// both together, so two separate reads could see a head newer than the log they read.
+    pub async fn audit_snapshot(&self) -> Result<AuditSnapshot, DbError> {
+        // A deferred BEGIN on a WAL reader fixes its snapshot at the first read and keeps it
+        // until the end of the transaction.
+        let mut tx = self.reader.begin().await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| Ok::<_, DbError>((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()?;
+        let rows = sqlx::query_as(
             "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit_log ORDER BY seq",
         )
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        Ok(AuditSnapshot { rows, head })
     }
 }
 
