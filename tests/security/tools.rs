@@ -76,3 +76,44 @@ async fn audit_verify_passes_while_the_server_writes() {
     assert!(!writing.is_finished(), "the writer stopped early");
     writing.abort();
 }
+
+// ---- database files ----------------------------------------------------------------------------
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn beside(db: &Path, suffix: &str) -> std::path::PathBuf {
+    format!("{}{suffix}", db.display()).into()
+}
+
+/// The database holds the audit log and every token's hash: no other user may read it, nor the
+/// WAL and shared-memory files beside it, and a file left readable is tightened at start.
+#[tokio::test]
+async fn the_database_and_its_wal_and_shm_are_private() {
+    let mut srv = BinaryServer::start(BinaryOptions::default()).await;
+    create(
+        &srv.client("bob"),
+        &req("record-medium", "CHG-1", "web", json!({})),
+    )
+    .await;
+    let db = srv.db_path();
+    for p in [db.clone(), beside(&db, "-wal"), beside(&db, "-shm")] {
+        assert_eq!(mode_of(&p), 0o600, "{}", p.display());
+    }
+
+    srv.kill().await;
+    for p in [db.clone(), beside(&db, "-wal")] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    srv.boot().await;
+    for p in [db.clone(), beside(&db, "-wal"), beside(&db, "-shm")] {
+        assert_eq!(mode_of(&p), 0o600, "{} after a restart", p.display());
+    }
+}

@@ -93,6 +93,7 @@ impl Store {
             ));
         }
         let options = sqlite_options(url)?;
+        make_private(&options)?;
         // One writer: SQLite serialises writers anyway, and queueing them in the pool is
         // cheaper than spinning on SQLITE_BUSY.
         let writer = SqlitePoolOptions::new()
@@ -940,6 +941,30 @@ fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, DbError> {
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
     })
+}
+
+/// The database holds the audit log and token hashes: it, and the `-wal` and `-shm` files
+/// SQLite creates with its mode, are for the server's user only.
+fn make_private(options: &SqliteConnectOptions) -> Result<(), DbError> {
+    let path = options.get_filename();
+    // In-memory databases (":memory:", sqlx's "file:sqlx-in-memory-N") have no file.
+    let name = path.to_string_lossy();
+    if name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    let fixed = crate::private_fs::ensure_private_file(path, &["-wal", "-shm"]).map_err(|e| {
+        sqlx::Error::Configuration(
+            format!(
+                "cannot make the database {} private (mode 0600): {e}",
+                path.display()
+            )
+            .into(),
+        )
+    })?;
+    for what in fixed {
+        tracing::warn!("{what}");
+    }
+    Ok(())
 }
 
 /// The raw audit rows, for `audit verify`: (seq, at, actor, kind, subject, detail, prev, hash).
