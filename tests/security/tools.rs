@@ -3,7 +3,7 @@
 //! honest record of a command the server was killed in the middle of.
 
 use crate::support::binary::{BIN, BinaryOptions, BinaryServer};
-use crate::support::{create, req};
+use crate::support::{TUESDAY_10, TestServer, create, req};
 use serde_json::json;
 use std::path::Path;
 use std::process::Output;
@@ -116,4 +116,130 @@ async fn the_database_and_its_wal_and_shm_are_private() {
     for p in [db.clone(), beside(&db, "-wal"), beside(&db, "-shm")] {
         assert_eq!(mode_of(&p), 0o600, "{} after a restart", p.display());
     }
+}
+
+// ---- login -------------------------------------------------------------------------------------
+
+/// A server to log in to and a config directory of its own (mode 0700, as `login` makes it).
+async fn login_setup() -> (TestServer, tempfile::TempDir, std::path::PathBuf) {
+    let srv = TestServer::start(TUESDAY_10).await;
+    let home = tempfile::tempdir().expect("a temporary directory");
+    let dir = home.path().join("cfg");
+    std::fs::create_dir(&dir).expect("mkdir");
+    chmod(&dir, 0o700);
+    (srv, home, dir)
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `commandbridge login --server URL [extra]`, the token piped on stdin.
+async fn login(srv: &TestServer, dir: &Path, extra: &[&str], stdin: &str) -> Output {
+    let mut args = vec!["login", "--server", srv.base()];
+    args.extend_from_slice(extra);
+    run_cli(&args, Some(dir), stdin).await
+}
+
+/// The token `login` saved, read back as the client reads it.
+fn saved_token(dir: &Path) -> Option<String> {
+    let (settings, _) = commandbridge::client::settings::load_from(&dir.join("config.toml"));
+    settings.token
+}
+
+/// On the command line a token shows in `ps` and the shell history: `login` takes it on stdin,
+/// with `--token` left out or given as `-`.
+#[tokio::test]
+async fn login_reads_the_token_from_stdin() {
+    let (srv, _home, dir) = login_setup().await;
+    let token = srv.token("alice").to_string();
+    for extra in [&[][..], &["--token", "-"][..]] {
+        std::fs::remove_file(dir.join("config.toml")).ok();
+        let out = login(&srv, &dir, extra, &format!("{token}\n")).await;
+        assert!(out.status.success(), "{extra:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("as alice"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(saved_token(&dir).as_deref(), Some(token.as_str()));
+        assert_eq!(mode_of(&dir.join("config.toml")), 0o600);
+    }
+    // Nothing piped in: a clear refusal, not an empty token saved.
+    std::fs::remove_file(dir.join("config.toml")).ok();
+    let out = login(&srv, &dir, &[], "").await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no token given"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.join("config.toml").exists());
+}
+
+/// The old predictable `config.toml.tmp`, planted as a link to another of the user's files,
+/// must neither receive the token nor become `config.toml`.
+#[tokio::test]
+async fn login_never_writes_through_a_planted_temporary_link() {
+    let (srv, home, dir) = login_setup().await;
+    let victim = home.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::os::unix::fs::symlink(&victim, dir.join("config.toml.tmp")).expect("plant a link");
+    let token = srv.token("alice").to_string();
+    let out = login(&srv, &dir, &[], &format!("{token}\n")).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+    let config = dir.join("config.toml");
+    assert!(
+        !std::fs::symlink_metadata(&config)
+            .expect("config.toml")
+            .file_type()
+            .is_symlink(),
+        "config.toml became a link"
+    );
+    assert_eq!(mode_of(&config), 0o600);
+    assert_eq!(saved_token(&dir).as_deref(), Some(token.as_str()));
+}
+
+/// Anyone who can write the directory can swap `config.toml` under the user: it is made 0700,
+/// and the user is told.
+#[tokio::test]
+async fn login_fixes_a_config_dir_others_can_write_and_says_so() {
+    let (srv, _home, dir) = login_setup().await;
+    chmod(&dir, 0o777);
+    let out = login(&srv, &dir, &[], &format!("{}\n", srv.token("alice"))).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(mode_of(&dir), 0o700);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning:") && stderr.contains("mode 0777") && stderr.contains("0700"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A `config.toml` that is a link would send the token wherever it points: refused, naming the
+/// file, and the link's target is left as it was.
+#[tokio::test]
+async fn login_refuses_a_config_file_that_is_a_link() {
+    let (srv, home, dir) = login_setup().await;
+    let elsewhere = home.path().join("elsewhere.toml");
+    std::fs::write(&elsewhere, "theme = \"mono\"\n").expect("write");
+    std::os::unix::fs::symlink(&elsewhere, dir.join("config.toml")).expect("link");
+    let out = login(&srv, &dir, &[], &format!("{}\n", srv.token("alice"))).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config.toml") && stderr.contains("symbolic link"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&elsewhere).expect("read"),
+        "theme = \"mono\"\n"
+    );
 }
