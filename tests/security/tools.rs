@@ -4,6 +4,7 @@
 
 use crate::support::binary::{BIN, BinaryOptions, BinaryServer};
 use crate::support::{TUESDAY_10, TestServer, create, req};
+use commandbridge::domain::ChangeState;
 use serde_json::json;
 use std::path::Path;
 use std::process::Output;
@@ -241,5 +242,123 @@ async fn login_refuses_a_config_file_that_is_a_link() {
     assert_eq!(
         std::fs::read_to_string(&elsewhere).expect("read"),
         "theme = \"mono\"\n"
+    );
+}
+
+// ---- a server stopped mid-execution ------------------------------------------------------------
+
+/// A command whose shell starts a child of its own, as wrappers around kubectl do, and writes
+/// both pids (shell first) to `pidfile`. The child does not inherit the shell's death signal.
+fn process_tree_action(pidfile: &Path) -> String {
+    format!(
+        r#"
+[[actions]]
+name = "slow-tree"
+risk = "medium"
+description = "test: a shell and its child, running for 30 s"
+rollback = "none"
+command = ["sh", "-c", 'echo $$ > "$0"; sleep 30 & echo $! >> "$0"; wait', "{}"]
+timeout_secs = 60
+"#,
+        pidfile.display()
+    )
+}
+
+/// Whether `pid` is a running process (a zombie has ended; it only waits to be reaped).
+fn running(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    !matches!(state, None | Some("Z") | Some("X"))
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within 5 s: {what}");
+}
+
+/// A real server running `slow-tree`, and the command's (shell, child) pids.
+async fn server_running_a_process_tree() -> (BinaryServer, tempfile::TempDir, i64, [u32; 2]) {
+    let home = tempfile::tempdir().expect("a temporary directory");
+    let pidfile = home.path().join("pids");
+    let srv = BinaryServer::start(BinaryOptions {
+        extra_config: process_tree_action(&pidfile),
+        ..BinaryOptions::default()
+    })
+    .await;
+    let change = create(
+        &srv.client("bob"),
+        &req("slow-tree", "CHG-1", "web", json!({})),
+    )
+    .await;
+    assert_eq!(change.state, ChangeState::Executing, "{change:?}");
+    let pids = || -> Vec<u32> {
+        std::fs::read_to_string(&pidfile)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    until("the command wrote both pids", || pids().len() == 2).await;
+    let p = pids();
+    assert!(running(p[0]) && running(p[1]), "the command runs");
+    (srv, home, change.id, [p[0], p[1]])
+}
+
+/// After `kill -9` of the server, its command's shell dies with it at once; the shell's own
+/// child, which nothing ties to the server, is killed when the server restarts, and the
+/// change's record says exactly that: never "interrupted" of a command still running.
+#[tokio::test]
+async fn a_command_dies_with_a_killed_server_and_its_record_says_so() {
+    let (mut srv, home, id, [shell, child]) = server_running_a_process_tree().await;
+    srv.kill().await;
+    until("the shell dies with the server", || !running(shell)).await;
+
+    srv.boot().await;
+    assert!(!running(child), "the shell's child outlived the restart");
+    let change = srv.client("bob").change(id).await.expect("show");
+    assert_eq!(change.state, ChangeState::Failed, "{change:?}");
+    assert_eq!(
+        change.outcome_reason.as_deref(),
+        Some("interrupted by a server restart")
+    );
+    let why = change.output.expect("an explanation").stderr;
+    assert!(
+        why.contains(&format!("process group {shell}"))
+            && why.contains("1 of its processes")
+            && why.contains("killed at restart")
+            && why.contains("not run again")
+            && why.contains("check the target"),
+        "{why}"
+    );
+    let pids = std::fs::read_to_string(home.path().join("pids")).expect("pids");
+    assert_eq!(pids.lines().count(), 2, "the command ran again: {pids}");
+}
+
+/// SIGTERM: the server stops its command's whole process group on the way out, so the record
+/// written at restart, "killed with it", is true.
+#[tokio::test]
+async fn a_gracefully_stopped_server_takes_its_command_with_it() {
+    let (mut srv, _home, id, [shell, child]) = server_running_a_process_tree().await;
+    srv.stop().await;
+    assert!(
+        !running(shell) && !running(child),
+        "the command outlived the server"
+    );
+
+    srv.boot().await;
+    let change = srv.client("bob").change(id).await.expect("show");
+    assert_eq!(change.state, ChangeState::Failed, "{change:?}");
+    let why = change.output.expect("an explanation").stderr;
+    assert!(
+        why.contains(&format!("killed with it (process group {shell})")),
+        "{why}"
     );
 }

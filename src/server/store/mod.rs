@@ -61,6 +61,15 @@ pub struct Tx {
     policy_changed: bool,
 }
 
+/// A command's process group, as recorded while it runs (see `executor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandProcess {
+    pub pgid: i64,
+    /// The group leader's start time in clock ticks since boot, when it could be read.
+    pub leader_start: Option<i64>,
+    pub boot_id: Option<String>,
+}
+
 /// What a state change tells the audit log and the event stream.
 pub struct Record<'a> {
     pub actor: &'a str,
@@ -274,6 +283,25 @@ impl Store {
         let id: i64 = row.try_get("id")?;
         let fingerprint: Option<String> = row.try_get("fingerprint")?;
         Ok(self.change(id).await?.map(|c| (c, fingerprint)))
+    }
+
+    /// The process group recorded for a change's running command, if any.
+    pub async fn command_process(&self, id: i64) -> Result<Option<CommandProcess>, DbError> {
+        let row = sqlx::query(
+            "SELECT pgid, leader_start, boot_id FROM executions \
+             WHERE change_id = $1 AND pgid IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(CommandProcess {
+                pgid: r.try_get("pgid")?,
+                leader_start: r.try_get("leader_start")?,
+                boot_id: r.try_get("boot_id")?,
+            })
+        })
+        .transpose()
     }
 
     /// Changes in `executing`: after a restart these were interrupted.
@@ -627,6 +655,25 @@ impl Tx {
         .execute(&mut *self.inner)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records (or, with `None`, clears) the process group of the command the change is
+    /// running.
+    pub async fn set_command_process(
+        &mut self,
+        id: i64,
+        process: Option<&CommandProcess>,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE executions SET pgid = $1, leader_start = $2, boot_id = $3 WHERE change_id = $4",
+        )
+        .bind(process.map(|p| p.pgid))
+        .bind(process.and_then(|p| p.leader_start))
+        .bind(process.and_then(|p| p.boot_id.clone()))
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
     }
 
     /// Records how the command ended, if the change is still `executing`.
