@@ -362,3 +362,55 @@ async fn a_gracefully_stopped_server_takes_its_command_with_it() {
         "{why}"
     );
 }
+
+/// At a terminal the token is typed at a prompt that does not echo it (`script` provides the
+/// terminal).
+#[tokio::test]
+async fn login_at_a_terminal_prompts_without_echo() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (srv, _home, dir) = login_setup().await;
+    let token = srv.token("alice").to_string();
+    let command = format!("{BIN} login --server {}", srv.base());
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("CB_CONFIG_DIR", &dir)
+        .env("NO_COLOR", "1")
+        .env_remove("CB_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script(1) from util-linux");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let prompted = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("token:") {
+            match stdout.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(prompted, Ok(true), "{}", String::from_utf8_lossy(&seen));
+    // The prompt is printed just before echo is turned off.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stdin
+        .write_all(format!("{token}\n").as_bytes())
+        .await
+        .expect("type the token");
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        stdout.read_to_end(&mut seen).await.ok();
+        child.wait().await
+    })
+    .await
+    .expect("login ends within 10 s")
+    .expect("script");
+    let screen = String::from_utf8_lossy(&seen);
+    assert!(status.success() && screen.contains("as alice"), "{screen}");
+    assert!(!screen.contains(&token), "the token was echoed: {screen}");
+    assert_eq!(saved_token(&dir).as_deref(), Some(token.as_str()));
+}
