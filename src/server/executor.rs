@@ -33,8 +33,13 @@ impl Track<'_> {
         }
         .await;
         if let Err(e) = saved {
-            // The command runs regardless; a restart after a crash then says it cannot tell.
-            tracing::warn!(change = self.change_id, error = %e, "recording the command's process group failed");
+            // The command runs regardless, but a restart after a crash could not find it.
+            tracing::warn!(
+                change = self.change_id,
+                error = %e,
+                "recording the command's process group failed: if the server dies now, the \
+                 restart cannot stop what is left of the command"
+            );
         }
     }
 }
@@ -165,8 +170,8 @@ pub async fn settle_interrupted(process: Option<&CommandProcess>) -> (String, bo
     let Some(p) = process else {
         return (
             format!(
-                "the server stopped while this change was executing, when none of its commands \
-                 was running (it had not started one yet, or was between two). {CHECK}"
+                "the server stopped while this change was executing, and no command of it was \
+                 recorded as running (none had started yet, or it was between two). {CHECK}"
             ),
             false,
         );

@@ -104,8 +104,14 @@ pub async fn stop_leftovers(p: &CommandProcess) -> Leftover {
             "this system does not let the server check its processes (no /proc boot id)".into(),
         );
     };
-    if p.boot_id.as_deref() != Some(now.as_str()) {
-        return Leftover::Rebooted;
+    match p.boot_id.as_deref() {
+        Some(then) if then != now => return Leftover::Rebooted,
+        Some(_) => {}
+        None => {
+            return Leftover::MaybeRunning(
+                "the server could not record which boot it ran in, so it cannot tell".into(),
+            );
+        }
     }
     let Ok(pgid) = libc::pid_t::try_from(p.pgid) else {
         return Leftover::MaybeRunning(format!("the recorded process group {} is invalid", p.pgid));
@@ -222,5 +228,13 @@ mod tests {
             ..record
         };
         assert_eq!(stop_leftovers(&rebooted).await, Leftover::Rebooted);
+        let unknown = CommandProcess {
+            boot_id: None,
+            ..rebooted
+        };
+        assert!(matches!(
+            stop_leftovers(&unknown).await,
+            Leftover::MaybeRunning(_)
+        ));
     }
 }
