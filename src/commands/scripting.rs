@@ -62,8 +62,8 @@ fn read_token() -> Result<String> {
     let token = token.trim();
     if token.is_empty() {
         bail!(
-            "no token given: type it at the prompt, pipe it on standard input, or pass --token \
-             (the token `commandbridge user add` printed)"
+            "no token given: type it at the prompt or pipe it on standard input (the token \
+             `commandbridge user add` printed)"
         );
     }
     Ok(token.to_string())

@@ -50,15 +50,28 @@ pub async fn verify(store: &Store) -> Result<Verdict, sqlx::Error> {
     }
     let last = expected_seq - 1;
     match head {
-        Some((head_seq, head_hash)) if head_seq != last || head_hash != prev => {
-            Ok(Verdict::Broken {
-                seq: last + 1,
-                why: format!(
-                    "the log ends at entry {last}, but the chain head records entry {head_seq}: \
+        // Within one snapshot the head and the log agree exactly: the trigger that moves the
+        // head runs in the statement that appends.
+        Some((head_seq, _)) if head_seq > last => Ok(Verdict::Broken {
+            seq: last + 1,
+            why: format!(
+                "the log ends at entry {last}, but the chain head records entry {head_seq}: \
                  the newest entries were deleted"
-                ),
-            })
-        }
+            ),
+        }),
+        Some((head_seq, _)) if head_seq < last => Ok(Verdict::Broken {
+            seq: head_seq + 1,
+            why: format!(
+                "the chain head records entry {head_seq}, but the log goes on to entry {last}: \
+                 the head was moved back"
+            ),
+        }),
+        Some((_, head_hash)) if head_hash != prev => Ok(Verdict::Broken {
+            seq: last,
+            why: format!(
+                "the chain head's hash is not entry {last}'s: the head or the entry was replaced"
+            ),
+        }),
         None if last > 0 => Ok(Verdict::Broken {
             seq: 1,
             why: "the chain head is missing".into(),
