@@ -82,3 +82,37 @@ pub async fn verify(store: &Store) -> Result<Verdict, sqlx::Error> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    /// A head moved back (hiding the newest entries from a check that trusts it) or replaced is
+    /// named for what it is.
+    #[tokio::test]
+    async fn a_tampered_head_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cb.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let now = chrono::Utc::now();
+        for i in 0..3 {
+            let mut tx = store.write().await.unwrap();
+            tx.audit(now, "t", "test", &format!("n:{i}"), &serde_json::json!({}))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for (statement, expected) in [
+            ("UPDATE audit_head SET seq = 2", "moved back"),
+            ("UPDATE audit_head SET seq = 3, hash = 'x'", "replaced"),
+        ] {
+            sqlx::query(statement).execute(&mut raw).await.unwrap();
+            match verify(&store).await.unwrap() {
+                Verdict::Broken { why, .. } => assert!(why.contains(expected), "{why}"),
+                intact => panic!("{statement}: {intact:?}"),
+            }
+        }
+    }
+}
