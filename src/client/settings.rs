@@ -71,8 +71,8 @@ pub enum SettingsError {
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     #[error(
-        "{missing}: run `commandbridge login --server URL` (it asks for the token), or set {SERVER_ENV} and \
-         {TOKEN_ENV}, or run `commandbridge demo` to try CommandBridge locally"
+        "{missing}: run `commandbridge login --server URL` (it asks for the token), or set \
+         {SERVER_ENV} and {TOKEN_ENV}, or run `commandbridge demo` to try CommandBridge locally"
     )]
     NotLoggedIn { missing: String },
 }
@@ -192,7 +192,7 @@ fn string_setting(
 
 /// Stores the server and token in `config.toml` (mode 0600), keeping whatever else the file
 /// holds. Returns the file's path and what had to be fixed on the way (for a warning).
-pub fn save_login(server: &str, token: &str) -> Result<(PathBuf, Vec<String>), SettingsError> {
+pub fn save_login(server: &str, token: &str) -> Result<(PathBuf, Option<String>), SettingsError> {
     let path = config_path()?;
     let fixed = save_login_to(&path, server, token)?;
     Ok((path, fixed))
@@ -205,7 +205,11 @@ pub fn save_login(server: &str, token: &str) -> Result<(PathBuf, Vec<String>), S
 /// refused rather than followed, and the new contents go to a temporary file with a random name,
 /// created exclusively with mode 0600, that is renamed over `config.toml`, so a crash never
 /// leaves half a config and a link planted under a predictable name is never written through.
-pub fn save_login_to(path: &Path, server: &str, token: &str) -> Result<Vec<String>, SettingsError> {
+pub fn save_login_to(
+    path: &Path,
+    server: &str,
+    token: &str,
+) -> Result<Option<String>, SettingsError> {
     let io_err = |path: &Path, err: io::Error| SettingsError::Io {
         path: path.to_path_buf(),
         err,
@@ -253,7 +257,7 @@ pub fn save_login_to(path: &Path, server: &str, token: &str) -> Result<Vec<Strin
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| io_err(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| io_err(path, e.error))?;
-    Ok(fixed.into_iter().collect())
+    Ok(fixed)
 }
 
 /// The server and token to use: `CB_SERVER` and `CB_TOKEN` win over `config.toml`, each on its

@@ -31,7 +31,7 @@ pub async fn login(args: &LoginArgs) -> Result<()> {
     // Saving a token the server rejects would only move the failure to the next command.
     let me = client.me().await?;
     let (path, fixed) = settings::save_login(client.server(), &token)?;
-    for what in fixed {
+    if let Some(what) = fixed {
         eprintln!("warning: {what}");
     }
     out(&format!(
