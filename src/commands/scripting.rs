@@ -24,7 +24,13 @@ use std::io::{self, Write as _};
 /// `commandbridge login`: checks the token against the server, then stores both.
 pub async fn login(args: &LoginArgs) -> Result<()> {
     let token = match args.token.as_deref() {
-        Some(t) if t != "-" => t.to_string(),
+        Some(t) if t != "-" => {
+            eprintln!(
+                "warning: a token on the command line shows in `ps` and the shell's history; \
+                 leave --token out to type it at a prompt or pipe it in"
+            );
+            t.to_string()
+        }
         _ => read_token()?,
     };
     let client = ApiClient::new(&args.server, &token)?;
