@@ -117,9 +117,11 @@ pub struct LoginArgs {
     /// Server URL, e.g. http://127.0.0.1:7878
     #[arg(long)]
     pub server: String,
-    /// Bearer token from `commandbridge user add`.
-    #[arg(long)]
-    pub token: String,
+    /// Bearer token from `commandbridge user add`. Leave it out (or pass `-`) to type it at a
+    /// hidden prompt or pipe it on standard input: on the command line it shows in `ps` and in
+    /// the shell's history.
+    #[arg(long, value_name = "TOKEN|-")]
+    pub token: Option<String>,
 }
 
 /// The parts of a change request, shared by `create` and `preview`.

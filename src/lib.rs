@@ -8,5 +8,6 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod private_fs;
 pub mod server;
 pub mod tui;

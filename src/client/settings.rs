@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "config.toml";
@@ -71,8 +71,8 @@ pub enum SettingsError {
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     #[error(
-        "{missing}: run `commandbridge login --server URL --token T`, or set {SERVER_ENV} and \
-         {TOKEN_ENV}, or run `commandbridge demo` to try CommandBridge locally"
+        "{missing}: run `commandbridge login --server URL` (it asks for the token), or set \
+         {SERVER_ENV} and {TOKEN_ENV}, or run `commandbridge demo` to try CommandBridge locally"
     )]
     NotLoggedIn { missing: String },
 }
@@ -191,19 +191,47 @@ fn string_setting(
 }
 
 /// Stores the server and token in `config.toml` (mode 0600), keeping whatever else the file
-/// holds. Returns the file's path.
-pub fn save_login(server: &str, token: &str) -> Result<PathBuf, SettingsError> {
+/// holds. Returns the file's path and what had to be fixed on the way (for a warning).
+pub fn save_login(server: &str, token: &str) -> Result<(PathBuf, Option<String>), SettingsError> {
     let path = config_path()?;
-    save_login_to(&path, server, token)?;
-    Ok(path)
+    let fixed = save_login_to(&path, server, token)?;
+    Ok((path, fixed))
 }
 
 /// [`save_login`], to an explicit file.
-pub fn save_login_to(path: &Path, server: &str, token: &str) -> Result<(), SettingsError> {
+///
+/// The token must end up in this file and nowhere else: the directory is the user's own and
+/// writable by no one else (fixed to 0700 if it was), a `config.toml` that is a symbolic link is
+/// refused rather than followed, and the new contents go to a temporary file with a random name,
+/// created exclusively with mode 0600, that is renamed over `config.toml`, so a crash never
+/// leaves half a config and a link planted under a predictable name is never written through.
+pub fn save_login_to(
+    path: &Path,
+    server: &str,
+    token: &str,
+) -> Result<Option<String>, SettingsError> {
     let io_err = |path: &Path, err: io::Error| SettingsError::Io {
         path: path.to_path_buf(),
         err,
     };
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    let fixed = crate::private_fs::ensure_private_dir(dir).map_err(|e| io_err(dir, e))?;
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(SettingsError::Invalid {
+                path: path.to_path_buf(),
+                message: "is a symbolic link; the token is never written through one. Remove the \
+                          link (or put the file it points to in its place) and log in again"
+                    .into(),
+            });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path, e)),
+    }
     let mut table = match fs::read_to_string(path) {
         Ok(text) => toml::from_str::<toml::Table>(&text).map_err(|e| SettingsError::Invalid {
             path: path.to_path_buf(),
@@ -223,32 +251,13 @@ pub fn save_login_to(path: &Path, server: &str, token: &str) -> Result<(), Setti
         message: e.to_string(),
     })?;
 
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| io_err(dir, e))?;
-    }
-    // Write a sibling and rename it over the file, so a crash never leaves half a config; the
-    // sibling is private before the token goes in, even if a stale one was lying around.
-    let tmp = path.with_extension("toml.tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io_err(&tmp, e))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(|e| io_err(&tmp, e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io_err(&tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-    // Belt and braces: the rename carried the sibling's mode, but make the promise explicit.
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| io_err(path, e))?;
-    Ok(())
+    // tempfile opens with O_CREAT|O_EXCL and mode 0600 under a random name.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_err(dir, e))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| io_err(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    Ok(fixed)
 }
 
 /// The server and token to use: `CB_SERVER` and `CB_TOKEN` win over `config.toml`, each on its
@@ -306,7 +315,11 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(s.server.as_deref(), Some("http://127.0.0.1:7878"));
         assert_eq!(s.token.as_deref(), Some("tok-1"));
-        assert!(!path.with_extension("toml.tmp").exists());
+        let left: Vec<_> = fs::read_dir(path.parent().expect("a dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, [FILE_NAME], "no temporary file is left behind");
     }
 
     #[test]
@@ -429,7 +442,7 @@ mod tests {
             .expect_err("nothing configured");
         let text = err.to_string();
         assert!(
-            text.contains("commandbridge login --server URL --token T"),
+            text.contains("commandbridge login --server URL` (it asks for the token)"),
             "{text}"
         );
         assert!(text.contains("CB_SERVER and CB_TOKEN"), "{text}");

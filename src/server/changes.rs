@@ -650,37 +650,35 @@ pub async fn expire_due(state: &AppState) -> ApiResult<usize> {
 }
 
 /// After a restart, a change left `executing` may or may not have run: it is never started
-/// again, but marked failed so an operator checks the target.
+/// again, but whatever is left of its command is stopped and the change marked failed, saying
+/// what became of the command, so an operator checks the target.
 pub async fn recover_interrupted(state: &AppState) -> ApiResult<usize> {
     let ids = state.store.executing_change_ids().await?;
     for &id in &ids {
+        let process = state.store.command_process(id).await?;
+        let (why, maybe_running) = executor::settle_interrupted(process.as_ref()).await;
         let now = state.clock.now();
         let output = ExecutionOutput {
             exit_code: None,
             stdout: String::new(),
-            stderr: "the server stopped while this change was executing; it was not run again. \
-                     Check the target to see whether the command took effect."
-                .into(),
+            stderr: why,
             truncated: false,
             simulated: false,
             started_at: now,
             finished_at: now,
         };
+        let reason = if maybe_running {
+            "interrupted by a server restart; the command may still be running"
+        } else {
+            "interrupted by a server restart"
+        };
         let mut tx = state.store.write().await?;
         if tx
-            .finish_execution(
-                id,
-                ChangeState::Failed,
-                &output,
-                Some("interrupted by a server restart"),
-            )
+            .finish_execution(id, ChangeState::Failed, &output, Some(reason))
             .await?
             && let Some(c) = tx.change(id).await?
         {
-            let summary = format!(
-                "change #{id} ({} on {}) was interrupted by a server restart",
-                c.action, c.target
-            );
+            let summary = format!("change #{id} ({} on {}) was {reason}", c.action, c.target);
             record(&mut tx, now, "server", "change.failed", &c, summary).await?;
         }
         commit(state, tx).await?;
@@ -728,6 +726,11 @@ async fn run_change(
     change: &Change,
 ) -> ApiResult<(ExecutionOutput, Option<String>)> {
     let clock = &state.clock;
+    // Recorded, so a restart after a crash can find and stop what is left of the command.
+    let track = Some(executor::Track {
+        store: &state.store,
+        change_id: change.id,
+    });
     let Some(spec) = state.config.action(&change.action) else {
         return Ok((
             failure(
@@ -765,14 +768,14 @@ async fn run_change(
         }
         let argv = action::render(argv, &change.target, &params).unwrap_or_default();
         return Ok((
-            executor::run_argv(&argv, spec.timeout_secs, clock).await,
+            executor::run_argv(&argv, spec.timeout_secs, clock, track).await,
             None,
         ));
     }
     let mut captured = None;
     if let Some(argv) = &spec.capture_command {
         let argv = action::render(argv, &change.target, &change.params).unwrap_or_default();
-        let out = executor::run_argv(&argv, spec.timeout_secs, clock).await;
+        let out = executor::run_argv(&argv, spec.timeout_secs, clock, track).await;
         if out.exit_code != Some(0) {
             return Ok((
                 failure(
@@ -789,7 +792,7 @@ async fn run_change(
         captured = Some(out.stdout.trim().to_string());
     }
     Ok((
-        executor::run(spec, &change.target, &change.params, clock).await,
+        executor::run(spec, &change.target, &change.params, clock, track).await,
         captured,
     ))
 }

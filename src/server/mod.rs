@@ -85,8 +85,12 @@ pub fn database_url(config: &ServerConfig, flag: Option<&str>) -> Result<String,
     let dirs = directories::ProjectDirs::from("", "", "commandbridge")
         .ok_or("no home directory: pass --database sqlite://PATH")?;
     let dir: PathBuf = dirs.data_dir().to_path_buf();
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    // The database and the log in it are the server user's alone.
+    let fixed = crate::private_fs::ensure_private_dir(&dir)
+        .map_err(|e| format!("cannot use the data directory {}: {e}", dir.display()))?;
+    if let Some(what) = fixed {
+        tracing::warn!("{what}");
+    }
     Ok(format!(
         "sqlite://{}",
         dir.join("commandbridge.db").display()

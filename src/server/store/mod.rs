@@ -64,6 +64,15 @@ pub struct Tx {
     policy_changed: bool,
 }
 
+/// A command's process group, as recorded while it runs (see `executor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandProcess {
+    pub pgid: i64,
+    /// The group leader's start time in clock ticks since boot, when it could be read.
+    pub leader_start: Option<i64>,
+    pub boot_id: Option<String>,
+}
+
 /// What a state change tells the audit log and the event stream.
 pub struct Record<'a> {
     pub actor: &'a str,
@@ -96,6 +105,7 @@ impl Store {
             ));
         }
         let options = sqlite_options(url)?;
+        make_private(&options)?;
         // One writer: SQLite serialises writers anyway, and queueing them in the pool is
         // cheaper than spinning on SQLITE_BUSY.
         let writer = SqlitePoolOptions::new()
@@ -278,6 +288,25 @@ impl Store {
         Ok(self.change(id).await?.map(|c| (c, fingerprint)))
     }
 
+    /// The process group recorded for a change's running command, if any.
+    pub async fn command_process(&self, id: i64) -> Result<Option<CommandProcess>, DbError> {
+        let row = sqlx::query(
+            "SELECT pgid, leader_start, boot_id FROM executions \
+             WHERE change_id = $1 AND pgid IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(CommandProcess {
+                pgid: r.try_get("pgid")?,
+                leader_start: r.try_get("leader_start")?,
+                boot_id: r.try_get("boot_id")?,
+            })
+        })
+        .transpose()
+    }
+
     /// Changes in `executing`: after a restart these were interrupted.
     pub async fn executing_change_ids(&self) -> Result<Vec<i64>, DbError> {
         sqlx::query_scalar("SELECT id FROM changes WHERE state = 'executing' ORDER BY id")
@@ -322,14 +351,6 @@ impl Store {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(audit_from_row).collect()
-    }
-
-    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, DbError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
-            .transpose()
     }
 
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, DbError> {
@@ -665,6 +686,25 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records (or, with `None`, clears) the process group of the command the change is
+    /// running.
+    pub async fn set_command_process(
+        &mut self,
+        id: i64,
+        process: Option<&CommandProcess>,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE executions SET pgid = $1, leader_start = $2, boot_id = $3 WHERE change_id = $4",
+        )
+        .bind(process.map(|p| p.pgid))
+        .bind(process.and_then(|p| p.leader_start))
+        .bind(process.and_then(|p| p.boot_id.clone()))
+        .bind(id)
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
     /// Records how the command ended, if the change is still `executing`.
     pub async fn finish_execution(
         &mut self,
@@ -997,16 +1037,58 @@ fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, DbError> {
     })
 }
 
+/// The database holds the audit log and token hashes: it, and the `-wal` and `-shm` files
+/// SQLite creates with its mode, are for the server's user only.
+fn make_private(options: &SqliteConnectOptions) -> Result<(), DbError> {
+    let path = options.get_filename();
+    // In-memory databases (":memory:", sqlx's "file:sqlx-in-memory-N") have no file.
+    let name = path.to_string_lossy();
+    if name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    let fixed = crate::private_fs::ensure_private_file(path, &["-wal", "-shm"]).map_err(|e| {
+        sqlx::Error::Configuration(
+            format!(
+                "cannot make the database {} private (mode 0600): {e}",
+                path.display()
+            )
+            .into(),
+        )
+    })?;
+    for what in fixed {
+        tracing::warn!("{what}");
+    }
+    Ok(())
+}
+
 /// The raw audit rows, for `audit verify`: (seq, at, actor, kind, subject, detail, prev, hash).
 pub type RawAuditRow = (i64, i64, String, String, String, String, String, String);
 
+/// The whole audit log and the chain head as one snapshot saw them.
+pub struct AuditSnapshot {
+    pub rows: Vec<RawAuditRow>,
+    pub head: Option<(i64, String)>,
+}
+
 impl Store {
-    pub async fn raw_audit(&self) -> Result<Vec<RawAuditRow>, DbError> {
-        sqlx::query_as(
+    /// Reads the head and the log in one read transaction: a server appending meanwhile moves
+    /// both together, so two separate reads could see a head newer than the log they read.
+    pub async fn audit_snapshot(&self) -> Result<AuditSnapshot, DbError> {
+        // A deferred BEGIN on a WAL reader fixes its snapshot at the first read and keeps it
+        // until the end of the transaction.
+        let mut tx = self.reader.begin().await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| Ok::<_, DbError>((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()?;
+        let rows = sqlx::query_as(
             "SELECT seq, at, actor, kind, subject, detail, prev_hash, hash FROM audit_log ORDER BY seq",
         )
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        Ok(AuditSnapshot { rows, head })
     }
 }
 
