@@ -479,8 +479,12 @@ fn frame_times() -> Result<FrameTimes, Failure> {
     let (w, h) = (200, 50);
     let mut s = scene(PENDING, w, h);
     s.pane = Pane::Approvals;
-    if s.queue_len() != PENDING {
-        return Err(format!("the queue holds {} changes, not {PENDING}", s.queue_len()).into());
+    if s.approvals.queue_len() != PENDING {
+        return Err(format!(
+            "the queue holds {} changes, not {PENDING}",
+            s.approvals.queue_len()
+        )
+        .into());
     }
     let mut term = Terminal::new(TestBackend::new(w, h))?;
     // Warm-up, and a check that the frame shows what it should.
@@ -488,14 +492,14 @@ fn frame_times() -> Result<FrameTimes, Failure> {
         term.draw(|f| view::draw(f, &s, &theme))?;
     }
     let screen = term.backend().to_string();
-    let title = format!("{} you can approve", s.approvable_count());
+    let title = format!("{} you can approve", s.approvals.approvable_count());
     if !screen.contains(&title) || !screen.contains("blacklist-ip") {
         return Err(format!("the Approvals pane is not on screen:\n{screen}").into());
     }
     println!(
         "    queue: {} pending, {} bob can approve",
-        s.queue_len(),
-        s.approvable_count()
+        s.approvals.queue_len(),
+        s.approvals.approvable_count()
     );
 
     let mut runs = Vec::new();
@@ -503,7 +507,7 @@ fn frame_times() -> Result<FrameTimes, Failure> {
         ("top of the queue", 0usize),
         ("deep in the queue (row 9,400+)", 9_400),
     ] {
-        s.approval_sel = start;
+        s.approvals.select(start);
         let mut hist = histogram();
         for _ in 0..FRAMES {
             update(&mut s, key('j'));
@@ -511,14 +515,16 @@ fn frame_times() -> Result<FrameTimes, Failure> {
             term.draw(|f| view::draw(f, &s, &theme))?;
             hist.record(t.elapsed().as_nanos() as u64)?;
         }
-        if s.approval_sel != start + FRAMES {
-            return Err(format!("j moved the selection to {}", s.approval_sel).into());
+        if s.approvals.selected_index() != start + FRAMES {
+            return Err(
+                format!("j moved the selection to {}", s.approvals.selected_index()).into(),
+            );
         }
         runs.push((label.to_string(), hist));
     }
 
     // One live request arriving while 10,000 wait: deserialised, upserted, queue re-sorted.
-    s.approval_sel = 0;
+    s.approvals.select(0);
     let mut upd = histogram();
     for k in 0..200 {
         let mut c = change(1_000_000 + k, 0);
@@ -538,8 +544,8 @@ fn frame_times() -> Result<FrameTimes, Failure> {
         update(&mut s, msg);
         upd.record(t.elapsed().as_nanos() as u64)?;
     }
-    if s.queue_len() != PENDING + 200 {
-        return Err(format!("live events left {} in the queue", s.queue_len()).into());
+    if s.approvals.queue_len() != PENDING + 200 {
+        return Err(format!("live events left {} in the queue", s.approvals.queue_len()).into());
     }
     Ok(FrameTimes { runs, update: upd })
 }

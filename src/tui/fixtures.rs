@@ -1,4 +1,4 @@
-//! A fixed scene for reducer and snapshot tests: no clock, no network.
+//! A fixed scene for reducer and snapshot tests and the TUI benchmark: no clock, no network.
 
 use crate::config::ServerConfig;
 use crate::domain::api::{
@@ -10,8 +10,22 @@ use crate::domain::change::{Change, ChangeState};
 use crate::domain::verification::Verification;
 use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState};
 use crate::domain::{Level, Risk, WindowKind};
-use crate::tui::app::{Msg, State, update};
+use crate::tui::app::{Effect, Msg, State, update};
 use chrono::{DateTime, Duration, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+pub fn key(c: char) -> Msg {
+    code(KeyCode::Char(c))
+}
+
+pub fn code(k: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(k, KeyModifiers::NONE))
+}
+
+/// Types `text` key by key; what the keys asked the server for.
+pub fn typed(s: &mut State, text: &str) -> Vec<Effect> {
+    text.chars().flat_map(|c| update(s, key(c))).collect()
+}
 
 /// Tuesday 10:30 UTC, inside the Standard window.
 pub fn now() -> DateTime<Utc> {

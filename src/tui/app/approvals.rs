@@ -1,0 +1,401 @@
+//! Pane 2: the approval queue, riskiest first, its filter, and approving or denying from it.
+
+use super::{Confirmed, Effect, Modal, Prompt, Purpose, SelectList, State, Tone};
+use crate::domain::Operator;
+use crate::domain::api::{ApproveRequest, DenyRequest};
+use crate::domain::approval;
+use crate::domain::change::{Change, ChangeState};
+use crate::tui::form::{Field, FieldKey, Fields};
+use crate::tui::keymap::Command;
+use crate::tui::view::words::needs;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub struct ApprovalsPane {
+    /// Every change the dashboard knows, by id.
+    changes: BTreeMap<i64, Change>,
+    /// The queue's order (ids), kept sorted as changes arrive rather than per frame.
+    queue: SelectList<i64>,
+    filter: String,
+    approvable: usize,
+    /// Who is looking: what they may approve decides the stance and the count.
+    operator: Option<Operator>,
+}
+
+/// What the operator can do about a pending change, for the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stance {
+    CanApprove,
+    Yours,
+    Approved,
+    /// Someone else must approve: "needs L3 approval".
+    Other(String),
+}
+
+impl ApprovalsPane {
+    pub fn changes(&self) -> &BTreeMap<i64, Change> {
+        &self.changes
+    }
+
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    /// Pending changes, riskiest first and oldest first within a risk, after the filter.
+    pub fn queue(&self) -> impl ExactSizeIterator<Item = &Change> + '_ {
+        self.queue.items().iter().map(|id| &self.changes[id])
+    }
+
+    pub fn queue_ids(&self) -> &[i64] {
+        self.queue.items()
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Rows `offset..offset + rows` of the queue with their positions, without walking (and
+    /// looking up) the rows above: `queue().skip(n)` costs n map lookups.
+    pub fn queue_rows(
+        &self,
+        offset: usize,
+        rows: usize,
+    ) -> impl Iterator<Item = (usize, &Change)> + '_ {
+        let ids = self.queue.items();
+        let end = offset.saturating_add(rows).min(ids.len());
+        let start = offset.min(end);
+        ids[start..end]
+            .iter()
+            .enumerate()
+            .map(move |(i, id)| (start + i, &self.changes[id]))
+    }
+
+    pub fn selected_index(&self) -> usize {
+        self.queue.selected_index()
+    }
+
+    pub fn select(&mut self, i: usize) {
+        self.queue.select(i);
+    }
+
+    pub(super) fn move_selection(&mut self, down: bool) {
+        super::move_in(&mut self.queue, down);
+    }
+
+    pub fn selected_change(&self) -> Option<&Change> {
+        self.queue.selected().map(|id| &self.changes[id])
+    }
+
+    pub fn stance(&self, c: &Change) -> Stance {
+        let Some(me) = &self.operator else {
+            return Stance::Other(needs(c));
+        };
+        match approval::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, me) {
+            Ok(()) => Stance::CanApprove,
+            Err(approval::ApprovalRefusal::OwnChange) => Stance::Yours,
+            Err(approval::ApprovalRefusal::AlreadyApproved) => Stance::Approved,
+            Err(approval::ApprovalRefusal::NotEligible(_)) => Stance::Other(needs(c)),
+        }
+    }
+
+    pub fn approvable_count(&self) -> usize {
+        self.approvable
+    }
+
+    pub(super) fn set_operator(&mut self, operator: Option<Operator>) {
+        self.operator = operator;
+        self.rebuild();
+    }
+
+    /// A full reload of the changes.
+    pub(super) fn reload(&mut self, list: Vec<Change>) {
+        for c in list {
+            self.keep_newer(c);
+        }
+        self.rebuild();
+    }
+
+    pub(super) fn upsert(&mut self, c: Change) {
+        self.keep_newer(c);
+        self.rebuild();
+    }
+
+    fn set_filter(&mut self, filter: String) {
+        self.filter = filter;
+        self.queue.select(0);
+        self.rebuild();
+    }
+
+    /// Keeps the newer copy of a change (an event and a reload may arrive in either order).
+    fn keep_newer(&mut self, c: Change) {
+        match self.changes.get(&c.id) {
+            Some(old) if old.updated_at > c.updated_at => {}
+            _ => {
+                self.changes.insert(c.id, c);
+            }
+        }
+    }
+
+    /// Recomputes the queue order and the approvable count.
+    fn rebuild(&mut self) {
+        let needle = self.filter.to_lowercase();
+        let mut q: Vec<&Change> = self
+            .changes
+            .values()
+            .filter(|c| c.state == ChangeState::PendingApproval)
+            .filter(|c| {
+                needle.is_empty()
+                    || [&c.action, &c.target, &c.ticket, &c.requested_by]
+                        .iter()
+                        .any(|f| f.to_lowercase().contains(&needle))
+            })
+            .collect();
+        q.sort_by(|a, b| {
+            b.risk
+                .cmp(&a.risk)
+                .then(a.created_at.cmp(&b.created_at))
+                .then(a.id.cmp(&b.id))
+        });
+        let ids: Vec<i64> = q.iter().map(|c| c.id).collect();
+        // Only "can I approve it?" matters here: no per-change operator clone or wording.
+        let approvable = match &self.operator {
+            Some(me) => q
+                .iter()
+                .filter(|c| {
+                    approval::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, me)
+                        .is_ok()
+                })
+                .count(),
+            None => 0,
+        };
+        self.queue.set_items(ids);
+        self.approvable = approvable;
+    }
+}
+
+pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+    match cmd {
+        Command::Approve => match state.approvals.selected_change() {
+            None => state.say(Tone::Info, "nothing to approve"),
+            Some(c) => {
+                let id = c.id;
+                match state.approvals.stance(c) {
+                    Stance::CanApprove => {
+                        state.modal = Some(Modal::Confirm(Confirmed::Approve(id)))
+                    }
+                    Stance::Yours => state.say(
+                        Tone::Error,
+                        "this is your own change: someone else must approve it",
+                    ),
+                    Stance::Approved => {
+                        state.say(Tone::Info, "you have already approved this change")
+                    }
+                    Stance::Other(n) => state.say(
+                        Tone::Error,
+                        format!("you cannot approve change #{id}: it {n}"),
+                    ),
+                }
+            }
+        },
+        Command::Deny => match state.approvals.selected_change() {
+            None => state.say(Tone::Info, "nothing to deny"),
+            Some(c) => {
+                state.modal = Some(Modal::Prompt(Prompt::new(
+                    Purpose::DenyReason(c.id),
+                    vec![Field::new("Reason", "why the change is denied (required)")],
+                )));
+            }
+        },
+        Command::Filter => {
+            let mut f = Field::new(
+                "Filter",
+                "action, target, ticket or requester; empty shows all",
+            );
+            f.input = tui_input::Input::new(state.approvals.filter.clone());
+            state.modal = Some(Modal::Prompt(Prompt::new(Purpose::Filter, vec![f])));
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// Confirmed: approve change #id.
+pub(super) fn approve(state: &mut State, id: i64) -> Vec<Effect> {
+    state.say(Tone::Info, format!("approving change #{id}…"));
+    vec![Effect::Approve(id, ApproveRequest::default())]
+}
+
+pub(super) fn deny(id: i64, fields: &Fields) -> Result<Vec<Effect>, String> {
+    let reason = fields.value(0).trim().to_string();
+    if reason.is_empty() {
+        return Err("a reason is required to deny a change".into());
+    }
+    Ok(vec![Effect::Deny(id, DenyRequest { reason })])
+}
+
+/// The filter applies as it is typed; Esc clears it.
+pub(super) fn filter_typed(state: &mut State, fields: &Fields, key: FieldKey) {
+    let filter = match key {
+        FieldKey::Cancel => String::new(),
+        _ => fields.value(0).trim().to_string(),
+    };
+    state.approvals.set_filter(filter);
+}
+
+pub(super) fn decided(
+    state: &mut State,
+    r: Result<crate::domain::change::Change, String>,
+) -> Vec<Effect> {
+    match r {
+        Ok(c) => {
+            let text = match c.state {
+                ChangeState::Executed => format!("approved: change #{} executed", c.id),
+                ChangeState::Executing => format!("approved: change #{} is executing", c.id),
+                ChangeState::PendingApproval => {
+                    format!("approved change #{}; it still {}", c.id, needs(&c))
+                }
+                s => format!("change #{} is now {s}", c.id),
+            };
+            show_outcome(state, c, text);
+            Vec::new()
+        }
+        Err(e) => {
+            state.say(Tone::Error, e);
+            vec![Effect::LoadChanges]
+        }
+    }
+}
+
+/// Says what became of a change (an error tone when it failed) and shows it everywhere.
+pub(super) fn show_outcome(state: &mut State, c: Change, text: String) {
+    let tone = if c.state == ChangeState::Failed {
+        Tone::Error
+    } else {
+        Tone::Success
+    };
+    state.say(tone, text);
+    state.approvals.upsert(c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Msg, update};
+    use super::*;
+    use crate::domain::{Level, Risk};
+    use crate::tui::fixtures::{change, code, key, now, scene, typed};
+    use crossterm::event::KeyCode;
+
+    fn queue_ids(s: &State) -> Vec<i64> {
+        s.approvals.queue().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn queue_is_riskiest_first_then_oldest_and_counts_what_i_can_approve() {
+        let s = scene("bob", Level::L2);
+        // critical: #2 (40 min), #4 (5 min); high: #1 (12 min), #3 (3 min).
+        assert_eq!(queue_ids(&s), vec![2, 4, 1, 3]);
+        assert_eq!(s.approvals.approvable_count(), 2);
+        let c = &s.approvals.changes()[&4];
+        assert_eq!(s.approvals.stance(c), Stance::Yours);
+        assert_eq!(
+            s.approvals.stance(&s.approvals.changes()[&2]),
+            Stance::Other("needs L3".into())
+        );
+    }
+
+    #[test]
+    fn approve_asks_first_and_refuses_locally_what_the_server_would() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        // Selected: #2, rotate-secrets by dave, needs L3.
+        assert!(update(&mut s, key('a')).is_empty());
+        assert!(s.modal.is_none());
+        assert!(s.message.as_ref().unwrap().1.contains("needs L3"));
+        update(&mut s, key('j')); // #4: bob's own
+        update(&mut s, key('a'));
+        assert!(s.message.as_ref().unwrap().1.contains("your own change"));
+        update(&mut s, key('j')); // #1: alice's high-risk change
+        update(&mut s, key('a'));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Confirm(Confirmed::Approve(1)))
+        ));
+        // Anything but y cancels.
+        assert!(update(&mut s, key('n')).is_empty());
+        assert!(s.modal.is_none());
+        update(&mut s, key('a'));
+        let effects = update(&mut s, key('y'));
+        assert_eq!(effects, vec![Effect::Approve(1, ApproveRequest::default())]);
+        let mut done = s.approvals.changes()[&1].clone();
+        done.state = ChangeState::Executed;
+        done.updated_at = now();
+        update(&mut s, Msg::Decided(Ok(done)));
+        assert_eq!(queue_ids(&s), vec![2, 4, 3]);
+        assert_eq!(s.approvals.approvable_count(), 1);
+        assert!(s.message.as_ref().unwrap().1.contains("executed"));
+    }
+
+    #[test]
+    fn a_failed_approval_is_shown_and_the_queue_reloaded() {
+        let mut s = scene("bob", Level::L2);
+        let effects = update(
+            &mut s,
+            Msg::Decided(Err("409 conflict: already executed".into())),
+        );
+        assert_eq!(effects, vec![Effect::LoadChanges]);
+        assert_eq!(s.message.as_ref().unwrap().0, Tone::Error);
+    }
+
+    #[test]
+    fn deny_needs_a_reason() {
+        let mut s = scene("carol", Level::L3);
+        update(&mut s, key('2'));
+        update(&mut s, key('d'));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Prompt(Prompt {
+                purpose: Purpose::DenyReason(2),
+                ..
+            }))
+        ));
+        assert!(update(&mut s, code(KeyCode::Enter)).is_empty());
+        assert!(s.message.as_ref().unwrap().1.contains("reason is required"));
+        typed(&mut s, "not during the campaign");
+        let effects = update(&mut s, code(KeyCode::Enter));
+        assert_eq!(
+            effects,
+            vec![Effect::Deny(
+                2,
+                DenyRequest {
+                    reason: "not during the campaign".into()
+                }
+            )]
+        );
+        assert!(s.modal.is_none());
+    }
+
+    #[test]
+    fn filter_narrows_the_queue_and_esc_clears_it() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        update(&mut s, key('/'));
+        typed(&mut s, "edge");
+        assert_eq!(queue_ids(&s), vec![1]);
+        update(&mut s, code(KeyCode::Enter));
+        assert_eq!(s.approvals.filter(), "edge");
+        assert_eq!(queue_ids(&s), vec![1]);
+        update(&mut s, key('/'));
+        update(&mut s, code(KeyCode::Esc));
+        assert_eq!(queue_ids(&s).len(), 4);
+    }
+
+    #[test]
+    fn a_change_the_server_sends_lands_in_its_place() {
+        let mut s = scene("bob", Level::L2);
+        let mut c = change(10, "blacklist-ip", Risk::Critical, "alice", Level::L1, 20);
+        c.state = ChangeState::PendingApproval;
+        s.approvals.upsert(c);
+        assert_eq!(queue_ids(&s), vec![2, 10, 4, 1, 3]);
+        assert_eq!(s.approvals.approvable_count(), 2);
+    }
+}
