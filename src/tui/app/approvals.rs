@@ -1,13 +1,15 @@
 //! Pane 2: the approval queue, riskiest first, its filter, and approving or denying from it.
 
 use super::{Confirmed, Effect, Modal, Prompt, Purpose, SelectList, State, Tone};
-use crate::domain::Operator;
 use crate::domain::api::{ApproveRequest, DenyRequest};
 use crate::domain::approval;
 use crate::domain::change::{Change, ChangeState};
+use crate::domain::{Operator, Risk};
 use crate::tui::form::{Field, FieldKey, Fields};
 use crate::tui::keymap::Command;
 use crate::tui::view::words::needs;
+use chrono::{DateTime, Utc};
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
@@ -17,6 +19,8 @@ pub struct ApprovalsPane {
     /// The queue's order (ids), kept sorted as changes arrive rather than per frame.
     queue: SelectList<i64>,
     filter: String,
+    /// The filter in lower case, as it is matched.
+    needle: String,
     approvable: usize,
     /// Who is looking: what they may approve decides the stance and the count.
     operator: Option<Operator>,
@@ -110,67 +114,96 @@ impl ApprovalsPane {
     /// A full reload of the changes.
     pub(super) fn reload(&mut self, list: Vec<Change>) {
         for c in list {
-            self.keep_newer(c);
+            if !self.is_older(&c) {
+                self.changes.insert(c.id, c);
+            }
         }
         self.rebuild();
     }
 
+    /// One change as the server sent it: it leaves its old place in the queue and takes its
+    /// new one, found by binary search, so a live event costs O(log n) lookups and one shift
+    /// of the ids rather than a sort of the whole queue.
     pub(super) fn upsert(&mut self, c: Change) {
-        self.keep_newer(c);
-        self.rebuild();
+        if self.is_older(&c) {
+            return;
+        }
+        if let Some(old) = self.changes.get(&c.id)
+            && self.shows(old)
+        {
+            let (key, counted) = (order(old), self.may_approve(old));
+            let at = self.position(key);
+            debug_assert_eq!(self.queue.items().get(at), Some(&c.id));
+            self.queue.remove(at);
+            self.approvable -= usize::from(counted);
+        }
+        let shown = self.shows(&c).then(|| (order(&c), self.may_approve(&c)));
+        let id = c.id;
+        self.changes.insert(id, c);
+        if let Some((key, counted)) = shown {
+            let at = self.position(key);
+            self.queue.insert(at, id);
+            self.approvable += usize::from(counted);
+        }
     }
 
     fn set_filter(&mut self, filter: String) {
+        self.needle = filter.to_lowercase();
         self.filter = filter;
         self.queue.select(0);
         self.rebuild();
     }
 
-    /// Keeps the newer copy of a change (an event and a reload may arrive in either order).
-    fn keep_newer(&mut self, c: Change) {
-        match self.changes.get(&c.id) {
-            Some(old) if old.updated_at > c.updated_at => {}
-            _ => {
-                self.changes.insert(c.id, c);
-            }
-        }
+    /// An event and a reload may arrive in either order: the newer copy of a change wins.
+    fn is_older(&self, c: &Change) -> bool {
+        self.changes
+            .get(&c.id)
+            .is_some_and(|old| old.updated_at > c.updated_at)
     }
 
-    /// Recomputes the queue order and the approvable count.
+    /// Whether a change belongs in the queue: pending, and matching the filter.
+    fn shows(&self, c: &Change) -> bool {
+        c.state == ChangeState::PendingApproval
+            && (self.needle.is_empty()
+                || [&c.action, &c.target, &c.ticket, &c.requested_by]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(&self.needle)))
+    }
+
+    /// Only "can I approve it?": no operator clone or wording per change.
+    fn may_approve(&self, c: &Change) -> bool {
+        self.operator.as_ref().is_some_and(|me| {
+            approval::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, me).is_ok()
+        })
+    }
+
+    /// Where a change with this sort key sits (or would sit) in the queue.
+    fn position(&self, key: Order) -> usize {
+        let changes = &self.changes;
+        self.queue.partition_point(|id| order(&changes[id]) < key)
+    }
+
+    /// The queue and the approvable count from scratch: after a reload, or when the filter or
+    /// who is looking changed.
     fn rebuild(&mut self) {
-        let needle = self.filter.to_lowercase();
-        let mut q: Vec<&Change> = self
-            .changes
-            .values()
-            .filter(|c| c.state == ChangeState::PendingApproval)
-            .filter(|c| {
-                needle.is_empty()
-                    || [&c.action, &c.target, &c.ticket, &c.requested_by]
-                        .iter()
-                        .any(|f| f.to_lowercase().contains(&needle))
-            })
-            .collect();
-        q.sort_by(|a, b| {
-            b.risk
-                .cmp(&a.risk)
-                .then(a.created_at.cmp(&b.created_at))
-                .then(a.id.cmp(&b.id))
-        });
-        let ids: Vec<i64> = q.iter().map(|c| c.id).collect();
-        // Only "can I approve it?" matters here: no per-change operator clone or wording.
-        let approvable = match &self.operator {
-            Some(me) => q
-                .iter()
-                .filter(|c| {
-                    approval::may_approve(&c.approvals_required, &c.approvals, &c.requested_by, me)
-                        .is_ok()
-                })
-                .count(),
-            None => 0,
-        };
+        let (ids, approvable) = self.sorted();
         self.queue.set_items(ids);
         self.approvable = approvable;
     }
+
+    fn sorted(&self) -> (Vec<i64>, usize) {
+        let mut q: Vec<&Change> = self.changes.values().filter(|c| self.shows(c)).collect();
+        q.sort_by_key(|c| order(c));
+        let approvable = q.iter().filter(|c| self.may_approve(c)).count();
+        (q.iter().map(|c| c.id).collect(), approvable)
+    }
+}
+
+/// The queue's order: riskiest first, then oldest, then by id (so no two changes tie).
+type Order = (Reverse<Risk>, DateTime<Utc>, i64);
+
+fn order(c: &Change) -> Order {
+    (Reverse(c.risk), c.created_at, c.id)
 }
 
 pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
@@ -397,5 +430,54 @@ mod tests {
         s.approvals.upsert(c);
         assert_eq!(queue_ids(&s), vec![2, 10, 4, 1, 3]);
         assert_eq!(s.approvals.approvable_count(), 2);
+    }
+
+    /// Events moving, adding and removing changes in place leave the queue and the count
+    /// exactly as a full rebuild would, with and without a filter.
+    #[test]
+    fn the_queue_kept_in_place_matches_a_full_rebuild() {
+        let mut s = scene("bob", Level::L2);
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let risks = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical];
+        let people = [
+            ("alice", Level::L1),
+            ("bob", Level::L2),
+            ("dave", Level::L2),
+        ];
+        for step in 0..400 {
+            if step == 200 {
+                update(&mut s, key('2'));
+                update(&mut s, key('/'));
+                typed(&mut s, "edge");
+                update(&mut s, code(KeyCode::Enter));
+            }
+            let id = next(30) as i64 + 1;
+            let (by, level) = people[next(3) as usize];
+            let mut c = change(
+                id,
+                "blacklist-ip",
+                risks[next(4) as usize],
+                by,
+                level,
+                next(50) as i64,
+            );
+            c.state = if next(4) == 0 {
+                ChangeState::Executed
+            } else {
+                ChangeState::PendingApproval
+            };
+            c.updated_at = now() + chrono::Duration::seconds(next(1000) as i64);
+            s.approvals.upsert(c);
+            let (ids, approvable) = s.approvals.sorted();
+            assert_eq!(s.approvals.queue_ids(), ids, "step {step}");
+            assert_eq!(s.approvals.approvable_count(), approvable, "step {step}");
+        }
+        assert!(s.approvals.queue_len() > 0);
     }
 }
