@@ -104,6 +104,16 @@ impl Fields {
     pub fn value(&self, i: usize) -> &str {
         self.fields.get(i).map(Field::value).unwrap_or("")
     }
+
+    /// The trimmed text of field `i`, or `missing` as the error when there is none.
+    pub fn required(&self, i: usize, missing: &str) -> Result<String, String> {
+        let v = self.value(i).trim();
+        if v.is_empty() {
+            Err(missing.to_string())
+        } else {
+            Ok(v.to_string())
+        }
+    }
 }
 
 /// The change request form of one action, with the server's live decision beside it.

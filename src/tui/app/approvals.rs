@@ -259,10 +259,7 @@ pub(super) fn approve(state: &mut State, id: i64) -> Vec<Effect> {
 }
 
 pub(super) fn deny(id: i64, fields: &Fields) -> Result<Vec<Effect>, String> {
-    let reason = fields.value(0).trim().to_string();
-    if reason.is_empty() {
-        return Err("a reason is required to deny a change".into());
-    }
+    let reason = fields.required(0, "a reason is required to deny a change")?;
     Ok(vec![Effect::Deny(id, DenyRequest { reason })])
 }
 
@@ -362,7 +359,7 @@ mod tests {
         let mut done = s.approvals.changes()[&1].clone();
         done.state = ChangeState::Executed;
         done.updated_at = now();
-        update(&mut s, Msg::Decided(Ok(done)));
+        update(&mut s, Msg::ChangeDecided(Ok(done)));
         assert_eq!(queue_ids(&s), vec![2, 4, 3]);
         assert_eq!(s.approvals.approvable_count(), 1);
         assert!(s.message.as_ref().unwrap().1.contains("executed"));
@@ -373,7 +370,7 @@ mod tests {
         let mut s = scene("bob", Level::L2);
         let effects = update(
             &mut s,
-            Msg::Decided(Err("409 conflict: already executed".into())),
+            Msg::ChangeDecided(Err("409 conflict: already executed".into())),
         );
         assert_eq!(effects, vec![Effect::LoadChanges]);
         assert_eq!(s.message.as_ref().unwrap().0, Tone::Error);

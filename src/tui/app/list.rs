@@ -1,4 +1,5 @@
-//! The one selectable list behind the panes' lists (the shape of kdash's `StatefulTable<T>`).
+//! The one selectable list behind the four panes' lists: moving, clamping and the selected
+//! item are written once.
 
 /// Items with one of them selected. The selection is a position: it stays where it is as the
 /// items change around it, and is kept inside the list.

@@ -105,7 +105,7 @@ pub enum Msg {
     Preview(u64, Result<Preview, String>),
     Submitted(Result<Change, String>),
     /// An approval or a denial went through (or not).
-    Decided(Result<Change, String>),
+    ChangeDecided(Result<Change, String>),
     /// A freeze, pause or resume went through (or not); the text says which.
     GovernanceDone(Result<String, String>),
     StreamUp,
@@ -129,7 +129,7 @@ impl Msg {
                 | Msg::VerificationDecided(_)
                 | Msg::RolledBack(_)
                 | Msg::Submitted(_)
-                | Msg::Decided(_)
+                | Msg::ChangeDecided(_)
                 | Msg::GovernanceDone(_)
         )
     }
@@ -149,7 +149,7 @@ pub enum Effect {
     LoadVerifications,
     PollVerifications,
     Preview(u64, ChangeRequest),
-    Outcome(i64, OutcomeRequest),
+    VerificationOutcome(i64, OutcomeRequest),
     Rollback(i64, RollbackRequest),
     Create(ChangeRequest),
     Approve(i64, ApproveRequest),
@@ -311,7 +311,7 @@ fn dispatch(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::RolledBack(r) => verification::rolled_back(state, r),
         Msg::Preview(generation, r) => return actions::preview_arrived(state, generation, r),
         Msg::Submitted(r) => actions::submitted(state, r),
-        Msg::Decided(r) => return approvals::decided(state, r),
+        Msg::ChangeDecided(r) => return approvals::decided(state, r),
         Msg::GovernanceDone(r) => return windows::governance_done(state, r),
         Msg::StreamUp => {
             let was_down = matches!(state.connection, Connection::Reconnecting(_));
@@ -439,11 +439,6 @@ fn show(state: &mut State, pane: Pane) {
 
 fn move_in<T>(list: &mut SelectList<T>, down: bool) {
     if down { list.down() } else { list.up() }
-}
-
-/// A key that is `code` without Ctrl (Ctrl-C and friends never count as an answer).
-fn is(key: &KeyEvent, code: KeyCode) -> bool {
-    key.code == code && !key.modifiers.contains(KeyModifiers::CONTROL)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! What sits on top of the panes and gets the keys first: one confirmation that carries what it
-//! confirms, one prompt whose keys work the same whatever it asks (the shape of gitui's
-//! `popups/confirm.rs`), the change form, the outcome of a submission and the help.
+//! confirms, one prompt whose keys work the same whatever it asks, the change form, the outcome
+//! of a submission and the help.
 
-use super::{Effect, State, Tone, actions, approvals, is, verification, windows};
+use super::{Effect, State, Tone, actions, approvals, verification, windows};
 use crate::domain::change::Change;
 use crate::tui::form::{ChangeForm, Field, FieldKey, Fields};
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 #[derive(Debug, Clone)]
 pub enum Modal {
@@ -68,7 +68,8 @@ pub(super) fn key(state: &mut State, open: Modal, key: KeyEvent) -> Vec<Effect> 
 }
 
 fn confirm_key(state: &mut State, what: Confirmed, key: KeyEvent) -> Vec<Effect> {
-    let yes = is(&key, KeyCode::Char('y'));
+    // Ctrl-Y is not a yes.
+    let yes = key.code == KeyCode::Char('y') && !key.modifiers.contains(KeyModifiers::CONTROL);
     match what {
         Confirmed::Quit if yes => state.quit = true,
         Confirmed::Quit => {}

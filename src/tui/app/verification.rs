@@ -124,7 +124,7 @@ pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
 }
 
 fn outcome(id: i64, outcome: OutcomeKind) -> Effect {
-    Effect::Outcome(
+    Effect::VerificationOutcome(
         id,
         OutcomeRequest {
             outcome,
@@ -234,7 +234,7 @@ mod tests {
         );
         let effects = update(&mut s, key('v'));
         assert!(
-            matches!(effects.as_slice(), [Effect::Outcome(1, r)] if r.outcome == OutcomeKind::Verified),
+            matches!(effects.as_slice(), [Effect::VerificationOutcome(1, r)] if r.outcome == OutcomeKind::Verified),
             "{effects:?}"
         );
         // Escalation and rollback ask first.
@@ -245,7 +245,7 @@ mod tests {
         ));
         let effects = update(&mut s, key('y'));
         assert!(
-            matches!(effects.as_slice(), [Effect::Outcome(1, r)] if r.outcome == OutcomeKind::Escalated)
+            matches!(effects.as_slice(), [Effect::VerificationOutcome(1, r)] if r.outcome == OutcomeKind::Escalated)
         );
         update(&mut s, key('r'));
         assert!(matches!(

@@ -104,25 +104,19 @@ fn may(action: Governance, level: Option<Level>) -> Result<(), String> {
 }
 
 pub(super) fn pause(fields: &Fields) -> Result<Vec<Effect>, String> {
-    let reason = fields.value(0).trim().to_string();
-    if reason.is_empty() {
-        return Err("a reason is required to pause changes".into());
-    }
+    let reason = fields.required(0, "a reason is required to pause changes")?;
     Ok(vec![Effect::Pause(PauseRequest { reason })])
 }
 
 pub(super) fn add_freeze(fields: &Fields) -> Result<Vec<Effect>, String> {
-    let name = fields.value(0).trim();
-    if name.is_empty() {
-        return Err("the freeze needs a name".into());
-    }
+    let name = fields.required(0, "the freeze needs a name")?;
     let time = |i: usize, what: &str| {
         chrono::NaiveDateTime::parse_from_str(fields.value(i).trim(), "%Y-%m-%d %H:%M")
             .map(|t| t.and_utc())
             .map_err(|_| format!("{what} must be YYYY-MM-DD HH:MM (UTC)"))
     };
     Ok(vec![Effect::AddFreeze(FreezeRequest {
-        name: name.to_string(),
+        name,
         starts_at: time(1, "Starts")?,
         ends_at: time(2, "Ends")?,
     })])
