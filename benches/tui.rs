@@ -46,14 +46,15 @@ use ratatui::{Terminal, TerminalOptions, Viewport};
 use std::cell::Cell;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
+#[path = "../tests/support/tmux.rs"]
+mod tmux;
 
-type Failure = Box<dyn std::error::Error + Send + Sync>;
+use tmux::{Failure, Tmux, sandbox};
 
 const BIN: &str = env!("CARGO_BIN_EXE_commandbridge");
 const PENDING: usize = 10_000;
@@ -424,104 +425,7 @@ fn countdown_bytes(w: u16, h: u16, seconds: u64) -> Result<Bytes, Failure> {
     })
 }
 
-// ----- tmux and /proc -------------------------------------------------------------------------
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new(tag: &str) -> Tmux {
-        Tmux {
-            socket: format!("cb-bench-{tag}-{}", std::process::id()),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Result<String, Failure> {
-        let out = Command::new("tmux")
-            .args(["-u", "-L", &self.socket])
-            .args(args)
-            .output()
-            .map_err(|e| {
-                format!("tmux is needed for this benchmark (apt-get install tmux): {e}")
-            })?;
-        if !out.status.success() {
-            return Err(format!(
-                "tmux {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// A detached session running `argv` (through `env` with `vars`) at `w`×`h`.
-    fn start(&self, w: u16, h: u16, vars: &[String], argv: &[&str]) -> Result<u32, Failure> {
-        let (w, h) = (w.to_string(), h.to_string());
-        let mut args = vec![
-            "new-session",
-            "-d",
-            "-s",
-            "bench",
-            "-x",
-            &w,
-            "-y",
-            &h,
-            "env",
-        ];
-        args.extend(vars.iter().map(String::as_str));
-        args.extend_from_slice(argv);
-        self.cmd(&args)?;
-        let pid = self.cmd(&["list-panes", "-t", "bench", "-F", "#{pane_pid}"])?;
-        Ok(pid.trim().parse()?)
-    }
-
-    fn screen(&self) -> String {
-        self.cmd(&["capture-pane", "-p", "-t", "bench"])
-            .unwrap_or_default()
-    }
-
-    fn wait_for(&self, text: &str, within: Duration) -> Result<(), Failure> {
-        let end = Instant::now() + within;
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return Ok(());
-            }
-            if Instant::now() >= end {
-                return Err(format!("'{text}' not on screen after {within:?}:\n{screen}").into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) -> Result<(), Failure> {
-        let mut args = vec!["send-keys", "-t", "bench"];
-        args.extend_from_slice(keys);
-        self.cmd(&args).map(|_| ())
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.keys(&["q"]);
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
-/// The environment of a dashboard that must not touch the user's files.
-fn sandbox(home: &Path) -> Vec<String> {
-    let h = home.display();
-    vec![
-        format!("HOME={h}"),
-        format!("XDG_DATA_HOME={h}/data"),
-        format!("XDG_CONFIG_HOME={h}/config"),
-        format!("CB_CONFIG_DIR={h}/cb-config"),
-        "RUST_LOG=warn".into(),
-    ]
-}
+// ----- /proc ---------------------------------------------------------------------------------
 
 fn cpu_of(pid: u32) -> Result<f64, Failure> {
     proc_stat::pid_cpu(pid).ok_or_else(|| format!("no /proc/{pid}/stat").into())
@@ -543,8 +447,13 @@ struct Cpu {
 
 fn demo_cpu(i: usize, w: u16, h: u16, key: Option<&str>, secs: f64) -> Result<Cpu, Failure> {
     let home = tempfile::tempdir()?;
-    let tmux = Tmux::new(&format!("cpu{i}"));
-    let pid = tmux.start(w, h, &sandbox(home.path()), &[BIN, "demo"])?;
+    let tmux = Tmux::start(
+        &format!("bench-cpu{i}"),
+        (w, h),
+        &sandbox(home.path()),
+        &[BIN, "demo"],
+    )?;
+    let pid = tmux.pid()?;
     tmux.wait_for("● live", Duration::from_secs(30))?;
     if let Some(k) = key {
         tmux.keys(&[k])?;
@@ -683,11 +592,11 @@ async fn memory() -> Result<Memory, Failure> {
 
 /// `commandbridge tui` in tmux at 160×48: its memory two seconds after `expect` is on screen.
 fn tui_rss(tag: &str, home: &Path, env: &[String], expect: &str) -> Result<Rss, Failure> {
-    let tmux = Tmux::new(tag);
     let mut vars = sandbox(home);
     vars.extend_from_slice(env);
     let t = Instant::now();
-    let pid = tmux.start(160, 48, &vars, &[BIN, "tui"])?;
+    let tmux = Tmux::start(&format!("bench-{tag}"), (160, 48), &vars, &[BIN, "tui"])?;
+    let pid = tmux.pid()?;
     tmux.wait_for(expect, Duration::from_secs(120))?;
     let load_secs = t.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(2));

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 pub struct ApprovalsPane {
     /// Every change the dashboard knows, by id.
     changes: BTreeMap<i64, Change>,
-    /// The queue's order (ids), kept sorted as changes arrive rather than per frame.
+    /// The queue: ids of the pending changes that match the filter, in [`order`], kept sorted
+    /// change by change as events arrive (see `upsert`).
     queue: SelectList<i64>,
     filter: String,
     /// The filter in lower case, as it is matched.
@@ -272,10 +273,7 @@ pub(super) fn filter_typed(state: &mut State, fields: &Fields, key: FieldKey) {
     state.approvals.set_filter(filter);
 }
 
-pub(super) fn decided(
-    state: &mut State,
-    r: Result<crate::domain::change::Change, String>,
-) -> Vec<Effect> {
+pub(super) fn decided(state: &mut State, r: Result<Change, String>) -> Vec<Effect> {
     match r {
         Ok(c) => {
             let text = match c.state {
