@@ -21,6 +21,27 @@ pub fn stat_cpu(stat: &str) -> f64 {
         / TICKS_PER_SEC
 }
 
+/// CPU seconds used so far by process `pid` (every thread, live or exited).
+pub fn pid_cpu(pid: u32) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .map(|s| stat_cpu(&s))
+}
+
+/// A `Vm…:` line of `/proc/<pid>/status` (e.g. `VmRSS:`), in MB.
+pub fn vm_mb(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
 /// CPU seconds of this whole process (every thread, live or exited).
 pub fn process_cpu() -> f64 {
     std::fs::read_to_string("/proc/self/stat")

@@ -1,4 +1,4 @@
-//! A fixed scene for reducer and snapshot tests: no clock, no network.
+//! A fixed scene for reducer and snapshot tests and the TUI benchmark: no clock, no network.
 
 use crate::config::ServerConfig;
 use crate::domain::api::{
@@ -10,8 +10,22 @@ use crate::domain::change::{Change, ChangeState};
 use crate::domain::verification::Verification;
 use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState};
 use crate::domain::{Level, Risk, WindowKind};
-use crate::tui::app::{Msg, State, update};
+use crate::tui::app::{Effect, Msg, State, update};
 use chrono::{DateTime, Duration, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+pub fn key(c: char) -> Msg {
+    code(KeyCode::Char(c))
+}
+
+pub fn code(k: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(k, KeyModifiers::NONE))
+}
+
+/// Types `text` key by key; what the keys asked the server for.
+pub fn typed(s: &mut State, text: &str) -> Vec<Effect> {
+    text.chars().flat_map(|c| update(s, key(c))).collect()
+}
 
 /// Tuesday 10:30 UTC, inside the Standard window.
 pub fn now() -> DateTime<Utc> {
@@ -68,6 +82,61 @@ pub fn change(
     }
 }
 
+const REQUESTERS: [(&str, Level); 6] = [
+    ("alice", Level::L1),
+    ("dave", Level::L2),
+    ("erin", Level::L1),
+    ("bob", Level::L2),
+    ("frank", Level::L1),
+    ("grace-long-name", Level::L2),
+];
+const ACTIONS: [(&str, Risk); 5] = [
+    ("blacklist-ip", Risk::High),
+    ("maintenance-mode", Risk::High),
+    ("failover-region", Risk::High),
+    ("pause-enrolments", Risk::High),
+    ("rotate-secrets", Risk::Critical),
+];
+const TARGETS: [&str; 5] = [
+    "checkout",
+    "edge-1",
+    "payments",
+    "search",
+    "reports-eu-west-2",
+];
+
+/// One change of a busy day, requester, action and target spread by id; pending unless its
+/// risk needs no approval from its requester.
+pub fn busy_change(id: i64, seconds_ago: i64) -> Change {
+    let (by, by_level) = REQUESTERS[id as usize % REQUESTERS.len()];
+    let (action, risk) = ACTIONS[(id as usize / 7) % ACTIONS.len()];
+    let mut c = change(id, action, risk, by, by_level, 0);
+    c.created_at = now() - Duration::seconds(seconds_ago);
+    c.updated_at = c.created_at;
+    c.expires_at = c.created_at + Duration::hours(4);
+    c.target = TARGETS[id as usize % TARGETS.len()].into();
+    c.params = [("ip".to_string(), format!("203.0.113.{}", id % 250))].into();
+    c.reason = "credential stuffing from one address after the campaign mail".into();
+    c.warnings = vec!["off-peak preferred: high-risk changes belong in the Off-peak window".into()];
+    c
+}
+
+/// `n` pending changes (and the odd executed one, for history), ages spread over four hours.
+pub fn busy_queue(n: usize) -> Vec<Change> {
+    let mut out = Vec::with_capacity(n + n / 4);
+    let mut id = 1;
+    let mut pending = 0;
+    while pending < n {
+        let c = busy_change(id, (id * 7919) % (4 * 3600));
+        if c.state == ChangeState::PendingApproval {
+            pending += 1;
+        }
+        out.push(c);
+        id += 1;
+    }
+    out
+}
+
 pub fn event(seq: i64, kind: &str, summary: &str, data: serde_json::Value) -> Event {
     Event {
         seq,
@@ -81,6 +150,64 @@ pub fn event(seq: i64, kind: &str, summary: &str, data: serde_json::Value) -> Ev
 
 /// The dashboard as `me` sees it once everything has loaded.
 pub fn scene(me: &str, level: Level) -> State {
+    scene_with(
+        me,
+        level,
+        vec![
+            change(1, "blacklist-ip", Risk::High, "alice", Level::L1, 12),
+            change(2, "rotate-secrets", Risk::Critical, "dave", Level::L2, 40),
+            change(3, "maintenance-mode", Risk::High, "alice", Level::L1, 3),
+            change(4, "rotate-secrets", Risk::Critical, "bob", Level::L2, 5),
+            change(5, "scale-service", Risk::Medium, "bob", Level::L2, 30),
+        ],
+        vec![watched()],
+    )
+}
+
+/// Change #5 under verification, sampled healthy, with 11m40s to go.
+pub fn watched() -> Verification {
+    Verification {
+        id: 1,
+        change_id: 5,
+        target: "search".into(),
+        action: "scale-service".into(),
+        started_at: now() - Duration::seconds(200),
+        deadline: now() + Duration::seconds(700),
+        state: VerificationState::Watching,
+        health_checked: true,
+        error_rate_checked: true,
+        max_error_rate: Some(0.01),
+        last_sample: Some(Sample {
+            at: now() - Duration::seconds(2),
+            due: now() - Duration::seconds(2),
+            health: Some(HealthCheck {
+                ok: true,
+                detail: "200 in 3 ms".into(),
+            }),
+            error_rate: Some(RateCheck::reading(0.0042, 0.01)),
+        }),
+        recent_error_rates: vec![
+            Some(0.001),
+            Some(0.002),
+            Some(0.0015),
+            None,
+            Some(0.004),
+            Some(0.0042),
+        ],
+        summary: None,
+        decided_by: None,
+        note: None,
+        incident: None,
+    }
+}
+
+/// The dashboard as `me` sees it once `changes` and `verifications` have loaded.
+pub fn scene_with(
+    me: &str,
+    level: Level,
+    changes: Vec<Change>,
+    verifications: Vec<Verification>,
+) -> State {
     let mut s = State::new("http://127.0.0.1:7878", now());
     let _ = s.initial_effects();
     update(
@@ -91,16 +218,7 @@ pub fn scene(me: &str, level: Level) -> State {
         })),
     );
     update(&mut s, Msg::Actions(Ok(catalog(level))));
-    update(
-        &mut s,
-        Msg::Changes(Ok(vec![
-            change(1, "blacklist-ip", Risk::High, "alice", Level::L1, 12),
-            change(2, "rotate-secrets", Risk::Critical, "dave", Level::L2, 40),
-            change(3, "maintenance-mode", Risk::High, "alice", Level::L1, 3),
-            change(4, "rotate-secrets", Risk::Critical, "bob", Level::L2, 5),
-            change(5, "scale-service", Risk::Medium, "bob", Level::L2, 30),
-        ])),
-    );
+    update(&mut s, Msg::Changes(Ok(changes)));
     let today = now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
     update(
         &mut s,
@@ -153,42 +271,7 @@ pub fn scene(me: &str, level: Level) -> State {
             pause: None,
         })),
     );
-    update(
-        &mut s,
-        Msg::Verifications(Ok(vec![Verification {
-            id: 1,
-            change_id: 5,
-            target: "search".into(),
-            action: "scale-service".into(),
-            started_at: now() - Duration::seconds(200),
-            deadline: now() + Duration::seconds(700),
-            state: VerificationState::Watching,
-            health_checked: true,
-            error_rate_checked: true,
-            max_error_rate: Some(0.01),
-            last_sample: Some(Sample {
-                at: now() - Duration::seconds(2),
-                due: now() - Duration::seconds(2),
-                health: Some(HealthCheck {
-                    ok: true,
-                    detail: "200 in 3 ms".into(),
-                }),
-                error_rate: Some(RateCheck::reading(0.0042, 0.01)),
-            }),
-            recent_error_rates: vec![
-                Some(0.001),
-                Some(0.002),
-                Some(0.0015),
-                None,
-                Some(0.004),
-                Some(0.0042),
-            ],
-            summary: None,
-            decided_by: None,
-            note: None,
-            incident: None,
-        }])),
-    );
+    update(&mut s, Msg::Verifications(Ok(verifications)));
     update(&mut s, Msg::StreamUp);
     for (i, summary) in [
         "bob requested scale-service on search (CHG-4705): runs now",

@@ -3,7 +3,7 @@
 
 use crate::domain::api::{CatalogEntry, ChangeRequest, Preview};
 use crate::domain::{ParamKind, Ticket};
-use crossterm::event::{Event, KeyEvent};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 use tui_input::Input;
 use tui_input::backend::crossterm::EventHandler;
@@ -29,6 +29,17 @@ impl Field {
     }
 }
 
+/// What a key did to a form or prompt; its owner decides what cancelling or submitting means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKey {
+    Cancel,
+    Submit,
+    /// The focus moved to another field.
+    Moved,
+    /// The key went to the focused field; true when its text changed.
+    Edited(bool),
+}
+
 /// A list of fields with one focused; typing goes to the focused one.
 #[derive(Debug, Clone)]
 pub struct Fields {
@@ -39,6 +50,28 @@ pub struct Fields {
 impl Fields {
     pub fn new(fields: Vec<Field>) -> Fields {
         Fields { fields, focus: 0 }
+    }
+
+    /// The keys every form and prompt shares: Esc cancels, Tab/Down and Shift-Tab/Up move,
+    /// Enter moves to the next field or submits on the last, any other key edits.
+    pub fn key(&mut self, key: KeyEvent) -> FieldKey {
+        let plain = |code| key.code == code && !key.modifiers.contains(KeyModifiers::CONTROL);
+        if plain(KeyCode::Esc) {
+            FieldKey::Cancel
+        } else if plain(KeyCode::Tab) || plain(KeyCode::Down) {
+            self.next();
+            FieldKey::Moved
+        } else if key.code == KeyCode::BackTab || plain(KeyCode::Up) {
+            self.prev();
+            FieldKey::Moved
+        } else if plain(KeyCode::Enter) && !self.is_last() {
+            self.next();
+            FieldKey::Moved
+        } else if plain(KeyCode::Enter) {
+            FieldKey::Submit
+        } else {
+            FieldKey::Edited(self.edit(key))
+        }
     }
 
     /// Edits the focused field; true when its text changed.
@@ -70,6 +103,16 @@ impl Fields {
 
     pub fn value(&self, i: usize) -> &str {
         self.fields.get(i).map(Field::value).unwrap_or("")
+    }
+
+    /// The trimmed text of field `i`, or `missing` as the error when there is none.
+    pub fn required(&self, i: usize, missing: &str) -> Result<String, String> {
+        let v = self.value(i).trim();
+        if v.is_empty() {
+            Err(missing.to_string())
+        } else {
+            Ok(v.to_string())
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The terminal dashboard: an Elm-style reducer (`app`), drawn by `view`, fed by `runtime`.
 
 pub mod app;
-#[cfg(test)]
+// Shared with benches/tui.rs, so public; not part of the dashboard's interface.
+#[doc(hidden)]
 pub mod fixtures;
 pub mod form;
 pub mod keymap;

@@ -137,7 +137,7 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
             Effect::PollVerifications => {
                 Msg::VerificationsPolled(text(client.verifications().await))
             }
-            Effect::Outcome(id, req) => {
+            Effect::VerificationOutcome(id, req) => {
                 Msg::VerificationDecided(text(client.verification_outcome(id, &req).await))
             }
             Effect::Rollback(id, req) => Msg::RolledBack(text(client.rollback(id, &req).await)),
@@ -145,21 +145,21 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
                 Msg::Preview(generation, text(client.preview(&req).await))
             }
             Effect::Create(req) => Msg::Submitted(text(client.create_change(&req, None).await)),
-            Effect::Approve(id, req) => Msg::Decided(text(client.approve(id, &req).await)),
-            Effect::Deny(id, req) => Msg::Decided(text(client.deny(id, &req).await)),
-            Effect::AddFreeze(req) => Msg::Done(
+            Effect::Approve(id, req) => Msg::ChangeDecided(text(client.approve(id, &req).await)),
+            Effect::Deny(id, req) => Msg::ChangeDecided(text(client.deny(id, &req).await)),
+            Effect::AddFreeze(req) => Msg::GovernanceDone(
                 text(client.create_freeze(&req).await)
                     .map(|f| format!("freeze '{}' announced", f.name)),
             ),
-            Effect::RemoveFreeze(id) => Msg::Done(
+            Effect::RemoveFreeze(id) => Msg::GovernanceDone(
                 text(client.delete_freeze(id).await).map(|_| format!("freeze #{id} removed")),
             ),
-            Effect::Pause(req) => {
-                Msg::Done(text(client.pause(&req).await).map(|_| "all changes paused".to_string()))
-            }
-            Effect::Resume => {
-                Msg::Done(text(client.resume().await).map(|_| "changes resumed".to_string()))
-            }
+            Effect::Pause(req) => Msg::GovernanceDone(
+                text(client.pause(&req).await).map(|_| "all changes paused".to_string()),
+            ),
+            Effect::Resume => Msg::GovernanceDone(
+                text(client.resume().await).map(|_| "changes resumed".to_string()),
+            ),
         };
         let _ = tx.send(msg);
     });

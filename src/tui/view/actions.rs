@@ -1,7 +1,8 @@
 //! Pane 1: the action catalog and what I may do with each action.
 
-use crate::tui::app::{State, risk_word};
+use crate::tui::app::State;
 use crate::tui::theme::Theme;
+use crate::tui::view::words::risk_word;
 use crate::tui::view::{fit, scroll_offset};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,7 +11,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    if state.actions.is_empty() {
+    let actions = &state.actions.list;
+    if actions.is_empty() {
         frame.render_widget(
             Paragraph::new("loading the catalog…").style(theme.dim()),
             area,
@@ -21,16 +23,16 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let [list, detail] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(detail_h)]).areas(area);
     let rows = list.height as usize;
-    let offset = scroll_offset(state.action_sel, rows, state.actions.len());
+    let offset = scroll_offset(actions.selected_index(), rows, actions.len());
     let name_w = 18usize;
-    let lines: Vec<Line> = state
-        .actions
+    let lines: Vec<Line> = actions
+        .items()
         .iter()
         .enumerate()
         .skip(offset)
         .take(rows)
         .map(|(i, a)| {
-            let selected = i == state.action_sel;
+            let selected = i == actions.selected_index();
             let may_style = if a.you_may == "run" {
                 theme.good()
             } else {
@@ -52,7 +54,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), list);
-    if let Some(a) = state.actions.get(state.action_sel) {
+    if let Some(a) = actions.selected() {
         let text = vec![
             Line::from(vec![
                 Span::styled("What: ", theme.dim()),

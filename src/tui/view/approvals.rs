@@ -2,8 +2,9 @@
 
 use crate::domain::change::Change;
 use crate::domain::window::human_duration;
-use crate::tui::app::{Stance, State, risk_word};
+use crate::tui::app::{Stance, State};
 use crate::tui::theme::Theme;
+use crate::tui::view::words::risk_word;
 use crate::tui::view::{fit, scroll_offset};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -12,8 +13,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    let filter_h = u16::from(!state.filter.is_empty());
-    let len = state.queue_len();
+    let filter_h = u16::from(!state.approvals.filter().is_empty());
+    let len = state.approvals.queue_len();
     let detail_h = if area.height >= 16 {
         6
     } else if area.height >= 10 {
@@ -32,14 +33,14 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         frame.render_widget(
             Paragraph::new(format!(
                 "filter: {}  ({len} shown; / to change, Esc in the prompt clears)",
-                state.filter
+                state.approvals.filter()
             ))
             .style(theme.warn()),
             filter,
         );
     }
     if len == 0 {
-        let text = if state.filter.is_empty() {
+        let text = if state.approvals.filter().is_empty() {
             "no change is waiting for approval"
         } else {
             "no pending change matches the filter"
@@ -65,12 +66,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     frame.render_widget(Paragraph::new(fit(&header, w)).style(theme.dim()), head);
 
     let rows = list.height as usize;
-    let offset = scroll_offset(state.approval_sel, rows, len);
+    let offset = scroll_offset(state.approvals.selected_index(), rows, len);
     let lines: Vec<Line> = state
+        .approvals
         .queue_rows(offset, rows)
         .map(|(i, c)| {
-            let selected = i == state.approval_sel;
-            let (stance, stance_style) = match state.stance(c) {
+            let selected = i == state.approvals.selected_index();
+            let (stance, stance_style) = match state.approvals.stance(c) {
                 Stance::CanApprove => ("you can approve".to_string(), theme.good()),
                 Stance::Yours => ("yours".to_string(), theme.dim()),
                 Stance::Approved => ("you approved".to_string(), theme.dim()),
@@ -98,7 +100,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         .collect();
     frame.render_widget(Paragraph::new(lines), list);
     if detail_h > 0
-        && let Some(c) = state.selected_change()
+        && let Some(c) = state.approvals.selected_change()
     {
         frame.render_widget(
             Paragraph::new(detail_lines(c, state, theme)).wrap(Wrap { trim: true }),
@@ -119,8 +121,7 @@ fn age(c: &Change, state: &State) -> String {
 fn detail_lines<'a>(c: &'a Change, state: &State, theme: &Theme) -> Vec<Line<'a>> {
     let rollback = state
         .actions
-        .iter()
-        .find(|a| a.name == c.action)
+        .find(&c.action)
         .map(|a| a.rollback.clone())
         .unwrap_or_default();
     let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();

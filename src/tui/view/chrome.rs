@@ -1,7 +1,7 @@
 //! Header, banner, tabs, activity strip, message line and footer.
 
 use crate::domain::window::human_duration;
-use crate::tui::app::{Connection, Modal, Pane, State, Tone};
+use crate::tui::app::{Connection, Modal, Pane, Purpose, State, Tone};
 use crate::tui::theme::Theme;
 use crate::tui::view::fit;
 use ratatui::Frame;
@@ -12,7 +12,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 /// The window status line, counted down from the server's answer with the local clock.
 pub fn window_summary(state: &State) -> String {
-    let Some(w) = &state.window else {
+    let Some(w) = &state.windows.window else {
         return "window: loading…".into();
     };
     let now = state.now;
@@ -37,7 +37,7 @@ pub fn banner_text(state: &State) -> Option<String> {
     if let Some(a) = &state.alert {
         parts.push(format!(" ⚠ {a} (4 shows it) "));
     }
-    let w = state.window.as_ref();
+    let w = state.windows.window.as_ref();
     if let Some(f) = w
         .and_then(|w| w.freeze.as_ref())
         .filter(|f| f.ends_at > state.now)
@@ -97,10 +97,10 @@ pub fn tabs(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let mut spans = Vec::new();
     for p in Pane::ALL {
         let count = match p {
-            Pane::Approvals => format!(" ({})", state.approvable_count()),
+            Pane::Approvals => format!(" ({})", state.approvals.approvable_count()),
             Pane::Verification => {
                 let n = state.active_verifications().count();
-                match (n, state.awaiting_outcome()) {
+                match (n, state.verification.awaiting_outcome()) {
                     (0, 0) => String::new(),
                     (n, 0) => format!(" ({n})"),
                     (n, w) => format!(" ({n} · {w} to decide)"),
@@ -128,7 +128,7 @@ pub fn activity(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let width = inner.width as usize;
-    let lines: Vec<Line> = if state.activity.is_empty() {
+    let lines: Vec<Line> = if state.activity.events.is_empty() {
         vec![Line::styled(
             "no activity yet: events appear here as they happen",
             theme.dim(),
@@ -136,6 +136,7 @@ pub fn activity(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     } else {
         state
             .activity
+            .events
             .iter()
             .take(inner.height as usize)
             .map(|e| {
@@ -182,20 +183,18 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             ("Esc", "cancel"),
             ("C-c", "quit"),
         ],
-        Some(Modal::ConfirmApprove(_))
-        | Some(Modal::ConfirmQuit)
-        | Some(Modal::ConfirmDiscard(_))
-        | Some(Modal::ConfirmEscalate(_))
-        | Some(Modal::ConfirmRollback(_)) => vec![("y", "yes"), ("any other key", "no")],
-        Some(Modal::DenyReason(..)) | Some(Modal::PauseReason(_)) => {
-            vec![("Enter", "confirm"), ("Esc", "cancel")]
-        }
-        Some(Modal::FreezeForm(_)) => vec![
-            ("Tab", "next field"),
-            ("Enter", "next / confirm"),
-            ("Esc", "cancel"),
-        ],
-        Some(Modal::Filter(_)) => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
+        Some(Modal::Confirm(_)) => vec![("y", "yes"), ("any other key", "no")],
+        Some(Modal::Prompt(p)) => match p.purpose {
+            Purpose::DenyReason(_) | Purpose::PauseReason => {
+                vec![("Enter", "confirm"), ("Esc", "cancel")]
+            }
+            Purpose::Freeze => vec![
+                ("Tab", "next field"),
+                ("Enter", "next / confirm"),
+                ("Esc", "cancel"),
+            ],
+            Purpose::Filter => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
+        },
         Some(Modal::Help) | Some(Modal::Outcome(_)) => vec![("any key", "close")],
         None => state.keymap.hints(state.pane.scope()),
     };

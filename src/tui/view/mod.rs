@@ -6,6 +6,7 @@ mod chrome;
 mod modal;
 mod verification;
 mod windows;
+pub mod words;
 
 #[cfg(test)]
 mod tests;
@@ -77,7 +78,7 @@ fn pane(frame: &mut Frame, which: Pane, area: Rect, state: &State, theme: &Theme
         Pane::Approvals => format!(
             " {} Approvals · {} you can approve ",
             which.index() + 1,
-            state.approvable_count()
+            state.approvals.approvable_count()
         ),
         _ => format!(" {} {} ", which.index() + 1, which.title()),
     };

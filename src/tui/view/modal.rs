@@ -2,10 +2,11 @@
 
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::policy::Outcome;
-use crate::tui::app::{Modal, State, risk_word};
+use crate::tui::app::{Confirmed, Modal, Purpose, State};
 use crate::tui::form::{ChangeForm, Fields, TICKET};
 use crate::tui::keymap::Scope;
 use crate::tui::theme::Theme;
+use crate::tui::view::words::risk_word;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Modifier, Style};
@@ -18,9 +19,28 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Modal::Help => help(frame, area, state, theme),
         Modal::Form(form) => change_form(frame, area, form, theme),
         Modal::Outcome(c) => outcome(frame, area, c, theme),
-        Modal::ConfirmApprove(id) => {
-            let what = state
-                .changes
+        Modal::Confirm(what) => {
+            let (title, text) = confirm_text(what, state);
+            confirm(frame, area, title, &text, theme);
+        }
+        Modal::Prompt(p) => {
+            let title = match p.purpose {
+                Purpose::DenyReason(id) => format!("Deny change #{id}"),
+                Purpose::Filter => "Filter the approval queue".into(),
+                Purpose::PauseReason => "Pause all changes".into(),
+                Purpose::Freeze => "Announce a freeze (UTC)".into(),
+            };
+            prompt(frame, area, &title, &p.fields, theme);
+        }
+    }
+}
+
+/// The title and the question of a confirmation.
+fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
+    let changes = state.approvals.changes();
+    match what {
+        Confirmed::Approve(id) => {
+            let what = changes
                 .get(id)
                 .map(|c| {
                     format!(
@@ -32,69 +52,50 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                     )
                 })
                 .unwrap_or_default();
-            confirm(
-                frame,
-                area,
+            (
                 "Approve",
-                &format!(
+                format!(
                     "Approve change #{id}: {what}?\nIf it is the last approval it runs at once."
                 ),
-                theme,
-            );
+            )
         }
-        Modal::ConfirmQuit => confirm(frame, area, "Quit", "Quit CommandBridge?", theme),
-        Modal::ConfirmEscalate(id) => {
+        Confirmed::Quit => ("Quit", "Quit CommandBridge?".into()),
+        Confirmed::Escalate(id) => {
             let what = state
-                .verifications
+                .verification
+                .list
+                .items()
                 .iter()
                 .find(|v| v.id == *id)
                 .map(|v| format!("change #{} ({} on {})", v.change_id, v.action, v.target))
                 .unwrap_or_default();
-            confirm(
-                frame,
-                area,
+            (
                 "Escalate",
-                &format!(
+                format!(
                     "Escalate {what}?\nThis declares a P2 incident with you as commander and PAUSES ALL CHANGES."
                 ),
-                theme,
-            );
+            )
         }
-        Modal::ConfirmRollback(change_id) => {
-            let what = state
-                .changes
-                .get(change_id)
+        Confirmed::Rollback(change_id) => {
+            let change = changes.get(change_id);
+            let what = change
                 .map(|c| format!("{} on {}", c.action, c.target))
                 .unwrap_or_default();
-            let how = state
-                .changes
-                .get(change_id)
-                .and_then(|c| state.actions.iter().find(|a| a.name == c.action))
+            let how = change
+                .and_then(|c| state.actions.find(&c.action))
                 .map(|a| a.rollback.clone())
                 .unwrap_or_default();
-            confirm(
-                frame,
-                area,
+            (
                 "Roll back",
-                &format!(
+                format!(
                     "Roll back change #{change_id} ({what})?\n{how}\nIt goes through the normal policy."
                 ),
-                theme,
-            );
+            )
         }
-        Modal::ConfirmDiscard(_) => confirm(
-            frame,
-            area,
+        Confirmed::Discard(_) => (
             "Discard",
-            "Discard the change request you are typing?",
-            theme,
+            "Discard the change request you are typing?".into(),
         ),
-        Modal::DenyReason(id, fields) => {
-            prompt(frame, area, &format!("Deny change #{id}"), fields, theme)
-        }
-        Modal::Filter(fields) => prompt(frame, area, "Filter the approval queue", fields, theme),
-        Modal::PauseReason(fields) => prompt(frame, area, "Pause all changes", fields, theme),
-        Modal::FreezeForm(fields) => prompt(frame, area, "Announce a freeze (UTC)", fields, theme),
     }
 }
 

@@ -78,7 +78,7 @@ fn verification_pane_in_every_state() {
     use crate::domain::verification::{HealthCheck, RateCheck, Summary, VerificationState};
     let mut s = scene("bob", Level::L2);
     s.pane = Pane::Verification;
-    let base = s.verifications[0].clone();
+    let base = s.verification.list.items()[0].clone();
     let mut list = Vec::new();
     for (i, state) in VerificationState::ALL.into_iter().enumerate() {
         let mut v = base.clone();
@@ -146,8 +146,14 @@ fn the_outcome_of_a_submitted_change() {
 fn an_emergency_change_says_so_in_the_queue_detail() {
     let mut s = scene("bob", Level::L2);
     s.pane = Pane::Approvals;
-    let id = s.selected_change().expect("a pending change").id;
-    s.changes.get_mut(&id).expect("the change").emergency = Some("INC-2026-1124-001".into());
+    let mut c = s
+        .approvals
+        .selected_change()
+        .expect("a pending change")
+        .clone();
+    let id = c.id;
+    c.emergency = Some("INC-2026-1124-001".into());
+    update(&mut s, Msg::Changes(Ok(vec![c])));
     let screen = render(&s, 160, 48);
     assert!(
         screen.contains(&format!("#{id} EMERGENCY for INC-2026-1124-001 · ")),

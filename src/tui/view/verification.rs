@@ -15,7 +15,8 @@ use ratatui::widgets::Paragraph;
 const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    if state.verifications.is_empty() {
+    let list = &state.verification.list;
+    if list.is_empty() {
         frame.render_widget(
             Paragraph::new(
                 "no change is under verification: executed changes are watched here after they run",
@@ -28,16 +29,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let w = area.width as usize;
     // Two lines a verification.
     let rows = (area.height as usize / 2).max(1);
-    let offset = scroll_offset(state.verification_sel, rows, state.verifications.len());
+    let offset = scroll_offset(list.selected_index(), rows, list.len());
     let mut lines = Vec::new();
-    for (i, v) in state
-        .verifications
-        .iter()
-        .enumerate()
-        .skip(offset)
-        .take(rows)
-    {
-        let selected = i == state.verification_sel;
+    for (i, v) in list.items().iter().enumerate().skip(offset).take(rows) {
+        let selected = i == list.selected_index();
         let (first, second) = rows_for(v, state, theme, w, selected);
         lines.push(if selected {
             first.style(theme.selected())

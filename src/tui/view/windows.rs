@@ -21,7 +21,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     ])
     .areas(area);
     frame.render_widget(Paragraph::new(window_summary(state)), status);
-    let Some(cal) = &state.calendar else {
+    let Some(cal) = &state.windows.calendar else {
         frame.render_widget(
             Paragraph::new("loading the calendar…").style(theme.dim()),
             days,
@@ -106,10 +106,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         legend,
     );
     let mut info = Vec::new();
-    let selected_id = state
-        .removable_freezes()
-        .get(state.freeze_sel)
-        .map(|(id, _)| *id);
+    let selected_id = state.windows.freezes.selected().map(|(id, _)| *id);
     for b in cal.blocks.iter().filter(|b| b.kind == "freeze") {
         let removable = b.freeze_id.is_some();
         let selected = selected_id.is_some() && b.freeze_id == selected_id;

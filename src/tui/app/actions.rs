@@ -1,0 +1,226 @@
+//! Pane 1: the action catalog, and the change request form opened from it with the server's
+//! live decision beside it.
+
+use super::{Confirmed, Effect, Modal, SelectList, State, Tone, approvals};
+use crate::domain::api::{CatalogEntry, Preview};
+use crate::domain::change::{Change, ChangeState};
+use crate::tui::form::{ChangeForm, FieldKey};
+use crossterm::event::KeyEvent;
+
+#[derive(Debug, Default)]
+pub struct ActionsPane {
+    pub list: SelectList<CatalogEntry>,
+}
+
+impl ActionsPane {
+    pub fn find(&self, name: &str) -> Option<&CatalogEntry> {
+        self.list.items().iter().find(|a| a.name == name)
+    }
+}
+
+pub(super) fn open(state: &mut State) {
+    if let Some(a) = state.actions.list.selected() {
+        state.modal = Some(Modal::Form(Box::new(ChangeForm::new(a.clone()))));
+    }
+}
+
+pub(super) fn form_key(state: &mut State, mut form: Box<ChangeForm>, key: KeyEvent) -> Vec<Effect> {
+    if form.submitting {
+        // Keys wait while the request is on its way; Ctrl-C is handled before this.
+        state.modal = Some(Modal::Form(form));
+        state.dirty = false;
+        return Vec::new();
+    }
+    let mut effects = Vec::new();
+    match form.fields.key(key) {
+        FieldKey::Cancel => {
+            if form.fields.holds_input() {
+                state.modal = Some(Modal::Confirm(Confirmed::Discard(form)));
+            }
+            return Vec::new();
+        }
+        FieldKey::Submit => match form.ticket_check() {
+            Some(Err(e)) => state.say(Tone::Error, e),
+            _ => {
+                form.submitting = true;
+                effects.push(Effect::Create(form.request()));
+            }
+        },
+        FieldKey::Edited(true) => effects = ask_preview(&mut form),
+        FieldKey::Moved | FieldKey::Edited(false) => {}
+    }
+    state.modal = Some(Modal::Form(form));
+    effects
+}
+
+pub(super) fn preview_arrived(
+    state: &mut State,
+    generation: u64,
+    r: Result<Preview, String>,
+) -> Vec<Effect> {
+    let Some(Modal::Form(form)) = &mut state.modal else {
+        return Vec::new();
+    };
+    form.preview_in_flight = false;
+    if generation == form.preview_generation {
+        form.preview = Some(r);
+    }
+    if form.preview_stale {
+        return ask_preview(form);
+    }
+    Vec::new()
+}
+
+/// One preview in flight at a time; edits meanwhile ask for one more when it returns.
+fn ask_preview(form: &mut ChangeForm) -> Vec<Effect> {
+    if !form.previewable() {
+        form.preview = None;
+        form.preview_stale = false;
+        return Vec::new();
+    }
+    if form.preview_in_flight {
+        form.preview_stale = true;
+        return Vec::new();
+    }
+    form.preview_generation += 1;
+    form.preview_in_flight = true;
+    form.preview_stale = false;
+    vec![Effect::Preview(form.preview_generation, form.request())]
+}
+
+pub(super) fn submitted(state: &mut State, r: Result<Change, String>) {
+    match r {
+        Ok(c) => {
+            let text = match c.state {
+                ChangeState::PendingApproval => format!(
+                    "change #{} is waiting for approval: it is in the Approvals queue (2)",
+                    c.id
+                ),
+                s => format!("change #{} {s}", c.id),
+            };
+            approvals::show_outcome(state, c.clone(), text);
+            state.modal = Some(Modal::Outcome(Box::new(c)));
+        }
+        Err(e) => {
+            if let Some(Modal::Form(f)) = &mut state.modal {
+                f.submitting = false;
+            }
+            state.say(Tone::Error, e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Msg, update};
+    use super::*;
+    use crate::domain::approval::Requirement;
+    use crate::domain::{Level, Risk};
+    use crate::tui::fixtures::{change, code, key, scene, typed};
+    use crossterm::event::KeyCode;
+
+    #[test]
+    fn request_flow_previews_live_and_submits_the_typed_request() {
+        let mut s = scene("alice", Level::L1);
+        update(&mut s, key('1'));
+        let i = s
+            .actions
+            .list
+            .items()
+            .iter()
+            .position(|a| a.name == "blacklist-ip")
+            .unwrap();
+        for _ in 0..i {
+            update(&mut s, key('j'));
+        }
+        update(&mut s, code(KeyCode::Enter));
+        assert!(matches!(&s.modal, Some(Modal::Form(f)) if f.action.name == "blacklist-ip"));
+        // A bad ticket is flagged as it is typed, and asks the server nothing.
+        assert!(typed(&mut s, "CHG-Bad").is_empty());
+        let Some(Modal::Form(f)) = &s.modal else {
+            panic!()
+        };
+        assert!(f.ticket_check().unwrap().is_err());
+        for _ in 0..3 {
+            update(&mut s, code(KeyCode::Backspace));
+        }
+        typed(&mut s, "1234");
+        update(&mut s, code(KeyCode::Tab));
+        let effects = typed(&mut s, "e");
+        let [Effect::Preview(g1, req)] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(
+            (req.ticket.as_str(), req.target.as_str()),
+            ("CHG-1234", "e")
+        );
+        // While that preview is out, more typing asks for exactly one more when it returns.
+        assert!(typed(&mut s, "dge-1").is_empty());
+        let again = update(&mut s, Msg::Preview(*g1, Err("stale".into())));
+        let [Effect::Preview(g2, req)] = again.as_slice() else {
+            panic!("{again:?}")
+        };
+        assert_eq!(req.target, "edge-1");
+        let preview = Preview {
+            decision: crate::domain::policy::Outcome::NeedsApproval,
+            reasons: vec!["high risk requested by L1".into()],
+            approvals_required: vec![Requirement::Level { min: Level::L2 }],
+            warnings: vec!["off-peak preferred".into()],
+        };
+        update(&mut s, Msg::Preview(*g2, Ok(preview.clone())));
+        let Some(Modal::Form(f)) = &s.modal else {
+            panic!()
+        };
+        assert_eq!(f.preview, Some(Ok(preview)));
+        update(&mut s, code(KeyCode::Tab));
+        typed(&mut s, "203.0.113.7");
+        update(&mut s, code(KeyCode::Tab));
+        typed(&mut s, "scraper");
+        let submit = update(&mut s, code(KeyCode::Enter));
+        let [Effect::Create(req)] = submit.as_slice() else {
+            panic!("{submit:?}")
+        };
+        assert_eq!(req.params["ip"], serde_json::json!("203.0.113.7"));
+        assert_eq!(req.reason, "scraper");
+        // Keys wait while it is on its way; then the outcome shows and the queue has it.
+        assert!(update(&mut s, key('x')).is_empty());
+        let mut created = change(9, "blacklist-ip", Risk::High, "alice", Level::L1, 0);
+        created.target = "edge-1".into();
+        update(&mut s, Msg::Submitted(Ok(created)));
+        assert!(matches!(&s.modal, Some(Modal::Outcome(c)) if c.id == 9));
+        assert!(s.approvals.queue_ids().contains(&9));
+        assert!(s.message.as_ref().unwrap().1.contains("Approvals queue"));
+    }
+
+    #[test]
+    fn a_refused_submission_keeps_the_form_and_says_why() {
+        let mut s = scene("alice", Level::L1);
+        update(&mut s, key('1'));
+        update(&mut s, code(KeyCode::Enter));
+        typed(&mut s, "CHG-1");
+        let n = if let Some(Modal::Form(f)) = &s.modal {
+            f.fields.fields.len()
+        } else {
+            0
+        };
+        for _ in 1..n {
+            update(&mut s, code(KeyCode::Enter));
+        }
+        assert!(matches!(
+            update(&mut s, code(KeyCode::Enter)).as_slice(),
+            [Effect::Create(_)]
+        ));
+        update(
+            &mut s,
+            Msg::Submitted(Err("409 refused: outside the deployment windows".into())),
+        );
+        assert!(matches!(&s.modal, Some(Modal::Form(f)) if !f.submitting));
+        assert!(
+            s.message
+                .as_ref()
+                .unwrap()
+                .1
+                .contains("outside the deployment windows")
+        );
+    }
+}

@@ -1,0 +1,561 @@
+//! The dashboard's state and its one reducer: `update(&mut State, Msg) -> Vec<Effect>`.
+//!
+//! Nothing here touches the terminal or the network: keys and server results come in as
+//! messages, requests go out as effects, so every flow is testable with plain values. Each pane
+//! owns its state, its keys and its answers in a file of its own; this one keeps what they
+//! share, routes messages and keys to them, and counts the requests in flight.
+
+mod actions;
+mod activity;
+mod approvals;
+mod list;
+mod modal;
+mod verification;
+mod windows;
+
+pub use actions::ActionsPane;
+pub use activity::ActivityPane;
+pub use approvals::{ApprovalsPane, Stance};
+pub use list::SelectList;
+pub use modal::{Confirmed, Modal, Prompt, Purpose};
+pub use verification::VerificationPane;
+pub use windows::WindowsPane;
+
+use crate::domain::api::{
+    ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
+    OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus,
+};
+use crate::domain::change::Change;
+use crate::domain::verification::Verification;
+use crate::domain::{Level, Operator};
+use crate::tui::keymap::{Command, Keymap, Scope};
+use chrono::{DateTime, Datelike, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Actions,
+    Approvals,
+    Windows,
+    Verification,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 4] = [
+        Pane::Actions,
+        Pane::Approvals,
+        Pane::Windows,
+        Pane::Verification,
+    ];
+
+    pub fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Actions => "Actions",
+            Pane::Approvals => "Approvals",
+            Pane::Windows => "Windows",
+            Pane::Verification => "Verification",
+        }
+    }
+
+    pub fn scope(self) -> Scope {
+        match self {
+            Pane::Actions => Scope::Actions,
+            Pane::Approvals => Scope::Approvals,
+            Pane::Windows => Scope::Windows,
+            Pane::Verification => Scope::Verification,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Live,
+    Reconnecting(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Info,
+    Success,
+    Error,
+}
+
+/// Messages: keys, ticks and what the server said.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Resize(u16, u16),
+    /// Once a second; `now` is the server's clock.
+    Tick(DateTime<Utc>),
+    Me(Result<Me, String>),
+    Actions(Result<Vec<CatalogEntry>, String>),
+    Changes(Result<Vec<Change>, String>),
+    WindowStatus(Result<WindowStatus, String>),
+    Calendar(Result<Calendar, String>),
+    Verifications(Result<Vec<Verification>, String>),
+    /// The periodic refresh of live samples.
+    VerificationsPolled(Result<Vec<Verification>, String>),
+    VerificationDecided(Result<Verification, String>),
+    RolledBack(Result<Change, String>),
+    Preview(u64, Result<Preview, String>),
+    Submitted(Result<Change, String>),
+    /// An approval or a denial went through (or not).
+    ChangeDecided(Result<Change, String>),
+    /// A freeze, pause or resume went through (or not); the text says which.
+    GovernanceDone(Result<String, String>),
+    StreamUp,
+    StreamDown(String),
+    ServerEvent(Box<Event>),
+    /// SIGTERM or SIGHUP.
+    Terminate,
+}
+
+impl Msg {
+    /// The answer to a request that [`Effect::counts`]: it ends one spinner turn.
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self,
+            Msg::Me(_)
+                | Msg::Actions(_)
+                | Msg::Changes(_)
+                | Msg::WindowStatus(_)
+                | Msg::Calendar(_)
+                | Msg::Verifications(_)
+                | Msg::VerificationDecided(_)
+                | Msg::RolledBack(_)
+                | Msg::Submitted(_)
+                | Msg::ChangeDecided(_)
+                | Msg::GovernanceDone(_)
+        )
+    }
+}
+
+/// Requests for the runtime to carry out; results come back as messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    LoadMe,
+    LoadActions,
+    LoadChanges,
+    LoadWindowStatus,
+    LoadCalendar {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    LoadVerifications,
+    PollVerifications,
+    Preview(u64, ChangeRequest),
+    VerificationOutcome(i64, OutcomeRequest),
+    Rollback(i64, RollbackRequest),
+    Create(ChangeRequest),
+    Approve(i64, ApproveRequest),
+    Deny(i64, DenyRequest),
+    AddFreeze(FreezeRequest),
+    RemoveFreeze(i64),
+    Pause(PauseRequest),
+    Resume,
+}
+
+impl Effect {
+    /// Whether the spinner turns while this request is out. Not for the background refresh of
+    /// live samples, nor for the form's preview, which shows its own "asking…" line.
+    pub fn counts(&self) -> bool {
+        !matches!(self, Effect::PollVerifications | Effect::Preview(..))
+    }
+}
+
+/// How often the verification list is refreshed while a verification is sampled.
+const POLL_SECS: i64 = 5;
+
+/// At this size and above, the four panes sit side by side.
+pub const WIDE_WIDTH: u16 = 160;
+pub const WIDE_HEIGHT: u16 = 40;
+
+pub struct State {
+    pub server: String,
+    pub me: Option<Me>,
+    pub connection: Connection,
+    pub pane: Pane,
+    pub size: (u16, u16),
+    pub now: DateTime<Utc>,
+    pub actions: ActionsPane,
+    pub approvals: ApprovalsPane,
+    pub windows: WindowsPane,
+    pub verification: VerificationPane,
+    pub activity: ActivityPane,
+    pub modal: Option<Modal>,
+    pub message: Option<(Tone, String)>,
+    /// Requests out whose answer has not come back: the spinner turns while this is above 0.
+    pub in_flight: usize,
+    pub quit: bool,
+    /// Something on screen changed since the last draw.
+    pub dirty: bool,
+    pub warnings: Vec<String>,
+    pub keymap: Keymap,
+    /// A verification degraded or reached its deadline while another pane was shown.
+    pub alert: Option<String>,
+}
+
+impl State {
+    pub fn new(server: &str, now: DateTime<Utc>) -> State {
+        State {
+            server: server.to_string(),
+            me: None,
+            connection: Connection::Connecting,
+            pane: Pane::Approvals,
+            size: (80, 24),
+            now,
+            actions: ActionsPane::default(),
+            approvals: ApprovalsPane::default(),
+            windows: WindowsPane::default(),
+            verification: VerificationPane::default(),
+            activity: ActivityPane::default(),
+            modal: None,
+            message: None,
+            in_flight: 0,
+            quit: false,
+            dirty: true,
+            warnings: Vec::new(),
+            keymap: Keymap::default(),
+            alert: None,
+        }
+    }
+
+    /// The loads that fill every pane, at start: the runtime sends them before any message.
+    pub fn initial_effects(&mut self) -> Vec<Effect> {
+        let effects = self.loads();
+        self.track(&effects);
+        effects
+    }
+
+    /// The loads that fill every pane: at start, after a reconnect, and on `R`.
+    fn loads(&self) -> Vec<Effect> {
+        vec![
+            Effect::LoadMe,
+            Effect::LoadActions,
+            Effect::LoadChanges,
+            Effect::LoadWindowStatus,
+            self.windows.load_calendar(self.now),
+            Effect::LoadVerifications,
+        ]
+    }
+
+    /// The one place requests are counted.
+    fn track(&mut self, effects: &[Effect]) {
+        self.in_flight += effects.iter().filter(|e| e.counts()).count();
+    }
+
+    fn operator(&self) -> Option<Operator> {
+        self.me.as_ref().map(|m| Operator {
+            name: m.name.clone(),
+            level: m.level,
+        })
+    }
+
+    /// Verifications still counting down.
+    pub fn active_verifications(&self) -> impl Iterator<Item = &Verification> {
+        self.verification.active(self.now)
+    }
+
+    /// Whether the four panes are on screen side by side.
+    pub fn wide(&self) -> bool {
+        self.size.0 >= WIDE_WIDTH && self.size.1 >= WIDE_HEIGHT
+    }
+
+    pub fn level(&self) -> Option<Level> {
+        self.me.as_ref().map(|m| m.level)
+    }
+
+    fn say(&mut self, tone: Tone, text: impl Into<String>) {
+        self.message = Some((tone, text.into()));
+    }
+}
+
+/// The reducer: the message changes the state, and every request it starts is counted here.
+pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
+    if msg.is_response() {
+        state.in_flight = state.in_flight.saturating_sub(1);
+    }
+    let effects = dispatch(state, msg);
+    state.track(&effects);
+    effects
+}
+
+fn dispatch(state: &mut State, msg: Msg) -> Vec<Effect> {
+    state.dirty = true;
+    match msg {
+        Msg::Key(key) => return key_pressed(state, key),
+        Msg::Resize(w, h) => state.size = (w, h),
+        Msg::Tick(now) => return tick(state, now),
+        Msg::Me(r) => loaded(state, r, |s, me| {
+            s.me = Some(me);
+            let operator = s.operator();
+            s.approvals.set_operator(operator);
+        }),
+        Msg::Actions(r) => loaded(state, r, |s, a| s.actions.list.set_items(a)),
+        Msg::Changes(r) => loaded(state, r, |s, list| s.approvals.reload(list)),
+        Msg::WindowStatus(r) => loaded(state, r, |s, w| s.windows.window = Some(w)),
+        Msg::Calendar(r) => loaded(state, r, |s, c| s.windows.set_calendar(c)),
+        Msg::Verifications(r) => loaded(state, r, |s, v| s.verification.set(v)),
+        Msg::VerificationsPolled(r) => {
+            // A background refresh: no spinner, and a failure waits for the next one.
+            if let Ok(v) = r {
+                state.verification.set(v);
+            }
+        }
+        Msg::VerificationDecided(r) => return verification::decided(state, r),
+        Msg::RolledBack(r) => verification::rolled_back(state, r),
+        Msg::Preview(generation, r) => return actions::preview_arrived(state, generation, r),
+        Msg::Submitted(r) => actions::submitted(state, r),
+        Msg::ChangeDecided(r) => return approvals::decided(state, r),
+        Msg::GovernanceDone(r) => return windows::governance_done(state, r),
+        Msg::StreamUp => {
+            let was_down = matches!(state.connection, Connection::Reconnecting(_));
+            state.connection = Connection::Live;
+            if was_down {
+                state.say(Tone::Info, "reconnected: caught up on missed events");
+            }
+        }
+        Msg::StreamDown(why) => state.connection = Connection::Reconnecting(why),
+        Msg::ServerEvent(e) => return server_event(state, *e),
+        Msg::Terminate => state.quit = true,
+    }
+    Vec::new()
+}
+
+fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Effect> {
+    let before = state.now;
+    state.now = now;
+    // Redraw only if something on screen shows seconds, or a minute turned.
+    let countdown_shown = state.wide() || state.pane == Pane::Verification;
+    let counting = (countdown_shown && state.active_verifications().next().is_some())
+        || state.verification.deadline_passed(before, now);
+    state.dirty = counting || before.timestamp() / 60 != now.timestamp() / 60;
+    // Live samples: refresh the list every few seconds while something is watched.
+    if state.verification.sampling()
+        && before.timestamp() / POLL_SECS != now.timestamp() / POLL_SECS
+    {
+        return vec![Effect::PollVerifications];
+    }
+    if before.date_naive().iso_week() != now.date_naive().iso_week() {
+        return vec![state.windows.load_calendar(now)];
+    }
+    Vec::new()
+}
+
+fn loaded<T>(state: &mut State, r: Result<T, String>, apply: impl FnOnce(&mut State, T)) {
+    match r {
+        Ok(v) => apply(state, v),
+        Err(e) => state.say(Tone::Error, e),
+    }
+}
+
+fn server_event(state: &mut State, e: Event) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    if e.kind.starts_with("change.") {
+        if let Ok(c) = serde_json::from_value::<Change>(e.data.clone()) {
+            state.approvals.upsert(c);
+        }
+    } else if e.kind.starts_with("verification.") {
+        if let Ok(v) = serde_json::from_value::<Verification>(e.data.clone()) {
+            // Someone looking at another pane still hears about trouble.
+            if matches!(
+                e.kind.as_str(),
+                "verification.degraded" | "verification.deadline"
+            ) && !(state.pane == Pane::Verification || state.wide())
+            {
+                state.alert = Some(e.summary.clone());
+            }
+            state.verification.upsert(v);
+        }
+    } else if e.kind.starts_with("freeze.") || e.kind.starts_with("pause.") {
+        effects = state.windows.reload(state.now);
+    }
+    state.activity.push(e);
+    effects
+}
+
+fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
+    if key.code == KeyCode::Char('c') && key.modifiers == KeyModifiers::CONTROL {
+        state.quit = true;
+        return Vec::new();
+    }
+    if let Some(open) = state.modal.take() {
+        return modal::key(state, open, key);
+    }
+    state.message = None;
+    let Some(cmd) = state.keymap.lookup(state.pane.scope(), &key) else {
+        state.dirty = false;
+        return Vec::new();
+    };
+    command(state, cmd)
+}
+
+/// Global commands here; each pane's own commands go to the pane that owns them.
+fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+    match cmd {
+        Command::Quit | Command::ForceQuit => state.quit = true,
+        Command::Help => state.modal = Some(Modal::Help),
+        Command::NextPane => show(state, Pane::ALL[(state.pane.index() + 1) % 4]),
+        Command::PrevPane => state.pane = Pane::ALL[(state.pane.index() + 3) % 4],
+        Command::GoPane(i) => show(state, Pane::ALL[i as usize % 4]),
+        Command::Refresh => return state.loads(),
+        Command::Down | Command::Up => {
+            let down = cmd == Command::Down;
+            match state.pane {
+                Pane::Actions => move_in(&mut state.actions.list, down),
+                Pane::Approvals => state.approvals.move_selection(down),
+                Pane::Windows => move_in(&mut state.windows.freezes, down),
+                Pane::Verification => move_in(&mut state.verification.list, down),
+            }
+        }
+        Command::Open => actions::open(state),
+        Command::Approve | Command::Deny | Command::Filter => {
+            return approvals::command(state, cmd);
+        }
+        Command::PrevWeek
+        | Command::NextWeek
+        | Command::AddFreeze
+        | Command::RemoveFreeze
+        | Command::Pause
+        | Command::Resume => return windows::command(state, cmd),
+        Command::MarkVerified | Command::Escalate | Command::Rollback => {
+            return verification::command(state, cmd);
+        }
+    }
+    Vec::new()
+}
+
+fn show(state: &mut State, pane: Pane) {
+    state.pane = pane;
+    if pane == Pane::Verification {
+        state.alert = None;
+    }
+}
+
+fn move_in<T>(list: &mut SelectList<T>, down: bool) {
+    if down { list.down() } else { list.up() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Risk;
+    use crate::domain::change::ChangeState;
+    use crate::tui::fixtures::{change, code, event, key, now, scene};
+    use chrono::Duration;
+
+    #[test]
+    fn live_events_update_the_queue_and_reconnect_is_announced() {
+        let mut s = scene("bob", Level::L2);
+        let new = change(10, "pause-enrolments", Risk::High, "alice", Level::L1, 0);
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                50,
+                "change.requested",
+                "alice requested",
+                serde_json::to_value(&new).unwrap(),
+            ))),
+        );
+        assert!(s.approvals.queue_ids().contains(&10));
+        assert_eq!(s.approvals.approvable_count(), 3);
+        assert_eq!(s.activity.events[0].seq, 50);
+        update(&mut s, Msg::StreamDown("connection refused".into()));
+        assert!(matches!(s.connection, Connection::Reconnecting(_)));
+        update(&mut s, Msg::StreamUp);
+        assert_eq!(s.connection, Connection::Live);
+        assert!(s.message.as_ref().unwrap().1.contains("reconnected"));
+        // A replayed older copy never overwrites a newer one.
+        let mut old = new.clone();
+        old.state = ChangeState::Denied;
+        let mut newer = new.clone();
+        newer.state = ChangeState::Executed;
+        newer.updated_at = now() + Duration::seconds(5);
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                51,
+                "change.executed",
+                "",
+                serde_json::to_value(&newer).unwrap(),
+            ))),
+        );
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(event(
+                49,
+                "change.denied",
+                "",
+                serde_json::to_value(&old).unwrap(),
+            ))),
+        );
+        assert_eq!(s.approvals.changes()[&10].state, ChangeState::Executed);
+    }
+
+    #[test]
+    fn ticks_redraw_only_while_something_counts_down() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('4'));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(1)));
+        assert!(s.dirty, "a verification is counting down on screen");
+        update(&mut s, key('2'));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(2)));
+        assert!(!s.dirty, "the countdown is on another pane");
+        update(&mut s, Msg::Resize(160, 48));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(3)));
+        assert!(s.dirty, "wide: every pane is on screen");
+        s.verification.list.set_items(Vec::new());
+        update(&mut s, Msg::Tick(now() + Duration::seconds(2)));
+        assert!(!s.dirty, "nothing on screen changed");
+        update(&mut s, Msg::Tick(now() + Duration::seconds(61)));
+        assert!(s.dirty, "the minute turned: the window countdown changed");
+    }
+
+    #[test]
+    fn esc_in_a_form_with_input_asks_before_dropping_it() {
+        let mut s = scene("alice", Level::L1);
+        update(&mut s, key('1'));
+        update(&mut s, code(KeyCode::Enter));
+        crate::tui::fixtures::typed(&mut s, "CHG-1");
+        update(&mut s, code(KeyCode::Esc));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Confirm(Confirmed::Discard(_)))
+        ));
+        update(&mut s, key('n'));
+        assert!(matches!(s.modal, Some(Modal::Form(_))));
+        update(&mut s, code(KeyCode::Esc));
+        update(&mut s, key('y'));
+        assert!(s.modal.is_none());
+        assert!(!s.quit);
+        update(&mut s, key('q'));
+        assert!(s.quit);
+    }
+
+    #[test]
+    fn every_request_turns_the_spinner_until_its_answer_and_polls_do_not() {
+        let mut s = scene("carol", Level::L3);
+        assert_eq!(s.in_flight, 0, "the scene's loads have all answered");
+        update(&mut s, key('3'));
+        let out = update(&mut s, key('x'));
+        assert_eq!(out, vec![Effect::RemoveFreeze(1)]);
+        assert_eq!(s.in_flight, 1);
+        let reloads = update(&mut s, Msg::GovernanceDone(Ok("freeze removed".into())));
+        assert_eq!(reloads.len(), 2);
+        assert_eq!(s.in_flight, 2, "the answer ends one; its two reloads start");
+        update(&mut s, Msg::WindowStatus(Err("timeout".into())));
+        update(&mut s, Msg::Calendar(Err("timeout".into())));
+        assert_eq!(s.in_flight, 0);
+        // Watching samples: the periodic poll shows no spinner.
+        let polls = update(&mut s, Msg::Tick(now() + Duration::seconds(5)));
+        assert_eq!(polls, vec![Effect::PollVerifications]);
+        assert_eq!(s.in_flight, 0);
+        update(&mut s, Msg::VerificationsPolled(Ok(Vec::new())));
+        assert_eq!(s.in_flight, 0);
+    }
+}
