@@ -54,8 +54,12 @@ async fn the_openapi_document_says_what_the_server_does() {
     let base = srv.base().to_string();
     let token = srv.token("bob").to_string();
     // The event stream stays open by design; a fuzzer waiting for its end would hang.
+    // Schemathesis keeps a cache of what it found in its working directory: not in the repo.
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let cwd = scratch.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(st)
+            .current_dir(cwd)
             .args([
                 "run",
                 &format!("{base}/api/v1/openapi.json"),
