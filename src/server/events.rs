@@ -141,7 +141,7 @@ impl EventBus {
 
 /// Events read from the database at a time. A stream holds at most one page, so a client that
 /// replays a long history and never reads costs this much, not the history (500 cost ~1.7 MB).
-const PAGE: i64 = 32;
+const PAGE: i64 = 8;
 
 /// A `stream.ready` event, then the events after `after`, then live ones as they are committed.
 /// The stream holds `permit` until it is dropped.

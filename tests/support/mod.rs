@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod binary;
+pub mod load;
 
 use chrono::{DateTime, Utc};
 use commandbridge::client::{ApiClient, ClientError};
@@ -41,6 +42,8 @@ pub const ERROR_CODES: &[&str] = &[
     "unsupported_media_type",
     "invalid",
     "method_not_allowed",
+    "too_many_streams",
+    "unavailable",
 ];
 
 pub fn at(s: &str) -> DateTime<Utc> {
@@ -150,7 +153,7 @@ impl TestServer {
 
     /// The configuration of a test server in `dir`: the embedded default, the test actions
     /// (logging to `dir/runs.log`) and `extra`. An extra `[verification]` table replaces the
-    /// default one.
+    /// default one; an extra `[server]` table, first in `extra`, adds to the default one.
     pub fn config_text_for(dir: &Path, extra: &str) -> String {
         let log = dir.join("runs.log");
         let mut base = DEFAULT_SERVER_TOML.to_string();
@@ -162,6 +165,12 @@ impl TestServer {
             );
             base = base.replace(default, "");
         }
+        // TOML allows one `[server]` table: an extra one's keys join the default's.
+        let (server_keys, extra) = match extra.strip_prefix("[server]\n") {
+            Some(rest) => rest.split_at(rest.find("\n[").map_or(rest.len(), |i| i + 1)),
+            None => ("", extra),
+        };
+        base = base.replacen("[server]\n", &format!("[server]\n{server_keys}"), 1);
         format!(
             "{base}\n{}\n{extra}",
             test_actions(log.to_str().expect("a UTF-8 temporary path")),
