@@ -273,7 +273,7 @@ async fn change_lists_are_capped_and_the_cursor_walks_every_row() {
     assert_eq!(page.json().as_array().expect("an array").len(), 500);
 
     // Walk every page by the Link header, as a client that knows nothing but HTTP would.
-    let mut url = format!("/api/v1/changes?limit=150&state=pending_approval");
+    let mut url = "/api/v1/changes?limit=150&state=pending_approval".to_string();
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
