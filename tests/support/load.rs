@@ -24,12 +24,21 @@ pub async fn half_open(addr: SocketAddr) -> Option<TcpStream> {
 }
 
 /// Keeps attempting half-open connections, holding at most `hold` at a time (the oldest is let
-/// go first, as a real attacker recycles sockets), until `attempts` were made. Returns how many
-/// connected.
-pub async fn slowloris(addr: SocketAddr, attempts: usize, hold: usize) -> usize {
+/// go first, as a real attacker recycles sockets), until `attempts` were made or `deadline`
+/// passed. Returns how many connected, and the connections still held.
+pub async fn slowloris(
+    addr: SocketAddr,
+    attempts: usize,
+    hold: usize,
+    deadline: Duration,
+) -> (usize, Vec<TcpStream>) {
+    let start = std::time::Instant::now();
     let mut held = std::collections::VecDeque::with_capacity(hold);
     let mut connected = 0;
     for _ in 0..attempts {
+        if start.elapsed() > deadline {
+            break;
+        }
         if let Some(s) = half_open(addr).await {
             connected += 1;
             held.push_back(s);
@@ -38,7 +47,7 @@ pub async fn slowloris(addr: SocketAddr, attempts: usize, hold: usize) -> usize 
             held.pop_front();
         }
     }
-    connected
+    (connected, held.into())
 }
 
 /// Adds operators `load-0`, `load-1`, … to the server's database (as `user add` would, in
