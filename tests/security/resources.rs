@@ -351,3 +351,36 @@ async fn change_lists_are_capped_and_the_cursor_walks_every_row() {
         "the CLI says where to go on: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_lists_are_capped_to_the_latest() {
+    let server = BinaryServer::start(BinaryOptions::default()).await;
+    let alice = server.client("alice");
+    let mut ids = Vec::new();
+    for target in ["web-1", "web-2", "web-3"] {
+        let r = crate::support::req("record-medium", "CHG-1234", target, serde_json::Value::Null);
+        let change = crate::support::create(&alice, &r).await;
+        crate::support::settled(&alice, change.id).await;
+        ids.push(change.id);
+    }
+    let http = reqwest::Client::new();
+    let get = |query: &str| {
+        http.get(format!("{}/api/v1/verifications{query}", server.base))
+            .bearer_auth(server.token("bob"))
+    };
+    for bad in ["?limit=501", "?limit=0", "?limit=x"] {
+        let body = send(get(bad)).await.error(422);
+        assert!(!body.message.is_empty(), "{bad}");
+    }
+    let all = send(get("")).await.json();
+    assert_eq!(all.as_array().expect("an array").len(), 3);
+    // The latest two, still soonest deadline first.
+    let two = send(get("?limit=2")).await.json();
+    let changes: Vec<i64> = two
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v["change_id"].as_i64().expect("a change id"))
+        .collect();
+    assert_eq!(changes, ids[1..]);
+}
