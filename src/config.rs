@@ -99,7 +99,8 @@ pub struct ServerSection {
     #[serde(default = "default_ttl")]
     pub approval_ttl_minutes: i64,
     /// Seconds a client gets to send a complete request head, and how long an idle keep-alive
-    /// connection is kept: a client that sends nothing must not hold a descriptor for ever.
+    /// connection is kept: a client that sends nothing must not hold a descriptor for ever. A
+    /// request body gets three times as long.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_seconds: f64,
     /// Concurrent connections. Unset: derived from the file-descriptor limit, which is also the

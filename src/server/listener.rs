@@ -11,6 +11,8 @@
 //!   request head, or sits between keep-alive requests) to admit the new one: a slow client loses
 //!   its place to a real one, which sends its request at once. Only when every connection is busy
 //!   with a request does a newcomer get a 503;
+//! - gives a request body three times `header_timeout` to arrive: a request whose body trickles
+//!   in counts as busy and cannot be evicted, so it must not be able to stay for ever;
 //! - never spins on EMFILE: it frees an idle connection and backs off.
 
 use axum::Router;
@@ -19,6 +21,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,7 +139,8 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let (slot, close) = registry.admit();
-        let conn = http.serve_connection(TokioIo::new(stream), service(app.clone(), slot.clone()));
+        let svc = service(app.clone(), slot.clone(), limits.header_timeout * 3);
+        let conn = http.serve_connection(TokioIo::new(stream), svc);
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             // Held for the life of the task, so the slot is freed however the task ends.
@@ -190,10 +194,11 @@ fn reject(stream: TcpStream) {
 
 /// The app as a hyper service that keeps the connection's slot informed: busy from the moment a
 /// request head is parsed until its response body has been sent (an event stream stays busy for
-/// as long as it is open), idle otherwise.
+/// as long as it is open), idle otherwise. A request body must arrive within `body_timeout`.
 fn service(
     app: Router,
     slot: Arc<Slot>,
+    body_timeout: Duration,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = hyper::Response<Body>,
@@ -203,6 +208,11 @@ fn service(
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let busy = Busy::new(slot.clone());
         let app = app.clone();
+        let req = if req.body().is_end_stream() {
+            req.map(Body::new)
+        } else {
+            req.map(|body| Body::new(Deadline::new(body, body_timeout)))
+        };
         async move {
             let res = app.oneshot(req).await?;
             Ok::<_, Infallible>(res.map(|body| Body::new(Tracked { body, _busy: busy })))
@@ -225,6 +235,56 @@ impl HttpBody for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that fails once `timeout` has passed since its first poll.
+struct Deadline {
+    body: Incoming,
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Deadline {
+    fn new(body: Incoming, timeout: Duration) -> Deadline {
+        Deadline {
+            body,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl HttpBody for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let timeout = self.timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            )
+            .into())));
+        }
+        Pin::new(&mut self.body)
+            .poll_frame(cx)
+            .map_err(|e| e.into())
     }
 
     fn is_end_stream(&self) -> bool {

@@ -100,7 +100,7 @@ async fn half_open_connections_do_not_silence_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
+async fn silent_idle_and_trickling_clients_are_timed_out() {
     let server = BinaryServer::start(BinaryOptions {
         extra_config: "[server]\nheader_timeout_seconds = 1\n".into(),
         ..Default::default()
@@ -128,6 +128,26 @@ async fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
     closed_within(&mut idle, Duration::from_secs(5))
         .await
         .expect("an idle keep-alive connection is closed");
+    // A complete head, then a body that never finishes: the body gets three times as long.
+    let mut trickle = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/changes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        server.token("alice")
+    );
+    trickle.write_all(head.as_bytes()).await.expect("send");
+    let t = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(8), trickle.read_to_end(&mut answer))
+        .await
+        .expect("a request whose body never arrives is answered and closed")
+        .expect("read the answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(answer.starts_with("HTTP/1.1 422"), "{answer}");
+    assert!(answer.contains("did not arrive within 3 s"), "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
