@@ -65,6 +65,7 @@ pub const MAX_PAGE: i64 = 500;
 const DEFAULT_PAGE: i64 = 200;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only changes in this state, e.g. `pending_approval`.

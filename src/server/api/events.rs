@@ -11,10 +11,12 @@ use serde::Deserialize;
 use std::time::Duration;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Without `Last-Event-ID`: also send up to this many recent events first (at most 500),
     /// e.g. to fill an activity feed.
+    #[param(minimum = 0, maximum = 500, default = 0)]
     backlog: Option<i64>,
 }
 

@@ -9,6 +9,7 @@ use axum::extract::State;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only those still being sampled (`watching` or `degraded`).
