@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot, watch};
 use tower::ServiceExt;
@@ -43,6 +44,16 @@ const MIN_CONNECTIONS: usize = 16;
 /// How long the accept loop waits after an error that is not the peer's (EMFILE, ENFILE,
 /// ENOBUFS): retrying at once would spin on a full descriptor table.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Connections being told "503, at the limit" at once; they use the reserve of descriptors.
+const MAX_REJECTING: usize = 16;
+/// How long a rejected connection gets to send its request and take the answer.
+const REJECT_WAIT: Duration = Duration::from_millis(500);
+
+/// A connection's read buffer grows to hold an incomplete request head, and its write queue to
+/// this much: at the default (~400 KiB) a slowloris connection trickling a huge head cost that
+/// much memory times the connection cap. A bigger head gets 431.
+const MAX_BUFFER: usize = 16 * 1024;
 
 /// What a connection may use.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +128,8 @@ pub async fn serve(
     let registry = Arc::new(Registry::default());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_BUFFER);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -134,7 +146,7 @@ pub async fn serve(
             }
         };
         if registry.len() >= limits.max_connections && !registry.evict_idlest() {
-            reject(stream);
+            reject(stream, &registry);
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -181,15 +193,40 @@ fn peer_error(e: &std::io::Error) -> bool {
 }
 
 /// Every connection is busy with a request: say so instead of leaving the client to time out.
-/// The socket is fresh, so the short answer fits its send buffer; if not, the close says enough.
-fn reject(stream: TcpStream) {
+/// The answer waits (briefly) for the request, since an HTTP client takes a response that comes
+/// before its request for a broken connection; a few such answers at a time, from the reserve of
+/// descriptors; beyond that a newcomer's connection is just closed.
+fn reject(stream: TcpStream, registry: &Arc<Registry>) {
     const BODY: &str = r#"{"error":"unavailable","message":"the server is at its connection limit; retry in a moment"}"#;
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let _ = stream.try_write(answer.as_bytes());
+    if registry.rejecting.fetch_add(1, Ordering::AcqRel) >= MAX_REJECTING {
+        registry.rejecting.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let registry = registry.clone();
+    tokio::spawn(async move {
+        let mut stream = stream;
+        // Read the request head so closing does not reset the connection under the answer.
+        let _ = tokio::time::timeout(REJECT_WAIT, async {
+            let mut head = Vec::with_capacity(1024);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 4096 {
+                if stream.read_buf(&mut head).await.unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        let _ = tokio::time::timeout(REJECT_WAIT, async {
+            stream.write_all(answer.as_bytes()).await?;
+            stream.shutdown().await
+        })
+        .await;
+        registry.rejecting.fetch_sub(1, Ordering::AcqRel);
+    });
 }
 
 /// The app as a hyper service that keeps the connection's slot informed: busy from the moment a
@@ -345,6 +382,8 @@ struct Registry {
     conns: Mutex<Conns>,
     /// Signalled when the last connection goes, for a graceful shutdown.
     empty: Notify,
+    /// Connections being refused (see [`reject`]).
+    rejecting: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -359,6 +398,7 @@ impl Default for Registry {
             started: Instant::now(),
             conns: Mutex::default(),
             empty: Notify::new(),
+            rejecting: AtomicUsize::new(0),
         }
     }
 }

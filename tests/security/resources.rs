@@ -404,3 +404,46 @@ async fn verification_lists_are_capped_to_the_latest() {
         .collect();
     assert_eq!(changes, ids[1..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_connection_is_busy_a_newcomer_is_told_so() {
+    let server = BinaryServer::start(BinaryOptions {
+        extra_config: "[server]\nmax_connections = 4\nmax_event_streams = 8\n".into(),
+        ..Default::default()
+    })
+    .await;
+    // Four open event streams: four connections, each busy with its request for as long as the
+    // stream is open, so none may be closed to make room.
+    let mut streams = Vec::new();
+    for who in ["alice", "bob", "carol", "dave"] {
+        let (status, stream) = load::unread_stream(server.addr, server.token(who), 0).await;
+        assert_eq!(status, 200);
+        streams.push(stream);
+    }
+    let http = reqwest::Client::new();
+    let healthz = || send(http.get(format!("{}/healthz", server.base)));
+    let body = healthz().await.error(503);
+    assert_eq!(body.error, "unavailable");
+    assert!(
+        body.message.contains("connection limit"),
+        "{}",
+        body.message
+    );
+    // A stream that ends frees its connection.
+    drop(streams.pop());
+    let t = Instant::now();
+    while healthz().await.status != 200 {
+        assert!(
+            t.elapsed() < ANSWER_WITHIN,
+            "a closed stream's connection still counts"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A head larger than a connection may buffer is refused, not buffered.
+    let huge = send(
+        http.get(format!("{}/healthz", server.base))
+            .header("x-padding", "x".repeat(32 * 1024)),
+    )
+    .await;
+    assert_eq!(huge.status, 431);
+}
