@@ -476,3 +476,42 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_idlest_connection_goes_first_and_a_busy_one_never() {
+        let registry = Arc::new(Registry::default());
+        let (oldest, mut oldest_closed) = registry.admit();
+        let (middle, mut middle_closed) = registry.admit();
+        let (newest, mut newest_closed) = registry.admit();
+        oldest.idle_since.store(1, Ordering::Release);
+        middle.idle_since.store(2, Ordering::Release);
+        newest.idle_since.store(3, Ordering::Release);
+        // The oldest is serving a request: the next idlest goes instead.
+        let busy = Busy::new(oldest.clone());
+        assert!(registry.evict_idlest());
+        assert!(middle_closed.try_recv().is_ok());
+        assert!(oldest_closed.try_recv().is_err());
+        assert_eq!(registry.len(), 2);
+        assert!(registry.evict_idlest());
+        assert!(newest_closed.try_recv().is_ok());
+        // Only a busy one is left: nothing to evict.
+        assert!(!registry.evict_idlest());
+        assert_eq!(registry.len(), 1);
+        // Its request done, it is idle (and the idlest) again.
+        drop(busy);
+        assert!(registry.evict_idlest());
+        assert!(oldest_closed.try_recv().is_ok());
+        assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn the_cap_stays_under_the_descriptor_limit() {
+        let cap = derived_connection_cap();
+        assert!(cap >= MIN_CONNECTIONS);
+        assert!(cap + RESERVED_FDS <= fd_soft_limit().max(MIN_CONNECTIONS + RESERVED_FDS));
+    }
+}
