@@ -7,7 +7,8 @@
 //!    kept for reuse shows apart from memory that grows with every stream.
 //! 2. Slowloris: 3,000 half-open connections attempted (and held) against a server whose
 //!    file-descriptor limit is 2,048, while a new client asks `/healthz` every 50 ms on a fresh
-//!    connection; p50/p99 latency and how many probes got no answer within 5 s.
+//!    connection; p50/p99 latency and how many probes got no answer within 5 s, while the
+//!    attack builds up and then for 5 s while every connection it made is held.
 //!
 //! `cargo bench --bench attack`. `CB_BIN=/path/to/commandbridge` measures another build (e.g. a
 //! baseline from before a change) with the same load. `BENCH_STREAMS`, `BENCH_HALF_OPEN` and
@@ -18,7 +19,7 @@ mod support;
 
 use hdrhistogram::Histogram;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use support::binary::{BIN, BinaryOptions, BinaryServer};
 use support::load;
@@ -124,6 +125,44 @@ async fn slow_readers(bin: Option<std::path::PathBuf>, streams: usize) -> Result
     Ok(())
 }
 
+/// `/healthz` probes from new clients: latencies of the answered ones, and how many got none.
+struct Probes {
+    latency: Histogram<u64>,
+    failed: u64,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes {
+            latency: Histogram::new(3).expect("a histogram"),
+            failed: 0,
+        }
+    }
+}
+
+impl Probes {
+    fn add(&mut self, latency: Option<Duration>) {
+        match latency {
+            Some(l) => self.latency.saturating_record(l.as_micros() as u64),
+            None => self.failed += 1,
+        }
+    }
+
+    fn report(&self, when: &str) {
+        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "  /healthz from new clients {when}: {} answered, p50 {:.1} ms, p99 {:.1} ms, \
+             max {:.1} ms; {} without an answer within {} s",
+            self.latency.len(),
+            ms(0.5),
+            ms(0.99),
+            self.latency.max() as f64 / 1000.0,
+            self.failed,
+            PROBE_PATIENCE.as_secs()
+        );
+    }
+}
+
 async fn slowloris(
     bin: Option<std::path::PathBuf>,
     half_open: usize,
@@ -135,9 +174,10 @@ async fn slowloris(
         ..Default::default()
     })
     .await;
-    let done = Arc::new(AtomicBool::new(false));
+    // 0 while the attack builds up, 1 while every connection it made is held, 2 when done.
+    let phase = Arc::new(AtomicU8::new(0));
     let prober = {
-        let done = done.clone();
+        let phase = phase.clone();
         let url = format!("{}/healthz", server.base);
         tokio::spawn(async move {
             // No pooling: every probe is a new client that needs a new connection.
@@ -146,32 +186,42 @@ async fn slowloris(
                 .timeout(PROBE_PATIENCE)
                 .build()
                 .expect("an HTTP client");
-            let mut latency = Histogram::<u64>::new(3).expect("a histogram");
-            let mut failed = 0u64;
+            let mut probes = Vec::new();
             let mut tick = tokio::time::interval(PROBE_EVERY);
-            while !done.load(Ordering::Relaxed) {
+            loop {
                 tick.tick().await;
-                let t = Instant::now();
-                match http.get(&url).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        latency.saturating_record(t.elapsed().as_micros() as u64);
-                    }
-                    _ => failed += 1,
+                let during = phase.load(Ordering::Relaxed);
+                if during == 2 {
+                    break;
                 }
+                let (http, url) = (http.clone(), url.clone());
+                // Each probe on its own, so one that hangs does not delay the next.
+                probes.push(tokio::spawn(async move {
+                    let t = Instant::now();
+                    let ok =
+                        matches!(http.get(&url).send().await, Ok(r) if r.status().is_success());
+                    (during, ok.then(|| t.elapsed()))
+                }));
             }
-            (latency, failed)
+            let mut by_phase = [Probes::default(), Probes::default()];
+            for p in probes {
+                let (during, latency) = p.await.expect("a probe");
+                by_phase[usize::from(during)].add(latency);
+            }
+            by_phase
         })
     };
     let t = Instant::now();
     let (connected, held) =
         load::slowloris(server.addr, half_open, half_open, ATTACK_AT_MOST).await;
     let attack_secs = t.elapsed().as_secs_f64();
+    phase.store(1, Ordering::Relaxed);
     tokio::time::sleep(HOLD).await;
     let open_fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
         .map(|d| d.count())
         .unwrap_or(0);
-    done.store(true, Ordering::Relaxed);
-    let (latency, failed) = prober.await?;
+    phase.store(2, Ordering::Relaxed);
+    let [building, holding] = prober.await?;
     drop(held);
     println!(
         "slowloris: {half_open} half-open connections attempted in {attack_secs:.1} s \
@@ -179,16 +229,11 @@ async fn slowloris(
          {} s later",
         HOLD.as_secs()
     );
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "  /healthz from new clients: {} answered, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
-         {failed} without an answer within {} s",
-        latency.len(),
-        ms(0.5),
-        ms(0.99),
-        latency.max() as f64 / 1000.0,
-        PROBE_PATIENCE.as_secs()
-    );
+    building.report("while the attack builds up");
+    holding.report(&format!(
+        "while all {connected} are held ({} s)",
+        HOLD.as_secs()
+    ));
     server.stop().await;
     Ok(())
 }
