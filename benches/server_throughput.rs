@@ -379,9 +379,13 @@ async fn server_run(
     // What the server says it holds, over the API.
     let client = ApiClient::new(&base, &token)?;
     let pending = client
-        .changes(Some(ChangeState::PendingApproval), Some(20_000))
-        .await?;
-    let all = client.changes(None, Some(20_000)).await?;
+        .changes_following(Some(ChangeState::PendingApproval), None, Some(20_000))
+        .await?
+        .items;
+    let all = client
+        .changes_following(None, None, Some(20_000))
+        .await?
+        .items;
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await?
         .text()

@@ -167,6 +167,12 @@ pub enum ChangeCommand {
         /// Only this state, e.g. pending_approval.
         #[arg(long)]
         state: Option<String>,
+        /// At most this many; more than one page (500) is fetched page by page.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Only changes with an id below this one (where the previous listing stopped).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        before: Option<i64>,
         #[arg(long)]
         json: bool,
     },

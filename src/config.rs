@@ -98,6 +98,19 @@ pub struct ServerSection {
     pub database: Option<String>,
     #[serde(default = "default_ttl")]
     pub approval_ttl_minutes: i64,
+    /// Seconds a client gets to send a complete request head, and how long an idle keep-alive
+    /// connection is kept: a client that sends nothing must not hold a descriptor for ever. A
+    /// request body gets three times as long.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: f64,
+    /// Concurrent connections. Unset: derived from the file-descriptor limit, which is also the
+    /// ceiling for a configured value.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Event streams open at once, all operators together. Unset: half the connection cap, at
+    /// most 512.
+    #[serde(default)]
+    pub max_event_streams: Option<usize>,
 }
 
 fn default_listen() -> String {
@@ -106,6 +119,10 @@ fn default_listen() -> String {
 
 fn default_ttl() -> i64 {
     240
+}
+
+fn default_header_timeout() -> f64 {
+    10.0
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +168,18 @@ impl ServerConfig {
         })?;
         if self.server.approval_ttl_minutes <= 0 {
             return Err("server.approval_ttl_minutes must be a positive number of minutes".into());
+        }
+        let timeout = self.server.header_timeout_seconds;
+        if !(timeout > 0.0 && timeout <= 300.0) {
+            return Err(
+                "server.header_timeout_seconds must be more than 0 and at most 300, e.g. 10".into(),
+            );
+        }
+        if self.server.max_connections == Some(0) {
+            return Err("server.max_connections must be at least 1 (or unset)".into());
+        }
+        if self.server.max_event_streams == Some(0) {
+            return Err("server.max_event_streams must be at least 1 (or unset)".into());
         }
         let mut names = HashSet::new();
         for (i, a) in self.actions.iter().enumerate() {
@@ -352,6 +381,27 @@ mod tests {
         assert!(err.contains("server.listen"), "{err}");
         let err = ServerConfig::parse("[server]\napproval_ttl_minutes = 0\n", "t").unwrap_err();
         assert!(err.contains("approval_ttl_minutes"), "{err}");
+        for (text, key) in [
+            (
+                "header_timeout_seconds = 0",
+                "server.header_timeout_seconds",
+            ),
+            (
+                "header_timeout_seconds = 301",
+                "server.header_timeout_seconds",
+            ),
+            (
+                "header_timeout_seconds = nan",
+                "server.header_timeout_seconds",
+            ),
+            ("max_connections = 0", "server.max_connections"),
+            ("max_event_streams = 0", "server.max_event_streams"),
+        ] {
+            let err = ServerConfig::parse(&format!("[server]\n{text}\n"), "t").unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let ok = ServerConfig::parse("[server]\nheader_timeout_seconds = 0.5\n", "t").unwrap();
+        assert_eq!(ok.server.header_timeout_seconds, 0.5);
         let err = with(
             "[[actions]]\nname = \"x\"\nrisk = \"severe\"\ndescription = \"\"\nrollback = \"\"\n",
         )

@@ -24,6 +24,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The most changes the server sends in one page of `GET /changes`.
+pub const MAX_CHANGES_PAGE: u32 = 500;
+
+/// One page of a list, and the cursor of the next one (`None` on the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_before: Option<i64>,
+}
+
 /// How long an ordinary API call may take, end to end, before the caller is told.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,12 +172,24 @@ impl ApiClient {
         self.send_json(builder).await
     }
 
-    /// `GET /changes`: changes, newest first, optionally only those in `state`.
+    /// `GET /changes`: one page of changes, newest first, optionally only those in `state`
+    /// (`limit` at most [`MAX_CHANGES_PAGE`]; the server's default page without it).
     pub async fn changes(
         &self,
         state: Option<ChangeState>,
         limit: Option<u32>,
     ) -> Result<Vec<Change>, ClientError> {
+        Ok(self.changes_page(state, None, limit).await?.items)
+    }
+
+    /// `GET /changes?before=…`: the page of changes with ids below `before`, and the cursor of
+    /// the page after it, from the `Link` header.
+    pub async fn changes_page(
+        &self,
+        state: Option<ChangeState>,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Page<Change>, ClientError> {
         let mut query = Vec::new();
         if let Some(state) = state {
             query.push(("state", state.as_str().to_string()));
@@ -175,7 +197,42 @@ impl ApiClient {
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
         }
-        self.get("/changes", &query).await
+        if let Some(before) = before {
+            query.push(("before", before.to_string()));
+        }
+        let resp = self
+            .send(self.request(Method::GET, self.url("/changes", &query)?))
+            .await?;
+        let next_before = next_cursor(resp.headers());
+        let items: Vec<Change> = self.read_json(resp).await?;
+        // A cursor that does not move down would have us loop for ever.
+        let next_before = next_before.filter(|n| before.is_none_or(|b| *n < b));
+        Ok(Page { items, next_before })
+    }
+
+    /// Changes newest first, from below `before` (the newest when `None`), following the
+    /// server's cursor page by page until `max` are read (every one when `None`). The returned
+    /// cursor is where a caller would go on.
+    pub async fn changes_following(
+        &self,
+        state: Option<ChangeState>,
+        mut before: Option<i64>,
+        max: Option<usize>,
+    ) -> Result<Page<Change>, ClientError> {
+        let mut items = Vec::new();
+        loop {
+            let wanted = max.map_or(usize::MAX, |m| m - items.len());
+            let limit = u32::try_from(wanted).map_or(MAX_CHANGES_PAGE, |w| w.min(MAX_CHANGES_PAGE));
+            let page = self.changes_page(state, before, Some(limit)).await?;
+            items.extend(page.items);
+            before = page.next_before;
+            if before.is_none() || max.is_some_and(|m| items.len() >= m) {
+                return Ok(Page {
+                    items,
+                    next_before: before,
+                });
+            }
+        }
     }
 
     /// `GET /changes/{id}`.
@@ -346,6 +403,10 @@ impl ApiClient {
 
     async fn send_json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
         let resp = self.send(req).await?;
+        self.read_json(resp).await
+    }
+
+    async fn read_json<T: DeserializeOwned>(&self, resp: Response) -> Result<T, ClientError> {
         let url = resp.url().path().to_string();
         let bytes = resp.bytes().await.map_err(|e| self.transport(&e))?;
         serde_json::from_slice(&bytes).map_err(|e| {
@@ -401,6 +462,25 @@ pub(crate) fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
             }
         }
     }
+}
+
+/// The `before` cursor in a `Link: <…?before=N…>; rel="next"` header.
+fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<i64> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|link| link.contains(r#"rel="next""#))
+        .and_then(|link| {
+            let target = link.split_once('<')?.1.split_once('>')?.0;
+            let query = target.split_once('?')?.1;
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("before="))?
+                .parse()
+                .ok()
+        })
 }
 
 /// Checks the server address once, up front, so a typo is reported as such rather than as an
@@ -489,6 +569,27 @@ mod tests {
         assert!(text.contains("could not reach the server at http://127.0.0.1:1"));
         assert!(text.contains("commandbridge login"));
         assert!(text.contains("CB_SERVER"));
+    }
+
+    #[test]
+    fn the_next_cursor_comes_from_the_link_header() {
+        use reqwest::header::{HeaderMap, HeaderValue, LINK};
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(LINK, HeaderValue::from_str(v).expect("a header value"));
+            next_cursor(&h)
+        };
+        assert_eq!(
+            with(r#"</api/v1/changes?limit=500&before=1234&state=executed>; rel="next""#),
+            Some(1234)
+        );
+        assert_eq!(
+            with(r#"</x?before=7>; rel="prev", </x?before=3>; rel="next""#),
+            Some(3)
+        );
+        assert_eq!(with(r#"</x?before=3>; rel="prev""#), None);
+        assert_eq!(with(r#"</x?before=nope>; rel="next""#), None);
+        assert_eq!(next_cursor(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -98,14 +98,26 @@ pub async fn change(cmd: &ChangeCommand) -> Result<()> {
             let preview = client.preview(&req).await?;
             emit(*json, &preview, |p| format_preview(&req, p))
         }
-        ChangeCommand::List { state, json } => {
+        ChangeCommand::List {
+            state,
+            limit,
+            before,
+            json,
+        } => {
             let state = state
                 .as_deref()
                 .map(str::parse::<ChangeState>)
                 .transpose()
                 .map_err(|e| eyre!(e))?;
-            let changes = client.changes(state, None).await?;
-            emit(*json, &changes, |c| format_change_list(c))
+            let page = client
+                .changes_following(state, *before, Some(*limit as usize))
+                .await?;
+            emit(*json, &page.items, |c| format_change_list(c))?;
+            if let Some(next) = page.next_before {
+                // On stderr, so `--json` output stays one document.
+                eprintln!("more changes: --before {next}");
+            }
+            Ok(())
         }
         ChangeCommand::Show { id, json } => {
             let change = client.change(*id).await?;

@@ -4,8 +4,8 @@
 use crate::server::store::Store;
 use axum::response::sse::Event as SseEvent;
 use futures::Stream;
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 #[derive(Clone)]
@@ -14,18 +14,116 @@ pub struct EventBus {
     /// Set when the server stops: open streams end, so a graceful shutdown does not wait for
     /// dashboards that would stay connected forever.
     closing: Arc<watch::Sender<bool>>,
+    streams: Arc<Streams>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
-        EventBus {
-            tx: Arc::new(watch::channel(0).0),
-            closing: Arc::new(watch::channel(false).0),
+        EventBus::with_limits(StreamLimits::for_connections(1024, None))
+    }
+}
+
+/// How many event streams may be open. A stream holds a connection for as long as its client
+/// likes, so without a cap one token could take every connection the server has.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub per_operator: usize,
+    pub total: usize,
+}
+
+impl StreamLimits {
+    /// A dashboard needs one stream; a few more cover reconnects and scripts.
+    pub const PER_OPERATOR: usize = 8;
+    /// Ceiling of the derived total: each open stream costs a connection and some memory.
+    const MAX_TOTAL: usize = 512;
+
+    /// `configured`, else half the connection cap (the other half stays for ordinary requests),
+    /// at most [`Self::MAX_TOTAL`].
+    pub fn for_connections(max_connections: usize, configured: Option<usize>) -> StreamLimits {
+        StreamLimits {
+            per_operator: Self::PER_OPERATOR,
+            total: configured.unwrap_or((max_connections / 2).clamp(1, Self::MAX_TOTAL)),
         }
     }
 }
 
+/// Why a stream was not opened.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamRefused {
+    /// The operator already has this many open.
+    PerOperator(usize),
+    /// The server already has this many open.
+    Total(usize),
+}
+
+struct Streams {
+    limits: StreamLimits,
+    open: Mutex<OpenStreams>,
+}
+
+#[derive(Default)]
+struct OpenStreams {
+    total: usize,
+    by_operator: HashMap<String, usize>,
+}
+
+/// A place among the open streams, given back when the stream (and so this) is dropped.
+pub struct StreamPermit {
+    streams: Arc<Streams>,
+    operator: String,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.streams.lock();
+        open.total -= 1;
+        if let Some(n) = open.by_operator.get_mut(&self.operator) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_operator.remove(&self.operator);
+            }
+        }
+    }
+}
+
+impl Streams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenStreams> {
+        // The counts are updated in single statements; a panic elsewhere cannot tear them.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl EventBus {
+    pub fn with_limits(limits: StreamLimits) -> EventBus {
+        EventBus {
+            tx: Arc::new(watch::channel(0).0),
+            closing: Arc::new(watch::channel(false).0),
+            streams: Arc::new(Streams {
+                limits,
+                open: Mutex::default(),
+            }),
+        }
+    }
+
+    /// A place for one more stream of `operator`'s, if the limits allow it.
+    pub fn open_stream(&self, operator: &str) -> Result<StreamPermit, StreamRefused> {
+        let limits = self.streams.limits;
+        let mut open = self.streams.lock();
+        let mine = open.by_operator.get(operator).copied().unwrap_or(0);
+        if mine >= limits.per_operator {
+            return Err(StreamRefused::PerOperator(limits.per_operator));
+        }
+        if open.total >= limits.total {
+            return Err(StreamRefused::Total(limits.total));
+        }
+        open.total += 1;
+        *open.by_operator.entry(operator.to_string()).or_default() += 1;
+        Ok(StreamPermit {
+            streams: self.streams.clone(),
+            operator: operator.to_string(),
+        })
+    }
+
     /// Ends every open stream.
     pub fn close(&self) {
         self.closing.send_replace(true);
@@ -41,15 +139,20 @@ impl EventBus {
     }
 }
 
-const PAGE: i64 = 500;
+/// Events read from the database at a time. A stream holds at most one page, so a client that
+/// replays a long history and never reads costs this much, not the history (500 cost ~1.7 MB).
+const PAGE: i64 = 8;
 
 /// A `stream.ready` event, then the events after `after`, then live ones as they are committed.
+/// The stream holds `permit` until it is dropped.
 pub fn stream(
     store: Store,
     bus: EventBus,
     after: i64,
+    permit: StreamPermit,
 ) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
     struct S {
+        _permit: StreamPermit,
         store: Store,
         wake: watch::Receiver<u64>,
         closing: watch::Receiver<bool>,
@@ -68,6 +171,7 @@ pub fn stream(
         data: serde_json::json!({}),
     };
     let init = S {
+        _permit: permit,
         store,
         wake,
         closing,

@@ -7,6 +7,7 @@ pub mod changes;
 pub mod clock;
 pub mod events;
 pub mod executor;
+pub mod listener;
 pub mod metrics;
 pub mod operators;
 pub mod outcome;
@@ -42,6 +43,9 @@ pub struct AppState {
     pub batcher: store::batch::Batcher,
 }
 
+/// How long a stopping server lets requests in flight finish.
+const DRAIN: Duration = Duration::from_secs(4);
+
 /// A running server: its address, and a handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
@@ -60,9 +64,10 @@ impl Running {
             w.abort();
         }
         // Connections get a moment to finish; a client that holds one open does not keep the
-        // server from stopping.
+        // server from stopping. The serve loop closes stragglers itself after `DRAIN`; this is the
+        // backstop.
         let mut task = self.task;
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut task)
+        if tokio::time::timeout(DRAIN + Duration::from_secs(1), &mut task)
             .await
             .is_err()
         {
@@ -105,12 +110,16 @@ pub async fn start(
     listener: TcpListener,
 ) -> std::io::Result<Running> {
     let (batcher, batch_task) = store::batch::Batcher::start(store.clone());
+    let limits = listener::Limits::for_config(&config.server);
     let state = AppState {
         batcher,
+        events: EventBus::with_limits(events::StreamLimits::for_connections(
+            limits.max_connections,
+            config.server.max_event_streams,
+        )),
         config: Arc::new(config),
         store,
         clock,
-        events: EventBus::default(),
         metrics: Arc::new(Metrics::default()),
         verifier: Arc::default(),
         outbox: Arc::default(),
@@ -125,15 +134,9 @@ pub async fn start(
         Err(e) => tracing::error!(error = %e.message, "recovering interrupted changes failed"),
     }
     let addr = listener.local_addr()?;
-    let (shutdown, mut stopped) = tokio::sync::watch::channel(false);
+    let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let app = api::router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let task = tokio::spawn(listener::serve(listener, app, limits, stopped, DRAIN));
     let mut workers = vec![
         batch_task,
         tokio::spawn(sweep_expired(state.clone())),

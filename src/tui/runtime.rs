@@ -165,17 +165,17 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
     });
 }
 
-/// Every pending change, plus a page of recent ones in any state (for outcomes and rollback
-/// confirmations), not the whole history.
+/// Every pending change (following the server's cursor page by page), plus a page of recent
+/// ones in any state (for outcomes and rollback confirmations), not the whole history.
 async fn load_changes(
     client: &ApiClient,
 ) -> Result<Vec<crate::domain::change::Change>, ClientError> {
     use crate::domain::change::ChangeState;
     let (pending, recent) = tokio::join!(
-        client.changes(Some(ChangeState::PendingApproval), Some(20_000)),
+        client.changes_following(Some(ChangeState::PendingApproval), None, None),
         client.changes(None, Some(200))
     );
-    let mut all = pending?;
+    let mut all = pending?.items;
     all.extend(recent?);
     Ok(all)
 }

@@ -29,6 +29,8 @@ pub struct BinaryOptions {
     pub fd_limit: Option<u64>,
     /// TOML appended to the configuration.
     pub extra_config: String,
+    /// Another build of the binary (a benchmark's baseline); default [`BIN`].
+    pub bin: Option<PathBuf>,
 }
 
 pub struct BinaryServer {
@@ -106,8 +108,13 @@ impl BinaryServer {
             .now
             .clone()
             .unwrap_or_else(|| super::TUESDAY_10.to_string());
+        let bin = self
+            .options
+            .bin
+            .as_ref()
+            .map_or_else(|| BIN.to_string(), |b| b.display().to_string());
         let mut argv = vec![
-            BIN.to_string(),
+            bin,
             "serve".into(),
             "--config".into(),
             self.config_path().display().to_string(),

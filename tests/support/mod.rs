@@ -7,6 +7,7 @@
 
 pub mod binary;
 pub mod fakes;
+pub mod load;
 
 use chrono::{DateTime, Utc};
 use commandbridge::client::{ApiClient, ClientError};
@@ -44,6 +45,8 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid",
     "method_not_allowed",
     "rate_limited",
+    "too_many_streams",
+    "unavailable",
 ];
 
 pub fn at(s: &str) -> DateTime<Utc> {
@@ -153,7 +156,7 @@ impl TestServer {
 
     /// The configuration of a test server in `dir`: the embedded default, the test actions
     /// (logging to `dir/runs.log`) and `extra`. An extra `[verification]` table replaces the
-    /// default one.
+    /// default one; an extra `[server]` table, first in `extra`, adds to the default one.
     pub fn config_text_for(dir: &Path, extra: &str) -> String {
         let log = dir.join("runs.log");
         let mut base = DEFAULT_SERVER_TOML.to_string();
@@ -165,6 +168,12 @@ impl TestServer {
             );
             base = base.replace(default, "");
         }
+        // TOML allows one `[server]` table: an extra one's keys join the default's.
+        let (server_keys, extra) = match extra.strip_prefix("[server]\n") {
+            Some(rest) => rest.split_at(rest.find("\n[").map_or(rest.len(), |i| i + 1)),
+            None => ("", extra),
+        };
+        base = base.replacen("[server]\n", &format!("[server]\n{server_keys}"), 1);
         format!(
             "{base}\n{}\n{extra}",
             test_actions(log.to_str().expect("a UTF-8 temporary path")),

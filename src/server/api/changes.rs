@@ -61,6 +61,11 @@ pub async fn create(
     Ok((status, Json(created.change)))
 }
 
+/// The most changes one page holds: a page is built in memory, so its size must not be the
+/// caller's choice (20,000 changes were 24 MB per request).
+pub const MAX_PAGE: i64 = 500;
+const DEFAULT_PAGE: i64 = 200;
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -68,32 +73,61 @@ pub struct ListQuery {
     /// Only changes in this state, e.g. `pending_approval`.
     #[param(value_type = ChangeState, required = false)]
     state: Option<String>,
-    /// At most this many (default 200, at most 20000).
-    #[param(value_type = i64, required = false, minimum = 1, maximum = 20000, default = 200)]
+    /// At most this many (default 200, at most 500).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500, default = 200)]
     limit: Option<i64>,
+    /// Only changes with an id below this one: the cursor for the next page, as given in the
+    /// `Link` header of the previous one.
+    #[param(value_type = i64, required = false, minimum = 1)]
+    before: Option<i64>,
 }
 
-/// Changes, newest first.
+/// Changes, newest first, a page at a time. When more may follow, the `Link` header holds the
+/// next page's URL (`rel="next"`); the last page has none.
 #[utoipa::path(get, path = "/api/v1/changes", tag = "changes", security(("bearer" = [])),
     params(ListQuery),
-    responses((status = 200, body = Vec<Change>), (status = 401, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Change>,
+            headers(("Link" = String, description = "`<URL of the next page>; rel=\"next\"`, absent on the last page"))),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Vec<Change>>> {
+) -> ApiResult<(HeaderMap, Json<Vec<Change>>)> {
     let filter = q
         .state
         .as_deref()
         .map(str::parse::<ChangeState>)
         .transpose()
         .map_err(ApiError::invalid)?;
-    let limit = q.limit.unwrap_or(200);
-    if !(1..=20_000).contains(&limit) {
-        return Err(ApiError::invalid("limit must be between 1 and 20000"));
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}; follow the Link header (or pass before=<id>) for more"
+        )));
     }
-    Ok(Json(state.store.changes(filter, limit).await?))
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::invalid("before must be a change id (1 or more)"));
+    }
+    // One row more than asked says whether a next page exists, so the last page has no link.
+    let mut page = state.store.changes(filter, q.before, limit + 1).await?;
+    let mut headers = HeaderMap::new();
+    if page.len() as i64 > limit {
+        page.truncate(limit as usize);
+        if let Some(last) = page.last() {
+            let state = filter
+                .map(|s| format!("&state={}", s.as_str()))
+                .unwrap_or_default();
+            let link = format!(
+                "</api/v1/changes?limit={limit}&before={}{state}>; rel=\"next\"",
+                last.id
+            );
+            if let Ok(v) = link.parse() {
+                headers.insert(axum::http::header::LINK, v);
+            }
+        }
+    }
+    Ok((headers, Json(page)))
 }
 
 /// One change with its approvals and output.

@@ -4,7 +4,7 @@ use crate::server::api::error::{ApiError, ApiQuery, ApiResult};
 use crate::server::auth::Caller;
 use crate::server::events;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::sse::{KeepAlive, Sse};
 use serde::Deserialize;
@@ -24,13 +24,18 @@ pub struct StreamQuery {
 /// `stream.ready` event whose id is where the stream starts. A client that sends
 /// `Last-Event-ID` then receives every event after it, then live ones; without it, only live
 /// ones.
+///
+/// An operator may have 8 streams open at once, and the server a few hundred in all (half its
+/// connection cap, at most 512, or `[server] max_event_streams`).
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])),
     params(("Last-Event-ID" = Option<i64>, Header, description = "Replay events after this one"), StreamQuery),
     responses((status = 200, description = "text/event-stream of Event", content_type = "text/event-stream"),
-        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "This operator already has as many streams open as allowed; close one", body = ErrorBody),
+        (status = 503, description = "The server already has as many streams open as it allows; retry later", body = ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
-    _caller: Caller,
+    Caller(op): Caller,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -47,7 +52,27 @@ pub async fn stream(
             .ok_or_else(|| ApiError::invalid("Last-Event-ID must be an event sequence number"))?,
         None => (state.store.last_event_seq().await? - backlog).max(0),
     };
+    let permit = state
+        .events
+        .open_stream(&op.name)
+        .map_err(|refused| match refused {
+            events::StreamRefused::PerOperator(n) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!(
+                    "{} already has {n} event streams open, the most allowed; close one first",
+                    op.name
+                ),
+            ),
+            events::StreamRefused::Total(n) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "the server already has {n} event streams open, the most it allows; retry later"
+                ),
+            ),
+        })?;
     state.metrics.sse_connections.inc();
-    let stream = events::stream(state.store.clone(), state.events.clone(), after);
+    let stream = events::stream(state.store.clone(), state.events.clone(), after, permit);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

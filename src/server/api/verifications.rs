@@ -15,9 +15,16 @@ pub struct ListQuery {
     /// Only those still being sampled (`watching` or `degraded`); default false.
     #[param(value_type = bool, required = false, default = false)]
     active: Option<bool>,
+    /// At most this many, the latest by deadline (default and most 500).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500, default = 500)]
+    limit: Option<i64>,
 }
 
-/// Post-change verifications, soonest deadline first, with their latest sample.
+/// The most verifications one answer holds: the history grows with every executed change.
+const MAX_LIST: i64 = 500;
+
+/// Post-change verifications, soonest deadline first, with their latest sample: the latest
+/// `limit` by deadline, so every active one is there unless more than `limit` are active.
 #[utoipa::path(get, path = "/api/v1/verifications", tag = "verifications", security(("bearer" = [])),
     params(ListQuery),
     responses((status = 200, body = Vec<Verification>), (status = 401, body = ErrorBody),
@@ -27,10 +34,16 @@ pub async fn list(
     _caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Verification>>> {
+    let limit = q.limit.unwrap_or(MAX_LIST);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_LIST}"
+        )));
+    }
     Ok(Json(
         state
             .store
-            .verification_list(q.active.unwrap_or(false))
+            .verification_list(q.active.unwrap_or(false), limit)
             .await?,
     ))
 }

@@ -216,26 +216,32 @@ impl Store {
     }
 
     /// Changes newest first, optionally in one state.
+    /// Changes with an id below `before` (all, when `None`), newest first, at most `limit`.
     pub async fn changes(
         &self,
         state: Option<ChangeState>,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Change>, DbError> {
-        let rows: Vec<ChangeRow> = match state {
-            Some(s) => {
-                sqlx::query_as("SELECT * FROM changes WHERE state = $1 ORDER BY id DESC LIMIT $2")
-                    .bind(s.as_str())
-                    .bind(limit)
-                    .fetch_all(&self.reader)
-                    .await?
-            }
-            None => {
-                sqlx::query_as("SELECT * FROM changes ORDER BY id DESC LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&self.reader)
-                    .await?
-            }
-        };
+        let before = before.unwrap_or(i64::MAX);
+        let rows: Vec<ChangeRow> =
+            match state {
+                Some(s) => sqlx::query_as(
+                    "SELECT * FROM changes WHERE state = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                )
+                .bind(s.as_str())
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?,
+                None => {
+                    sqlx::query_as("SELECT * FROM changes WHERE id < $1 ORDER BY id DESC LIMIT $2")
+                        .bind(before)
+                        .bind(limit)
+                        .fetch_all(&self.reader)
+                        .await?
+                }
+            };
         let Some(oldest) = rows.last().map(|r| r.id) else {
             return Ok(Vec::new());
         };

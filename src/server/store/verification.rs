@@ -23,18 +23,24 @@ pub struct OutboxMessage {
 
 impl Store {
     /// Verifications, soonest deadline first; `active_only` keeps those still sampled.
-    pub async fn verification_list(&self, active_only: bool) -> Result<Vec<Verification>, DbError> {
-        let rows: Vec<VerificationRow> = if active_only {
-            sqlx::query_as(
-                "SELECT * FROM verifications WHERE state IN ('watching', 'degraded') ORDER BY deadline, id",
-            )
-            .fetch_all(&self.reader)
-            .await?
+    /// The `limit` latest verifications by deadline (active ones have the latest), returned
+    /// soonest deadline first.
+    pub async fn verification_list(
+        &self,
+        active_only: bool,
+        limit: i64,
+    ) -> Result<Vec<Verification>, DbError> {
+        let sql = if active_only {
+            "SELECT * FROM (SELECT * FROM verifications WHERE state IN ('watching', 'degraded') \
+             ORDER BY deadline DESC, id DESC LIMIT $1) ORDER BY deadline, id"
         } else {
-            sqlx::query_as("SELECT * FROM verifications ORDER BY deadline, id")
-                .fetch_all(&self.reader)
-                .await?
+            "SELECT * FROM (SELECT * FROM verifications \
+             ORDER BY deadline DESC, id DESC LIMIT $1) ORDER BY deadline, id"
         };
+        let rows: Vec<VerificationRow> = sqlx::query_as(sql)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
         rows.into_iter()
             .map(VerificationRow::into_verification)
             .collect()

@@ -1,0 +1,124 @@
+//! Load that an attacker (or a busy day) puts on a server, shared by the resource tests and the
+//! attack benchmark: half-open connections, event streams nobody reads, many changes.
+
+use commandbridge::client::ApiClient;
+use commandbridge::domain::Level;
+use commandbridge::server::{operators, store::Store};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A request head that never ends: what a slowloris client sends, then nothing more.
+const PARTIAL_HEAD: &[u8] = b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+
+/// Opens a connection and sends the start of a request head, never the end. `None` when the
+/// connection is refused or reset at once (a server that sheds load may do either).
+pub async fn half_open(addr: SocketAddr) -> Option<TcpStream> {
+    let mut s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    s.write_all(PARTIAL_HEAD).await.ok()?;
+    Some(s)
+}
+
+/// Keeps attempting half-open connections, holding at most `hold` at a time (the oldest is let
+/// go first, as a real attacker recycles sockets), until `attempts` were made or `deadline`
+/// passed. Returns how many connected, and the connections still held.
+pub async fn slowloris(
+    addr: SocketAddr,
+    attempts: usize,
+    hold: usize,
+    deadline: Duration,
+) -> (usize, Vec<TcpStream>) {
+    let start = std::time::Instant::now();
+    let mut held = std::collections::VecDeque::with_capacity(hold);
+    let mut connected = 0;
+    for _ in 0..attempts {
+        if start.elapsed() > deadline {
+            break;
+        }
+        if let Some(s) = half_open(addr).await {
+            connected += 1;
+            held.push_back(s);
+        }
+        if held.len() > hold {
+            held.pop_front();
+        }
+    }
+    (connected, held.into())
+}
+
+/// Adds operators `load-0`, `load-1`, … to the server's database (as `user add` would, in
+/// another process, while the server runs) and returns their tokens.
+pub async fn add_operators(db_url: &str, n: usize) -> Vec<String> {
+    let store = Store::open(db_url).await.expect("open the store");
+    let mut tokens = Vec::with_capacity(n);
+    for i in 0..n {
+        tokens.push(
+            operators::add(&store, &format!("load-{i}"), Level::L1)
+                .await
+                .expect("add an operator"),
+        );
+    }
+    store.close().await;
+    tokens
+}
+
+/// Creates `n` changes that wait for approval (a high-risk action requested by an L1), from
+/// `clients` concurrent clients with `token`, so each adds its row and its event. Returns their
+/// ids.
+pub async fn pending_changes(base: &str, token: &str, n: usize, clients: usize) -> Vec<i64> {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        // Each task its own client, so its own connection.
+        let client = ApiClient::new(base, token).expect("a client");
+        let count = n / clients + usize::from(c < n % clients);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(count);
+            for i in 0..count {
+                let r = super::req(
+                    "record-high",
+                    "CHG-1234",
+                    &format!("load-{c}-{i}"),
+                    serde_json::Value::Null,
+                );
+                ids.push(super::create(&client, &r).await.id);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        ids.extend(t.await.expect("a seeding task"));
+    }
+    ids
+}
+
+/// Opens an event stream replaying everything after `last_event_id` and reads only the status
+/// line: the server writes until the socket is full, then must wait. The receive window is
+/// small, so the kernel takes little off the server's hands and what a stream costs shows in the
+/// server's memory, as with a slow reader across a real network. Returns the status and the
+/// connection, open until dropped.
+pub async fn unread_stream(addr: SocketAddr, token: &str, last_event_id: i64) -> (u16, TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    let mut s = socket.connect(addr).await.expect("connect");
+    let head = format!(
+        "GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Last-Event-ID: {last_event_id}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes())
+        .await
+        .expect("send the request");
+    let mut status = [0u8; 12];
+    s.read_exact(&mut status).await.expect("a status line");
+    let code = std::str::from_utf8(&status[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP status line: {status:?}"));
+    (code, s)
+}
