@@ -201,7 +201,7 @@ pub async fn create(
                 rollback_of: None,
                 emergency: d.emergency.as_deref(),
             };
-            let change = match tx.insert_change(new).await {
+            let change = match tx.change_insert(new).await {
                 Ok(c) => c,
                 // Two retries with one key raced; the first one's change is the answer.
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -211,7 +211,7 @@ pub async fn create(
                 Err(e) => return Err(e),
             };
             if run_now {
-                tx.claim_execution(change.id, now).await?;
+                tx.execution_claim(change.id, now).await?;
             }
             let summary = format!(
                 "{} requested {}{} on {} ({}){}",
@@ -390,7 +390,7 @@ pub async fn approve(
         comment,
         at: now,
     };
-    tx.insert_approval(id, &approval).await?;
+    tx.approval_insert(id, &approval).await?;
     let mut approvals = change.approvals.clone();
     approvals.push(approval);
 
@@ -412,7 +412,7 @@ pub async fn approve(
     }
     if d.decision == Outcome::Blocked {
         let why = refusal_message(&d);
-        tx.transition(
+        tx.change_transition(
             id,
             ChangeState::PendingApproval,
             ChangeState::Refused,
@@ -443,7 +443,7 @@ pub async fn approve(
             d.reasons.join("; ")
         )));
     }
-    tx.set_requirements(
+    tx.change_set_requirements(
         id,
         &d.approvals_required,
         &d.warnings,
@@ -454,7 +454,7 @@ pub async fn approve(
     let run_now = missing.is_empty();
     if run_now {
         let moved = tx
-            .transition(
+            .change_transition(
                 id,
                 ChangeState::PendingApproval,
                 ChangeState::Executing,
@@ -463,7 +463,7 @@ pub async fn approve(
                 Some(&caller.name),
             )
             .await?;
-        if !moved || !tx.claim_execution(id, now).await? {
+        if !moved || !tx.execution_claim(id, now).await? {
             return Err(ApiError::conflict(format!(
                 "change #{id} was decided by someone else first"
             )));
@@ -523,7 +523,7 @@ pub async fn deny(state: &AppState, caller: &Operator, id: i64, reason: &str) ->
         }
     }
     if !tx
-        .transition(
+        .change_transition(
             id,
             ChangeState::PendingApproval,
             ChangeState::Denied,
@@ -612,7 +612,7 @@ async fn pending(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> ApiResult<ApiResul
 async fn expire_one(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> ApiResult<bool> {
     let why = "no decision within the approval time limit";
     if !tx
-        .transition(
+        .change_transition(
             id,
             ChangeState::PendingApproval,
             ChangeState::Expired,
@@ -637,7 +637,7 @@ async fn expire_one(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> ApiResult<bool>
 /// Expires every pending change past its time limit. Runs periodically.
 pub async fn expire_due(state: &AppState) -> ApiResult<usize> {
     let now = state.clock.now();
-    let ids = state.store.expired_pending_ids(now).await?;
+    let ids = state.store.change_ids_expired(now).await?;
     let mut n = 0;
     for id in ids {
         let mut tx = state.store.write().await?;
@@ -653,9 +653,9 @@ pub async fn expire_due(state: &AppState) -> ApiResult<usize> {
 /// again, but whatever is left of its command is stopped and the change marked failed, saying
 /// what became of the command, so an operator checks the target.
 pub async fn recover_interrupted(state: &AppState) -> ApiResult<usize> {
-    let ids = state.store.executing_change_ids().await?;
+    let ids = state.store.change_ids_executing().await?;
     for &id in &ids {
-        let process = state.store.command_process(id).await?;
+        let process = state.store.execution_process(id).await?;
         let (why, maybe_running) = executor::settle_interrupted(process.as_ref()).await;
         let now = state.clock.now();
         let output = ExecutionOutput {
@@ -674,7 +674,7 @@ pub async fn recover_interrupted(state: &AppState) -> ApiResult<usize> {
         };
         let mut tx = state.store.write().await?;
         if tx
-            .finish_execution(id, ChangeState::Failed, &output, Some(reason))
+            .execution_finish(id, ChangeState::Failed, &output, Some(reason))
             .await?
             && let Some(c) = tx.change(id).await?
         {
@@ -761,7 +761,7 @@ async fn run_change(
         };
         let mut params = change.params.clone();
         let mut tx = state.store.write().await?;
-        let captured = tx.captured(original).await?;
+        let captured = tx.change_captured(original).await?;
         drop(tx);
         if let Some(c) = captured {
             params.insert("captured".into(), c);
@@ -817,13 +817,13 @@ async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
     let now = output.finished_at;
     let mut tx = state.store.write().await?;
     if !tx
-        .finish_execution(change.id, to, &output, why.as_deref())
+        .execution_finish(change.id, to, &output, why.as_deref())
         .await?
     {
         return Ok(());
     }
     if let Some(c) = &captured {
-        tx.set_captured(change.id, c).await?;
+        tx.change_set_captured(change.id, c).await?;
     }
     let done = tx.change(change.id).await?.unwrap_or(change);
     let what = match done.rollback_of {
@@ -844,7 +844,7 @@ async fn execute_inner(state: &AppState, change: Change) -> ApiResult<()> {
     if ok && done.risk != Risk::Low {
         let checks = state.config.service(&done.target);
         let deadline = now + state.config.verification.duration();
-        let v = tx.insert_verification(&done, now, deadline, checks).await?;
+        let v = tx.verification_insert(&done, now, deadline, checks).await?;
         let summary = format!(
             "verification of change #{} ({} on {}) started: until {}{}",
             done.id,
@@ -960,7 +960,7 @@ pub async fn rollback(
     let ticket = Ticket::parse(&ticket_text).map_err(ApiError::invalid)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
-    if let Some((existing, st)) = tx.live_rollback(id).await? {
+    if let Some((existing, st)) = tx.rollback_live(id).await? {
         return Err(already_rolled_back(id, existing, st));
     }
     let mut d = decide(state, tx.conn(), spec, &ticket, caller, now).await?;
@@ -999,14 +999,14 @@ pub async fn rollback(
         rollback_of: Some(id),
         emergency: d.emergency.as_deref(),
     };
-    let change = match tx.insert_change(new).await {
+    let change = match tx.change_insert(new).await {
         Ok(c) => c,
         // Only reachable if another writer (another process on this database) slipped a
         // rollback in: the unique index settles it.
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             drop(tx);
             let mut tx = state.store.write().await?;
-            let existing = tx.live_rollback(id).await?;
+            let existing = tx.rollback_live(id).await?;
             return Err(match existing {
                 Some((existing, st)) => already_rolled_back(id, existing, st),
                 None => ApiError::conflict(format!(
@@ -1017,7 +1017,7 @@ pub async fn rollback(
         Err(e) => return Err(e.into()),
     };
     if run_now {
-        tx.claim_execution(change.id, now).await?;
+        tx.execution_claim(change.id, now).await?;
     }
     let summary = format!(
         "{} requested the {}rollback of change #{id} ({} on {}){}",

@@ -28,7 +28,7 @@ impl Track<'_> {
     async fn set(&self, process: Option<&CommandProcess>) {
         let saved = async {
             let mut tx = self.store.write().await?;
-            tx.set_command_process(self.change_id, process).await?;
+            tx.execution_set_process(self.change_id, process).await?;
             tx.commit().await
         }
         .await;

@@ -19,7 +19,7 @@ pub async fn add(store: &Store, name: &str, level: Level) -> Result<String, Stri
     let db = |e: sqlx::Error| format!("database error: {e}");
     let mut tx = store.write().await.map_err(db)?;
     if !tx
-        .insert_operator(name, level, &token_hash(&token), now)
+        .operator_insert(name, level, &token_hash(&token), now)
         .await
         .map_err(db)?
     {
@@ -51,7 +51,7 @@ pub async fn revoke(store: &Store, name: &str) -> Result<(), String> {
     let now = Utc::now();
     let db = |e: sqlx::Error| format!("database error: {e}");
     let mut tx = store.write().await.map_err(db)?;
-    if !tx.revoke_operator(name, now).await.map_err(db)? {
+    if !tx.operator_revoke(name, now).await.map_err(db)? {
         return Err(format!("no active operator named '{name}'"));
     }
     tx.record(

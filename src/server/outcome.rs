@@ -102,7 +102,7 @@ pub async fn record(
             );
             let title: String = title.chars().take(200).collect();
             let incident = tx
-                .insert_incident(priority, &title, &commander, &caller.name, now)
+                .incident_insert(priority, &title, &commander, &caller.name, now)
                 .await?;
             tx.record(
                 now,
@@ -124,7 +124,7 @@ pub async fn record(
                     v.change_id, incident.ticket, title
                 );
                 let reason: String = reason.chars().take(500).collect();
-                let p = tx.insert_pause(&reason, &caller.name, now).await?;
+                let p = tx.pause_insert(&reason, &caller.name, now).await?;
                 tx.record(
                     now,
                     Record {
@@ -142,7 +142,7 @@ pub async fn record(
     };
     let ticket_of_incident = incident.as_ref().map(|i| i.ticket.as_str());
     if !tx
-        .close_verification(
+        .verification_close(
             id,
             closed,
             &caller.name,
@@ -196,7 +196,7 @@ pub async fn record(
             "verification": v,
             "incident": incident,
         });
-        tx.enqueue(
+        tx.outbox_enqueue(
             if incident.is_some() {
                 "escalation"
             } else {

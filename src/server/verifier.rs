@@ -45,7 +45,7 @@ pub async fn run(state: AppState) {
     loop {
         if reload {
             reload = false;
-            match state.store.active_checks().await {
+            match state.store.verification_active_checks().await {
                 Ok(active) => {
                     let now = state.clock.now();
                     let mut fresh = HashMap::new();
@@ -302,7 +302,7 @@ async fn store_samples(
         let Some(before) = tx.verification(*id).await.map_err(db)? else {
             continue;
         };
-        let Some(v) = tx.add_sample(&before, sample).await.map_err(db)? else {
+        let Some(v) = tx.sample_insert(&before, sample).await.map_err(db)? else {
             continue;
         };
         if v.state != before.state {
@@ -366,7 +366,11 @@ async fn reach_deadline(state: &AppState, id: i64) -> Result<(), String> {
     };
     let samples = tx.samples(id).await.map_err(db)?;
     let summary = summarize(&samples, v.health_checked, v.error_rate_checked);
-    if !tx.reach_deadline(id, &summary).await.map_err(db)? {
+    if !tx
+        .verification_reach_deadline(id, &summary)
+        .await
+        .map_err(db)?
+    {
         return Ok(());
     }
     let v = tx.verification(id).await.map_err(db)?.unwrap_or(v);

@@ -27,7 +27,7 @@ pub async fn run(state: AppState, url: String) {
     };
     loop {
         let now = state.clock.now();
-        match state.store.due_outbox(now, 100).await {
+        match state.store.outbox_due(now, 100).await {
             Ok(batch) => {
                 for msg in batch {
                     let sent = http
@@ -65,7 +65,7 @@ pub async fn run(state: AppState, url: String) {
             }
             Err(e) => tracing::warn!(error = %e, "reading the webhook outbox failed"),
         }
-        let next = state.store.next_outbox_due().await.ok().flatten();
+        let next = state.store.outbox_next_due().await.ok().flatten();
         let wait = next
             .map(|t| {
                 (t - state.clock.now())

@@ -205,7 +205,7 @@ impl Receiver {
 pub async fn assert_outbox_drained(srv: &TestServer) {
     let next = srv
         .store()
-        .next_outbox_due()
+        .outbox_next_due()
         .await
         .expect("read the outbox");
     assert_eq!(

@@ -38,5 +38,5 @@ pub async fn list(
             "after must be 0 or a sequence number from the log",
         ));
     }
-    Ok(Json(state.store.audit_entries(after, limit).await?))
+    Ok(Json(state.store.audit_list(after, limit).await?))
 }

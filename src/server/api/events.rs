@@ -50,7 +50,7 @@ pub async fn stream(
             .and_then(|s| s.trim().parse::<i64>().ok())
             .filter(|n| *n >= 0)
             .ok_or_else(|| ApiError::invalid("Last-Event-ID must be an event sequence number"))?,
-        None => (state.store.last_event_seq().await? - backlog).max(0),
+        None => (state.store.event_last_seq().await? - backlog).max(0),
     };
     let permit = state
         .events

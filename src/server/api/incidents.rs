@@ -53,7 +53,7 @@ pub async fn declare(
         )));
     }
     let incident = tx
-        .insert_incident(req.priority, &title, commander, &op.name, now)
+        .incident_insert(req.priority, &title, commander, &op.name, now)
         .await?;
     let summary = format!(
         "{} declared {} incident {}: {} (commander {})",

@@ -21,9 +21,9 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let pending = state
         .store
-        .count_changes(ChangeState::PendingApproval)
+        .changes_count(ChangeState::PendingApproval)
         .await?;
-    let last = state.store.last_event_seq().await?;
+    let last = state.store.event_last_seq().await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(pending, last),

@@ -178,7 +178,7 @@ pub async fn add_freeze(
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
     let f = tx
-        .insert_freeze(&name, req.starts_at, req.ends_at, &op.name, now)
+        .freeze_insert(&name, req.starts_at, req.ends_at, &op.name, now)
         .await?;
     let summary = format!(
         "{} announced freeze '{}' from {} to {}",
@@ -217,7 +217,7 @@ pub async fn remove_freeze(
         .map_err(ApiError::forbidden)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
-    let f = tx.delete_freeze(id, now).await?.ok_or_else(|| {
+    let f = tx.freeze_delete(id, now).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "no freeze #{id} (freezes from the server configuration are changed there)"
         ))
@@ -261,7 +261,7 @@ pub async fn pause(
             p.paused_at.format("%H:%M UTC")
         )));
     }
-    let p = tx.insert_pause(&reason, &op.name, now).await?;
+    let p = tx.pause_insert(&reason, &op.name, now).await?;
     tx.record(
         now,
         Record {
@@ -287,7 +287,7 @@ pub async fn resume(State(state): State<AppState>, Caller(op): Caller) -> ApiRes
         .map_err(ApiError::forbidden)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
-    if !tx.end_pause(&op.name, now).await? {
+    if !tx.pause_end(&op.name, now).await? {
         return Err(ApiError::conflict("changes are not paused"));
     }
     tx.record(

@@ -171,7 +171,7 @@ mod tests {
         assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
         assert!(b.unwrap_err().contains("fails after writing"));
         let subjects: Vec<String> = store
-            .audit_entries(0, 10)
+            .audit_list(0, 10)
             .await
             .unwrap()
             .into_iter()

@@ -1,25 +1,15 @@
-//! Verification samples, outcomes and the webhook outbox.
+//! Verifications, their samples and their outcomes.
 
-use super::rows::{VerificationRow, from_ms, ms};
+use super::rows::{VerificationRow, ms};
 use super::{DbError, Store, Tx};
 use crate::config::ServiceConfig;
 use crate::domain::change::Change;
 use crate::domain::verification::{Sample, Summary, VerificationState, after_sample};
 use crate::domain::verification::{Verification, VerificationDetail};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 /// How many error-rate readings the list keeps for a sparkline.
 pub const RECENT_KEEP: usize = 30;
-
-/// A webhook message waiting for delivery.
-#[derive(Debug, Clone)]
-pub struct OutboxMessage {
-    pub id: i64,
-    pub kind: String,
-    pub payload: String,
-    pub attempts: i64,
-}
 
 impl Store {
     /// Verifications, soonest deadline first; `active_only` keeps those still sampled.
@@ -47,7 +37,7 @@ impl Store {
     }
 
     /// Active verifications with the checks they run, for the verifier.
-    pub async fn active_checks(
+    pub async fn verification_active_checks(
         &self,
     ) -> Result<Vec<(Verification, Option<ServiceConfig>)>, DbError> {
         let rows: Vec<VerificationRow> = sqlx::query_as(
@@ -79,65 +69,6 @@ impl Store {
             samples,
         }))
     }
-
-    pub async fn due_outbox(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<OutboxMessage>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, payload, attempts FROM outbox \
-             WHERE delivered_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
-        )
-        .bind(ms(now))
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxMessage {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect()
-    }
-
-    /// When the next undelivered message is due, if any.
-    pub async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, DbError> {
-        let t: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(t.map(from_ms))
-    }
-
-    pub async fn outbox_delivered(&self, id: i64, now: DateTime<Utc>) -> Result<(), DbError> {
-        sqlx::query("UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
-            .bind(ms(now))
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn outbox_failed(
-        &self,
-        id: i64,
-        next: DateTime<Utc>,
-        error: &str,
-    ) -> Result<(), DbError> {
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3")
-            .bind(ms(next))
-            .bind(error.to_string())
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
 }
 
 async fn samples<'e, E: sqlx::SqliteExecutor<'e>>(
@@ -156,7 +87,7 @@ async fn samples<'e, E: sqlx::SqliteExecutor<'e>>(
 }
 
 impl Tx {
-    pub async fn insert_verification(
+    pub async fn verification_insert(
         &mut self,
         change: &Change,
         started_at: DateTime<Utc>,
@@ -194,7 +125,7 @@ impl Tx {
     /// Stores a sample of `before` (as just read in this transaction) and moves the
     /// verification to the state the sample implies, if it is still active. Returns the
     /// verification as it now stands.
-    pub async fn add_sample(
+    pub async fn sample_insert(
         &mut self,
         before: &Verification,
         sample: &Sample,
@@ -236,7 +167,11 @@ impl Tx {
 
     /// Moves an active verification to `awaiting_outcome` with its summary; false if it was no
     /// longer active.
-    pub async fn reach_deadline(&mut self, id: i64, summary: &Summary) -> Result<bool, DbError> {
+    pub async fn verification_reach_deadline(
+        &mut self,
+        id: i64,
+        summary: &Summary,
+    ) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE verifications SET state = 'awaiting_outcome', summary = $1 \
              WHERE id = $2 AND state IN ('watching', 'degraded')",
@@ -249,7 +184,7 @@ impl Tx {
     }
 
     /// Records the outcome; false if the verification was already closed.
-    pub async fn close_verification(
+    pub async fn verification_close(
         &mut self,
         id: i64,
         state: VerificationState,
@@ -272,40 +207,5 @@ impl Tx {
         .execute(&mut *self.inner)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// Queues a webhook message, in the same transaction as what it reports.
-    pub async fn enqueue(
-        &mut self,
-        kind: &str,
-        payload: &serde_json::Value,
-        now: DateTime<Utc>,
-    ) -> Result<i64, DbError> {
-        sqlx::query_scalar(
-            "INSERT INTO outbox (created_at, kind, payload, next_attempt_at) VALUES ($1, $2, $3, $1) RETURNING id",
-        )
-        .bind(ms(now))
-        .bind(kind.to_string())
-        .bind(payload.to_string())
-        .fetch_one(&mut *self.inner)
-        .await
-    }
-
-    pub async fn set_captured(&mut self, change_id: i64, captured: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE changes SET captured = $1 WHERE id = $2")
-            .bind(captured.to_string())
-            .bind(change_id)
-            .execute(&mut *self.inner)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn captured(&mut self, change_id: i64) -> Result<Option<String>, DbError> {
-        let v: Option<Option<String>> =
-            sqlx::query_scalar("SELECT captured FROM changes WHERE id = $1")
-                .bind(change_id)
-                .fetch_optional(&mut *self.inner)
-                .await?;
-        Ok(v.flatten())
     }
 }

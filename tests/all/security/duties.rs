@@ -319,7 +319,7 @@ async fn incident_numbers_cannot_be_used_up() {
     let mut tx = srv.store().write().await.expect("a write transaction");
     let declared = alice.incidents().await.expect("list").len();
     for _ in declared..999 {
-        tx.insert_incident(Priority::P3, "filler", "bob", "dave", now)
+        tx.incident_insert(Priority::P3, "filler", "bob", "dave", now)
             .await
             .expect("insert");
     }
