@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod changes;
 pub mod clock;
+pub mod error;
 pub mod events;
 pub mod executor;
 pub mod listener;
@@ -131,7 +132,7 @@ pub async fn start(
             count = n,
             "changes interrupted by the last shutdown marked failed"
         ),
-        Err(e) => tracing::error!(error = %e.message, "recovering interrupted changes failed"),
+        Err(e) => tracing::error!(error = %e, "recovering interrupted changes failed"),
     }
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
@@ -159,7 +160,7 @@ async fn sweep_expired(state: AppState) {
     loop {
         tick.tick().await;
         if let Err(e) = changes::expire_due(&state).await {
-            tracing::warn!(error = %e.message, "expiring pending changes failed");
+            tracing::warn!(error = %e, "expiring pending changes failed");
         }
     }
 }

@@ -341,7 +341,7 @@ async fn store_samples(
         }
         updated.push(v);
     }
-    commit(state, tx).await.map_err(|e| e.message)?;
+    commit(state, tx).await.map_err(|e| e.to_string())?;
     state.metrics.samples.add(batch.len() as u64);
     Ok(updated)
 }
@@ -389,7 +389,7 @@ async fn reach_deadline(state: &AppState, id: i64) -> Result<(), String> {
     )
     .await
     .map_err(db)?;
-    commit(state, tx).await.map_err(|e| e.message)
+    commit(state, tx).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

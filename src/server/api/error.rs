@@ -1,6 +1,7 @@
 //! The one error type of the API: a status, a stable code and a message that says what to fix.
 
 use crate::domain::api::ErrorBody;
+use crate::server::error::ServiceError;
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
@@ -11,7 +12,14 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// What went wrong inside (a database error), for the server log only: the logging
+    /// middleware in `api/mod.rs` writes it, the caller never sees it.
+    pub internal: Option<String>,
 }
+
+/// The internal cause of a 5xx, carried on the response to the logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -21,6 +29,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            internal: None,
         }
     }
     pub fn invalid(m: impl Into<String>) -> ApiError {
@@ -54,15 +63,37 @@ impl IntoResponse for ApiError {
             error: self.code.to_string(),
             message: self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(cause) = self.internal {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
+        response
+    }
+}
+
+/// The edge: a service's error becomes a status code, a stable code and its message.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        use ServiceError::*;
+        match e {
+            Invalid(m) => ApiError::invalid(m),
+            NotFound(m) => ApiError::not_found(m),
+            Forbidden(m) => ApiError::forbidden(m),
+            Conflict(m) => ApiError::conflict(m),
+            Expired(m) => ApiError::new(StatusCode::CONFLICT, "expired", m),
+            Refused(m) => ApiError::refused(m),
+            RateLimited(m) => ApiError::rate_limited(m),
+            IdempotencyRace => ApiError::conflict(IdempotencyRace.to_string()),
+            Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            Storage(e) => ApiError::from(e),
+        }
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> ApiError {
         let busy = matches!(&e, sqlx::Error::Database(d) if d.message().contains("locked") || d.message().contains("busy"));
-        tracing::error!(error = %e, "database error");
-        if busy {
+        let mut error = if busy {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -74,7 +105,9 @@ impl From<sqlx::Error> for ApiError {
                 "internal",
                 "the server could not read or write its database; see the server log",
             )
-        }
+        };
+        error.internal = Some(format!("database error: {e}"));
+        error
     }
 }
 
@@ -200,8 +233,7 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A
     )
 }
 
-/// Rejects text that is empty, too long or holds invisible characters, naming the field (the rule
-/// is [`crate::domain::text::required_text`]).
+/// Rejects text that is empty, too long or holds invisible characters, naming the field.
 pub fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
-    crate::domain::text::required_text(field, value, max).map_err(ApiError::invalid)
+    Ok(crate::server::error::required_text(field, value, max)?)
 }

@@ -83,7 +83,7 @@ pub fn router(state: AppState) -> Router {
     .layer(DefaultBodyLimit::max(BODY_LIMIT))
     .layer(middleware::from_fn_with_state(
         state.clone(),
-        count_responses,
+        observe_responses,
     ))
     .with_state(state)
 }
@@ -130,8 +130,14 @@ fn document_body_errors(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Counts every response by status, and logs the internal cause of a 5xx (a database error),
+/// which the caller is not shown: logging lives here, not in the error conversions.
+async fn observe_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let res = next.run(req).await;
     state.metrics.count_status(res.status().as_u16());
+    if let Some(error::InternalCause(cause)) = res.extensions().get() {
+        tracing::error!(%method, %path, status = res.status().as_u16(), error = %cause, "request failed");
+    }
     res
 }

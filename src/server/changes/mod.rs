@@ -1,0 +1,187 @@
+//! The life of a change: requested, approved or denied, expired, refused, executed.
+//!
+//! Every step reads the policy context and writes the change, its audit entry and its event in
+//! one `BEGIN IMMEDIATE` transaction, so a decision is always made on what is committed.
+//!
+//! `request.rs` (preview, create, rollback), `review.rs` (approve, deny, expiry), `run.rs` (the
+//! execution and the verification it opens) and `recovery.rs` (after a restart) share what is
+//! here: the policy decision on what a transaction sees, and the record of each step.
+
+mod recovery;
+mod request;
+mod review;
+mod run;
+
+pub use recovery::recover_interrupted;
+pub use request::{Created, create, preview, rollback};
+pub use review::{approve, deny, expire_due};
+use run::start_and_wait;
+
+use crate::domain::action::{self, validate_target};
+use crate::domain::api::{ChangeRequest, Preview};
+use crate::domain::approval;
+use crate::domain::approval::Approval;
+use crate::domain::change::{Change, ChangeState, ExecutionOutput};
+use crate::domain::operator::Operator;
+use crate::domain::policy::{self, Decision, Outcome, PolicyInput};
+use crate::domain::{ActionSpec, Freeze, Risk, Ticket};
+use crate::server::AppState;
+use crate::server::error::{ServiceError, ServiceResult, required_text};
+use crate::server::executor;
+use crate::server::store::batch::Job;
+use crate::server::store::{NewChange, Record, Tx};
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::SqliteConnection;
+use std::collections::BTreeMap;
+
+/// The policy decision for `requester` now, on what `conn` sees (inside the write
+/// transaction when the decision is acted on).
+async fn decide(
+    state: &AppState,
+    conn: &mut SqliteConnection,
+    spec: &ActionSpec,
+    ticket: &Ticket,
+    requester: &Operator,
+    now: DateTime<Utc>,
+) -> ServiceResult<Decision> {
+    let (stored, pause, incident) = state.store.policy_context(conn, ticket.as_str()).await?;
+    let mut freezes: Vec<Freeze> = state.config.configured_freezes();
+    freezes.extend(stored);
+    Ok(policy::decide(&PolicyInput {
+        action: spec,
+        ticket,
+        requester,
+        now,
+        schedule: &state.config.windows,
+        freezes: &freezes,
+        pause: pause.as_ref(),
+        incident: incident.as_ref(),
+    }))
+}
+
+fn refusal_message(d: &Decision) -> String {
+    d.reasons.join("; ")
+}
+
+/// What a new change is: an action on a target with its parameters, under a ticket, and why.
+struct What<'a> {
+    spec: &'a ActionSpec,
+    ticket: &'a Ticket,
+    target: &'a str,
+    params: &'a BTreeMap<String, String>,
+    reason: &'a str,
+}
+
+/// The row of a change the policy let through: the one place its columns are filled, for a
+/// request and a rollback alike (they add their idempotency key or the change they undo).
+fn new_change<'a>(
+    state: &AppState,
+    what: What<'a>,
+    requester: &'a Operator,
+    now: DateTime<Utc>,
+    d: &'a Decision,
+) -> NewChange<'a> {
+    NewChange {
+        state: initial_state(d.decision == Outcome::Execute),
+        action: &what.spec.name,
+        risk: what.spec.risk,
+        ticket: what.ticket.as_str(),
+        target: what.target,
+        params: what.params,
+        reason: what.reason,
+        requester,
+        now,
+        expires_at: now + Duration::minutes(state.config.server.approval_ttl_minutes),
+        requirements: &d.approvals_required,
+        warnings: &d.warnings,
+        idempotency_key: None,
+        fingerprint: None,
+        rollback_of: None,
+        emergency: d.emergency.as_deref(),
+    }
+}
+
+/// A new change runs at once, or waits for its approvals.
+fn initial_state(run_now: bool) -> ChangeState {
+    if run_now {
+        ChangeState::Executing
+    } else {
+        ChangeState::PendingApproval
+    }
+}
+
+/// "EMERGENCY " before the action of an activity line when the change takes the emergency path,
+/// so the audit and the dashboard show it as such.
+fn emergency_mark(d: &Decision) -> &'static str {
+    if d.emergency.is_some() {
+        "EMERGENCY "
+    } else {
+        ""
+    }
+}
+
+/// ": runs now" or ": needs L2+ approval and …", for an activity line.
+fn outlook(run_now: bool, d: &Decision) -> String {
+    if run_now {
+        ": runs now".to_string()
+    } else {
+        let needs: Vec<String> = d.approvals_required.iter().map(|r| r.describe()).collect();
+        format!(": needs {}", needs.join(" and "))
+    }
+}
+
+/// A rollback may need more than the action itself (a failover reversal is L3 only): a
+/// requester below the action's `rollback_level` needs an approval from that level. Applied
+/// when the rollback is requested and again whenever the policy is re-checked.
+fn require_rollback_level(spec: &ActionSpec, requester: &Operator, d: &mut Decision) {
+    let Some(min) = spec.rollback_level else {
+        return;
+    };
+    let covered = d
+        .approvals_required
+        .iter()
+        .any(|r| matches!(r, approval::Requirement::Level { min: m } if *m >= min));
+    if requester.level >= min || covered {
+        return;
+    }
+    d.approvals_required
+        .retain(|r| !matches!(r, approval::Requirement::Level { .. }));
+    d.approvals_required
+        .push(approval::Requirement::Level { min });
+    d.reasons.push(format!(
+        "the rollback of {} needs {min}: it waits for an {min} approval",
+        spec.name
+    ));
+    d.decision = Outcome::NeedsApproval;
+}
+
+async fn record(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    actor: &str,
+    kind: &str,
+    change: &Change,
+    summary: String,
+) -> Result<(), sqlx::Error> {
+    tx.record(
+        now,
+        Record {
+            actor,
+            kind,
+            subject: format!("change:{}", change.id),
+            summary,
+            data: serde_json::to_value(change).unwrap_or_default(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Commits and wakes the event streams.
+pub async fn commit(state: &AppState, tx: Tx) -> ServiceResult<()> {
+    if tx.commit().await? {
+        state.events.wake();
+    }
+    Ok(())
+}

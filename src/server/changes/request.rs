@@ -1,0 +1,394 @@
+//! Requesting a change: input checks, the preview, create (with idempotent replay, in a shared
+//! group commit, see `store/batch.rs`) and the rollback of an executed change.
+
+use super::*;
+
+/// A request that passed input checks.
+struct Checked<'a> {
+    spec: &'a ActionSpec,
+    ticket: Ticket,
+    target: String,
+    params: BTreeMap<String, String>,
+    reason: String,
+}
+
+/// Input checks; a preview may come before the reason is typed.
+fn check<'a>(
+    state: &'a AppState,
+    req: &ChangeRequest,
+    need_reason: bool,
+) -> ServiceResult<Checked<'a>> {
+    let spec = state.config.action(&req.action).ok_or_else(|| {
+        let names: Vec<&str> = state
+            .config
+            .actions
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        ServiceError::invalid(format!(
+            "unknown action '{}': the catalog has {}",
+            req.action.chars().take(64).collect::<String>(),
+            names.join(", ")
+        ))
+    })?;
+    let ticket = Ticket::parse(&req.ticket).map_err(ServiceError::invalid)?;
+    validate_target(&req.target).map_err(ServiceError::invalid)?;
+    let params = spec
+        .validate_params(&req.params)
+        .map_err(ServiceError::invalid)?;
+    let reason = if need_reason || !req.reason.trim().is_empty() {
+        required_text("reason", &req.reason, 2000)?
+    } else {
+        String::new()
+    };
+    Ok(Checked {
+        spec,
+        ticket,
+        target: req.target.clone(),
+        params,
+        reason,
+    })
+}
+
+pub async fn preview(
+    state: &AppState,
+    caller: &Operator,
+    req: &ChangeRequest,
+) -> ServiceResult<Preview> {
+    let c = check(state, req, false)?;
+    // A read connection: a preview records nothing, so it never waits for the writer.
+    let mut conn = state.store.read().await?;
+    let d = decide(
+        state,
+        &mut conn,
+        c.spec,
+        &c.ticket,
+        caller,
+        state.clock.now(),
+    )
+    .await?;
+    Ok(Preview {
+        decision: d.decision,
+        reasons: d.reasons,
+        approvals_required: d.approvals_required,
+        warnings: d.warnings,
+    })
+}
+
+/// What an Idempotency-Key stands for: the whole request (Stripe's rule), so a retry with the
+/// same key and a different body, even only another reason, is refused instead of answered with
+/// the first change.
+fn fingerprint(req: &ChangeRequest) -> String {
+    hex::encode(Sha256::digest(serde_json::to_vec(req).unwrap_or_default()))
+}
+
+/// Outcome of a create: the change, and whether it is a replay of an earlier request.
+pub struct Created {
+    pub change: Change,
+    pub replayed: bool,
+}
+
+pub async fn create(
+    state: &AppState,
+    caller: &Operator,
+    req: &ChangeRequest,
+    idempotency_key: Option<&str>,
+) -> ServiceResult<Created> {
+    let c = check(state, req, true)?;
+    let fp = fingerprint(req);
+    if let Some(key) = idempotency_key
+        && let Some(done) = replay(state, caller, key, &fp).await?
+    {
+        return Ok(done);
+    }
+    // The decision and the writes run as one job of a shared commit (group commit).
+    let job_state = state.clone();
+    let requester = caller.clone();
+    let spec = c.spec.clone();
+    let (ticket, target, params, reason) = (
+        c.ticket.clone(),
+        c.target.clone(),
+        c.params.clone(),
+        c.reason.clone(),
+    );
+    let key = idempotency_key.map(str::to_string);
+    let fp_job = fp.clone();
+    let (out_tx, out_rx) = tokio::sync::oneshot::channel::<ServiceResult<(Change, bool)>>();
+    let job: Job = Box::new(move |tx: &mut Tx| {
+        Box::pin(async move {
+            let state = &job_state;
+            let now = state.clock.now();
+            let d = match decide(state, tx.conn(), &spec, &ticket, &requester, now).await {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = out_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            if d.decision == Outcome::Blocked {
+                let detail = serde_json::json!({
+                    "action": spec.name, "ticket": ticket.as_str(), "target": target,
+                    "params": params, "rule": d.blocked_by, "reasons": d.reasons,
+                });
+                tx.audit(now, &requester.name, "change.blocked", "change:-", &detail)
+                    .await?;
+                let _ = out_tx.send(Err(ServiceError::refused(refusal_message(&d))));
+                return Ok(());
+            }
+            let run_now = d.decision == Outcome::Execute;
+            let what = What {
+                spec: &spec,
+                ticket: &ticket,
+                target: &target,
+                params: &params,
+                reason: &reason,
+            };
+            let new = NewChange {
+                idempotency_key: key.as_deref(),
+                fingerprint: Some(&fp_job),
+                ..new_change(state, what, &requester, now, &d)
+            };
+            let change = match tx.change_insert(new).await {
+                Ok(c) => c,
+                // Two retries with one key raced; the first one's change is the answer.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    let _ = out_tx.send(Err(ServiceError::IdempotencyRace));
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if run_now {
+                tx.execution_claim(change.id, now).await?;
+            }
+            let summary = format!(
+                "{} requested {}{} on {} ({}){}",
+                requester.name,
+                emergency_mark(&d),
+                spec.name,
+                target,
+                ticket,
+                outlook(run_now, &d)
+            );
+            record(
+                tx,
+                now,
+                &requester.name,
+                "change.requested",
+                &change,
+                summary,
+            )
+            .await?;
+            let _ = out_tx.send(Ok((change, run_now)));
+            Ok(())
+        })
+    });
+    let committed = state.batcher.run(job).await;
+    let outcome = out_rx.await.ok();
+    match (committed, outcome) {
+        (Ok(events), Some(Ok((change, run_now)))) => {
+            if events {
+                state.events.wake();
+            }
+            state.metrics.changes_requested.inc();
+            let change = if run_now {
+                start_and_wait(state, change).await?
+            } else {
+                change
+            };
+            Ok(Created {
+                change,
+                replayed: false,
+            })
+        }
+        (Ok(events), Some(Err(e))) => {
+            if events {
+                state.events.wake();
+            }
+            if let ServiceError::IdempotencyRace = e {
+                let key = idempotency_key.unwrap_or_default();
+                return replay(state, caller, key, &fp)
+                    .await?
+                    .ok_or(ServiceError::IdempotencyRace);
+            }
+            Err(e)
+        }
+        (committed, _) => {
+            let why = committed
+                .err()
+                .unwrap_or_else(|| "the job ended without an answer".into());
+            tracing::error!(error = %why, "recording a change failed");
+            Err(ServiceError::Unavailable("the server could not record the change in its database; retry with the same Idempotency-Key".into()))
+        }
+    }
+}
+
+async fn replay(
+    state: &AppState,
+    caller: &Operator,
+    key: &str,
+    fp: &str,
+) -> ServiceResult<Option<Created>> {
+    match state
+        .store
+        .change_by_idempotency_key(&caller.name, key)
+        .await?
+    {
+        Some((change, stored)) if stored.as_deref() == Some(fp) => Ok(Some(Created {
+            change,
+            replayed: true,
+        })),
+        Some((change, _)) => Err(ServiceError::invalid(format!(
+            "Idempotency-Key '{key}' was already used for change #{} with a different request: \
+             use a new key for a new request",
+            change.id
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The 409 of a second rollback: one rollback per change.
+fn already_rolled_back(id: i64, existing: i64, st: ChangeState) -> ServiceError {
+    ServiceError::conflict(format!(
+        "change #{id} already has a rollback: change #{existing} ({st}); a change is rolled \
+         back once (a new rollback can be requested only if that one is denied, expires or is \
+         refused)"
+    ))
+}
+
+/// Requests the rollback of an executed change: a linked change running the action's
+/// `rollback_command`, through the same policy (and the action's `rollback_level`).
+pub async fn rollback(
+    state: &AppState,
+    caller: &Operator,
+    id: i64,
+    req: &crate::domain::api::RollbackRequest,
+) -> ServiceResult<Created> {
+    let original = state
+        .store
+        .change(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("no change #{id}")))?;
+    if original.rollback_of.is_some() {
+        return Err(ServiceError::conflict(format!(
+            "change #{id} is itself a rollback: roll back the original change, or request a new change"
+        )));
+    }
+    if original.state != ChangeState::Executed {
+        return Err(ServiceError::conflict(format!(
+            "change #{id} is {}: only an executed change can be rolled back",
+            original.state
+        )));
+    }
+    let spec = state.config.action(&original.action).ok_or_else(|| {
+        ServiceError::conflict(format!(
+            "action {} is no longer in the catalog",
+            original.action
+        ))
+    })?;
+    if !spec.can_roll_back() {
+        return Err(ServiceError::conflict(format!(
+            "the rollback of {} is manual: {}",
+            spec.name, spec.rollback
+        )));
+    }
+    let reason = required_text("reason", &req.reason, 2000)?;
+    let ticket_text = req
+        .ticket
+        .clone()
+        .unwrap_or_else(|| original.ticket.clone());
+    let ticket = Ticket::parse(&ticket_text).map_err(ServiceError::invalid)?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    if let Some((existing, st)) = tx.rollback_live(id).await? {
+        return Err(already_rolled_back(id, existing, st));
+    }
+    let mut d = decide(state, tx.conn(), spec, &ticket, caller, now).await?;
+    if d.decision == Outcome::Blocked {
+        let message = refusal_message(&d);
+        let detail = serde_json::json!({ "rollback_of": id, "ticket": ticket.as_str(), "reasons": d.reasons });
+        tx.audit(
+            now,
+            &caller.name,
+            "change.blocked",
+            &format!("change:{id}"),
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(ServiceError::refused(message));
+    }
+    require_rollback_level(spec, caller, &mut d);
+    let run_now = d.decision == Outcome::Execute;
+    let reason = format!("rollback of #{id}: {reason}");
+    let what = What {
+        spec,
+        ticket: &ticket,
+        target: &original.target,
+        params: &original.params,
+        reason: &reason,
+    };
+    let new = NewChange {
+        rollback_of: Some(id),
+        ..new_change(state, what, caller, now, &d)
+    };
+    let change = match tx.change_insert(new).await {
+        Ok(c) => c,
+        // Only reachable if another writer (another process on this database) slipped a
+        // rollback in: the unique index settles it.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            drop(tx);
+            let mut tx = state.store.write().await?;
+            let existing = tx.rollback_live(id).await?;
+            return Err(match existing {
+                Some((existing, st)) => already_rolled_back(id, existing, st),
+                None => ServiceError::conflict(format!(
+                    "change #{id} was being rolled back by another request at the same moment"
+                )),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if run_now {
+        tx.execution_claim(change.id, now).await?;
+    }
+    let summary = format!(
+        "{} requested the {}rollback of change #{id} ({} on {}){}",
+        caller.name,
+        emergency_mark(&d),
+        spec.name,
+        original.target,
+        outlook(run_now, &d)
+    );
+    let change = announce(state, tx, now, caller, change, run_now, summary).await?;
+    Ok(Created {
+        change,
+        replayed: false,
+    })
+}
+
+/// Records a new change's `change.requested`, commits, and starts it if it runs now.
+async fn announce(
+    state: &AppState,
+    mut tx: Tx,
+    now: DateTime<Utc>,
+    caller: &Operator,
+    change: Change,
+    run_now: bool,
+    summary: String,
+) -> ServiceResult<Change> {
+    record(
+        &mut tx,
+        now,
+        &caller.name,
+        "change.requested",
+        &change,
+        summary,
+    )
+    .await?;
+    commit(state, tx).await?;
+    if run_now {
+        start_and_wait(state, change).await
+    } else {
+        Ok(change)
+    }
+}

@@ -1,0 +1,200 @@
+//! Running a change: its one execution (capture, command or rollback command) and, once it ran,
+//! the opening of its post-change verification.
+
+use super::*;
+
+/// Starts the command of a change that is `executing`, waits a moment so quick commands answer
+/// with their outcome, and returns the change as it then stands.
+pub(super) async fn start_and_wait(state: &AppState, change: Change) -> ServiceResult<Change> {
+    let id = change.id;
+    let task = tokio::spawn(execute(state.clone(), change));
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(1500), task).await;
+    state
+        .store
+        .change(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("no change #{id}")))
+}
+
+async fn execute(state: AppState, change: Change) {
+    let id = change.id;
+    if let Err(e) = execute_inner(&state, change).await {
+        tracing::error!(change = id, error = %e, "recording the execution failed");
+    }
+}
+
+fn failure(why: String, clock: &crate::server::clock::Clock) -> ExecutionOutput {
+    let now = clock.now();
+    ExecutionOutput {
+        exit_code: None,
+        stdout: String::new(),
+        stderr: why,
+        truncated: false,
+        simulated: false,
+        started_at: now,
+        finished_at: now,
+    }
+}
+
+/// Runs what the change asks for: the action's command (after its capture command), or, for a
+/// rollback, the rollback command with what was captured before the original ran.
+async fn run_change(
+    state: &AppState,
+    change: &Change,
+) -> ServiceResult<(ExecutionOutput, Option<String>)> {
+    let clock = &state.clock;
+    // Recorded, so a restart after a crash can find and stop what is left of the command.
+    let track = Some(executor::Track {
+        store: &state.store,
+        change_id: change.id,
+    });
+    let Some(spec) = state.config.action(&change.action) else {
+        return Ok((
+            failure(
+                format!("action {} is no longer in the catalog", change.action),
+                clock,
+            ),
+            None,
+        ));
+    };
+    if let Some(original) = change.rollback_of {
+        let Some(argv) = &spec.rollback_command else {
+            // No command at all: the simulator stands in for the rollback too.
+            if spec.command.is_none() {
+                let mut out = executor::simulated(spec, &change.target, &change.params, clock);
+                out.stdout = format!(
+                    "[simulator] rollback of change #{original}: {}\n{}",
+                    spec.rollback, out.stdout
+                );
+                return Ok((out, None));
+            }
+            return Ok((
+                failure(
+                    format!("{} has no rollback_command: {}", spec.name, spec.rollback),
+                    clock,
+                ),
+                None,
+            ));
+        };
+        let mut params = change.params.clone();
+        let mut tx = state.store.write().await?;
+        let captured = tx.change_captured(original).await?;
+        drop(tx);
+        if let Some(c) = captured {
+            params.insert("captured".into(), c);
+        }
+        let argv = action::render(argv, &change.target, &params).unwrap_or_default();
+        return Ok((
+            executor::run_argv(&argv, spec.timeout_secs, clock, track).await,
+            None,
+        ));
+    }
+    let mut captured = None;
+    if let Some(argv) = &spec.capture_command {
+        let argv = action::render(argv, &change.target, &change.params).unwrap_or_default();
+        let out = executor::run_argv(&argv, spec.timeout_secs, clock, track).await;
+        if out.exit_code != Some(0) {
+            return Ok((
+                failure(
+                    format!(
+                        "the capture command failed, so the change was not run (its rollback \
+                         would have nothing to restore): {}",
+                        out.stderr.trim()
+                    ),
+                    clock,
+                ),
+                None,
+            ));
+        }
+        captured = Some(out.stdout.trim().to_string());
+    }
+    Ok((
+        executor::run(spec, &change.target, &change.params, clock, track).await,
+        captured,
+    ))
+}
+
+async fn execute_inner(state: &AppState, change: Change) -> ServiceResult<()> {
+    let (output, captured) = run_change(state, &change).await?;
+    let ok = output.exit_code == Some(0);
+    let to = if ok {
+        ChangeState::Executed
+    } else {
+        ChangeState::Failed
+    };
+    let why = (!ok).then(|| match output.exit_code {
+        Some(code) => format!("the command exited with status {code}"),
+        None => output
+            .stderr
+            .lines()
+            .next()
+            .unwrap_or("the command failed")
+            .to_string(),
+    });
+    let now = output.finished_at;
+    let mut tx = state.store.write().await?;
+    if !tx
+        .execution_finish(change.id, to, &output, why.as_deref())
+        .await?
+    {
+        return Ok(());
+    }
+    if let Some(c) = &captured {
+        tx.change_set_captured(change.id, c).await?;
+    }
+    let done = tx.change(change.id).await?.unwrap_or(change);
+    let what = match done.rollback_of {
+        Some(orig) => format!("rollback of #{orig}: {} on {}", done.action, done.target),
+        None => format!("{} on {}", done.action, done.target),
+    };
+    let summary = match &why {
+        None => format!("change #{} executed: {what}", done.id),
+        Some(w) => format!("change #{} failed: {what}: {w}", done.id),
+    };
+    let kind = if ok {
+        "change.executed"
+    } else {
+        "change.failed"
+    };
+    record(&mut tx, now, "executor", kind, &done, summary).await?;
+    let mut started = false;
+    if ok && done.risk != Risk::Low {
+        let checks = state.config.service(&done.target);
+        let deadline = now + state.config.verification.duration();
+        let v = tx.verification_insert(&done, now, deadline, checks).await?;
+        let summary = format!(
+            "verification of change #{} ({} on {}) started: until {}{}",
+            done.id,
+            done.action,
+            done.target,
+            v.deadline.format("%H:%M:%S UTC"),
+            if checks.is_none() {
+                ", no checks configured"
+            } else {
+                ""
+            }
+        );
+        tx.record(
+            now,
+            Record {
+                actor: "server",
+                kind: "verification.started",
+                subject: format!("verification:{}", v.id),
+                summary,
+                data: serde_json::to_value(&v).unwrap_or_default(),
+            },
+        )
+        .await?;
+        started = true;
+    }
+    commit(state, tx).await?;
+    if started {
+        state.verifier.notify_one();
+    }
+    if ok {
+        state.metrics.executed.inc();
+    } else {
+        state.metrics.failed.inc();
+    }
+    Ok(())
+}
