@@ -25,7 +25,7 @@ use commandbridge::domain::api::ChangeRequest;
 use commandbridge::domain::{ChangeState, Level};
 use commandbridge::server::clock::Clock;
 use commandbridge::server::store::{Store, sqlite_options};
-use commandbridge::server::{operators, start};
+use commandbridge::server::{start, users};
 use hdrhistogram::Histogram;
 use proc_stat::thread_cpu;
 use sqlx::sqlite::SqlitePoolOptions;
@@ -303,7 +303,7 @@ async fn server_run(
     let (server, token) = rt
         .spawn(async move {
             let store = Store::open(&url).await?;
-            let token = operators::add(&store, "bench-l1", Level::L1).await?;
+            let token = users::add(&store, "bench-l1", Level::L1).await?;
             let clock = Clock::starting_at(PINNED_CLOCK.parse()?);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let server = start(ServerConfig::embedded_default(), store, clock, listener).await?;

@@ -35,7 +35,7 @@ use commandbridge::domain::Level;
 use commandbridge::domain::api::ChangeRequest;
 use commandbridge::server::clock::Clock;
 use commandbridge::server::store::{Store, sqlite_options};
-use commandbridge::server::{operators, start};
+use commandbridge::server::{start, users};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use proc_stat::{process_cpu, stat_cpu, thread_cpu};
@@ -157,7 +157,7 @@ async fn run(
         server_rt
             .spawn(async move {
                 let store = Store::open(&db_url).await?;
-                let token = operators::add(&store, "bob", Level::L2).await?;
+                let token = users::add(&store, "bob", Level::L2).await?;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 let running = start(config, store, clock, listener).await?;
                 Ok::<_, Failure>((running, token))

@@ -7,7 +7,7 @@ use crate::commands::demo_service;
 use crate::config::ServerConfig;
 use crate::domain::api::{ChangeRequest, DenyRequest, FreezeRequest, IncidentRequest};
 use crate::domain::{Level, Priority};
-use crate::server::{self, clock::Clock, operators, store::Store};
+use crate::server::{self, clock::Clock, store::Store, users};
 use crate::tui::keymap::Keymap;
 use crate::tui::runtime::{self, Options};
 use crate::tui::theme::Theme;
@@ -73,7 +73,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     for (name, level) in DEMO_USERS {
         tokens.insert(
             name,
-            operators::add(&store, name, level)
+            users::add(&store, name, level)
                 .await
                 .map_err(|e| eyre!(e))?,
         );

@@ -2,7 +2,7 @@
 
 use crate::cli::{AuditCommand, ServeArgs, StoreArgs, UserCommand};
 use crate::config::ServerConfig;
-use crate::server::{self, audit, clock::Clock, operators, store::Store};
+use crate::server::{self, audit_check, clock::Clock, store::Store, users};
 use chrono::{DateTime, Utc};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
@@ -73,15 +73,13 @@ pub async fn user(cmd: &UserCommand) -> Result<()> {
         UserCommand::Add { name, level, store } => {
             let level = level.parse().map_err(|e: String| eyre!(e))?;
             let (_, store) = open_store(store).await?;
-            let token = operators::add(&store, name, level)
-                .await
-                .map_err(|e| eyre!(e));
+            let token = users::add(&store, name, level).await.map_err(|e| eyre!(e));
             store.close().await;
             println!("{}", token?);
         }
         UserCommand::List { store } => {
             let (_, store) = open_store(store).await?;
-            let ops = operators::list(&store).await.map_err(|e| eyre!(e));
+            let ops = users::list(&store).await.map_err(|e| eyre!(e));
             store.close().await;
             for (op, created, revoked) in ops? {
                 println!(
@@ -97,7 +95,7 @@ pub async fn user(cmd: &UserCommand) -> Result<()> {
         }
         UserCommand::Revoke { name, store } => {
             let (_, store) = open_store(store).await?;
-            let done = operators::revoke(&store, name).await.map_err(|e| eyre!(e));
+            let done = users::revoke(&store, name).await.map_err(|e| eyre!(e));
             store.close().await;
             done?;
             println!("revoked {name}");
@@ -109,13 +107,15 @@ pub async fn user(cmd: &UserCommand) -> Result<()> {
 pub async fn audit(cmd: &AuditCommand) -> Result<()> {
     let AuditCommand::Verify { store } = cmd;
     let (_, store) = open_store(store).await?;
-    let verdict = audit::verify(&store).await;
+    let verdict = audit_check::verify(&store).await;
     store.close().await;
     match verdict? {
-        audit::Verdict::Intact { entries, head } => {
+        audit_check::Verdict::Intact { entries, head } => {
             println!("audit log intact: {entries} entries, head {head}");
             Ok(())
         }
-        audit::Verdict::Broken { seq, why } => Err(eyre!("audit log broken at entry {seq}: {why}")),
+        audit_check::Verdict::Broken { seq, why } => {
+            Err(eyre!("audit log broken at entry {seq}: {why}"))
+        }
     }
 }

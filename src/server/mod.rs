@@ -1,20 +1,22 @@
 //! `commandbridge serve`: decides, records and executes every change.
 
 pub mod api;
-pub mod audit;
+pub mod audit_check;
 pub mod auth;
 pub mod changes;
 pub mod clock;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod incidents;
 pub mod listener;
 pub mod metrics;
-pub mod operators;
-pub mod outcome;
 pub mod store;
+pub mod users;
+pub mod verifications;
 pub mod verifier;
 pub mod webhook;
+pub mod windows;
 
 use crate::config::ServerConfig;
 use clock::Clock;

@@ -35,7 +35,7 @@ async fn missing_unknown_and_revoked_tokens_get_401() {
     let mut srv = srv;
     let erin = srv.add_operator("erin", Level::L2).await;
     assert_eq!(erin.me().await.expect("erin's token works").name, "erin");
-    commandbridge::server::operators::revoke(srv.store(), "erin")
+    commandbridge::server::users::revoke(srv.store(), "erin")
         .await
         .expect("revoke erin");
     // A checked token is trusted for TOKEN_CACHE_TTL; the revocation holds after that.

@@ -8,7 +8,7 @@
 use super::TestServer;
 use commandbridge::client::ApiClient;
 use commandbridge::domain::Level;
-use commandbridge::server::{operators, store::Store};
+use commandbridge::server::{store::Store, users};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -62,7 +62,7 @@ impl BinaryServer {
                 ("carol", Level::L3),
                 ("dave", Level::L2),
             ] {
-                let token = operators::add(&store, name, level)
+                let token = users::add(&store, name, level)
                     .await
                     .expect("add an operator");
                 server.tokens.insert(name.to_string(), token);

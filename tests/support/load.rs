@@ -3,7 +3,7 @@
 
 use commandbridge::client::ApiClient;
 use commandbridge::domain::Level;
-use commandbridge::server::{operators, store::Store};
+use commandbridge::server::{store::Store, users};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,7 +57,7 @@ pub async fn add_operators(db_url: &str, n: usize) -> Vec<String> {
     let mut tokens = Vec::with_capacity(n);
     for i in 0..n {
         tokens.push(
-            operators::add(&store, &format!("load-{i}"), Level::L1)
+            users::add(&store, &format!("load-{i}"), Level::L1)
                 .await
                 .expect("add an operator"),
         );

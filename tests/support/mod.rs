@@ -17,7 +17,7 @@ use commandbridge::domain::api::{ApproveRequest, ChangeRequest, DenyRequest, Err
 use commandbridge::domain::{Change, Level};
 use commandbridge::server::clock::Clock;
 use commandbridge::server::store::Store;
-use commandbridge::server::{self, AppState, Running, operators};
+use commandbridge::server::{self, AppState, Running, users};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -252,7 +252,7 @@ impl TestServer {
 
     /// Creates an operator in the database (as `commandbridge user add` does); returns its client.
     pub async fn add_operator(&mut self, name: &str, level: Level) -> ApiClient {
-        let token = operators::add(self.store(), name, level)
+        let token = users::add(self.store(), name, level)
             .await
             .expect("add an operator");
         self.tokens.insert(name.to_string(), token);

@@ -232,8 +232,3 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A
         ),
     )
 }
-
-/// Rejects text that is empty, too long or holds invisible characters, naming the field.
-pub fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
-    Ok(crate::server::error::required_text(field, value, max)?)
-}

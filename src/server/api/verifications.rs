@@ -3,7 +3,7 @@ use crate::domain::verification::{Verification, VerificationDetail};
 use crate::server::AppState;
 use crate::server::api::error::{ApiError, ApiId, ApiJson, ApiQuery, ApiResult};
 use crate::server::auth::Caller;
-use crate::server::outcome;
+use crate::server::verifications;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -81,5 +81,5 @@ pub async fn decide(
     ApiId(id): ApiId,
     ApiJson(req): ApiJson<OutcomeRequest>,
 ) -> ApiResult<Json<Verification>> {
-    Ok(Json(outcome::record(&state, &op, id, &req).await?))
+    Ok(Json(verifications::end(&state, &op, id, &req).await?))
 }

@@ -4,13 +4,12 @@ use crate::domain::api::{
     Calendar, CalendarBlock, ErrorBody, FreezeRequest, NextWindow, OpenWindow, PauseRequest,
     WindowStatus,
 };
-use crate::domain::window::{Governance, human_duration};
+use crate::domain::window::human_duration;
 use crate::domain::{Freeze, Pause, WindowKind};
 use crate::server::AppState;
-use crate::server::api::error::{ApiError, ApiId, ApiJson, ApiQuery, ApiResult, required_text};
+use crate::server::api::error::{ApiError, ApiId, ApiJson, ApiQuery, ApiResult};
 use crate::server::auth::Caller;
-use crate::server::changes::commit;
-use crate::server::store::Record;
+use crate::server::windows as service;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -168,37 +167,7 @@ pub async fn add_freeze(
     Caller(op): Caller,
     ApiJson(req): ApiJson<FreezeRequest>,
 ) -> ApiResult<(StatusCode, Json<Freeze>)> {
-    Governance::AnnounceFreeze
-        .allowed(op.level)
-        .map_err(ApiError::forbidden)?;
-    let name = required_text("name", &req.name, 120)?;
-    if req.ends_at <= req.starts_at {
-        return Err(ApiError::invalid("ends_at must be after starts_at"));
-    }
-    let now = state.clock.now();
-    let mut tx = state.store.write().await?;
-    let f = tx
-        .freeze_insert(&name, req.starts_at, req.ends_at, &op.name, now)
-        .await?;
-    let summary = format!(
-        "{} announced freeze '{}' from {} to {}",
-        op.name,
-        f.name,
-        f.starts_at.format("%Y-%m-%d %H:%M"),
-        f.ends_at.format("%Y-%m-%d %H:%M UTC")
-    );
-    tx.record(
-        now,
-        Record {
-            actor: &op.name,
-            kind: "freeze.created",
-            subject: format!("freeze:{}", f.id.unwrap_or_default()),
-            summary,
-            data: serde_json::to_value(&f).unwrap_or_default(),
-        },
-    )
-    .await?;
-    commit(&state, tx).await?;
+    let f = service::announce_freeze(&state, &op, &req).await?;
     Ok((StatusCode::CREATED, Json(f)))
 }
 
@@ -212,28 +181,7 @@ pub async fn remove_freeze(
     Caller(op): Caller,
     ApiId(id): ApiId,
 ) -> ApiResult<StatusCode> {
-    Governance::RemoveFreeze
-        .allowed(op.level)
-        .map_err(ApiError::forbidden)?;
-    let now = state.clock.now();
-    let mut tx = state.store.write().await?;
-    let f = tx.freeze_delete(id, now).await?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no freeze #{id} (freezes from the server configuration are changed there)"
-        ))
-    })?;
-    tx.record(
-        now,
-        Record {
-            actor: &op.name,
-            kind: "freeze.deleted",
-            subject: format!("freeze:{id}"),
-            summary: format!("{} removed freeze '{}'", op.name, f.name),
-            data: serde_json::to_value(&f).unwrap_or_default(),
-        },
-    )
-    .await?;
-    commit(&state, tx).await?;
+    service::remove_freeze(&state, &op, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -248,32 +196,7 @@ pub async fn pause(
     Caller(op): Caller,
     ApiJson(req): ApiJson<PauseRequest>,
 ) -> ApiResult<(StatusCode, Json<Pause>)> {
-    Governance::Pause
-        .allowed(op.level)
-        .map_err(ApiError::forbidden)?;
-    let reason = required_text("reason", &req.reason, 500)?;
-    let now = state.clock.now();
-    let mut tx = state.store.write().await?;
-    if let Some(p) = tx.pause().await? {
-        return Err(ApiError::conflict(format!(
-            "changes are already paused by {} since {}",
-            p.paused_by,
-            p.paused_at.format("%H:%M UTC")
-        )));
-    }
-    let p = tx.pause_insert(&reason, &op.name, now).await?;
-    tx.record(
-        now,
-        Record {
-            actor: &op.name,
-            kind: "pause.started",
-            subject: "pause".into(),
-            summary: format!("{} paused all changes: {reason}", op.name),
-            data: serde_json::to_value(&p).unwrap_or_default(),
-        },
-    )
-    .await?;
-    commit(&state, tx).await?;
+    let p = service::pause(&state, &op, &req).await?;
     Ok((StatusCode::CREATED, Json(p)))
 }
 
@@ -282,25 +205,6 @@ pub async fn pause(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn resume(State(state): State<AppState>, Caller(op): Caller) -> ApiResult<StatusCode> {
-    Governance::Resume
-        .allowed(op.level)
-        .map_err(ApiError::forbidden)?;
-    let now = state.clock.now();
-    let mut tx = state.store.write().await?;
-    if !tx.pause_end(&op.name, now).await? {
-        return Err(ApiError::conflict("changes are not paused"));
-    }
-    tx.record(
-        now,
-        Record {
-            actor: &op.name,
-            kind: "pause.ended",
-            subject: "pause".into(),
-            summary: format!("{} resumed changes", op.name),
-            data: serde_json::json!({ "resumed_by": op.name }),
-        },
-    )
-    .await?;
-    commit(&state, tx).await?;
+    service::resume(&state, &op).await?;
     Ok(StatusCode::NO_CONTENT)
 }

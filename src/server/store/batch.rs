@@ -132,7 +132,7 @@ async fn savepoint(tx: &mut Tx, job: Job) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::audit::{Verdict, verify};
+    use crate::server::audit_check::{Verdict, verify};
 
     fn append(subject: &'static str, fail: bool) -> Job {
         Box::new(move |tx: &mut Tx| {

@@ -226,7 +226,7 @@ impl Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::audit::{Verdict, verify};
+    use crate::server::audit_check::{Verdict, verify};
 
     /// The server and `commandbridge user add` append to one chain from two processes: each
     /// one's cached head goes stale, and the chain must stay whole.

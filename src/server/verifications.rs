@@ -9,9 +9,11 @@ use crate::domain::verification::Verification;
 use crate::domain::verification::VerificationState;
 use crate::domain::{Priority, verification::summarize};
 use crate::server::AppState;
-use crate::server::api::error::{ApiError, ApiResult, required_text};
 use crate::server::changes::commit;
+use crate::server::error::{ServiceError, ServiceResult, required_text};
+use crate::server::incidents::declare_in;
 use crate::server::store::Record;
+use crate::server::windows::start_pause;
 
 /// Who may end a verification: those who answer for the change (its requester, who the process
 /// asks to escalate, and its approvers) and L2 and up. Escalating pauses every change, which an
@@ -22,12 +24,12 @@ fn may_end_verification(change: &Change, caller: &Operator) -> bool {
         || change.approvals.iter().any(|a| a.approver == caller.name)
 }
 
-pub async fn record(
+pub async fn end(
     state: &AppState,
     caller: &Operator,
     id: i64,
     req: &OutcomeRequest,
-) -> ApiResult<Verification> {
+) -> ServiceResult<Verification> {
     let note = match req.note.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(n) => Some(required_text("note", n, 2000)?),
@@ -37,9 +39,9 @@ pub async fn record(
     let v = tx
         .verification(id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no verification #{id}")))?;
+        .ok_or_else(|| ServiceError::not_found(format!("no verification #{id}")))?;
     if v.state.is_closed() {
-        return Err(ApiError::conflict(format!(
+        return Err(ServiceError::conflict(format!(
             "verification #{id} is already {}{}",
             v.state,
             v.decided_by
@@ -52,7 +54,7 @@ pub async fn record(
     if let Some(c) = &change
         && !may_end_verification(c, caller)
     {
-        return Err(ApiError::forbidden(format!(
+        return Err(ServiceError::forbidden(format!(
             "only the requester of change #{} ({}), its approvers, or an L2 or L3 may mark its \
              verification verified or escalate it; you are {} {}: ask one of them",
             c.id, c.requested_by, caller.name, caller.level
@@ -70,12 +72,12 @@ pub async fn record(
     let (closed, incident) = match req.outcome {
         OutcomeKind::Verified => {
             if req.priority.is_some() || req.commander.is_some() {
-                return Err(ApiError::invalid(
+                return Err(ServiceError::invalid(
                     "priority and commander apply to an escalation only",
                 ));
             }
             if v.state != VerificationState::AwaitingOutcome {
-                return Err(ApiError::conflict(format!(
+                return Err(ServiceError::conflict(format!(
                     "verification #{id} is still {} until {}: it can be marked verified after its \
                      deadline; escalate now if something is wrong",
                     v.state,
@@ -86,12 +88,6 @@ pub async fn record(
         }
         OutcomeKind::Escalated => {
             let commander = req.commander.clone().unwrap_or_else(|| caller.name.clone());
-            if !tx.operator_exists(&commander).await? {
-                return Err(ApiError::invalid(format!(
-                    "commander '{}' is not an operator: name an existing operator",
-                    commander.chars().take(64).collect::<String>()
-                )));
-            }
             let priority = req.priority.unwrap_or(Priority::P2);
             let title = format!(
                 "change #{} ({} on {}) caused unexpected impact: {}",
@@ -101,22 +97,12 @@ pub async fn record(
                 note.clone().unwrap_or_else(|| summary.text.clone())
             );
             let title: String = title.chars().take(200).collect();
-            let incident = tx
-                .incident_insert(priority, &title, &commander, &caller.name, now)
-                .await?;
-            tx.record(
-                now,
-                Record {
-                    actor: &caller.name,
-                    kind: "incident.declared",
-                    subject: format!("incident:{}", incident.ticket),
-                    summary: format!(
-                        "{} escalated verification #{id}: declared {} incident {} (commander {})",
-                        caller.name, incident.priority, incident.ticket, incident.commander
-                    ),
-                    data: serde_json::to_value(&incident).unwrap_or_default(),
-                },
-            )
+            let incident = declare_in(&mut tx, priority, &title, &commander, caller, now, |i| {
+                format!(
+                    "{} escalated verification #{id}: declared {} incident {} (commander {})",
+                    caller.name, i.priority, i.ticket, i.commander
+                )
+            })
             .await?;
             if tx.pause().await?.is_none() {
                 let reason = format!(
@@ -124,18 +110,7 @@ pub async fn record(
                     v.change_id, incident.ticket, title
                 );
                 let reason: String = reason.chars().take(500).collect();
-                let p = tx.pause_insert(&reason, &caller.name, now).await?;
-                tx.record(
-                    now,
-                    Record {
-                        actor: &caller.name,
-                        kind: "pause.started",
-                        subject: "pause".into(),
-                        summary: format!("{} paused all changes: {reason}", caller.name),
-                        data: serde_json::to_value(&p).unwrap_or_default(),
-                    },
-                )
-                .await?;
+                start_pause(&mut tx, &reason, &caller.name, now).await?;
             }
             (VerificationState::Escalated, Some(incident))
         }
@@ -152,7 +127,7 @@ pub async fn record(
         )
         .await?
     {
-        return Err(ApiError::conflict(format!(
+        return Err(ServiceError::conflict(format!(
             "verification #{id} was closed by someone else first"
         )));
     }

@@ -1,0 +1,96 @@
+//! Declaring incidents: what emergency changes cite (`INC-YYYY-MMDD-NNN`), declared directly or
+//! by the escalation of a verification (`verifications.rs`).
+
+use crate::domain::Priority;
+use crate::domain::api::IncidentRequest;
+use crate::domain::incident::Incident;
+use crate::domain::operator::Operator;
+use crate::server::AppState;
+use crate::server::changes::commit;
+use crate::server::error::{ServiceError, ServiceResult, required_text};
+use crate::server::store::{Record, Tx};
+use chrono::{DateTime, Utc};
+
+/// How many incidents one operator may declare within [`DECLARATION_WINDOW`]: enough for any
+/// real incident, too few to flood the incident list or the ticket numbering.
+const DECLARATIONS_PER_WINDOW: usize = 5;
+const DECLARATION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// `POST /incidents`: rate-limited per operator.
+pub async fn declare(
+    state: &AppState,
+    op: &Operator,
+    req: &IncidentRequest,
+) -> ServiceResult<Incident> {
+    let title = required_text("title", &req.title, 200)?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let recent = tx
+        .incidents_declared_since(&op.name, now - DECLARATION_WINDOW)
+        .await?;
+    if recent.len() >= DECLARATIONS_PER_WINDOW
+        && let Some(oldest) = recent.first()
+    {
+        let retry = *oldest + DECLARATION_WINDOW;
+        return Err(ServiceError::rate_limited(format!(
+            "you declared {} incidents in the last {} minutes, the most one operator may: retry \
+             after {} (in {}), or ask another operator to declare it; escalating a verification \
+             is never limited",
+            recent.len(),
+            DECLARATION_WINDOW.num_minutes(),
+            retry.format("%H:%M:%S UTC"),
+            crate::domain::window::human_duration(retry - now)
+        )));
+    }
+    let incident = declare_in(
+        &mut tx,
+        req.priority,
+        &title,
+        req.commander.trim(),
+        op,
+        now,
+        |i| {
+            format!(
+                "{} declared {} incident {}: {} (commander {})",
+                op.name, i.priority, i.ticket, i.title, i.commander
+            )
+        },
+    )
+    .await?;
+    commit(state, tx).await?;
+    Ok(incident)
+}
+
+/// Declares an incident inside `tx` and records it: the one place both a declaration and an
+/// escalation go through, so both name a commander who exists.
+pub(crate) async fn declare_in(
+    tx: &mut Tx,
+    priority: Priority,
+    title: &str,
+    commander: &str,
+    by: &Operator,
+    now: DateTime<Utc>,
+    summary: impl FnOnce(&Incident) -> String,
+) -> ServiceResult<Incident> {
+    if !tx.operator_exists(commander).await? {
+        return Err(ServiceError::invalid(format!(
+            "commander '{}' is not an operator: name an existing operator",
+            commander.chars().take(64).collect::<String>()
+        )));
+    }
+    let incident = tx
+        .incident_insert(priority, title, commander, &by.name, now)
+        .await?;
+    tx.record(
+        now,
+        Record {
+            actor: &by.name,
+            kind: "incident.declared",
+            subject: format!("incident:{}", incident.ticket),
+            summary: summary(&incident),
+            data: serde_json::to_value(&incident).unwrap_or_default(),
+        },
+    )
+    .await?;
+    Ok(incident)
+}
