@@ -64,7 +64,23 @@ struct Streams {
 #[derive(Default)]
 struct OpenStreams {
     total: usize,
+    /// The most open at once since memory was last given back.
+    peak: usize,
     by_operator: HashMap<String, usize>,
+}
+
+/// A burst of at least this many streams that has shrunk by half gives its memory back.
+const TRIM_AFTER_BURST: usize = 32;
+
+/// Returns freed heap to the system. glibc keeps what many streams freed (most of it in the
+/// worker threads' arenas) for reuse: harmless, but it reads as a leak in RSS after an attacker's
+/// burst of streams, and the next burst may land in other arenas.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A place among the open streams, given back when the stream (and so this) is dropped.
@@ -82,6 +98,14 @@ impl Drop for StreamPermit {
             if *n == 0 {
                 open.by_operator.remove(&self.operator);
             }
+        }
+        let trim = open.peak >= TRIM_AFTER_BURST && open.total <= open.peak / 2;
+        if trim {
+            open.peak = open.total;
+        }
+        drop(open);
+        if trim {
+            release_free_memory();
         }
     }
 }
@@ -117,6 +141,7 @@ impl EventBus {
             return Err(StreamRefused::Total(limits.total));
         }
         open.total += 1;
+        open.peak = open.peak.max(open.total);
         *open.by_operator.entry(operator.to_string()).or_default() += 1;
         Ok(StreamPermit {
             streams: self.streams.clone(),
@@ -214,4 +239,41 @@ pub fn stream(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_counted_per_operator_and_in_total_and_given_back() {
+        let bus = EventBus::with_limits(StreamLimits {
+            per_operator: 2,
+            total: 3,
+        });
+        let a1 = bus.open_stream("alice").expect("first");
+        let _a2 = bus.open_stream("alice").expect("second");
+        assert_eq!(
+            bus.open_stream("alice").err(),
+            Some(StreamRefused::PerOperator(2))
+        );
+        let _b1 = bus.open_stream("bob").expect("bob's first");
+        assert_eq!(
+            bus.open_stream("carol").err(),
+            Some(StreamRefused::Total(3))
+        );
+        drop(a1);
+        let _c1 = bus.open_stream("carol").expect("a place was given back");
+        assert_eq!(
+            bus.open_stream("alice").err(),
+            Some(StreamRefused::Total(3))
+        );
+    }
+
+    #[test]
+    fn the_total_follows_the_connection_cap_unless_configured() {
+        assert_eq!(StreamLimits::for_connections(200, None).total, 100);
+        assert_eq!(StreamLimits::for_connections(20_000, None).total, 512);
+        assert_eq!(StreamLimits::for_connections(200, Some(7)).total, 7);
+    }
 }

@@ -206,7 +206,7 @@ async fn event_streams_are_capped_per_operator_and_in_total() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_nobody_reads_holds_little_memory() {
-    const STREAMS: usize = 48;
+    const STREAMS: usize = 64;
     const HISTORY: usize = 2_000;
     let server = BinaryServer::start(BinaryOptions::default()).await;
     load::pending_changes(&server.base, server.token("alice"), HISTORY, 8).await;
@@ -214,13 +214,26 @@ async fn a_stream_nobody_reads_holds_little_memory() {
     let open = |i: usize| load::unread_stream(server.addr, &tokens[i / 8], 0);
     let settle = || tokio::time::sleep(Duration::from_secs(2));
     // What the server allocates once, not per stream (each pooled SQLite reader's page cache,
-    // the statement caches), is warmed up first by streams like the measured ones.
+    // the statement caches), is warmed up first by streams that replay the same history but are
+    // read to the end, so they hold nothing when measuring starts.
     let mut warm = Vec::new();
     for i in 0..16 {
-        warm.push(open(i).await);
+        let (_, mut stream) = open(i).await;
+        warm.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            // Everything is sent once the server goes quiet.
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await
+            {
+                if n == 0 {
+                    break;
+                }
+            }
+        }));
     }
-    settle().await;
-    drop(warm);
+    for w in warm {
+        w.await.expect("a warm-up reader");
+    }
     settle().await;
     let mut streams = Vec::new();
     let mut rss = vec![server.rss_bytes()];
@@ -239,9 +252,9 @@ async fn a_stream_nobody_reads_holds_little_memory() {
         STREAMS / 2
     );
     let per_stream = (rss[2].saturating_sub(rss[0])) / STREAMS as u64;
-    // Before the fix a stream queued 500 events: ~1.7 MB each.
+    // Before the fix a stream queued up to 500 events: ~120-200 KiB each here; now ~30 KiB.
     assert!(
-        per_stream < 256 * 1024,
+        per_stream < 80 * 1024,
         "{STREAMS} unread streams over {HISTORY} events cost {} KiB each (RSS {} → {} MiB)",
         per_stream / 1024,
         rss[0] >> 20,
