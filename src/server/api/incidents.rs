@@ -1,7 +1,7 @@
 use crate::domain::api::{ErrorBody, IncidentRequest};
 use crate::domain::incident::Incident;
 use crate::server::AppState;
-use crate::server::api::error::{ApiJson, ApiResult};
+use crate::server::api::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::server::auth::Caller;
 use axum::Json;
 use axum::extract::State;
@@ -22,12 +22,28 @@ pub async fn declare(
     Ok((StatusCode::CREATED, Json(incident)))
 }
 
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// At most this many, the newest (default 200, at most 500).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500, default = 200)]
+    limit: Option<i64>,
+}
+
 /// Incidents, newest first.
 #[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Incident>), (status = 401, body = ErrorBody)))]
+    params(ListQuery),
+    responses((status = 200, body = Vec<Incident>), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Incident>>> {
-    Ok(Json(state.store.incidents().await?))
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 500"));
+    }
+    Ok(Json(state.store.incidents(limit).await?))
 }

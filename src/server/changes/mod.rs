@@ -15,7 +15,7 @@ mod run;
 pub use recovery::recover_interrupted;
 pub use request::{Created, create, preview, rollback};
 pub use review::{approve, deny, expire_due};
-use run::start_and_wait;
+use run::{failure, start_and_wait};
 
 use crate::domain::action::{self, validate_target};
 use crate::domain::api::{ChangeRequest, Preview};

@@ -11,16 +11,8 @@ pub async fn recover_interrupted(state: &AppState) -> ServiceResult<usize> {
     for &id in &ids {
         let process = state.store.execution_process(id).await?;
         let (why, maybe_running) = executor::settle_interrupted(process.as_ref()).await;
-        let now = state.clock.now();
-        let output = ExecutionOutput {
-            exit_code: None,
-            stdout: String::new(),
-            stderr: why,
-            truncated: false,
-            simulated: false,
-            started_at: now,
-            finished_at: now,
-        };
+        let output = failure(why, &state.clock);
+        let now = output.finished_at;
         let reason = if maybe_running {
             "interrupted by a server restart; the command may still be running"
         } else {

@@ -23,7 +23,8 @@ async fn execute(state: AppState, change: Change) {
     }
 }
 
-fn failure(why: String, clock: &crate::server::clock::Clock) -> ExecutionOutput {
+/// The record of a command that did not run to its end, with why.
+pub(super) fn failure(why: String, clock: &crate::server::clock::Clock) -> ExecutionOutput {
     let now = clock.now();
     ExecutionOutput {
         exit_code: None,

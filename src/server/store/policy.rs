@@ -40,10 +40,13 @@ async fn select_pause(conn: &mut SqliteConnection) -> Result<Option<Pause>, DbEr
 }
 
 impl Store {
-    pub async fn incidents(&self) -> Result<Vec<Incident>, DbError> {
-        let rows: Vec<IncidentRow> = sqlx::query_as("SELECT * FROM incidents ORDER BY id DESC")
-            .fetch_all(&self.reader)
-            .await?;
+    /// The newest `limit` incidents, newest first.
+    pub async fn incidents(&self, limit: i64) -> Result<Vec<Incident>, DbError> {
+        let rows: Vec<IncidentRow> =
+            sqlx::query_as("SELECT * FROM incidents ORDER BY id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
         rows.into_iter().map(IncidentRow::into_incident).collect()
     }
 

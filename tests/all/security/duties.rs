@@ -2,6 +2,7 @@
 //! verification they do not answer for, a rollback runs once, and incident numbers cannot be
 //! used up.
 
+use crate::support::fakes::verification_of;
 use crate::support::*;
 use commandbridge::domain::api::{IncidentRequest, OutcomeKind, OutcomeRequest, RollbackRequest};
 use commandbridge::domain::{ChangeState, Level, Priority, Requirement};
@@ -170,13 +171,7 @@ async fn only_the_requester_approvers_and_l2_up_end_a_verification() {
     let c = create(&alice, &req("record-high", "CHG-1", "web", json!({}))).await;
     bob.approve(c.id, &approve()).await.expect("approve");
     assert_eq!(settled(&bob, c.id).await.state, ChangeState::Executed);
-    let v = alice
-        .verifications()
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|v| v.change_id == c.id)
-        .expect("a verification");
+    let v = verification_of(&alice, c.id).await;
     for kind in [OutcomeKind::Verified, OutcomeKind::Escalated] {
         let (_, message) = api_error(erin.verification_outcome(v.id, &outcome(kind)).await, 403);
         assert!(
@@ -200,13 +195,7 @@ async fn only_the_requester_approvers_and_l2_up_end_a_verification() {
     let d = create(&erin, &req("record-high", "CHG-2", "api", json!({}))).await;
     bob.approve(d.id, &approve()).await.expect("approve");
     settled(&bob, d.id).await;
-    let w = bob
-        .verifications()
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|v| v.change_id == d.id)
-        .expect("a verification");
+    let w = verification_of(&bob, d.id).await;
     api_error(
         frank
             .verification_outcome(w.id, &outcome(OutcomeKind::Escalated))
@@ -302,13 +291,7 @@ async fn incident_numbers_cannot_be_used_up() {
     // alice's own change degrades: her escalation is never refused by the limit.
     let c = create(&alice, &req("undoable", "CHG-9", "web", json!({}))).await;
     settled(&alice, c.id).await;
-    let v = alice
-        .verifications()
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|v| v.change_id == c.id)
-        .expect("a verification");
+    let v = verification_of(&alice, c.id).await;
     alice
         .verification_outcome(v.id, &outcome(OutcomeKind::Escalated))
         .await
@@ -330,6 +313,12 @@ async fn incident_numbers_cannot_be_used_up() {
         .await
         .expect("the 1000th incident of the day");
     assert_eq!(thousandth.ticket, "INC-2026-1124-1000");
+    // The list of a thousand incidents comes a page at a time, newest first.
+    let listed = alice.incidents().await.expect("list");
+    assert_eq!(listed.len(), 200);
+    assert_eq!(listed[0].ticket, thousandth.ticket);
+    let r = send(srv.raw_as("alice", reqwest::Method::GET, "/api/v1/incidents?limit=501")).await;
+    assert!(r.error(422).message.contains("between 1 and 500"));
     // Its ticket is a ticket: an emergency change can cite it.
     srv.client("carol")
         .preview(&req("record-medium", &thousandth.ticket, "web", json!({})))
