@@ -1,4 +1,5 @@
-//! The dashboard's four figures from issue 3, each with its target, in one run.
+//! The dashboard's figures (frame time, bytes written, idle CPU, memory, event updates), each
+//! with its target, in one run.
 //!
 //! 1. Frame time: the whole dashboard with the Approvals pane focused and 10,000 pending
 //!    changes, drawn by `view::draw` into a `TestBackend` at 200×50 (target < 2 ms a frame),

@@ -1,4 +1,4 @@
-//! Server configuration: TOML, with the seed's process embedded as the default.
+//! Server configuration: TOML, with the process's process embedded as the default.
 
 use crate::domain::{ActionSpec, Freeze, Schedule};
 use chrono::{DateTime, Utc};
@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// The seed's catalog, windows and freeze; used when no `--config` is given.
+/// The process's catalog, windows and freeze; used when no `--config` is given.
 pub const DEFAULT_SERVER_TOML: &str = include_str!("../assets/default-server.toml");
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use utoipa::ToSchema;
 
-/// Risk tier of an action, as in the seed's approval table.
+/// Risk tier of an action, as in the process's approval table.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
@@ -32,7 +32,7 @@ impl Risk {
         }
     }
 
-    /// The seed's approval matrix: the level whose approval a requester of `requester` level
+    /// The process's approval matrix: the level whose approval a requester of `requester` level
     /// needs before a change of this risk runs, or `None` when they execute directly.
     pub fn approval_needed(self, requester: Level) -> Option<Level> {
         match (self, requester) {
@@ -94,7 +94,7 @@ pub struct ActionSpec {
     pub description: String,
     #[serde(default)]
     pub params: Vec<ParamSpec>,
-    /// The documented rollback procedure (the seed's "Rollback Procedures").
+    /// The documented rollback procedure (the process's "Rollback Procedures").
     pub rollback: String,
     /// argv template; `None` runs the built-in simulator.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,4 @@
-//! Approvals: what a change still needs (the seed's approval matrix and the commander's sign-off),
+//! Approvals: what a change still needs (the process's approval matrix and the commander's sign-off),
 //! who may give it, and whether the approvals given meet it. The requester's own approval never
 //! counts.
 

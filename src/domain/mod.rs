@@ -1,4 +1,5 @@
-//! The rules of the change-management process, as pure functions and plain data.
+//! The rules of the change-management process (`docs/change-management-process.md`, "the
+//! process" in comments), as pure functions and plain data.
 //!
 //! Nothing in here does I/O, reads the clock or knows about HTTP or SQL: the server and the
 //! clients both import it, and its tests need nothing but values.

@@ -387,7 +387,7 @@ mod tests {
         }
     }
 
-    /// Every cell of the seed's approval table, inside a window with a CHG ticket.
+    /// Every cell of the process's approval table, inside a window with a CHG ticket.
     #[test]
     fn approval_table() {
         use Level::*;
@@ -427,7 +427,7 @@ mod tests {
         }
     }
 
-    /// The seed's windows table: Standard, Off-peak, Freeze, Emergency.
+    /// The process's windows table: Standard, Off-peak, Freeze, Emergency.
     #[test]
     fn windows_table() {
         // Standard: normal process, with the off-peak warning for high and critical.

@@ -1,4 +1,4 @@
-//! Ticket numbers, in the formats of the seed's "Ticket Formats" table.
+//! Ticket numbers, in the formats of the process's "Ticket Formats" table.
 
 use chrono::NaiveDate;
 use std::fmt;

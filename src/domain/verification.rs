@@ -1,4 +1,4 @@
-//! Post-change verification: the seed's "monitor for 15 minutes, verify health checks, check
+//! Post-change verification: the process's "monitor for 15 minutes, verify health checks, check
 //! error rates, update the ticket, close or escalate", as states and pure rules.
 
 use chrono::{DateTime, Utc};

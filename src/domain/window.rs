@@ -170,7 +170,7 @@ pub struct Pause {
 }
 
 /// The calendar's governance actions, and who may take them. A freeze stops every team's changes
-/// for days, so only an L3 announces or removes one; a pause is the seed's escalation step
+/// for days, so only an L3 announces or removes one; a pause is the process's escalation step
 /// ("immediately pause further changes"), which an L2 or L3 takes and ends. The server enforces
 /// this and the dashboard asks it before sending, so both say the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +276,7 @@ pub(crate) mod tests {
         s.parse().unwrap()
     }
 
-    /// The seed's "Deployment Windows" table, hour by hour. 2026-11-23 is a Monday.
+    /// The process's "Deployment Windows" table, hour by hour. 2026-11-23 is a Monday.
     #[test]
     fn seed_windows_row_by_row() {
         let s = seed();

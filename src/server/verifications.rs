@@ -1,4 +1,4 @@
-//! Ending a verification: verified (the ticket's outcome is recorded), or escalated (the seed's
+//! Ending a verification: verified (the ticket's outcome is recorded), or escalated (the process's
 //! "pause further changes, declare an incident").
 
 use crate::domain::Level;

@@ -1,7 +1,7 @@
 //! Properties of the change policy (`domain::policy`), checked on generated situations.
 //!
-//! Every expectation is computed here, from the seed's tables
-//! (`shared/seed/change-management-process.md`), by code of this file's own: the approval
+//! Every expectation is computed here, from the process's tables
+//! (`docs/change-management-process.md`), by code of this file's own: the approval
 //! matrix, the deployment windows, whether a freeze is in force, what counts as an emergency.
 //! Nothing calls the implementation's helpers (`Risk::approval_needed`, `Schedule::open_at`,
 //! `Freeze::active_at`) to find out what the implementation should have done, so a bug there
@@ -26,7 +26,7 @@ use std::sync::LazyLock;
 /// Operators that requesters, commanders and approvers are drawn from, so they often coincide.
 const POOL: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 
-/// The server's embedded default: the seed's catalog, windows and Q4 freeze.
+/// The server's embedded default: the process's catalog, windows and Q4 freeze.
 static SEED: LazyLock<ServerConfig> = LazyLock::new(ServerConfig::embedded_default);
 
 /// Generated instants run from here, at minute granularity, for `SPAN_DAYS` days: a few weeks
@@ -36,7 +36,7 @@ fn first_instant() -> DateTime<Utc> {
 }
 const SPAN_DAYS: i64 = 51; // 2026-11-20 .. 2027-01-10
 
-// ----- the seed's tables, written out independently ------------------------------------------
+// ----- the process's tables, written out independently ------------------------------------------
 
 /// "Approval Workflows": the level whose approval a requester of `level` needs.
 fn seed_matrix(risk: Risk, level: Level) -> Option<Level> {
@@ -123,7 +123,7 @@ impl Scenario {
             .is_some_and(|i| i.closed_at.is_none() && i.priority == Priority::P1)
     }
 
-    /// The seed's "Emergency" row: a non-low change with an INC ticket outside the windows.
+    /// The process's "Emergency" row: a non-low change with an INC ticket outside the windows.
     fn emergency(&self) -> bool {
         self.risk() != Risk::Low && !self.in_window() && self.is_inc()
     }
@@ -151,7 +151,7 @@ fn priority() -> impl Strategy<Value = Priority> {
     prop::sample::select(vec![Priority::P1, Priority::P2, Priority::P3, Priority::P4])
 }
 
-/// An action of the seed's catalog of one of these risk tiers.
+/// An action of the process's catalog of one of these risk tiers.
 fn action(risks: &[Risk]) -> impl Strategy<Value = ActionSpec> + use<> {
     (
         prop::sample::select(risks.to_vec()),
@@ -367,7 +367,7 @@ proptest! {
     #![proptest_config(config(4096))]
 
     /// (a) No change executes without its required approvals: once the policy lets it through
-    /// and counts every requirement as met, the approvals the seed's matrix asks for are there,
+    /// and counts every requirement as met, the approvals the process's matrix asks for are there,
     /// and an emergency change carries its incident commander's approval.
     #[test]
     fn no_change_runs_without_its_required_approvals(s in scenario()) {
@@ -574,8 +574,8 @@ fn coverage() {
     assert!(seen.values().all(|&n| n >= 10), "{seen:#?}");
 }
 
-/// The windows written out above are the seed's, and so is the embedded default's schedule:
-/// a spot check on both against the seed's table.
+/// The windows written out above are the process's, and so is the embedded default's schedule:
+/// a spot check on both against the process's table.
 #[test]
 fn the_independent_window_table_matches_the_seed() {
     let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();

@@ -40,7 +40,7 @@ interval_seconds = 1
     )
 }
 
-/// The attack of the issue: during a freeze an L1 declares a P1 naming themselves commander and
+/// The attack: during a freeze an L1 declares a P1 naming themselves commander and
 /// scales a service to zero. The change now waits for an L2 or L3 besides the requester.
 #[tokio::test]
 async fn a_self_declared_p1_does_not_let_an_l1_run_a_change_alone_during_a_freeze() {
