@@ -442,6 +442,11 @@ fn format_change(c: &Change) -> String {
     if let Some(inc) = &c.emergency {
         line(format!("  EMERGENCY change for incident {inc}"));
     }
+    if let Some(captured) = &c.captured {
+        line(format!(
+            "  captured before it ran (its rollback restores it): {captured}"
+        ));
+    }
     line(format!("  reason: {}", c.reason));
     if let Some(why) = &c.outcome_reason {
         match &c.decided_by {
@@ -668,6 +673,7 @@ mod tests {
             output: None,
             rollback_of: None,
             emergency: None,
+            captured: None,
         }
     }
 

@@ -209,8 +209,6 @@ pub fn render(
     Some(argv.iter().map(|arg| fill(arg, target, params)).collect())
 }
 
-impl ActionSpec {}
-
 fn fill(template: &str, target: &str, params: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -261,7 +259,11 @@ impl ParamSpec {
     pub fn compiled_pattern(&self) -> Result<Option<regex::Regex>, String> {
         self.pattern
             .as_deref()
-            .map(|p| regex::Regex::new(p).map_err(|e| format!("pattern {p:?} is not valid: {e}")))
+            // Anchored whole: an unanchored `[a-z]+` would otherwise accept `--x=y…` around it.
+            .map(|p| {
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| format!("pattern {p:?} is not valid: {e}"))
+            })
             .transpose()
     }
 
@@ -309,24 +311,13 @@ impl ParamSpec {
                     serde_json::Value::Number(n) => n.to_string(),
                     _ => return Err(bad("")),
                 };
-                if let Some(re) = self.compiled_pattern()? {
-                    // The pattern is the action's own shape; invisible characters never fit it.
-                    return if re.is_match(&s) && crate::domain::text::first_invisible(&s).is_none()
-                    {
-                        Ok(s)
-                    } else {
-                        Err(bad(""))
-                    };
-                }
-                if s.is_empty() || s.chars().count() > MAX_STRING_PARAM {
+                // The safe shape always holds; an action's own pattern narrows it further.
+                crate::domain::text::argument_shape(&s, MAX_STRING_PARAM)
+                    .map_err(|why| bad(&format!(" ({why})")))?;
+                if let Some(re) = self.compiled_pattern()?
+                    && !re.is_match(&s)
+                {
                     return Err(bad(""));
-                }
-                if s.starts_with('-') {
-                    // A bare {param} in a template would become an option of the command.
-                    return Err(bad(" (a leading '-' would be read as a command option)"));
-                }
-                if let Some(c) = crate::domain::text::first_invisible(&s) {
-                    return Err(bad(&format!(" (it contains {c})")));
                 }
                 Ok(s)
             }

@@ -116,6 +116,10 @@ pub struct Change {
     /// Set on a rollback: the change it undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<i64>,
+    /// What the action's capture command printed before the change ran: the value its rollback
+    /// restores (`{captured}`), shown so that whoever approves the rollback sees what will run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<String>,
     /// Set on an emergency change: the incident (INC ticket) whose emergency path lets it
     /// through a freeze, a pause or the hours outside the windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]

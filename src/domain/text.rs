@@ -33,6 +33,22 @@ pub fn first_invisible(s: &str) -> Option<String> {
         .map(|c| format!("U+{:04X}", c as u32))
 }
 
+/// The safe shape of a value that fills a command argument (a string parameter, what a capture
+/// command printed): 1 to `max` characters, not starting with `-` (a bare `{param}` would become
+/// an option of the command), and nothing invisible (what a reviewer reads is what runs).
+pub fn argument_shape(s: &str, max: usize) -> Result<(), String> {
+    if s.is_empty() || s.chars().count() > max {
+        return Err(format!("it must be 1 to {max} characters"));
+    }
+    if s.starts_with('-') {
+        return Err("a leading '-' would be read as a command option".into());
+    }
+    if let Some(c) = first_invisible(s) {
+        return Err(format!("it contains {c}"));
+    }
+    Ok(())
+}
+
 /// Free text such as a reason: trimmed, not empty, at most `max` characters, with no invisible
 /// character but the line break (a reason may have several lines).
 pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, String> {
@@ -94,6 +110,27 @@ mod tests {
         }
         assert_eq!(first_invisible("web\u{202E}1"), Some("U+202E".into()));
         assert_eq!(first_invisible("web-1"), None);
+    }
+
+    #[test]
+    fn argument_shape_refuses_options_and_hidden_characters() {
+        assert_eq!(argument_shape("7", 8), Ok(()));
+        assert!(argument_shape("", 8).unwrap_err().contains("1 to 8"));
+        assert!(
+            argument_shape("123456789", 8)
+                .unwrap_err()
+                .contains("1 to 8")
+        );
+        assert!(
+            argument_shape("--kubeconfig=x", 80)
+                .unwrap_err()
+                .contains("leading '-'")
+        );
+        assert!(
+            argument_shape("a\u{200B}", 8)
+                .unwrap_err()
+                .contains("U+200B")
+        );
     }
 
     #[test]

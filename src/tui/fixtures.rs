@@ -79,6 +79,7 @@ pub fn change(
         output: None,
         rollback_of: None,
         emergency: None,
+        captured: None,
     }
 }
 

@@ -291,6 +291,18 @@ pub async fn rollback(
             spec.name, spec.rollback
         )));
     }
+    let needs_capture = spec
+        .rollback_command
+        .iter()
+        .flatten()
+        .any(|arg| arg.contains("{captured}"));
+    if needs_capture && original.captured.is_none() {
+        return Err(ServiceError::conflict(format!(
+            "nothing was captured before change #{id} ran, so its rollback command has nothing to \
+             restore: roll it back by hand ({})",
+            spec.rollback
+        )));
+    }
     let reason = required_text("reason", &req.reason, 2000)?;
     let ticket_text = req
         .ticket

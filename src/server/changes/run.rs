@@ -78,10 +78,7 @@ async fn run_change(
             ));
         };
         let mut params = change.params.clone();
-        let mut tx = state.store.write().await?;
-        let captured = tx.change_captured(original).await?;
-        drop(tx);
-        if let Some(c) = captured {
+        if let Some(c) = state.store.change(original).await?.and_then(|o| o.captured) {
             params.insert("captured".into(), c);
         }
         let argv = action::render(argv, &change.target, &params).unwrap_or_default();
@@ -107,7 +104,23 @@ async fn run_change(
                 None,
             ));
         }
-        captured = Some(out.stdout.trim().to_string());
+        let value = out.stdout.trim().to_string();
+        // It becomes one argument of the rollback: the same shape as a parameter, or the change
+        // does not run (a rollback that could not restore it would be worse than none).
+        if let Err(why) = crate::domain::text::argument_shape(&value, 256) {
+            return Ok((
+                failure(
+                    format!(
+                        "the capture command printed {:?}, which cannot be passed to the rollback \
+                         as one argument ({why}), so the change was not run",
+                        value.chars().take(80).collect::<String>()
+                    ),
+                    clock,
+                ),
+                None,
+            ));
+        }
+        captured = Some(value);
     }
     Ok((
         executor::run(spec, &change.target, &change.params, clock, track).await,

@@ -368,13 +368,4 @@ impl Tx {
             .await?;
         Ok(())
     }
-
-    pub async fn change_captured(&mut self, change_id: i64) -> Result<Option<String>, DbError> {
-        let v: Option<Option<String>> =
-            sqlx::query_scalar("SELECT captured FROM changes WHERE id = $1")
-                .bind(change_id)
-                .fetch_optional(&mut *self.inner)
-                .await?;
-        Ok(v.flatten())
-    }
 }

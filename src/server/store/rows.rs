@@ -46,6 +46,7 @@ pub struct ChangeRow {
     output: Option<String>,
     rollback_of: Option<i64>,
     emergency: Option<String>,
+    captured: Option<String>,
 }
 
 impl ChangeRow {
@@ -75,6 +76,7 @@ impl ChangeRow {
                 .transpose()?,
             rollback_of: self.rollback_of,
             emergency: self.emergency,
+            captured: self.captured,
         })
     }
 }

@@ -35,6 +35,26 @@ timeout_secs = 10
     )
 }
 
+/// An action whose capture command prints an option: what its rollback would pass as one
+/// argument.
+fn hostile_capture(dir: &Path) -> String {
+    let log = dir.join("argv.log");
+    let log = log.to_str().expect("a UTF-8 temporary path");
+    format!(
+        r#"
+[[actions]]
+name = "scale-hostile"
+risk = "medium"
+description = "test: the capture prints an option"
+rollback = "scale back"
+capture_command = ["printf", "%s", "--kubeconfig=/tmp/evil"]
+command = ["sh", "-c", 'echo "scale $1" >> "$0"', "{log}", "{{target}}"]
+rollback_command = ["sh", "-c", 'echo "rollback $1" >> "$0"', "{log}", "{{captured}}"]
+timeout_secs = 10
+"#
+    )
+}
+
 fn argv_log(srv: &TestServer) -> Vec<String> {
     std::fs::read_to_string(srv.dir.path().join("argv.log"))
         .map(|s| s.lines().map(str::to_string).collect())
@@ -214,4 +234,26 @@ async fn numbers_ids_and_reasons_are_read_strictly() {
         );
     }
     assert!(srv.runs().is_empty());
+}
+
+/// What a capture command printed fills an argument of the rollback: it must have the same safe
+/// shape as a parameter, or the change does not run at all.
+#[tokio::test]
+async fn a_captured_value_cannot_become_an_option_of_the_rollback() {
+    let srv = TestServer::start_configured(clock_at(TUESDAY_10), hostile_capture).await;
+    let bob = srv.client("bob");
+    let c = create(&bob, &req("scale-hostile", "CHG-1", "web", json!({}))).await;
+    let c = settled(&bob, c.id).await;
+    assert_eq!(c.state, commandbridge::domain::ChangeState::Failed);
+    let stderr = c.output.expect("an output").stderr;
+    assert!(
+        stderr.contains("cannot be passed to the rollback as one argument")
+            && stderr.contains("leading '-'"),
+        "{stderr}"
+    );
+    assert!(
+        argv_log(&srv).is_empty(),
+        "nothing ran: {:?}",
+        argv_log(&srv)
+    );
 }
