@@ -42,27 +42,13 @@ pub async fn declare(
             crate::domain::window::human_duration(retry - now)
         )));
     }
-    let incident = declare_in(
-        &mut tx,
-        req.priority,
-        &title,
-        req.commander.trim(),
-        op,
-        now,
-        |i| {
-            format!(
-                "{} declared {} incident {}: {} (commander {})",
-                op.name, i.priority, i.ticket, i.title, i.commander
-            )
-        },
-    )
-    .await?;
+    let incident = declare_in(&mut tx, req.priority, &title, &req.commander, op, now, None).await?;
     commit(state, tx).await?;
     Ok(incident)
 }
 
 /// Declares an incident inside `tx` and records it: the one place both a declaration and an
-/// escalation go through, so both name a commander who exists.
+/// escalation (of verification `escalating`) go through, so both name a commander who exists.
 pub(crate) async fn declare_in(
     tx: &mut Tx,
     priority: Priority,
@@ -70,8 +56,9 @@ pub(crate) async fn declare_in(
     commander: &str,
     by: &Operator,
     now: DateTime<Utc>,
-    summary: impl FnOnce(&Incident) -> String,
+    escalating: Option<i64>,
 ) -> ServiceResult<Incident> {
+    let commander = commander.trim();
     if !tx.operator_exists(commander).await? {
         return Err(ServiceError::invalid(format!(
             "commander '{}' is not an operator: name an existing operator",
@@ -79,15 +66,32 @@ pub(crate) async fn declare_in(
         )));
     }
     let incident = tx
-        .incident_insert(priority, title, commander, &by.name, now)
+        .incident_insert(
+            priority,
+            title,
+            commander,
+            &by.name,
+            now,
+            escalating.is_some(),
+        )
         .await?;
+    let summary = match escalating {
+        None => format!(
+            "{} declared {} incident {}: {} (commander {})",
+            by.name, incident.priority, incident.ticket, incident.title, incident.commander
+        ),
+        Some(v) => format!(
+            "{} escalated verification #{v}: declared {} incident {} (commander {})",
+            by.name, incident.priority, incident.ticket, incident.commander
+        ),
+    };
     tx.record(
         now,
         Record {
             actor: &by.name,
             kind: "incident.declared",
             subject: format!("incident:{}", incident.ticket),
-            summary: summary(&incident),
+            summary,
             data: serde_json::to_value(&incident).unwrap_or_default(),
         },
     )

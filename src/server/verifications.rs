@@ -51,9 +51,13 @@ pub async fn end(
         )));
     }
     let change = tx.change(v.change_id).await?;
-    if let Some(c) = &change
-        && !may_end_verification(c, caller)
-    {
+    let Some(c) = &change else {
+        return Err(ServiceError::conflict(format!(
+            "verification #{id} has no change on record, so nobody can answer for it: ask an \
+             admin to check the database"
+        )));
+    };
+    if !may_end_verification(c, caller) {
         return Err(ServiceError::forbidden(format!(
             "only the requester of change #{} ({}), its approvers, or an L2 or L3 may mark its \
              verification verified or escalate it; you are {} {}: ask one of them",
@@ -97,13 +101,8 @@ pub async fn end(
                 note.clone().unwrap_or_else(|| summary.text.clone())
             );
             let title: String = title.chars().take(200).collect();
-            let incident = declare_in(&mut tx, priority, &title, &commander, caller, now, |i| {
-                format!(
-                    "{} escalated verification #{id}: declared {} incident {} (commander {})",
-                    caller.name, i.priority, i.ticket, i.commander
-                )
-            })
-            .await?;
+            let incident =
+                declare_in(&mut tx, priority, &title, &commander, caller, now, Some(id)).await?;
             if tx.pause().await?.is_none() {
                 let reason = format!(
                     "escalation of change #{} ({}): {}",

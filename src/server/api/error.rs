@@ -204,8 +204,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiId {
         match raw.parse::<i64>() {
             Ok(id) if plain => Ok(ApiId(id)),
             _ => Err(ApiError::not_found(format!(
-                "no such resource: '{}' is not an id (ids are positive numbers written plainly, \
-                 e.g. 12)",
+                "no such resource: '{}' is not an id (ids are positive numbers of at most 18 \
+                 digits, written plainly, e.g. 12)",
                 raw.chars().take(40).collect::<String>()
             ))),
         }

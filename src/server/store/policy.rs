@@ -118,6 +118,7 @@ impl Tx {
         commander: &str,
         declared_by: &str,
         now: DateTime<Utc>,
+        by_escalation: bool,
     ) -> Result<Incident, DbError> {
         let prefix = format!("INC-{}-", now.format("%Y-%m%d"));
         // Longest first: as text, "…-1000" sorts before "…-999".
@@ -134,8 +135,8 @@ impl Tx {
             + 1;
         let ticket = format!("{prefix}{next:03}");
         let row: IncidentRow = sqlx::query_as(
-            "INSERT INTO incidents (ticket, priority, title, commander, declared_by, declared_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+            "INSERT INTO incidents (ticket, priority, title, commander, declared_by, declared_at, \
+             by_escalation) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
         )
         .bind(ticket)
         .bind(priority.as_str())
@@ -143,12 +144,14 @@ impl Tx {
         .bind(commander.to_string())
         .bind(declared_by.to_string())
         .bind(ms(now))
+        .bind(i64::from(by_escalation))
         .fetch_one(&mut *self.inner)
         .await?;
         row.into_incident()
     }
 
-    /// When `by` declared incidents since `since`, oldest first (for the declaration rate limit).
+    /// When `by` declared incidents (not by escalating) since `since`, oldest first: the
+    /// declaration rate limit.
     pub async fn incidents_declared_since(
         &mut self,
         by: &str,
@@ -156,7 +159,7 @@ impl Tx {
     ) -> Result<Vec<DateTime<Utc>>, DbError> {
         let times: Vec<i64> = sqlx::query_scalar(
             "SELECT declared_at FROM incidents WHERE declared_by = $1 AND declared_at > $2 \
-             ORDER BY declared_at",
+             AND by_escalation = 0 ORDER BY declared_at",
         )
         .bind(by.to_string())
         .bind(ms(since))

@@ -297,12 +297,34 @@ async fn incident_numbers_cannot_be_used_up() {
         .await
         .expect("escalation is not rate-limited");
 
+    // An escalation does not count toward the limit: dave escalates first, then still declares
+    // his five.
+    let dave = srv.client("dave");
+    dave.resume()
+        .await
+        .expect("resume after alice's escalation");
+    let d = create(&dave, &req("undoable", "CHG-10", "api", json!({}))).await;
+    settled(&dave, d.id).await;
+    let w = verification_of(&dave, d.id).await;
+    dave.verification_outcome(w.id, &outcome(OutcomeKind::Escalated))
+        .await
+        .expect("dave escalates");
+    for _ in 0..5 {
+        dave.declare_incident(&incident(Priority::P3, "bob"))
+            .await
+            .expect("an escalation is not counted");
+    }
+    api_error(
+        dave.declare_incident(&incident(Priority::P3, "bob")).await,
+        429,
+    );
+
     // Fill the day up to 999 directly in the database, then declare the 1000th over the API.
     let now = srv.state().clock.now();
     let mut tx = srv.store().write().await.expect("a write transaction");
     let declared = alice.incidents().await.expect("list").len();
     for _ in declared..999 {
-        tx.incident_insert(Priority::P3, "filler", "bob", "dave", now)
+        tx.incident_insert(Priority::P3, "filler", "bob", "dave", now, false)
             .await
             .expect("insert");
     }
