@@ -147,7 +147,10 @@ impl ChangeForm {
                 (ParamKind::Integer, Some(lo), Some(hi)) => format!("integer {lo}..{hi}"),
                 (ParamKind::Integer, ..) => "integer".into(),
                 (ParamKind::Ip, ..) => "IP address or CIDR".into(),
-                (ParamKind::String, ..) => "text".into(),
+                (ParamKind::String, ..) => match &p.pattern {
+                    Some(pattern) => format!("text matching {pattern}"),
+                    None => "text, not starting with '-'".into(),
+                },
             };
             fields.push(Field::new(&p.name, &hint));
         }
