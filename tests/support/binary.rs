@@ -7,7 +7,6 @@
 
 use super::TestServer;
 use commandbridge::client::ApiClient;
-use commandbridge::domain::Level;
 use commandbridge::server::{store::Store, users};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,12 +55,7 @@ impl BinaryServer {
         // The operators go into the database before the server opens it, as `user add` would.
         {
             let store = Store::open(&server.db_url()).await.expect("open the store");
-            for (name, level) in [
-                ("alice", Level::L1),
-                ("bob", Level::L2),
-                ("carol", Level::L3),
-                ("dave", Level::L2),
-            ] {
+            for (name, level) in super::OPERATORS {
                 let token = users::add(&store, name, level)
                     .await
                     .expect("add an operator");
@@ -78,7 +72,7 @@ impl BinaryServer {
     }
 
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        super::db_url_in(self.dir.path())
     }
 
     pub fn config_path(&self) -> PathBuf {

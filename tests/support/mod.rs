@@ -100,6 +100,19 @@ timeout_secs = 60
     )
 }
 
+/// The operators every test server starts with.
+pub const OPERATORS: [(&str, Level); 4] = [
+    ("alice", Level::L1),
+    ("bob", Level::L2),
+    ("carol", Level::L3),
+    ("dave", Level::L2),
+];
+
+/// The database of a test server in `dir`, as a SQLite URL.
+pub fn db_url_in(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("cb.db").display())
+}
+
 /// The real server over a database file in its own temporary directory.
 pub struct TestServer {
     pub dir: TempDir,
@@ -139,12 +152,7 @@ impl TestServer {
             extra_config,
         };
         server.boot(clock).await;
-        for (name, level) in [
-            ("alice", Level::L1),
-            ("bob", Level::L2),
-            ("carol", Level::L3),
-            ("dave", Level::L2),
-        ] {
+        for (name, level) in OPERATORS {
             server.add_operator(name, level).await;
         }
         server
@@ -220,7 +228,7 @@ impl TestServer {
     }
 
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        db_url_in(self.dir.path())
     }
 
     pub fn runs_log_path(&self) -> PathBuf {
