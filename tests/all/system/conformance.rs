@@ -16,9 +16,18 @@ const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 fn schemathesis() -> Result<PathBuf, String> {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv");
     let st = venv.join("bin/st");
-    if st.exists() {
+    // A venv records its own path: one moved with its directory (or half-installed) does not
+    // run, and is made again.
+    let works = |st: &PathBuf| {
+        Command::new(st)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&st) {
         return Ok(st);
     }
+    let _ = std::fs::remove_dir_all(&venv);
     let run = |cmd: &mut Command| -> Result<(), String> {
         let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
         if out.status.success() {
