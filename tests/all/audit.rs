@@ -5,17 +5,6 @@ use serde_json::json;
 
 // ---- audit verify through the real binary ---------------------------------------------------------
 
-async fn audit_verify(db: &std::path::Path) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_commandbridge"))
-        .args(["audit", "verify", "--database"])
-        .arg(format!("sqlite://{}", db.display()))
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .await
-        .expect("run commandbridge audit verify")
-}
-
 /// Copies the database (and any WAL beside it) so each tampering starts from the same log.
 fn copy_db(from: &std::path::Path, to: &std::path::Path) {
     std::fs::copy(from, to).expect("copy the database");

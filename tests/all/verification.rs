@@ -527,14 +527,7 @@ async fn end_to_end_request_approve_execute_sample_deadline_verified_audited() {
     );
 
     // And the hash chain is intact, as the real binary checks it.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_commandbridge"))
-        .args(["audit", "verify", "--database"])
-        .arg(srv.db_url())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .await
-        .expect("run commandbridge audit verify");
+    let out = audit_verify(&srv.db_path()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

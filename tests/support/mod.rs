@@ -498,3 +498,15 @@ pub async fn next_event(stream: &mut Events) -> Event {
         }
     }
 }
+
+/// `commandbridge audit verify` of the real binary over the database at `db`.
+pub async fn audit_verify(db: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_commandbridge"))
+        .args(["audit", "verify", "--database"])
+        .arg(format!("sqlite://{}", db.display()))
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run commandbridge audit verify")
+}
