@@ -32,14 +32,14 @@ use crate::server::store::batch::Job;
 use crate::server::store::{NewChange, Record, Tx};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
 /// The policy decision for `requester` now, on what `conn` sees (inside the write
 /// transaction when the decision is acted on).
 async fn decide(
     state: &AppState,
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     spec: &ActionSpec,
     ticket: &Ticket,
     requester: &Operator,

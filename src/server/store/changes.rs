@@ -33,7 +33,7 @@ pub struct CommandProcess {
     pub boot_id: Option<String>,
 }
 
-async fn select_change(conn: &mut SqliteConnection, id: i64) -> Result<Option<Change>, DbError> {
+async fn select_change(conn: &mut AnyConnection, id: i64) -> Result<Option<Change>, DbError> {
     let row: Option<ChangeRow> = sqlx::query_as("SELECT * FROM changes WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -51,7 +51,7 @@ async fn select_change(conn: &mut SqliteConnection, id: i64) -> Result<Option<Ch
     row.into_change(approvals).map(Some)
 }
 
-fn approval_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval, DbError> {
+fn approval_from_row(r: &AnyRow) -> Result<Approval, DbError> {
     Ok(Approval {
         approver: r.try_get("approver")?,
         level: parse_col(r, "level")?,

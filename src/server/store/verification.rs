@@ -71,10 +71,7 @@ impl Store {
     }
 }
 
-async fn samples<'e, E: sqlx::SqliteExecutor<'e>>(
-    conn: E,
-    id: i64,
-) -> Result<Vec<Sample>, DbError> {
+async fn samples<'e, E: sqlx::AnyExecutor<'e>>(conn: E, id: i64) -> Result<Vec<Sample>, DbError> {
     let rows: Vec<String> = sqlx::query_scalar(
         "SELECT data FROM verification_samples WHERE verification_id = $1 ORDER BY id",
     )
