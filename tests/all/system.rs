@@ -1,5 +1,6 @@
 //! The OpenAPI document, metrics and health; the document checked by an outside fuzzer (`system/conformance.rs`).
 
+#[path = "system/conformance.rs"] // explicit, so `tests/postgres` can include this file too
 mod conformance;
 
 use crate::support::*;

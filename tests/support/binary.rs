@@ -33,6 +33,7 @@ pub struct BinaryOptions {
 }
 
 pub struct BinaryServer {
+    pub db: super::TestDb,
     pub dir: TempDir,
     child: Option<Child>,
     pub base: String,
@@ -45,6 +46,7 @@ impl BinaryServer {
     pub async fn start(options: BinaryOptions) -> BinaryServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut server = BinaryServer {
+            db: super::TestDb::create(dir.path()).await,
             dir,
             child: None,
             base: String::new(),
@@ -72,7 +74,7 @@ impl BinaryServer {
     }
 
     pub fn db_url(&self) -> String {
-        super::db_url_in(self.dir.path())
+        self.db.url.clone()
     }
 
     pub fn config_path(&self) -> PathBuf {

@@ -121,6 +121,9 @@ const WRITE_LOCK: i64 = 0x00C0_33A1_DB12_0001;
 /// reader (`server/events.rs`).
 pub const EVENTS_CHANNEL: &str = "cb_events";
 
+/// Freezes and the pause as read at a `policy_version`.
+type PolicySnapshot = (i64, Vec<Freeze>, Option<Pause>);
+
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
@@ -134,7 +137,7 @@ pub struct Store {
     /// `policy_version` they were read at, and used only while a read of that one-row table
     /// (in the deciding transaction) still shows it. A freeze committed by another replica
     /// bumps the version, so no decision after that commit uses the old list.
-    policy_cache: Arc<Mutex<Option<(i64, Vec<Freeze>, Option<Pause>)>>>,
+    policy_cache: Arc<Mutex<Option<PolicySnapshot>>>,
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.

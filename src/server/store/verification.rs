@@ -22,10 +22,10 @@ impl Store {
     ) -> Result<Vec<Verification>, DbError> {
         let sql = if active_only {
             "SELECT * FROM (SELECT * FROM verifications WHERE state IN ('watching', 'degraded') \
-             ORDER BY deadline DESC, id DESC LIMIT $1) ORDER BY deadline, id"
+             ORDER BY deadline DESC, id DESC LIMIT $1) AS latest ORDER BY deadline, id"
         } else {
             "SELECT * FROM (SELECT * FROM verifications \
-             ORDER BY deadline DESC, id DESC LIMIT $1) ORDER BY deadline, id"
+             ORDER BY deadline DESC, id DESC LIMIT $1) AS latest ORDER BY deadline, id"
         };
         let rows: Vec<VerificationRow> = sqlx::query_as(sql)
             .bind(limit)
