@@ -19,6 +19,8 @@ mod changes;
 mod events;
 #[path = "../all/input.rs"]
 mod input;
+#[path = "../all/replicas.rs"]
+mod replicas;
 #[path = "../all/restart.rs"]
 mod restart;
 #[path = "../all/rollback.rs"]

@@ -11,6 +11,7 @@ use commandbridge::server::{store::Store, users};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -33,8 +34,9 @@ pub struct BinaryOptions {
 }
 
 pub struct BinaryServer {
-    pub db: super::TestDb,
-    pub dir: TempDir,
+    /// Shared with its replicas (see [`BinaryServer::replica`]).
+    pub db: Arc<super::TestDb>,
+    pub dir: Arc<TempDir>,
     child: Option<Child>,
     pub base: String,
     pub addr: std::net::SocketAddr,
@@ -46,8 +48,8 @@ impl BinaryServer {
     pub async fn start(options: BinaryOptions) -> BinaryServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut server = BinaryServer {
-            db: super::TestDb::create(dir.path()).await,
-            dir,
+            db: Arc::new(super::TestDb::create(dir.path()).await),
+            dir: Arc::new(dir),
             child: None,
             base: String::new(),
             addr: "127.0.0.1:1".parse().expect("an address"),
@@ -67,6 +69,22 @@ impl BinaryServer {
         }
         server.boot().await;
         server
+    }
+
+    /// Another `serve` process on the same database, configuration and operators: a replica,
+    /// as a second server behind a load balancer would be.
+    pub async fn replica(&self) -> BinaryServer {
+        let mut replica = BinaryServer {
+            db: self.db.clone(),
+            dir: self.dir.clone(),
+            child: None,
+            base: String::new(),
+            addr: "127.0.0.1:1".parse().expect("an address"),
+            tokens: self.tokens.clone(),
+            options: self.options.clone(),
+        };
+        replica.boot().await;
+        replica
     }
 
     pub fn db_path(&self) -> PathBuf {

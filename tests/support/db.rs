@@ -40,6 +40,16 @@ pub fn sqlite_only(what: &str) -> bool {
     sqlite
 }
 
+/// Whether a test of several servers on one database runs here: replicas need PostgreSQL (one
+/// SQLite file belongs to one server). On SQLite it says so.
+pub fn postgres_only(what: &str) -> bool {
+    let postgres = backend() == Backend::Postgres;
+    if !postgres {
+        eprintln!("PostgreSQL only (tests/postgres runs it): {what}");
+    }
+    postgres
+}
+
 /// Called before any test of `tests/postgres` runs: a machine without PostgreSQL skips that
 /// binary and says so; CI (`CI=true`) must not skip it, so there it fails instead.
 pub fn require_postgres_or_skip() {

@@ -110,7 +110,7 @@ pub const OPERATORS: [(&str, Level); 4] = [
 ];
 
 #[allow(unused_imports)] // not every test binary has a SQLite-only test
-pub use db::{TestDb, sqlite_only};
+pub use db::{TestDb, postgres_only, sqlite_only};
 
 /// The real server over a database file in its own temporary directory.
 pub struct TestServer {
