@@ -7,12 +7,12 @@
 //! execution and the verification it opens) and `recovery.rs` (after a restart) share what is
 //! here: the policy decision on what a transaction sees, and the record of each step.
 
-mod recovery;
+pub mod recovery;
 mod request;
 mod review;
 mod run;
 
-pub use recovery::recover_interrupted;
+pub use recovery::{recover_interrupted, recover_periodically};
 pub use request::{Created, create, preview, rollback};
 pub use review::{approve, deny, expire_due};
 use run::{failure, start_and_wait};

@@ -24,6 +24,17 @@ pub struct NewChange<'a> {
     pub emergency: Option<&'a str>,
 }
 
+/// How long a running execution's lease lasts; its server renews it every third of this.
+pub const EXECUTION_LEASE_MS: i64 = 15_000;
+
+/// Who runs an execution, as [`Store::executions_of_others`] saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionLease {
+    pub change_id: i64,
+    pub owner: Option<String>,
+    pub lease_until: Option<i64>,
+}
+
 /// A command's process group, as recorded while it runs (see `executor`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandProcess {
@@ -164,11 +175,39 @@ impl Store {
         .transpose()
     }
 
-    /// Changes in `executing`: after a restart these were interrupted.
-    pub async fn change_ids_executing(&self) -> Result<Vec<i64>, DbError> {
-        sqlx::query_scalar("SELECT id FROM changes WHERE state = 'executing' ORDER BY id")
-            .fetch_all(&self.writer)
-            .await
+    /// Changes in `executing` that another server ran: (id, its lease holder, lease end).
+    /// Whether each was interrupted is for `changes/recovery.rs` to decide.
+    pub async fn executions_of_others(&self) -> Result<Vec<ExecutionLease>, DbError> {
+        let rows = sqlx::query(
+            "SELECT c.id, e.owner, e.lease_until FROM changes c \
+             LEFT JOIN executions e ON e.change_id = c.id \
+             WHERE c.state = 'executing' AND COALESCE(e.owner, '') <> $1 ORDER BY c.id",
+        )
+        .bind(self.owner.to_string())
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExecutionLease {
+                    change_id: r.try_get("id")?,
+                    owner: r.try_get("owner")?,
+                    lease_until: r.try_get("lease_until")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Extends this server's lease on a running execution; false if it no longer holds it.
+    pub async fn execution_renew(&self, id: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE executions SET lease_until = $1 WHERE change_id = $2 AND owner = $3",
+        )
+        .bind(lease_now() + EXECUTION_LEASE_MS)
+        .bind(id)
+        .bind(self.owner.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn change_ids_expired(&self, now: DateTime<Utc>) -> Result<Vec<i64>, DbError> {
@@ -300,14 +339,17 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Claims the one execution of a change; false if it was already claimed.
+    /// Claims the one execution of a change, leased to this server (see
+    /// [`Store::execution_renew`]); false if it was already claimed.
     pub async fn execution_claim(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool, DbError> {
         let done = sqlx::query(
-            "INSERT INTO executions (change_id, started_at) VALUES ($1, $2) \
-             ON CONFLICT (change_id) DO NOTHING",
+            "INSERT INTO executions (change_id, started_at, owner, lease_until) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (change_id) DO NOTHING",
         )
         .bind(id)
         .bind(ms(now))
+        .bind(self.owner.to_string())
+        .bind(lease_now() + EXECUTION_LEASE_MS)
         .execute(&mut *self.inner)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -330,6 +372,23 @@ impl Tx {
         .execute(&mut *self.inner)
         .await?;
         Ok(())
+    }
+
+    /// Takes over an execution whose server is gone, if its lease is still as `seen` (no
+    /// renewal, no other taker since); false otherwise.
+    pub async fn execution_take_over(&mut self, seen: &ExecutionLease) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE executions SET owner = $1, lease_until = $2 \
+             WHERE change_id = $3 AND COALESCE(owner, '') = $4 AND COALESCE(lease_until, 0) = $5",
+        )
+        .bind(self.owner.to_string())
+        .bind(lease_now() + EXECUTION_LEASE_MS)
+        .bind(seen.change_id)
+        .bind(seen.owner.clone().unwrap_or_default())
+        .bind(seen.lease_until.unwrap_or(0))
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records how the command ended, if the change is still `executing`.

@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use audit::{AuditSnapshot, GENESIS_HASH, RawAuditRow, audit_hash};
-pub use changes::{CommandProcess, NewChange};
+pub use changes::{CommandProcess, EXECUTION_LEASE_MS, ExecutionLease, NewChange};
 pub use schema::SchemaState;
 
 pub type DbError = sqlx::Error;
@@ -127,6 +127,8 @@ type PolicySnapshot = (i64, Vec<Freeze>, Option<Pause>);
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// This server, as it signs the leases it holds (see `executor::server_identity`).
+    owner: Arc<str>,
     url: String,
     reader: AnyPool,
     writer: AnyPool,
@@ -143,6 +145,7 @@ pub struct Store {
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
     backend: Backend,
+    owner: Arc<str>,
     inner: sqlx::Transaction<'static, sqlx::Any>,
     wrote_events: bool,
     known_head: Arc<Mutex<Option<(i64, String)>>>,
@@ -158,6 +161,12 @@ pub struct Record<'a> {
     pub subject: String,
     pub summary: String,
     pub data: serde_json::Value,
+}
+
+/// Lease times are the machine's real clock, whatever clock the policy runs on (the demo's and
+/// the tests' are shifted): they measure whether a server is still alive, not business time.
+pub fn lease_now() -> i64 {
+    ms(Utc::now())
 }
 
 /// The connection settings the server uses, shared with the benchmark's raw-commit baseline.
@@ -310,6 +319,7 @@ impl Store {
     fn new(backend: Backend, url: &str, reader: AnyPool, writer: AnyPool) -> Store {
         Store {
             backend,
+            owner: crate::server::executor::server_identity().into(),
             url: url.to_string(),
             reader,
             writer,
@@ -320,6 +330,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This server's signature on the leases it holds.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The URL this store was opened with (for a listener of its own, e.g. LISTEN/NOTIFY).
@@ -343,6 +358,8 @@ impl Store {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+        // Its leases are abandoned now: another server takes them over without waiting.
+        crate::server::executor::server_retired(&self.owner);
     }
 
     pub async fn write(&self) -> Result<Tx, DbError> {
@@ -359,6 +376,7 @@ impl Store {
         };
         Ok(Tx {
             backend: self.backend,
+            owner: self.owner.clone(),
             inner,
             wrote_events: false,
             known_head: self.audit_head.clone(),

@@ -330,7 +330,7 @@ async fn a_command_dies_with_a_killed_server_and_its_record_says_so() {
     assert_eq!(change.state, ChangeState::Failed, "{change:?}");
     assert_eq!(
         change.outcome_reason.as_deref(),
-        Some("interrupted by a server restart")
+        Some("interrupted: its server stopped")
     );
     let why = change.output.expect("an explanation").stderr;
     assert!(
