@@ -164,6 +164,20 @@ impl TestDb {
         conn.close().await.expect("close");
     }
 
+    /// One text value read directly from the database (`None` for no row or NULL).
+    pub async fn text(&self, sql: &str) -> Option<String> {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("connect to the database");
+        let v: Option<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = conn.close().await;
+        v.flatten()
+    }
+
     /// The statement that drops the audit log's trigger `name`, in this database's dialect.
     pub fn drop_trigger(&self, name: &str) -> String {
         match self.postgres_name {
