@@ -87,6 +87,17 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 
 impl TestDb {
     pub async fn create(dir: &Path) -> TestDb {
+        let db = TestDb::empty(dir).await;
+        if db.postgres_name.is_some() {
+            Store::migrate(&db.url)
+                .await
+                .expect("migrate the test database");
+        }
+        db
+    }
+
+    /// A database with no schema yet (on SQLite, a file that does not exist yet).
+    pub async fn empty(dir: &Path) -> TestDb {
         match backend() {
             Backend::Sqlite => TestDb {
                 url: format!("sqlite://{}", dir.join("cb.db").display()),
@@ -104,9 +115,6 @@ impl TestDb {
                 ])
                 .await;
                 let url = database_url(&name);
-                Store::migrate(&url)
-                    .await
-                    .expect("migrate the test database");
                 TestDb {
                     url,
                     postgres_name: Some(name),
@@ -176,6 +184,11 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let _ = conn.close().await;
         v.flatten()
+    }
+
+    /// Whether this is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres_name.is_some()
     }
 
     /// The statement that drops the audit log's trigger `name`, in this database's dialect.

@@ -243,7 +243,30 @@ impl Tx {
     }
 
     /// Inserts a change and returns it as stored (it has no approvals yet).
+    /// Inserts a change. A unique index may refuse it (an Idempotency-Key used by a racing
+    /// request, a second rollback): the caller handles that error and the transaction goes on,
+    /// which PostgreSQL allows only after rolling back to a savepoint taken before the insert.
     pub async fn change_insert(&mut self, c: NewChange<'_>) -> Result<Change, DbError> {
+        let may_conflict = c.idempotency_key.is_some() || c.rollback_of.is_some();
+        if !may_conflict {
+            return self.change_insert_unguarded(c).await;
+        }
+        sqlx::query("SAVEPOINT change_insert")
+            .execute(&mut *self.inner)
+            .await?;
+        let inserted = self.change_insert_unguarded(c).await;
+        if inserted.is_err() {
+            sqlx::query("ROLLBACK TO SAVEPOINT change_insert")
+                .execute(&mut *self.inner)
+                .await?;
+        }
+        sqlx::query("RELEASE SAVEPOINT change_insert")
+            .execute(&mut *self.inner)
+            .await?;
+        inserted
+    }
+
+    async fn change_insert_unguarded(&mut self, c: NewChange<'_>) -> Result<Change, DbError> {
         let row: ChangeRow = sqlx::query_as(
             "INSERT INTO changes (state, action, risk, ticket, target, params, reason, requested_by, \
              requested_level, created_at, updated_at, expires_at, requirements, warnings, \
