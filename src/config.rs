@@ -282,7 +282,7 @@ impl ServerConfig {
             ("statement_timeout_seconds", pool.statement_timeout_seconds),
             ("acquire_timeout_seconds", pool.acquire_timeout_seconds),
         ] {
-            if !(v.is_finite() && v >= 0.1 && v <= 3600.0) {
+            if !(v.is_finite() && (0.1..=3600.0).contains(&v)) {
                 return Err(format!(
                     "server.database_pool.{key} must be from 0.1 to 3600 (seconds)"
                 ));
