@@ -31,6 +31,8 @@ pub struct BinaryOptions {
     pub extra_config: String,
     /// Another build of the binary (a benchmark's baseline); default [`BIN`].
     pub bin: Option<PathBuf>,
+    /// The database backend; default: the test binary's (see `db::backend`).
+    pub backend: Option<super::db::Backend>,
 }
 
 pub struct BinaryServer {
@@ -48,7 +50,13 @@ impl BinaryServer {
     pub async fn start(options: BinaryOptions) -> BinaryServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut server = BinaryServer {
-            db: Arc::new(super::TestDb::create(dir.path()).await),
+            db: Arc::new(
+                super::TestDb::create_on(
+                    options.backend.unwrap_or_else(super::db::backend),
+                    dir.path(),
+                )
+                .await,
+            ),
             dir: Arc::new(dir),
             child: None,
             base: String::new(),

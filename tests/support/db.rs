@@ -87,7 +87,12 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 
 impl TestDb {
     pub async fn create(dir: &Path) -> TestDb {
-        let db = TestDb::empty(dir).await;
+        TestDb::create_on(backend(), dir).await
+    }
+
+    /// As [`TestDb::create`], on a backend chosen by the caller (a benchmark measuring both).
+    pub async fn create_on(backend: Backend, dir: &Path) -> TestDb {
+        let db = TestDb::empty_on(backend, dir).await;
         if db.postgres_name.is_some() {
             Store::migrate(&db.url)
                 .await
@@ -98,7 +103,11 @@ impl TestDb {
 
     /// A database with no schema yet (on SQLite, a file that does not exist yet).
     pub async fn empty(dir: &Path) -> TestDb {
-        match backend() {
+        TestDb::empty_on(backend(), dir).await
+    }
+
+    async fn empty_on(backend: Backend, dir: &Path) -> TestDb {
+        match backend {
             Backend::Sqlite => TestDb {
                 url: format!("sqlite://{}", dir.join("cb.db").display()),
                 postgres_name: None,
