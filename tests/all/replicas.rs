@@ -324,3 +324,68 @@ async fn a_change_running_on_a_killed_replica_is_failed_by_the_other() {
     );
     assert_eq!(runs_of(&b, "slow"), 1, "never run again");
 }
+
+/// The database goes away under a running replica: `/healthz` and requests answer 503 saying
+/// so (never 500, never a hang), and when the database is back the replica serves again by
+/// itself, with everything it had acknowledged.
+#[tokio::test]
+async fn a_replica_that_loses_its_database_answers_503_and_recovers() {
+    if !postgres_only("losing the PostgreSQL server") {
+        return;
+    }
+    let srv = BinaryServer::start(BinaryOptions {
+        extra_config: "[server]\ndatabase_pool = { acquire_timeout_seconds = 1 }\n".into(),
+        ..BinaryOptions::default()
+    })
+    .await;
+    let bob = srv.client("bob");
+    let kept = create(&bob, &req("record-medium", "CHG-1", "before", json!({}))).await;
+    let name = srv
+        .db
+        .url
+        .rsplit('/')
+        .next()
+        .expect("a database name")
+        .to_string();
+    let cut = |allow: bool| {
+        let name = name.clone();
+        async move {
+            let mut statements = vec![format!(
+                "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {allow}"
+            )];
+            if !allow {
+                statements.push(format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                ));
+            }
+            crate::support::db::admin_statements(&statements).await;
+        }
+    };
+    cut(false).await;
+    let http = reqwest::Client::new();
+    let health = send(http.get(format!("{}/healthz", srv.base))).await;
+    assert_eq!(health.status, 503, "{}", health.text());
+    assert_eq!(health.json()["status"], "unavailable", "{}", health.text());
+    let refused = send(
+        http.post(format!("{}/api/v1/changes", srv.base))
+            .bearer_auth(srv.token("bob"))
+            .json(&req("record-medium", "CHG-1", "during", json!({}))),
+    )
+    .await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let body = refused.error_body();
+    assert!(body.message.contains("retry"), "{}", body.message);
+
+    cut(true).await;
+    let back = Instant::now();
+    while send(http.get(format!("{}/healthz", srv.base))).await.status != 200 {
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "still unhealthy 10 s later"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = create(&bob, &req("record-medium", "CHG-1", "after", json!({}))).await;
+    assert!(after.id > kept.id);
+    assert_eq!(bob.change(kept.id).await.expect("kept").id, kept.id);
+}

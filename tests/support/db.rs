@@ -215,6 +215,12 @@ fn database_url(name: &str) -> String {
     url.to_string()
 }
 
+/// Runs `statements` on the PostgreSQL server's maintenance database (as the tests' superuser).
+pub async fn admin_statements(statements: &[String]) {
+    let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+    admin(&refs).await;
+}
+
 async fn admin(statements: &[&str]) {
     let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
         .await
