@@ -389,3 +389,48 @@ async fn a_replica_that_loses_its_database_answers_503_and_recovers() {
     assert!(after.id > kept.id);
     assert_eq!(bob.change(kept.id).await.expect("kept").id, kept.id);
 }
+
+/// Two replicas send one webhook outbox: each message reaches the receiver once (with a 2xx),
+/// whichever replica queued it, also when the first attempts fail and are retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_deliver_each_webhook_message_once() {
+    use crate::support::fakes::{
+        Receiver, executed, free_port, verification_of, verified, wait_state, webhook_toml,
+    };
+    if !postgres_only("one outbox, two senders") {
+        return;
+    }
+    let port = free_port();
+    let rx = Receiver::start_on(port, 3).await;
+    let (a, b) = two_replicas(verification_toml(0.05) + &webhook_toml(port)).await;
+    let servers = [&a, &b];
+    let mut verifications = Vec::new();
+    for i in 0..8 {
+        let bob = servers[i % 2].client("bob");
+        let id = executed(&bob, "record-medium", "CHG-1", &format!("svc-{i}")).await;
+        verifications.push(verification_of(&bob, id).await);
+    }
+    for (i, v) in verifications.iter().enumerate() {
+        let bob = servers[i % 2].client("bob");
+        wait_state(
+            &bob,
+            v.id,
+            VerificationState::AwaitingOutcome,
+            Duration::from_secs(10),
+        )
+        .await;
+        bob.verification_outcome(v.id, &verified(Some("green")))
+            .await
+            .expect("verified");
+    }
+    rx.wait_delivered(8, Duration::from_secs(20)).await;
+    // Retries back off; give a double sender time to show itself.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered = rx.delivered();
+    let mut keys: Vec<&str> = delivered.iter().map(|d| d.key.as_str()).collect();
+    keys.sort_unstable();
+    let before = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), 8, "{delivered:#?}");
+    assert_eq!(before, 8, "a message was delivered twice: {delivered:#?}");
+}
