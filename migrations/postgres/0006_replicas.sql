@@ -18,3 +18,14 @@ ALTER TABLE verifications ADD COLUMN lease_until BIGINT;
 -- has expired (its server died) is recovered, by whichever server notices first.
 ALTER TABLE executions ADD COLUMN owner TEXT;
 ALTER TABLE executions ADD COLUMN lease_until BIGINT;
+
+-- Every commit that wrote events wakes the tail reader of every replica (server/events.rs):
+-- notifications are delivered at commit, identical ones in one transaction once.
+CREATE FUNCTION events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('cb_events', '');
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER events_notify AFTER INSERT ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_notify();

@@ -115,10 +115,13 @@ impl Default for PoolSettings {
 /// the lock, and the lock is released only after the commit is visible) and lets each
 /// decision see every commit before it. Group commit (`batch.rs`) keeps its cost per request
 /// low.
-const WRITE_LOCK: i64 = 0x00C0_33A1_DB12_0001;
+///
+/// Sent with the BEGIN, as one simple-protocol message: one round trip for both.
+const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(54102385645305857)";
 
 /// The channel on which a PostgreSQL commit that wrote events wakes every replica's tail
-/// reader (`server/events.rs`).
+/// reader (`server/events.rs`): a statement trigger on `events` notifies it
+/// (`migrations/postgres/0006_replicas.sql`), delivered at commit, without a round trip.
 pub const EVENTS_CHANNEL: &str = "cb_events";
 
 /// Freezes and the pause as read at a `policy_version`.
@@ -305,7 +308,7 @@ impl Store {
                         .connect_with(options.clone())
                 };
                 // Writes take the cluster-wide write lock one at a time anyway (see
-                // WRITE_LOCK): more writer connections would only queue on it.
+                // BEGIN_WRITE): more writer connections would only queue on it.
                 let writer = pool(1).await?;
                 let reader = pool(settings.max_connections).await?;
                 let store = Store::new(backend, url, reader, writer);
@@ -365,14 +368,7 @@ impl Store {
     pub async fn write(&self) -> Result<Tx, DbError> {
         let inner = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => {
-                let mut tx = self.writer.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(WRITE_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
+            Backend::Postgres => self.writer.begin_with(BEGIN_WRITE).await?,
         };
         Ok(Tx {
             backend: self.backend,
@@ -409,14 +405,7 @@ impl Tx {
     }
 
     /// Commits; returns whether events were written (so the caller wakes event listeners).
-    pub async fn commit(mut self) -> Result<bool, DbError> {
-        if self.wrote_events && self.backend == Backend::Postgres {
-            // Delivered at commit, to every replica's tail reader, including this one's.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(EVENTS_CHANNEL)
-                .execute(&mut *self.inner)
-                .await?;
-        }
+    pub async fn commit(self) -> Result<bool, DbError> {
         self.inner.commit().await?;
         if let Some(head) = self.new_head {
             *lock(&self.known_head) = Some(head);
