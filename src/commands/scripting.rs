@@ -442,6 +442,10 @@ fn format_change(c: &Change) -> String {
     if let Some(inc) = &c.emergency {
         line(format!("  EMERGENCY change for incident {inc}"));
     }
+    line(match &c.command {
+        Some(argv) => format!("  runs: {}", crate::domain::action::display_argv(argv)),
+        None => "  runs: the simulator (the action has no command)".to_string(),
+    });
     if let Some(captured) = &c.captured {
         line(format!(
             "  captured before it ran (its rollback restores it): {captured}"
@@ -674,6 +678,7 @@ mod tests {
             rollback_of: None,
             emergency: None,
             captured: None,
+            command: None,
         }
     }
 

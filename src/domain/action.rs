@@ -193,11 +193,48 @@ impl ActionSpec {
 }
 
 impl ActionSpec {
+    /// The argv a change of this action will run, as its reviewers see it: the command with
+    /// `{target}` and its params filled in; for a rollback (`Some(captured)`, what the original's
+    /// capture command printed) the rollback command. `None`: the simulator stands in.
+    pub fn planned_argv(
+        &self,
+        target: &str,
+        params: &BTreeMap<String, String>,
+        rollback: Option<Option<&str>>,
+    ) -> Option<Vec<String>> {
+        let Some(captured) = rollback else {
+            return self.render_command(target, params);
+        };
+        let mut params = params.clone();
+        if let Some(c) = captured {
+            params.insert("captured".into(), c.to_string());
+        }
+        render(self.rollback_command.as_ref()?, target, &params)
+    }
+
     /// Whether CommandBridge can run the rollback: a rollback command, or the simulator when
     /// the action has no command at all. Otherwise the rollback is manual.
     pub fn can_roll_back(&self) -> bool {
         self.rollback_command.is_some() || self.command.is_none()
     }
+}
+
+/// An argv as a reader would type it in a POSIX shell: plain words as they are, others in single
+/// quotes, so a reviewer sees where each argument begins and ends. (It is never run by a shell.)
+pub fn display_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Fills an argv template; `params` may also hold `captured`.
@@ -346,6 +383,17 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argv_is_shown_with_each_argument_visible() {
+        let argv: Vec<String> = ["kubectl", "scale", "--replicas=3", "a b", "it's", ""]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            display_argv(&argv),
+            r"kubectl scale --replicas=3 'a b' 'it'\''s' ''"
+        );
+    }
     use serde_json::json;
 
     fn scale() -> ActionSpec {

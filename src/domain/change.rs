@@ -124,4 +124,8 @@ pub struct Change {
     /// through a freeze, a pause or the hours outside the windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<String>,
+    /// The exact argv the change runs (for a rollback, the rollback's), fixed when it was
+    /// requested: what its reviewers approve. Absent when the simulator stands in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }

@@ -80,6 +80,7 @@ pub fn change(
         rollback_of: None,
         emergency: None,
         captured: None,
+        command: None,
     }
 }
 

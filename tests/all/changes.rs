@@ -384,3 +384,67 @@ async fn a_pending_change_expires_after_its_ttl() {
             .any(|e| e.kind == "change.expired" && e.subject == format!("change:{}", change.id))
     );
 }
+
+// ---- approving exactly what runs --------------------------------------------------------------
+
+fn deploy_action(version: &str) -> String {
+    format!(
+        r#"
+[[actions]]
+name = "deploy-web"
+risk = "high"
+description = "test: deploy a version"
+rollback = "deploy the previous version"
+command = ["echo", "deploy", "{{target}}", "--version={version}"]
+timeout_secs = 10
+"#
+    )
+}
+
+/// A change shows the argv it will run, fixed at request; if the catalog's command changes
+/// before it is approved, the approval refuses it instead of running what no reviewer saw.
+#[tokio::test]
+async fn a_change_runs_the_command_its_reviewers_saw_or_none() {
+    let mut srv =
+        TestServer::start_configured(clock_at(TUESDAY_10), |_| deploy_action("1.0")).await;
+    let alice = srv.client("alice");
+    let c = create(&alice, &req("deploy-web", "CHG-1", "web-1", json!({}))).await;
+    assert_eq!(c.state, ChangeState::PendingApproval);
+    assert_eq!(
+        c.command.as_deref(),
+        Some(&["echo", "deploy", "web-1", "--version=1.0"].map(String::from)[..])
+    );
+
+    srv.restart_configured(clock_at(TUESDAY_10), &deploy_action("2.0"))
+        .await;
+    let (error, message) = api_error(srv.client("bob").approve(c.id, &approve()).await, 409);
+    assert_eq!(error, "refused");
+    assert!(
+        message.contains(
+            "the action's command changed since this change was requested; request it again"
+        ),
+        "{message}"
+    );
+    let refused = srv.client("alice").change(c.id).await.expect("show");
+    assert_eq!(refused.state, ChangeState::Refused);
+    assert!(refused.output.is_none(), "nothing ran");
+
+    // Requested again, it shows and runs the new command.
+    let again = create(
+        &srv.client("alice"),
+        &req("deploy-web", "CHG-1", "web-1", json!({})),
+    )
+    .await;
+    assert_eq!(
+        again.command.as_deref(),
+        Some(&["echo", "deploy", "web-1", "--version=2.0"].map(String::from)[..])
+    );
+    srv.client("bob")
+        .approve(again.id, &approve())
+        .await
+        .expect("approve");
+    let ran = settled(&srv.client("alice"), again.id).await;
+    assert_eq!(ran.state, ChangeState::Executed);
+    let out = ran.output.expect("output");
+    assert_eq!(out.stdout.trim(), "deploy web-1 --version=2.0");
+}

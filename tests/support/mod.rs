@@ -219,6 +219,12 @@ impl TestServer {
         self.boot(clock).await;
     }
 
+    /// Starts the server again with another extra configuration (a catalog changed meanwhile).
+    pub async fn restart_configured(&mut self, clock: Clock, extra: &str) {
+        self.extra_config = extra.to_string();
+        self.restart(clock).await;
+    }
+
     /// Takes the running server, e.g. to stop it under a test's own time limit.
     pub fn take_running(&mut self) -> Running {
         self.running.take().expect("the server is running")

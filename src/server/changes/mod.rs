@@ -99,6 +99,7 @@ fn new_change<'a>(
         fingerprint: None,
         rollback_of: None,
         emergency: d.emergency.as_deref(),
+        command: what.spec.planned_argv(what.target, what.params, None),
     }
 }
 

@@ -341,6 +341,11 @@ pub async fn rollback(
     };
     let new = NewChange {
         rollback_of: Some(id),
+        command: spec.planned_argv(
+            &original.target,
+            &original.params,
+            Some(original.captured.as_deref()),
+        ),
         ..new_change(state, what, caller, now, &d)
     };
     let change = match tx.change_insert(new).await {

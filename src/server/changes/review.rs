@@ -41,6 +41,50 @@ pub async fn approve(
             change.action
         ))
     })?;
+    // Reviewers approved the argv they were shown: a catalog that changed it since is a
+    // refusal, never a different command run under their names.
+    if let Some(frozen) = tx.change_planned_command(id).await? {
+        let captured = match change.rollback_of {
+            Some(original) => Some(tx.change(original).await?.and_then(|o| o.captured)),
+            None => None,
+        };
+        let now_planned = spec.planned_argv(
+            &change.target,
+            &change.params,
+            captured.as_ref().map(Option::as_deref),
+        );
+        if now_planned != frozen {
+            let why =
+                "the action's command changed since this change was requested; request it again";
+            tx.change_transition(
+                id,
+                ChangeState::PendingApproval,
+                ChangeState::Refused,
+                now,
+                Some(why),
+                Some(&caller.name),
+            )
+            .await?;
+            let refused = tx.change(id).await?.unwrap_or(change);
+            let summary = format!(
+                "change #{id} refused when {} approved it: {why}",
+                caller.name
+            );
+            record(
+                &mut tx,
+                now,
+                &caller.name,
+                "change.refused",
+                &refused,
+                summary,
+            )
+            .await?;
+            commit(state, tx).await?;
+            return Err(ServiceError::refused(format!(
+                "change #{id} was refused: {why}"
+            )));
+        }
+    }
     let ticket = Ticket::parse(&change.ticket).map_err(ServiceError::invalid)?;
     let requester = Operator {
         name: change.requested_by.clone(),

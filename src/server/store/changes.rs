@@ -22,6 +22,8 @@ pub struct NewChange<'a> {
     pub rollback_of: Option<i64>,
     /// The incident of an emergency change.
     pub emergency: Option<&'a str>,
+    /// The argv it will run (`None`: the simulator), fixed now for its reviewers.
+    pub command: Option<Vec<String>>,
 }
 
 /// How long a running execution's lease lasts; its server renews it every third of this.
@@ -225,6 +227,18 @@ impl Tx {
         select_change(&mut self.inner, id).await
     }
 
+    /// The argv fixed when change `id` was requested (see [`ChangeRow::planned_command`]).
+    pub async fn change_planned_command(
+        &mut self,
+        id: i64,
+    ) -> Result<Option<Option<Vec<String>>>, DbError> {
+        let row: Option<ChangeRow> = sqlx::query_as("SELECT * FROM changes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        Ok(row.map(|r| r.planned_command()).transpose()?.flatten())
+    }
+
     /// The rollback of `original` that holds its one place (pending, running, run or failed):
     /// its id and state. Denied, expired and refused rollbacks never ran and do not count.
     pub async fn rollback_live(
@@ -270,9 +284,9 @@ impl Tx {
         let row: ChangeRow = sqlx::query_as(
             "INSERT INTO changes (state, action, risk, ticket, target, params, reason, requested_by, \
              requested_level, created_at, updated_at, expires_at, requirements, warnings, \
-             idempotency_key, fingerprint, rollback_of, emergency) \
+             idempotency_key, fingerprint, rollback_of, emergency, command) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, \
-             $17) \
+             $17, $18) \
              RETURNING *",
         )
         .bind(c.state.as_str())
@@ -292,6 +306,7 @@ impl Tx {
         .bind(c.fingerprint.map(str::to_string))
         .bind(c.rollback_of)
         .bind(c.emergency.map(str::to_string))
+        .bind(to_json(&c.command))
         .fetch_one(&mut *self.inner)
         .await?;
         row.into_change(Vec::new())

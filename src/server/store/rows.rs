@@ -47,9 +47,19 @@ pub struct ChangeRow {
     rollback_of: Option<i64>,
     emergency: Option<String>,
     captured: Option<String>,
+    command: Option<String>,
 }
 
 impl ChangeRow {
+    /// The argv fixed at request: `None` if the change predates the record, `Some(None)` where
+    /// the simulator stands in.
+    pub fn planned_command(&self) -> Result<Option<Option<Vec<String>>>, DbError> {
+        self.command
+            .as_deref()
+            .map(|c| decode(serde_json::from_str(c)))
+            .transpose()
+    }
+
     pub fn into_change(self, approvals: Vec<Approval>) -> Result<Change, DbError> {
         Ok(Change {
             id: self.id,
@@ -77,6 +87,12 @@ impl ChangeRow {
             rollback_of: self.rollback_of,
             emergency: self.emergency,
             captured: self.captured,
+            command: self
+                .command
+                .as_deref()
+                .map(|c| decode(serde_json::from_str::<Option<Vec<String>>>(c)))
+                .transpose()?
+                .flatten(),
         })
     }
 }
