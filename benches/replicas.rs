@@ -18,26 +18,16 @@ mod support;
 
 use commandbridge::client::ApiClient;
 use commandbridge::domain::ChangeState;
-use commandbridge::domain::api::ChangeRequest;
 use hdrhistogram::Histogram;
 use sqlx::Connection;
 use std::time::{Duration, Instant};
 use support::binary::{BinaryOptions, BinaryServer};
 use support::db::{Backend, TestDb};
+use support::load::pending_request;
 
 const CLIENTS: usize = 32;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
-
-fn request(i: usize) -> ChangeRequest {
-    ChangeRequest {
-        action: "blacklist-ip".into(),
-        ticket: "CHG-4711".into(),
-        target: format!("edge-{:02}", i % 32),
-        params: [("ip".to_string(), serde_json::json!("203.0.113.7"))].into(),
-        reason: "throughput benchmark".into(),
-    }
-}
 
 struct Rate {
     per_second: f64,
@@ -51,7 +41,7 @@ async fn create_rate(servers: &[BinaryServer], secs: f64) -> Result<Rate, Failur
         .collect();
     // Warm-up: connections, statement caches, the token cache.
     for (i, c) in clients.iter().enumerate() {
-        let made = c.create_change(&request(i), None).await?;
+        let made = c.create_change(&pending_request(i), None).await?;
         if made.state != ChangeState::PendingApproval {
             return Err(format!("a change ended {:?}, not pending_approval", made.state).into());
         }
@@ -65,7 +55,7 @@ async fn create_rate(servers: &[BinaryServer], secs: f64) -> Result<Rate, Failur
             let mut n = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                c.create_change(&request(i + n as usize), None)
+                c.create_change(&pending_request(i + n as usize), None)
                     .await
                     .map_err(|e| e.to_string())?;
                 hist.record(t.elapsed().as_micros() as u64).ok();

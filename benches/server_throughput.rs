@@ -18,10 +18,11 @@
 
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use commandbridge::client::ApiClient;
 use commandbridge::config::ServerConfig;
-use commandbridge::domain::api::ChangeRequest;
 use commandbridge::domain::{ChangeState, Level};
 use commandbridge::server::clock::Clock;
 use commandbridge::server::store::{Store, sqlite_options};
@@ -34,6 +35,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::load::pending_request;
 use tracing_subscriber::layer::SubscriberExt;
 
 const CLIENTS: usize = 32;
@@ -283,16 +285,6 @@ struct ServerResult {
     probe: ProbeResult,
 }
 
-fn request(i: usize) -> ChangeRequest {
-    ChangeRequest {
-        action: "blacklist-ip".into(),
-        ticket: "CHG-4711".into(),
-        target: format!("edge-{:02}", i % 32),
-        params: [("ip".to_string(), serde_json::json!("203.0.113.7"))].into(),
-        reason: "throughput benchmark".into(),
-    }
-}
-
 async fn server_run(
     rt: &tokio::runtime::Handle,
     dir: &Path,
@@ -318,7 +310,7 @@ async fn server_run(
     for i in 0..CLIENTS {
         let client = ApiClient::new(&base, &token)?;
         tasks.push(tokio::spawn(async move {
-            let req = request(i);
+            let req = pending_request(i);
             let mut run = Run::new();
             let (mut created, mut errors) = (0u64, 0u64);
             loop {
@@ -494,7 +486,9 @@ async fn probe(client: &ApiClient) -> Result<ProbeResult, Failure> {
     PROBING.store(true, Ordering::Relaxed);
     for i in 0..REQUESTS {
         let t = Instant::now();
-        let change = client.create_change(&request(i as usize), None).await?;
+        let change = client
+            .create_change(&pending_request(i as usize), None)
+            .await?;
         latency.record(t.elapsed());
         if change.state != ChangeState::PendingApproval {
             return Err(format!("probe change #{} ended {}", change.id, change.state).into());

@@ -122,3 +122,15 @@ pub async fn unread_stream(addr: SocketAddr, token: &str, last_event_id: i64) ->
         .unwrap_or_else(|| panic!("not an HTTP status line: {status:?}"));
     (code, s)
 }
+
+/// A high-risk change an L1 requests with a CHG ticket: inside a window it ends
+/// `pending_approval`, the load the throughput benchmarks measure.
+pub fn pending_request(i: usize) -> commandbridge::domain::api::ChangeRequest {
+    commandbridge::domain::api::ChangeRequest {
+        action: "blacklist-ip".into(),
+        ticket: "CHG-4711".into(),
+        target: format!("edge-{:02}", i % 32),
+        params: [("ip".to_string(), serde_json::json!("203.0.113.7"))].into(),
+        reason: "throughput benchmark".into(),
+    }
+}

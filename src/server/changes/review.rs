@@ -2,6 +2,44 @@
 
 use super::*;
 
+/// Ends a pending change `refused` when an approval finds it may not run, recorded with `why`
+/// (the audit's summary says `summary_why`), and commits.
+async fn refuse_at_approval(
+    state: &AppState,
+    mut tx: Tx,
+    change: Change,
+    caller: &Operator,
+    now: DateTime<Utc>,
+    why: &str,
+    summary_why: &str,
+) -> ServiceResult<()> {
+    let id = change.id;
+    tx.change_transition(
+        id,
+        ChangeState::PendingApproval,
+        ChangeState::Refused,
+        now,
+        Some(why),
+        Some(&caller.name),
+    )
+    .await?;
+    let refused = tx.change(id).await?.unwrap_or(change);
+    let summary = format!(
+        "change #{id} refused when {} approved it: {summary_why}",
+        caller.name
+    );
+    record(
+        &mut tx,
+        now,
+        &caller.name,
+        "change.refused",
+        &refused,
+        summary,
+    )
+    .await?;
+    commit(state, tx).await
+}
+
 pub async fn approve(
     state: &AppState,
     caller: &Operator,
@@ -56,30 +94,7 @@ pub async fn approve(
         if now_planned != frozen {
             let why =
                 "the action's command changed since this change was requested; request it again";
-            tx.change_transition(
-                id,
-                ChangeState::PendingApproval,
-                ChangeState::Refused,
-                now,
-                Some(why),
-                Some(&caller.name),
-            )
-            .await?;
-            let refused = tx.change(id).await?.unwrap_or(change);
-            let summary = format!(
-                "change #{id} refused when {} approved it: {why}",
-                caller.name
-            );
-            record(
-                &mut tx,
-                now,
-                &caller.name,
-                "change.refused",
-                &refused,
-                summary,
-            )
-            .await?;
-            commit(state, tx).await?;
+            refuse_at_approval(state, tx, change, caller, now, why, why).await?;
             return Err(ServiceError::refused(format!(
                 "change #{id} was refused: {why}"
             )));
@@ -96,31 +111,7 @@ pub async fn approve(
     }
     if d.decision == Outcome::Blocked {
         let why = refusal_message(&d);
-        tx.change_transition(
-            id,
-            ChangeState::PendingApproval,
-            ChangeState::Refused,
-            now,
-            Some(&why),
-            Some(&caller.name),
-        )
-        .await?;
-        let refused = tx.change(id).await?.unwrap_or(change);
-        let summary = format!(
-            "change #{id} refused when {} approved it: {}",
-            caller.name,
-            d.reasons.join("; ")
-        );
-        record(
-            &mut tx,
-            now,
-            &caller.name,
-            "change.refused",
-            &refused,
-            summary,
-        )
-        .await?;
-        commit(state, tx).await?;
+        refuse_at_approval(state, tx, change, caller, now, &why, &d.reasons.join("; ")).await?;
         return Err(ServiceError::refused(format!(
             "your approval was recorded, but change #{id} was refused: the policy no longer allows \
              it ({})",
