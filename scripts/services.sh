@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts, or installs and starts, what the test suite talks to: tmux (the dashboard's end-to-end
-# test), Python's venv (schemathesis), and PostgreSQL on 127.0.0.1:5432 (tests/postgres).
+# test), Python's venv (schemathesis), nginx (the reverse-proxy test runs its own instance) and
+# PostgreSQL on 127.0.0.1:5432 (tests/postgres).
 #
 # An existing PostgreSQL is only started, never reconfigured. One this script installs gets trust
 # authentication on loopback, for tests only. Without root, or without Debian's apt, it says
@@ -21,6 +22,7 @@ apt_install() {
 }
 
 command -v tmux >/dev/null || apt_install tmux
+[ -x /usr/sbin/nginx ] || apt_install nginx
 if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   apt_install python3-venv
 fi

@@ -16,6 +16,7 @@ mod changes;
 mod events;
 mod input;
 mod policy;
+mod proxy;
 mod replicas;
 mod restart;
 mod rollback;

@@ -19,6 +19,8 @@ mod changes;
 mod events;
 #[path = "../all/input.rs"]
 mod input;
+#[path = "../all/proxy.rs"]
+mod proxy;
 #[path = "../all/replicas.rs"]
 mod replicas;
 #[path = "../all/restart.rs"]
