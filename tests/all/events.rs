@@ -375,3 +375,52 @@ async fn streams_on_both_replicas_see_every_event_once_while_both_commit() {
         "both replicas send the same events in the same order"
     );
 }
+
+/// How many connections of the database at `url` listen for events (one per replica).
+async fn listening(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to the database");
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count the listeners");
+    let _ = conn.close().await;
+    n
+}
+
+#[tokio::test]
+async fn a_replica_whose_listen_connection_is_cut_listens_again_and_delivers() {
+    if !postgres_only("LISTEN reconnects") {
+        return;
+    }
+    let (a, b) = two_replicas().await;
+    let mut on_b = connected(&b.client("bob"), None).await;
+    assert_eq!(listening(&a.db_url()).await, 2, "one listener per replica");
+    // What a restarted PostgreSQL or a proxy's idle cut does to the listeners.
+    a.db.tamper(&["SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'"])
+        .await;
+    let changes = load::pending_changes(&a.base, a.token("alice"), 2, 1).await;
+    exactly_once(&mut on_b, &changes).await;
+    let t = Instant::now();
+    while listening(&a.db_url()).await < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the replicas did not listen again within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = Instant::now();
+    let c = load::pending_changes(&a.base, a.token("alice"), 1, 1).await;
+    exactly_once(&mut on_b, &c).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "after {:?}",
+        t.elapsed()
+    );
+}
