@@ -136,6 +136,10 @@ pub async fn start(
         ),
         Err(e) => tracing::error!(error = %e, "recovering interrupted changes failed"),
     }
+    // Before serving: a stream must not open before the tail reader knows where it starts.
+    let tail = events::tail::start(&state.store, &state.events)
+        .await
+        .map_err(|e| std::io::Error::other(format!("reading the event table: {e}")))?;
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let app = api::router(state.clone());
@@ -146,6 +150,7 @@ pub async fn start(
         tokio::spawn(changes::recover_periodically(state.clone())),
         tokio::spawn(verifier::run(state.clone())),
     ];
+    workers.extend(tail);
     if let Some(hook) = &state.config.ticket_webhook {
         workers.push(tokio::spawn(webhook::run(state.clone(), hook.url.clone())));
     }

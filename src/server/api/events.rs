@@ -10,6 +10,10 @@ use axum::response::sse::{KeepAlive, Sse};
 use serde::Deserialize;
 use std::time::Duration;
 
+/// Below the idle timeouts proxies apply by default (nginx's `proxy_read_timeout` and HAProxy's
+/// usual `timeout server` are 60 s and more).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -18,12 +22,17 @@ pub struct StreamQuery {
     /// e.g. to fill an activity feed.
     #[param(value_type = i64, required = false, minimum = 0, maximum = 500, default = 0)]
     backlog: Option<i64>,
+    /// Replay the events after this one, as `Last-Event-ID` does (which wins when both are
+    /// sent), for clients that cannot set headers, e.g. a browser's first `EventSource`.
+    #[param(value_type = i64, required = false, minimum = 0)]
+    after: Option<i64>,
 }
 
 /// Server-Sent Events: `id:` is the event's sequence number. The first message is a
 /// `stream.ready` event whose id is where the stream starts. A client that sends
-/// `Last-Event-ID` then receives every event after it, then live ones; without it, only live
-/// ones.
+/// `Last-Event-ID` (or `?after=`) then receives every event after it, then live ones; without
+/// it, only live ones. Proxies are asked not to buffer the stream, and a comment line every 15 s
+/// keeps an idle one from timing it out.
 ///
 /// An operator may have 8 streams open at once, and the server a few hundred in all (half its
 /// connection cap, at most 512, or `[server] max_event_streams`).
@@ -50,7 +59,11 @@ pub async fn stream(
             .and_then(|s| s.trim().parse::<i64>().ok())
             .filter(|n| *n >= 0)
             .ok_or_else(|| ApiError::invalid("Last-Event-ID must be an event sequence number"))?,
-        None => (state.store.event_last_seq().await? - backlog).max(0),
+        None => match q.after {
+            Some(n) if n < 0 => return Err(ApiError::invalid("after must be 0 or more")),
+            Some(n) => n,
+            None => (state.store.event_last_seq().await? - backlog).max(0),
+        },
     };
     let permit = state
         .events
@@ -73,6 +86,14 @@ pub async fn stream(
             ),
         })?;
     state.metrics.sse_connections.inc();
-    let stream = events::stream(state.store.clone(), state.events.clone(), after, permit);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let stream = events::stream(state.store.clone(), &state.events, after, permit);
+    Ok((
+        [
+            // nginx buffers responses by default, which would hold events back until its
+            // buffer fills; this header turns that off for this response only.
+            ("x-accel-buffering", "no"),
+            ("cache-control", "no-cache"),
+        ],
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)),
+    ))
 }
