@@ -30,6 +30,8 @@ pub struct BinaryOptions {
     pub extra_config: String,
     /// Another build of the binary (a benchmark's baseline); default [`BIN`].
     pub bin: Option<PathBuf>,
+    /// Environment variables set for the server (e.g. the AWS credential chain's).
+    pub env: Vec<(String, String)>,
 }
 
 pub struct BinaryServer {
@@ -136,6 +138,7 @@ impl BinaryServer {
             }
         };
         let mut child = cmd
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -8,6 +8,9 @@
 pub mod binary;
 pub mod fakes;
 pub mod load;
+pub mod moto;
+pub mod python;
+pub mod tls;
 
 use chrono::{DateTime, Utc};
 use commandbridge::client::{ApiClient, ClientError};

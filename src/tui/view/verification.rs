@@ -146,6 +146,13 @@ fn rows_for<'a>(
         detail.push(Span::raw("errors "));
         detail.push(Span::styled(spark, style));
         detail.push(Span::styled(text, style));
+        // Last, so a narrow terminal cuts the label rather than the reading.
+        if let Some(source) = sample
+            .and_then(|s| s.error_rate.as_ref())
+            .and_then(|r| r.source.as_deref())
+        {
+            detail.push(Span::styled(format!(" · {source}"), theme.dim()));
+        }
     }
     (first, Line::from(detail))
 }
