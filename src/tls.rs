@@ -126,15 +126,14 @@ impl Failure {
             if let Some(tls) = err.downcast_ref::<RustlsError>() {
                 return Some(Failure::from_rustls(tls));
             }
-            // io::Error's `source()` skips the error it wraps, which is where rustls' is.
-            if let Some(inner) = err
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                && let Some(tls) = inner.downcast_ref::<RustlsError>()
-            {
-                return Some(Failure::from_rustls(tls));
-            }
-            next = err.source();
+            // io::Error's `source()` skips the error it wraps (and the TLS stack nests one
+            // io::Error in another), which is where rustls' is: descend through `get_ref`.
+            next = match err.downcast_ref::<std::io::Error>() {
+                Some(io) => io
+                    .get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static)),
+                None => err.source(),
+            };
         }
         None
     }
@@ -220,8 +219,10 @@ mod tests {
 
     #[test]
     fn a_tls_cause_is_found_behind_an_io_error() {
-        let io = std::io::Error::other(RustlsError::InvalidCertificate(
-            CertificateError::UnknownIssuer,
+        // As hyper-rustls reports it: one io::Error inside another.
+        let io = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            RustlsError::InvalidCertificate(CertificateError::UnknownIssuer),
         ));
         assert_eq!(Failure::of(&io), Some(Failure::UnknownCa));
         let plain = std::io::Error::other("connection refused");
