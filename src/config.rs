@@ -138,15 +138,26 @@ fn default_window() -> u32 {
 
 impl ErrorRateConfig {
     /// Where the rate comes from, for the dashboard: "Prometheus", or
-    /// "CloudWatch AWS/ApplicationELB HTTPCode_Target_5XX_Count/RequestCount".
+    /// "CloudWatch AWS/ApplicationELB Target_5XX/RequestCount".
     pub fn source(&self) -> String {
+        // The load balancers' code counts read `HTTPCode_<where>_<class>_Count`: the middle is
+        // what tells them apart, and the whole would not fit beside the readings at 80 columns.
+        let short = |m: &str| {
+            m.strip_prefix("HTTPCode_")
+                .and_then(|m| m.strip_suffix("_Count"))
+                .unwrap_or(m)
+                .to_string()
+        };
         match &self.cloudwatch {
             None => "Prometheus".into(),
             Some(cw) => match (&cw.errors, &cw.requests, &cw.metric) {
-                (Some(e), Some(r), _) => {
-                    format!("CloudWatch {} {}/{}", cw.namespace, e.metric, r.metric)
-                }
-                (_, _, Some(m)) => format!("CloudWatch {} {}", cw.namespace, m.metric),
+                (Some(e), Some(r), _) => format!(
+                    "CloudWatch {} {}/{}",
+                    cw.namespace,
+                    short(&e.metric),
+                    short(&r.metric)
+                ),
+                (_, _, Some(m)) => format!("CloudWatch {} {}", cw.namespace, short(&m.metric)),
                 _ => format!("CloudWatch {}", cw.namespace),
             },
         }
@@ -168,9 +179,11 @@ fn check_stat(stat: &str) -> bool {
 impl CloudWatchConfig {
     fn check(&self, key: &str) -> Result<(), String> {
         if self.namespace.trim().is_empty() {
-            return Err(format!("{key}.namespace is empty, e.g. \"AWS/ApplicationELB\""));
+            return Err(format!(
+                "{key}.namespace is empty, e.g. \"AWS/ApplicationELB\""
+            ));
         }
-        if self.period_seconds == 0 || self.period_seconds % 60 != 0 {
+        if self.period_seconds == 0 || !self.period_seconds.is_multiple_of(60) {
             return Err(format!(
                 "{key}.period_seconds = {} must be a multiple of 60, e.g. 60",
                 self.period_seconds
@@ -185,8 +198,7 @@ impl CloudWatchConfig {
                 self.window_minutes, self.period_seconds
             ));
         }
-        let metrics: Vec<(&str, &MetricSpec)> = match (&self.errors, &self.requests, &self.metric)
-        {
+        let metrics: Vec<(&str, &MetricSpec)> = match (&self.errors, &self.requests, &self.metric) {
             (Some(e), Some(r), None) => vec![("errors", e), ("requests", r)],
             (None, None, Some(m)) => vec![("metric", m)],
             (None, None, None) => {
@@ -200,8 +212,12 @@ impl CloudWatchConfig {
                     "{key}: give either `metric` or `errors` and `requests`, not both"
                 ));
             }
-            (Some(_), None, _) => return Err(format!("{key}.requests is missing (errors needs it)")),
-            (None, Some(_), _) => return Err(format!("{key}.errors is missing (requests needs it)")),
+            (Some(_), None, _) => {
+                return Err(format!("{key}.requests is missing (errors needs it)"));
+            }
+            (None, Some(_), _) => {
+                return Err(format!("{key}.errors is missing (requests needs it)"));
+            }
         };
         for (name, m) in metrics {
             if m.metric.trim().is_empty() {
@@ -603,8 +619,135 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("used twice"), "{err}");
+        let ok =
+            with("[server.tls]\ncert_file = \"/etc/cb/tls.crt\"\nkey_file = \"/etc/cb/tls.key\"\n")
+                .expect("server.tls");
+        let tls = ok.server.tls.expect("tls");
+        assert_eq!(tls.key_file, PathBuf::from("/etc/cb/tls.key"));
+        let err = with("[server.tls]\ncert_file = \"/x\"\n").unwrap_err();
+        assert!(err.contains("key_file"), "{err}");
         let bad_day = DEFAULT_SERVER_TOML.replace("\"tue\", \"wed\"", "\"tue\", \"wday\"");
         let err = ServerConfig::parse(&bad_day, "t").unwrap_err();
         assert!(err.contains("wday") && err.contains("days"), "{err}");
+    }
+
+    const CLOUDWATCH: &str = r#"
+[[services]]
+name = "checkout"
+health_url = "https://checkout.internal/healthz"
+ca_file = "/etc/pki/internal-ca.pem"
+
+[services.error_rate]
+max = 0.01
+
+[services.error_rate.cloudwatch]
+region = "eu-west-1"
+namespace = "AWS/ApplicationELB"
+period_seconds = 60
+window_minutes = 5
+errors   = { metric = "HTTPCode_Target_5XX_Count", stat = "Sum", dimensions = { LoadBalancer = "app/checkout/50dc6c495c0c9188" } }
+requests = { metric = "RequestCount",              stat = "Sum", dimensions = { LoadBalancer = "app/checkout/50dc6c495c0c9188" } }
+"#;
+
+    #[test]
+    fn the_issues_cloudwatch_example_is_read_as_written() {
+        let cfg = with(CLOUDWATCH).expect("valid");
+        let svc = cfg.service("checkout").expect("the service");
+        let rate = svc.error_rate.as_ref().expect("an error rate");
+        let cw = rate.cloudwatch.as_ref().expect("cloudwatch");
+        assert_eq!(cw.errors.as_ref().expect("errors").stat, "Sum");
+        assert_eq!(
+            cw.requests.as_ref().expect("requests").dimensions["LoadBalancer"],
+            "app/checkout/50dc6c495c0c9188"
+        );
+        assert_eq!(
+            rate.source(),
+            "CloudWatch AWS/ApplicationELB Target_5XX/RequestCount"
+        );
+        assert_eq!(
+            svc.ca_file.as_deref(),
+            Some(Path::new("/etc/pki/internal-ca.pem"))
+        );
+        // Stored with each verification as JSON, and read back the same.
+        let json = serde_json::to_string(svc).expect("json");
+        assert_eq!(
+            &serde_json::from_str::<ServiceConfig>(&json).expect("back"),
+            svc
+        );
+        // A verification stored before CloudWatch existed still reads.
+        let old = r#"{"name":"x","health_url":null,"error_rate":{"prometheus_url":"http://p","query":"q","max":0.01}}"#;
+        let old: ServiceConfig = serde_json::from_str(old).expect("an old row");
+        assert_eq!(old.error_rate.expect("rate").source(), "Prometheus");
+    }
+
+    #[test]
+    fn bad_cloudwatch_config_names_the_key() {
+        let key = "services[0] (checkout).error_rate";
+        for (from, to, expect) in [
+            (
+                "max = 0.01\n",
+                "max = 0.01\nprometheus_url = \"http://p\"\nquery = \"q\"\n",
+                "prometheus_url and [services[0] (checkout).error_rate.cloudwatch] are both set",
+            ),
+            (
+                "errors   = {",
+                "# errors   = {",
+                ".cloudwatch.errors is missing",
+            ),
+            (
+                "requests = {",
+                "metric = {",
+                ".cloudwatch: give either `metric` or `errors` and `requests`",
+            ),
+            (
+                "stat = \"Sum\", dimensions",
+                "stat = \"Total\", dimensions",
+                ".cloudwatch.errors.stat = \"Total\"",
+            ),
+            (
+                "period_seconds = 60",
+                "period_seconds = 90",
+                ".cloudwatch.period_seconds = 90 must be a multiple of 60",
+            ),
+            (
+                "window_minutes = 5",
+                "window_minutes = 0",
+                ".cloudwatch.window_minutes",
+            ),
+            (
+                "region = \"eu-west-1\"",
+                "region = \"EU West\"",
+                ".cloudwatch.region",
+            ),
+            (
+                "namespace = \"AWS/ApplicationELB\"",
+                "namespace = \"AWS/ApplicationELB\"\nendpoint_url = \"ftp://x\"",
+                ".cloudwatch.endpoint_url",
+            ),
+        ] {
+            let text = CLOUDWATCH.replace(from, to);
+            assert_ne!(text, CLOUDWATCH, "{from}");
+            let err = with(&text).expect_err(to);
+            assert!(
+                err.contains(&format!("{key}{expect}")) || err.contains(expect),
+                "{to}: {err}"
+            );
+        }
+        // Neither source.
+        let text = CLOUDWATCH
+            .split("[services.error_rate.cloudwatch]")
+            .next()
+            .unwrap();
+        let err = with(text).expect_err("no source");
+        assert!(err.contains(&format!("{key} needs a source")), "{err}");
+        // Neither metric nor errors and requests.
+        let text = CLOUDWATCH
+            .replace("errors   = {", "# errors = {")
+            .replace("requests = {", "# requests = {");
+        let err = with(&text).expect_err("no metrics");
+        assert!(err.contains("needs `errors` and `requests`"), "{err}");
+        // Percentiles are statistics too.
+        with(&CLOUDWATCH.replace("stat = \"Sum\", dimensions", "stat = \"p99.9\", dimensions"))
+            .expect("p99.9");
     }
 }

@@ -67,7 +67,13 @@ pub fn server_config(
         .map_err(|e| named(cert_key, cert_file, format!("cannot read it: {e}")))?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| named(cert_key, cert_file, format!("not a PEM certificate chain: {e}")))?;
+        .map_err(|e| {
+            named(
+                cert_key,
+                cert_file,
+                format!("not a PEM certificate chain: {e}"),
+            )
+        })?;
     if chain.is_empty() {
         return Err(named(
             cert_key,
@@ -174,7 +180,10 @@ impl Failure {
             Failure::UnknownCa => "the server's certificate is signed by an unknown CA (not in \
                                    the system's trust roots nor the configured CA file)"
                 .into(),
-            Failure::WrongHost { expected, presented } => {
+            Failure::WrongHost {
+                expected,
+                presented,
+            } => {
                 let names = if presented.is_empty() {
                     "other names".to_string()
                 } else {
@@ -234,10 +243,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("nope.pem");
         let err = ca_certificates(&missing).expect_err("missing");
-        assert!(err.contains("nope.pem") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.contains("nope.pem") && err.contains("cannot read"),
+            "{err}"
+        );
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "just text\n").expect("write");
         let err = ca_certificates(&empty).expect_err("no certificate");
-        assert!(err.contains("empty.pem") && err.contains("no certificate"), "{err}");
+        assert!(
+            err.contains("empty.pem") && err.contains("no certificate"),
+            "{err}"
+        );
     }
 }

@@ -464,7 +464,8 @@ mod tests {
         assert_eq!(both.server, "http://env:2");
         assert_eq!(both.token, "env-token");
 
-        let token_only = resolve_from(&file, None, Some("env-token".into()), None, "f").expect("ok");
+        let token_only =
+            resolve_from(&file, None, Some("env-token".into()), None, "f").expect("ok");
         assert_eq!(token_only.server, "http://file:1");
         assert_eq!(token_only.token, "env-token");
 
@@ -485,8 +486,14 @@ mod tests {
         assert!(text.contains("CB_SERVER and CB_TOKEN"), "{text}");
         assert!(text.contains("commandbridge demo"), "{text}");
 
-        let half = resolve_from(&Settings::default(), Some("http://h:1".into()), None, None, "f")
-            .expect_err("no token");
+        let half = resolve_from(
+            &Settings::default(),
+            Some("http://h:1".into()),
+            None,
+            None,
+            "f",
+        )
+        .expect_err("no token");
         assert!(
             half.to_string().starts_with("no token configured"),
             "{half}"
@@ -501,7 +508,10 @@ mod tests {
         let (file, warnings) = load_from(&path);
         assert!(warnings.is_empty(), "{warnings:?}");
         let saved = PathBuf::from(file.ca_file.clone().expect("ca_file saved"));
-        assert!(saved.is_absolute() && saved.ends_with("ca.pem"), "{saved:?}");
+        assert!(
+            saved.is_absolute() && saved.ends_with("ca.pem"),
+            "{saved:?}"
+        );
         let from_file = resolve_from(&file, None, None, None, "f").expect("ok");
         assert_eq!(from_file.ca_file, Some(saved));
         let from_env =

@@ -314,7 +314,11 @@ mod tests {
         quiet.error_rate = Some(RateCheck::no_data(0.01, "no requests".into()));
         assert!(quiet.ok());
         let s = summarize(
-            &[sample(Some(true), Some(0.002)), quiet.clone(), quiet.clone()],
+            &[
+                sample(Some(true), Some(0.002)),
+                quiet.clone(),
+                quiet.clone(),
+            ],
             true,
             true,
         );
@@ -325,7 +329,13 @@ mod tests {
         );
         let all_quiet = summarize(&[quiet], true, true);
         assert_eq!(all_quiet.error_rate_exceeded, Some(false));
-        assert!(all_quiet.text.ends_with("error rate: no traffic in any sample"), "{}", all_quiet.text);
+        assert!(
+            all_quiet
+                .text
+                .ends_with("error rate: no traffic in any sample"),
+            "{}",
+            all_quiet.text
+        );
     }
 
     #[test]

@@ -223,9 +223,7 @@ async fn read(
         return Err(error_detail(status, query_error.as_deref(), &bytes));
     }
     let out: GetMetricDataOutput = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "CloudWatch answered {status} with a body that is not GetMetricData's: {e}"
-        )
+        format!("CloudWatch answered {status} with a body that is not GetMetricData's: {e}")
     })?;
     let window = cfg.window_minutes;
     let sums = sums(&out)?;
@@ -235,7 +233,10 @@ async fn read(
             // A load balancer publishes no 5XX count in a period without errors: absent is 0.
             let errors = sums.get("errors").map_or(0.0, |(sum, _)| *sum);
             if requests <= 0.0 {
-                RateCheck::no_data(max, format!("no data: no requests in the last {window} min"))
+                RateCheck::no_data(
+                    max,
+                    format!("no data: no requests in the last {window} min"),
+                )
             } else {
                 RateCheck::reading(errors / requests, max)
             }
@@ -396,7 +397,10 @@ mod tests {
         assert_eq!(body["EndTime"], 1_000_000);
         let q = &body["MetricDataQueries"];
         assert_eq!(q[0]["Id"], "errors");
-        assert_eq!(q[0]["MetricStat"]["Metric"]["MetricName"], "HTTPCode_Target_5XX_Count");
+        assert_eq!(
+            q[0]["MetricStat"]["Metric"]["MetricName"],
+            "HTTPCode_Target_5XX_Count"
+        );
         assert_eq!(
             q[0]["MetricStat"]["Metric"]["Dimensions"][0],
             serde_json::json!({"Name": "LoadBalancer", "Value": "app/x/1"})

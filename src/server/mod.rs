@@ -171,9 +171,7 @@ pub async fn start(
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let app = api::router(state.clone());
     let serves_tls = tls.is_some();
-    let task = tokio::spawn(listener::serve(
-        listener, app, limits, tls, stopped, DRAIN,
-    ));
+    let task = tokio::spawn(listener::serve(listener, app, limits, tls, stopped, DRAIN));
     let mut workers = vec![
         batch_task,
         tokio::spawn(sweep_expired(state.clone())),

@@ -44,7 +44,9 @@ pub async fn run(state: AppState, url: String, http: reqwest::Client) {
                             Some(tls) => format!(
                                 "TLS: {}{}",
                                 tls.cause(),
-                                tls.fix("set [ticket_webhook] ca_file to the CA's certificate (PEM)")
+                                tls.fix(
+                                    "set [ticket_webhook] ca_file to the CA's certificate (PEM)"
+                                )
                             ),
                             None => format!("the receiver is unreachable: {e}"),
                         }),

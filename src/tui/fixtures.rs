@@ -187,7 +187,7 @@ pub fn watched() -> Verification {
             }),
             error_rate: Some(
                 RateCheck::reading(0.0042, 0.01)
-                    .from_source("CloudWatch AWS/ApplicationELB HTTPCode_Target_5XX_Count/RequestCount".into()),
+                    .from_source("CloudWatch AWS/ApplicationELB Target_5XX/RequestCount".into()),
             ),
         }),
         recent_error_rates: vec![

@@ -67,7 +67,10 @@ fn rate_of(d: &VerificationDetail) -> RateCheck {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn error_rates_from_cloudwatch_pass_degrade_and_say_when_there_is_no_traffic() {
-    let Some(cw) = tokio::task::spawn_blocking(Moto::start).await.expect("join") else {
+    let Some(cw) = tokio::task::spawn_blocking(Moto::start)
+        .await
+        .expect("join")
+    else {
         return;
     };
     let low = [("LoadBalancer", "app/low/1")];
@@ -90,7 +93,10 @@ async fn error_rates_from_cloudwatch_pass_degrade_and_say_when_there_is_no_traff
     .await;
     let bob = srv.client("bob");
     let mut ids = Vec::new();
-    for (i, target) in ["cw-low", "cw-high", "cw-quiet", "cw-down"].iter().enumerate() {
+    for (i, target) in ["cw-low", "cw-high", "cw-quiet", "cw-down"]
+        .iter()
+        .enumerate()
+    {
         let change = executed(&bob, "record-medium", &format!("CHG-810{i}"), target).await;
         ids.push(verification_of(&bob, change).await.id);
     }
@@ -103,13 +109,16 @@ async fn error_rates_from_cloudwatch_pass_degrade_and_say_when_there_is_no_traff
     assert!((r.value.expect("a value") - 0.002).abs() < 1e-9, "{r:?}");
     assert_eq!(
         r.source.as_deref(),
-        Some("CloudWatch AWS/ApplicationELB HTTPCode_Target_5XX_Count/RequestCount")
+        Some("CloudWatch AWS/ApplicationELB Target_5XX/RequestCount")
     );
     assert_eq!(low.verification.state, VerificationState::Watching);
 
     let high = wait_state(&bob, ids[1], VerificationState::Degraded, limit).await;
     let r = rate_of(&high);
-    assert!(!r.ok && (r.value.expect("a value") - 0.05).abs() < 1e-9, "{r:?}");
+    assert!(
+        !r.ok && (r.value.expect("a value") - 0.05).abs() < 1e-9,
+        "{r:?}"
+    );
     assert!(r.detail.contains("above the maximum 0.01"), "{r:?}");
 
     let quiet = wait_until(&bob, ids[2], "a sample", limit, sampled).await;

@@ -16,9 +16,12 @@ async fn client_error(files: &CertFiles, ca_file: Option<&Path>) -> ClientError 
     let (running, _dir, tokens) = start_server(&server_tls_toml(files))
         .await
         .expect("the server starts");
-    let client = ApiClient::with_ca_file(&running.url(), &tokens["alice"], ca_file)
-        .expect("a client");
-    let err = client.me().await.expect_err("the certificate must not verify");
+    let client =
+        ApiClient::with_ca_file(&running.url(), &tokens["alice"], ca_file).expect("a client");
+    let err = client
+        .me()
+        .await
+        .expect_err("the certificate must not verify");
     running.stop().await;
     err
 }
@@ -31,9 +34,12 @@ async fn the_client_speaks_https_to_a_server_whose_ca_it_is_given() {
         .expect("the server starts with [server.tls]");
     let url = running.url();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    for base in [url.clone(), format!("https://localhost:{}", running.addr.port())] {
-        let alice = ApiClient::with_ca_file(&base, &tokens["alice"], Some(&pki.ca_file))
-            .expect("a client");
+    for base in [
+        url.clone(),
+        format!("https://localhost:{}", running.addr.port()),
+    ] {
+        let alice =
+            ApiClient::with_ca_file(&base, &tokens["alice"], Some(&pki.ca_file)).expect("a client");
         assert_eq!(alice.me().await.expect("GET /me over https").name, "alice");
     }
     // The event stream too (the dashboard lives on it).
@@ -42,14 +48,19 @@ async fn the_client_speaks_https_to_a_server_whose_ca_it_is_given() {
     let alice = ApiClient::with_ca_file(&url, &tokens["alice"], Some(&pki.ca_file)).expect("c");
     create(
         &alice,
-        &req("pull-logs", "CHG-7001", "web-1", serde_json::json!({"lines": 10})),
+        &req(
+            "pull-logs",
+            "CHG-7001",
+            "web-1",
+            serde_json::json!({"lines": 10}),
+        ),
     )
     .await;
     // Replayed from the start: the operators, then the change.
     while !next_event(&mut events).await.kind.starts_with("change.") {}
     // Plain http to the TLS port gets nothing it could mistake for an answer.
-    let plain = ApiClient::new(&format!("http://{}", running.addr), &tokens["alice"])
-        .expect("client");
+    let plain =
+        ApiClient::new(&format!("http://{}", running.addr), &tokens["alice"]).expect("client");
     assert!(plain.me().await.is_err());
     running.stop().await;
 }
@@ -73,7 +84,10 @@ async fn a_certificate_that_does_not_verify_says_which_and_how_to_fix_it() {
     let text = client_error(&pki.expired, Some(&pki.ca_file))
         .await
         .to_string();
-    assert!(text.contains("has expired") && text.contains("renew"), "{text}");
+    assert!(
+        text.contains("has expired") && text.contains("renew"),
+        "{text}"
+    );
     let text = client_error(&pki.wrong_host, Some(&pki.ca_file))
         .await
         .to_string();
@@ -91,12 +105,8 @@ async fn a_certificate_that_does_not_verify_says_which_and_how_to_fix_it() {
         .expect_err("no TLS there");
     assert!(err.to_string().contains("does not speak TLS"), "{err}");
     // A CA file that is not there is named before any connection is tried.
-    let err = ApiClient::with_ca_file(
-        &https,
-        "t",
-        Some(&pki.dir.path().join("missing-ca.pem")),
-    )
-    .expect_err("no such file");
+    let err = ApiClient::with_ca_file(&https, "t", Some(&pki.dir.path().join("missing-ca.pem")))
+        .expect_err("no such file");
     assert!(err.to_string().contains("missing-ca.pem"), "{err}");
 }
 
@@ -107,14 +117,23 @@ async fn a_bad_certificate_or_key_stops_the_start_naming_the_file() {
         cert: pki.dir.path().join("nope.crt"),
         key: pki.server.key.clone(),
     };
-    let err = start_server(&server_tls_toml(&missing)).await.err().expect("refused");
-    assert!(err.contains("server.tls.cert_file") && err.contains("nope.crt"), "{err}");
+    let err = start_server(&server_tls_toml(&missing))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("server.tls.cert_file") && err.contains("nope.crt"),
+        "{err}"
+    );
 
     let mismatched = CertFiles {
         cert: pki.server.cert.clone(),
         key: pki.expired.key.clone(),
     };
-    let err = start_server(&server_tls_toml(&mismatched)).await.err().expect("refused");
+    let err = start_server(&server_tls_toml(&mismatched))
+        .await
+        .err()
+        .expect("refused");
     assert!(
         err.contains("does not match") && err.contains("expired.key") && err.contains("server.crt"),
         "{err}"
@@ -126,16 +145,28 @@ async fn a_bad_certificate_or_key_stops_the_start_naming_the_file() {
         cert: pki.server.cert.clone(),
         key: garbage,
     };
-    let err = start_server(&server_tls_toml(&bad_key)).await.err().expect("refused");
-    assert!(err.contains("server.tls.key_file") && err.contains("garbage.key"), "{err}");
+    let err = start_server(&server_tls_toml(&bad_key))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("server.tls.key_file") && err.contains("garbage.key"),
+        "{err}"
+    );
 
     // A key in place of the certificate.
     let swapped = CertFiles {
         cert: pki.server.key.clone(),
         key: pki.server.key.clone(),
     };
-    let err = start_server(&server_tls_toml(&swapped)).await.err().expect("refused");
-    assert!(err.contains("server.tls.cert_file") && err.contains("no certificate"), "{err}");
+    let err = start_server(&server_tls_toml(&swapped))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("server.tls.cert_file") && err.contains("no certificate"),
+        "{err}"
+    );
 
     let ca = pki.dir.path().join("no-such-ca.pem");
     let err = start_server(&format!(
@@ -145,7 +176,10 @@ async fn a_bad_certificate_or_key_stops_the_start_naming_the_file() {
     .await
     .err()
     .expect("refused");
-    assert!(err.contains("services[0] (api).ca_file") && err.contains("no-such-ca.pem"), "{err}");
+    assert!(
+        err.contains("services[0] (api).ca_file") && err.contains("no-such-ca.pem"),
+        "{err}"
+    );
     let err = start_server(&format!(
         "\n[ticket_webhook]\nurl = \"https://localhost:1/hook\"\nca_file = \"{}\"\n",
         ca.display()
@@ -153,7 +187,10 @@ async fn a_bad_certificate_or_key_stops_the_start_naming_the_file() {
     .await
     .err()
     .expect("refused");
-    assert!(err.contains("ticket_webhook.ca_file") && err.contains("no-such-ca.pem"), "{err}");
+    assert!(
+        err.contains("ticket_webhook.ca_file") && err.contains("no-such-ca.pem"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +208,11 @@ async fn a_connection_that_never_finishes_its_handshake_is_closed_after_the_head
         .await
         .expect("closed within 5 s (header_timeout_seconds = 1)");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     running.stop().await;
 }
 
@@ -220,10 +261,19 @@ async fn the_verifier_checks_https_services_and_a_failed_handshake_is_a_failing_
     assert!(good.health_hits() > 0 && !good.queries().is_empty());
 
     for (id, expect) in [(ids[1], "unknown CA"), (ids[2], "has expired")] {
-        let d = wait_state(&bob, id, VerificationState::Degraded, Duration::from_secs(10)).await;
+        let d = wait_state(
+            &bob,
+            id,
+            VerificationState::Degraded,
+            Duration::from_secs(10),
+        )
+        .await;
         let s = d.verification.last_sample.expect("a sample");
         let (ok, detail) = health_of(&s);
-        assert!(!ok && detail.starts_with("TLS: ") && detail.contains(expect), "{detail}");
+        assert!(
+            !ok && detail.starts_with("TLS: ") && detail.contains(expect),
+            "{detail}"
+        );
         let rate = s.error_rate.expect("an error rate");
         assert!(!rate.ok && rate.detail.starts_with("TLS: "), "{rate:?}");
     }
@@ -261,10 +311,16 @@ async fn the_webhook_delivers_over_https_only_to_a_receiver_it_trusts() {
         } else {
             let started = std::time::Instant::now();
             while srv.metric("commandbridge_webhook_failures_total").await < 1.0 {
-                assert!(started.elapsed() < Duration::from_secs(10), "no failed attempt");
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "no failed attempt"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            assert!(rx.all().is_empty(), "nothing reached a receiver it does not trust");
+            assert!(
+                rx.all().is_empty(),
+                "nothing reached a receiver it does not trust"
+            );
         }
     }
 }

@@ -43,7 +43,10 @@ pub fn venv(
         requirement,
     ]))?;
     if !works(&venv) {
-        return Err(format!("{requirement} was installed into {} but does not run", venv.display()));
+        return Err(format!(
+            "{requirement} was installed into {} but does not run",
+            venv.display()
+        ));
     }
     Ok(venv)
 }

@@ -98,11 +98,15 @@ pub fn server_tls_toml(files: &CertFiles) -> String {
 
 /// The real server with `extra` configuration (e.g. [`server_tls_toml`]) over a fresh database,
 /// with the usual operators; the error `server::start` gave if it refused to start.
-pub async fn start_server(extra: &str) -> Result<(Running, TempDir, BTreeMap<String, String>), String> {
+pub async fn start_server(
+    extra: &str,
+) -> Result<(Running, TempDir, BTreeMap<String, String>), String> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let text = TestServer::config_text_for(dir.path(), extra);
     let config = ServerConfig::parse(&text, "test").map_err(|e| e.to_string())?;
-    let store = Store::open(&db_url_in(dir.path())).await.expect("open the store");
+    let store = Store::open(&db_url_in(dir.path()))
+        .await
+        .expect("open the store");
     let mut tokens = BTreeMap::new();
     for (name, level) in OPERATORS {
         let token = users::add(&store, name, level).await.expect("an operator");
@@ -133,15 +137,7 @@ pub async fn serve_https(app: Router, files: &CertFiles) -> SocketAddr {
     let (keep, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let _keep = keep;
-        listener::serve(
-            tcp,
-            app,
-            limits,
-            Some(config.into()),
-            stop,
-            Duration::ZERO,
-        )
-        .await
+        listener::serve(tcp, app, limits, Some(config.into()), stop, Duration::ZERO).await
     });
     addr
 }
