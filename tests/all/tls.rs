@@ -324,3 +324,111 @@ async fn the_webhook_delivers_over_https_only_to_a_receiver_it_trusts() {
         }
     }
 }
+
+/// Runs the real binary with `args`, its client config in `config_dir`, the token (if any) on
+/// standard input; (exit success, stdout, stderr).
+async fn cli(
+    config_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    token: Option<&str>,
+) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(crate::support::binary::BIN)
+        .args(args)
+        .env("CB_CONFIG_DIR", config_dir)
+        .env_remove("CB_SERVER")
+        .env_remove("CB_TOKEN")
+        .env_remove("CB_CA_FILE")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run commandbridge");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{}\n", token.unwrap_or("")).as_bytes())
+        .await
+        .expect("write the token");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the command ends within 20 s")
+        .expect("its output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn login_with_a_ca_file_keeps_it_for_the_next_commands() {
+    let pki = Pki::new();
+    let (running, _dir, tokens) = start_server(&server_tls_toml(&pki.server))
+        .await
+        .expect("starts");
+    let url = running.url();
+    let ca = pki.ca_file.display().to_string();
+    let home = tempfile::tempdir().expect("a temporary directory");
+
+    let (ok, _, err) = cli(
+        home.path(),
+        &["login", "--server", &url],
+        &[],
+        Some(&tokens["alice"]),
+    )
+    .await;
+    assert!(!ok, "no CA given: the login must fail");
+    assert!(
+        err.contains("unknown CA") && err.contains("--ca-file"),
+        "{err}"
+    );
+    assert!(
+        !home.path().join("config.toml").exists(),
+        "nothing saved on failure"
+    );
+
+    let (ok, out, err) = cli(
+        home.path(),
+        &["login", "--server", &url, "--ca-file", &ca],
+        &[],
+        Some(&tokens["alice"]),
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("logged in to {url} as alice")),
+        "{out}"
+    );
+    let saved = std::fs::read_to_string(home.path().join("config.toml")).expect("config.toml");
+    assert!(
+        saved.contains("ca_file") && saved.contains("ca.pem"),
+        "{saved}"
+    );
+    // The next command finds the CA in config.toml.
+    let (ok, out, err) = cli(home.path(), &["window", "now"], &[], None).await;
+    assert!(ok && !out.is_empty(), "{out}{err}");
+
+    // CB_CA_FILE stands in for the option, for the login and for every command after it.
+    let other = tempfile::tempdir().expect("a temporary directory");
+    let env = [("CB_CA_FILE", ca.as_str())];
+    let (ok, _, err) = cli(
+        other.path(),
+        &["login", "--server", &url],
+        &env,
+        Some(&tokens["bob"]),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let env = [
+        ("CB_CA_FILE", ca.as_str()),
+        ("CB_SERVER", url.as_str()),
+        ("CB_TOKEN", tokens["bob"].as_str()),
+    ];
+    let empty = tempfile::tempdir().expect("a temporary directory");
+    let (ok, out, err) = cli(empty.path(), &["window", "now"], &env, None).await;
+    assert!(ok && !out.is_empty(), "{out}{err}");
+    running.stop().await;
+}
