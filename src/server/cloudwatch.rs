@@ -186,9 +186,15 @@ async fn read(
         Some(url) => url.clone(),
         None => format!("https://monitoring.{region}.amazonaws.com/"),
     };
-    let credentials = aws
-        .credentials()
+    // The chain may ask the instance metadata service or STS: bounded like every other call.
+    let credentials = tokio::time::timeout(super::verifier::HEALTH_TIMEOUT, aws.credentials())
         .await
+        .map_err(|_| {
+            format!(
+                "CloudWatch: no AWS credentials within {} s (the credential chain did not answer)",
+                super::verifier::HEALTH_TIMEOUT.as_secs()
+            )
+        })?
         .map_err(|e| format!("CloudWatch: {e}"))?;
     // Real time, not the server's clock: CloudWatch's data is stamped with real time, and a
     // drill's simulated clock would ask for a window with nothing in it.

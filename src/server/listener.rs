@@ -182,6 +182,7 @@ pub async fn serve(
                         tracing::debug!(error = %e, "TLS handshake failed");
                         return;
                     }
+                    // No handshake within the header timeout: a slowloris over TLS.
                     Err(_) => return,
                 },
                 _ = close.as_mut() => return,

@@ -84,7 +84,8 @@ async fn error_rates_from_cloudwatch_pass_degrade_and_say_when_there_is_no_traff
         + &cloudwatch_service("cw-low", "app/low/1", &cw.endpoint)
         + &cloudwatch_service("cw-high", "app/high/1", &cw.endpoint)
         + &cloudwatch_service("cw-quiet", "app/quiet/1", &cw.endpoint)
-        + &cloudwatch_service("cw-down", "app/low/1", &down);
+        + &cloudwatch_service("cw-down", "app/low/1", &down)
+        + &cloudwatch_service("cw-denied", "app/low/1", &strict.endpoint);
     let srv = BinaryServer::start(BinaryOptions {
         extra_config: extra,
         env: moto::aws_env(),
@@ -93,7 +94,7 @@ async fn error_rates_from_cloudwatch_pass_degrade_and_say_when_there_is_no_traff
     .await;
     let bob = srv.client("bob");
     let mut ids = Vec::new();
-    for (i, target) in ["cw-low", "cw-high", "cw-quiet", "cw-down"]
+    for (i, target) in ["cw-low", "cw-high", "cw-quiet", "cw-down", "cw-denied"]
         .iter()
         .enumerate()
     {
@@ -132,6 +133,101 @@ async fn error_rates_from_cloudwatch_pass_degrade_and_say_when_there_is_no_traff
     assert!(!r.ok && r.value.is_none(), "{r:?}");
     assert!(
         r.detail.starts_with("CloudWatch unreachable:") && r.detail.contains("refused"),
+        "{r:?}"
+    );
+
+    let denied = wait_state(&bob, ids[4], VerificationState::Degraded, limit).await;
+    let r = rate_of(&denied);
+    assert!(!r.ok && r.value.is_none(), "{r:?}");
+    assert!(
+        r.detail.starts_with("CloudWatch: ") && r.detail.contains("for cloudwatch:GetMetricData ("),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_aws_credentials_the_start_warns_and_samples_say_so() {
+    // No credentials anywhere in the chain: the environment's are empty, no profile files,
+    // no instance metadata (and nothing listens at the endpoint: no request gets that far).
+    let env: Vec<(String, String)> = [
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_PROFILE", ""),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", ""),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let extra = verification_toml(1.0) + &cloudwatch_service("cw-nokey", "app/x/1", &endpoint);
+
+    // The warning, once, at the start.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        crate::support::TestServer::config_text_for(dir.path(), &extra),
+    )
+    .expect("write the configuration");
+    let mut child = tokio::process::Command::new(crate::support::binary::BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--database", &crate::support::db_url_in(dir.path())])
+        .args(["--listen", "127.0.0.1:0"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the server");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let warned = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("CloudWatch error rates will fail every sample: no AWS credentials") {
+                return Ok(line);
+            }
+            seen.push(line);
+        }
+        Err(seen.join("\n"))
+    })
+    .await
+    .expect("a warning within 20 s");
+    assert!(
+        warned.is_ok(),
+        "no warning about credentials in:\n{}",
+        warned.unwrap_err()
+    );
+    child.kill().await.expect("stop the server");
+
+    // And each sample says what is missing.
+    let srv = BinaryServer::start(BinaryOptions {
+        extra_config: extra,
+        env,
+        ..BinaryOptions::default()
+    })
+    .await;
+    let bob = srv.client("bob");
+    let change = executed(&bob, "record-medium", "CHG-8201", "cw-nokey").await;
+    let id = verification_of(&bob, change).await.id;
+    let d = wait_state(
+        &bob,
+        id,
+        VerificationState::Degraded,
+        Duration::from_secs(20),
+    )
+    .await;
+    let r = rate_of(&d);
+    assert!(
+        r.detail.starts_with("CloudWatch: no AWS credentials"),
         "{r:?}"
     );
 }

@@ -45,6 +45,12 @@ impl Moto {
     /// Starts moto's server, installing it first if needed; `None` when that is impossible
     /// outside CI (the test then says it was skipped).
     pub fn start() -> Option<Moto> {
+        Moto::start_with(&[])
+    }
+
+    /// [`Moto::start`] with environment variables for the server, e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT=0`, which makes it check the access key as AWS does.
+    pub fn start_with(env: &[(&str, &str)]) -> Option<Moto> {
         let venv = python::required(
             "moto",
             python::venv("moto-venv", MOTO, |venv| {
@@ -57,6 +63,7 @@ impl Moto {
         let port = free_port();
         let child = Command::new(venv.join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
