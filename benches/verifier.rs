@@ -1,13 +1,15 @@
 //! The verifier under load: 1,000 concurrent verifications polled every second by one server.
 //!
 //! 1. A stub service in a child process (this binary re-executed with `VERIFIER_BENCH_STUB=1`),
-//!    so the server's CPU is measured alone: `GET /svc/{name}/healthz` answers 200 and
-//!    `GET /api/v1/query` answers a Prometheus instant-query vector (error rate 0.002). It counts
-//!    what it serves (`GET /stats`).
+//!    so the server's CPU is measured alone: `GET /svc/{name}/healthz` answers 200,
+//!    `GET /api/v1/query` answers a Prometheus instant-query vector (error rate 0.002), and
+//!    `POST /` answers CloudWatch's JSON-protocol `GetMetricData` (2 errors in 1,000 requests)
+//!    to a SigV4-signed request. It counts what it serves (`GET /stats`).
 //! 2. The real server in this process, over a SQLite file in a temporary directory, with the
 //!    embedded default configuration, `[verification] interval_seconds = 1` and 1,000
-//!    `[[services]]` (svc-0000 … svc-0999) pointing at the stub; the clock is pinned inside
-//!    Tuesday's Standard window.
+//!    `[[services]]` (svc-0000 … svc-0999) pointing at the stub: the even ones read their error
+//!    rate from Prometheus, the odd ones from CloudWatch (credentials from the environment, as
+//!    from the AWS chain); the clock is pinned inside Tuesday's Standard window.
 //! 3. Bob (L2) runs 1,000 medium-risk `restart-pods` changes (CHG ticket, 32 at a time) through
 //!    the real `ApiClient`: 1,000 verifications `watching`, checked with
 //!    `GET /verifications?active=true`.
@@ -65,6 +67,17 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 fn main() -> Result<(), Failure> {
     if std::env::var_os(STUB_ENV).is_some() {
         return stub_main();
+    }
+    for (key, value) in [
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        // The environment is the whole chain: no profile, no instance metadata to wait for.
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ] {
+        // SAFETY: first thing in main, before any thread exists that could read the environment.
+        unsafe { std::env::set_var(key, value) };
     }
     let secs = env_secs("BENCH_SECONDS", 60.0)?;
     let warmup = env_secs("BENCH_WARMUP", 5.0)?;
@@ -207,27 +220,6 @@ async fn run(
             .await?;
         Ok::<_, reqwest::Error>(list)
     };
-    let mut watching = 0;
-    for _ in 0..300 {
-        let list = active(http.clone(), base.clone(), token.clone()).await?;
-        watching = list.iter().filter(|v| v["state"] == "watching").count();
-        if list.len() == n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    println!(
-        "setup: {n} changes created in {:.1} s; GET /verifications?active=true: \
-         {watching} watching after {:.1} s",
-        created.as_secs_f64(),
-        setup.elapsed().as_secs_f64()
-    );
-    if watching != n {
-        return Err(format!("expected {n} verifications watching, got {watching}").into());
-    }
-    tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
-
-    // ----- the steady window -----------------------------------------------------------------
     let reader = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(
@@ -236,6 +228,45 @@ async fn run(
                 .disable_statement_logging(),
         )
         .await?;
+    // Counted in the database: `GET /verifications` answers at most 500.
+    let count_state = |state: &'static str| {
+        let reader = reader.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM verifications WHERE state = $1")
+                .bind(state)
+                .fetch_one(&reader)
+                .await
+                .map(|c| c as usize)
+        }
+    };
+    let mut watching = 0;
+    for _ in 0..300 {
+        watching = count_state("watching").await?;
+        if watching + count_state("degraded").await? == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = active(http.clone(), base.clone(), token.clone()).await?;
+    println!(
+        "setup: {n} changes created in {:.1} s; {watching} verifications watching after {:.1} s",
+        created.as_secs_f64(),
+        setup.elapsed().as_secs_f64()
+    );
+    if watching != n {
+        // What the checks said, so a broken check is told from a slow server.
+        let failing = list
+            .iter()
+            .find(|v| v["state"] != "watching")
+            .map(|v| v["last_sample"].to_string())
+            .unwrap_or_default();
+        return Err(
+            format!("expected {n} verifications watching, got {watching}; e.g. {failing}").into(),
+        );
+    }
+    tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+
+    // ----- the steady window -----------------------------------------------------------------
     let count_rows = || async {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM verification_samples")
             .fetch_one(&reader)
@@ -286,13 +317,11 @@ async fn run(
     let metric_after = metric(&http, &base, "commandbridge_verification_samples_total").await?;
     let load_after = load_average();
     let psi_after = pressure();
-    let still_active = active(http.clone(), base.clone(), token.clone())
-        .await?
-        .len();
+    let still_active = count_state("watching").await? + count_state("degraded").await?;
 
     // ----- lateness of the samples taken in the window ---------------------------------------
     let rows = sqlx::query(
-        "SELECT verification_id, at, due FROM verification_samples \
+        "SELECT verification_id, at, due, ok FROM verification_samples \
          WHERE at >= $1 AND at < $2 ORDER BY verification_id, id",
     )
     .bind(window_start.timestamp_millis())
@@ -304,7 +333,13 @@ async fn run(
     let mut per_second: BTreeMap<i64, u64> = BTreeMap::new();
     let mut last: Option<(i64, i64)> = None;
     let mut sampled = std::collections::BTreeSet::new();
+    // Every stub answer passes: a failing sample means a check that did not work (an unsigned
+    // or malformed CloudWatch request, say).
+    let mut failing = 0u64;
     for r in &rows {
+        if r.try_get::<i64, _>("ok")? == 0 {
+            failing += 1;
+        }
         let (id, at, due): (i64, i64, i64) = (
             r.try_get("verification_id")?,
             r.try_get("at")?,
@@ -336,7 +371,11 @@ async fn run(
         .collect();
     let process = process_after - process_before;
     let stub_cpu = stub_cpu_after - stub_cpu_before;
-    let served = (stub_after.0 - stub_before.0, stub_after.1 - stub_before.1);
+    let served = (
+        stub_after.0 - stub_before.0,
+        stub_after.1 - stub_before.1,
+        stub_after.2 - stub_before.2,
+    );
     let full_seconds: Vec<u64> = per_second
         .iter()
         .filter(|(s, _)| **s >= 0 && ((**s + 1) as f64) <= elapsed)
@@ -364,11 +403,14 @@ async fn run(
         );
     }
     println!(
-        "stub served: {} health + {} query requests ({:.0} + {:.0}/s)",
+        "stub served: {} health + {} Prometheus query + {} CloudWatch GetMetricData requests \
+         ({:.0} + {:.0} + {:.0}/s)",
         served.0,
         served.1,
+        served.2,
         served.0 as f64 / elapsed,
-        served.1 as f64 / elapsed
+        served.1 as f64 / elapsed,
+        served.2 as f64 / elapsed
     );
     println!(
         "lateness (at - due) of {} samples taken in the window ({in_window:.0}/s): p50 {} ms, \
@@ -426,6 +468,11 @@ async fn run(
         100.0 * stub_cpu / elapsed
     );
 
+    println!(
+        "{} failing samples in the window: {failing} of {} (every stub answer passes)",
+        if failing == 0 { "PASS" } else { "FAIL" },
+        rows.len()
+    );
     let p99 = lateness.value_at_quantile(0.99);
     let pass_lateness = !lateness.is_empty() && p99 < TARGET_P99_MS;
     println!();
@@ -477,11 +524,27 @@ name = "{name}"
 health_url = "http://127.0.0.1:{port}/svc/{name}/healthz"
 
 [services.error_rate]
-prometheus_url = "http://127.0.0.1:{port}"
-query = 'sum(rate(http_requests_total{{service="{name}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{name}"}}[5m]))'
 max = 0.01
 "#
         ));
+        text.push_str(&if i % 2 == 0 {
+            format!(
+                r#"prometheus_url = "http://127.0.0.1:{port}"
+query = 'sum(rate(http_requests_total{{service="{name}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{name}"}}[5m]))'
+"#
+            )
+        } else {
+            format!(
+                r#"
+[services.error_rate.cloudwatch]
+region = "eu-west-1"
+namespace = "AWS/ApplicationELB"
+errors   = {{ metric = "HTTPCode_Target_5XX_Count", stat = "Sum", dimensions = {{ LoadBalancer = "app/{name}/1" }} }}
+requests = {{ metric = "RequestCount", stat = "Sum", dimensions = {{ LoadBalancer = "app/{name}/1" }} }}
+endpoint_url = "http://127.0.0.1:{port}/"
+"#
+            )
+        });
     }
     Ok(text)
 }
@@ -530,8 +593,8 @@ impl Stub {
         Ok(Stub { child, port })
     }
 
-    /// Requests served so far: (health, query).
-    async fn stats(&self, http: &reqwest::Client) -> Result<(u64, u64), Failure> {
+    /// Requests served so far: (health, Prometheus query, CloudWatch).
+    async fn stats(&self, http: &reqwest::Client) -> Result<(u64, u64, u64), Failure> {
         let text = http
             .get(format!("http://127.0.0.1:{}/stats", self.port))
             .send()
@@ -539,8 +602,8 @@ impl Stub {
             .text()
             .await?;
         let mut it = text.split_whitespace().map(str::parse::<u64>);
-        match (it.next(), it.next()) {
-            (Some(Ok(h)), Some(Ok(q))) => Ok((h, q)),
+        match (it.next(), it.next(), it.next()) {
+            (Some(Ok(h)), Some(Ok(q)), Some(Ok(c))) => Ok((h, q, c)),
             _ => Err(format!("bad stub stats {text:?}").into()),
         }
     }
@@ -573,7 +636,9 @@ fn stub_main() -> Result<(), Failure> {
     rt.block_on(async {
         let health = Arc::new(AtomicU64::new(0));
         let query = Arc::new(AtomicU64::new(0));
+        let cloudwatch = Arc::new(AtomicU64::new(0));
         let (h, q, sh, sq) = (health.clone(), query.clone(), health, query);
+        let (c, sc) = (cloudwatch.clone(), cloudwatch);
         let app = axum::Router::new()
             .route(
                 "/svc/{name}/healthz",
@@ -613,14 +678,22 @@ fn stub_main() -> Result<(), Failure> {
                 ),
             )
             .route(
+                "/",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                    let c = c.clone();
+                    async move { get_metric_data(&c, &headers, &body) }
+                }),
+            )
+            .route(
                 "/stats",
                 axum::routing::get(move || {
-                    let (sh, sq) = (sh.clone(), sq.clone());
+                    let (sh, sq, sc) = (sh.clone(), sq.clone(), sc.clone());
                     async move {
                         format!(
-                            "{} {}",
+                            "{} {} {}",
                             sh.load(Ordering::Relaxed),
-                            sq.load(Ordering::Relaxed)
+                            sq.load(Ordering::Relaxed),
+                            sc.load(Ordering::Relaxed)
                         )
                     }
                 }),
@@ -640,6 +713,63 @@ fn stub_main() -> Result<(), Failure> {
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// CloudWatch's JSON protocol, as much as the verifier uses: a signed `GetMetricData` for the
+/// queries `errors` and `requests`, answered with 2 errors in 1,000 requests. Anything else is
+/// refused as CloudWatch would, so a broken request shows up as failing samples.
+fn get_metric_data(
+    count: &AtomicU64,
+    headers: &axum::http::HeaderMap,
+    body: &str,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    count.fetch_add(1, Ordering::Relaxed);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    if header("x-amz-target") != "GraniteServiceVersion20100801.GetMetricData"
+        || header("content-type") != "application/x-amz-json-1.0"
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            r#"{"__type":"UnknownOperationException"}"#.into(),
+        );
+    }
+    if !header("authorization").starts_with("AWS4-HMAC-SHA256 Credential=bench/") {
+        return (
+            StatusCode::FORBIDDEN,
+            r#"{"__type":"MissingAuthenticationTokenException","message":"not signed"}"#.into(),
+        );
+    }
+    let Ok(input) = serde_json::from_str::<serde_json::Value>(body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            r#"{"__type":"SerializationException"}"#.into(),
+        );
+    };
+    let results: Vec<serde_json::Value> = input["MetricDataQueries"]
+        .as_array()
+        .map(|queries| {
+            queries
+                .iter()
+                .map(|q| {
+                    let value = if q["Id"] == "errors" { 2.0 } else { 1000.0 };
+                    serde_json::json!({
+                        "Id": q["Id"], "Label": q["Id"], "StatusCode": "Complete",
+                        "Timestamps": [input["EndTime"]], "Values": [value]
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        StatusCode::OK,
+        serde_json::json!({ "MetricDataResults": results, "Messages": [] }).to_string(),
+    )
 }
 
 // ----- CPU and load (Linux /proc; zeros elsewhere) ----------------------------------------------

@@ -118,7 +118,7 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// Server URL, e.g. http://127.0.0.1:7878
+    /// Server URL, e.g. http://127.0.0.1:7878 or https://cb.example.com:7443
     #[arg(long)]
     pub server: String,
     /// Bearer token from `commandbridge user add`. Leave it out (or pass `-`) to type it at a
@@ -126,6 +126,10 @@ pub struct LoginArgs {
     /// the shell's history.
     #[arg(long, value_name = "TOKEN|-")]
     pub token: Option<String>,
+    /// A PEM file of CA certificates to trust for an https server (a private CA), besides the
+    /// system's roots; saved in config.toml for later commands.
+    #[arg(long, value_name = "FILE", env = "CB_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The parts of a change request, shared by `create` and `preview`.

@@ -3,9 +3,9 @@
 use crate::domain::{ActionSpec, Freeze, Schedule};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The process's catalog, windows and freeze; used when no `--config` is given.
 pub const DEFAULT_SERVER_TOML: &str = include_str!("../assets/default-server.toml");
@@ -71,21 +71,231 @@ pub struct ServiceConfig {
     pub health_url: Option<String>,
     #[serde(default)]
     pub error_rate: Option<ErrorRateConfig>,
+    /// A PEM file of extra CA certificates trusted (besides the system's) for this service's
+    /// https URLs: its health URL, Prometheus and CloudWatch endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
+/// Where a service's error rate comes from: a Prometheus query, or CloudWatch metrics.
+/// (Stored with each verification as JSON, so every field added later needs a default.)
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorRateConfig {
     /// Base URL of a Prometheus-compatible server; `/api/v1/query` is appended.
-    pub prometheus_url: String,
-    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     pub max: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudwatch: Option<CloudWatchConfig>,
+}
+
+/// `[services.error_rate.cloudwatch]`: the rate over the last `window_minutes`, read with one
+/// `GetMetricData` call. Credentials and (unless given here) the region come from the standard
+/// AWS chain, never from this file.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub namespace: String,
+    #[serde(default = "default_period")]
+    pub period_seconds: u32,
+    #[serde(default = "default_window")]
+    pub window_minutes: u32,
+    /// Errors and requests: the rate is the sum of one over the sum of the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<MetricSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<MetricSpec>,
+    /// Or a metric that already is a rate: the mean of its values over the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricSpec>,
+    /// Another endpoint than `https://monitoring.REGION.amazonaws.com` (a VPC endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+}
+
+/// One CloudWatch metric, as `GetMetricData` names it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSpec {
+    pub metric: String,
+    pub stat: String,
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+}
+
+fn default_period() -> u32 {
+    60
+}
+
+fn default_window() -> u32 {
+    5
+}
+
+impl ErrorRateConfig {
+    /// Where the rate comes from, for the dashboard: "Prometheus", or
+    /// "CloudWatch AWS/ApplicationELB Target_5XX/RequestCount".
+    pub fn source(&self) -> String {
+        // The load balancers' code counts read `HTTPCode_<where>_<class>_Count`: the middle is
+        // what tells them apart, and the whole would not fit beside the readings at 80 columns.
+        let short = |m: &str| {
+            m.strip_prefix("HTTPCode_")
+                .and_then(|m| m.strip_suffix("_Count"))
+                .unwrap_or(m)
+                .to_string()
+        };
+        match &self.cloudwatch {
+            None => "Prometheus".into(),
+            Some(cw) => match (&cw.errors, &cw.requests, &cw.metric) {
+                (Some(e), Some(r), _) => format!(
+                    "CloudWatch {} {}/{}",
+                    cw.namespace,
+                    short(&e.metric),
+                    short(&r.metric)
+                ),
+                (_, _, Some(m)) => format!("CloudWatch {} {}", cw.namespace, short(&m.metric)),
+                _ => format!("CloudWatch {}", cw.namespace),
+            },
+        }
+    }
+}
+
+/// The statistics `GetMetricData` takes by name; percentiles (`p99`, `p99.9`) are also accepted.
+const STATISTICS: [&str; 5] = ["SampleCount", "Average", "Sum", "Minimum", "Maximum"];
+
+fn check_stat(stat: &str) -> bool {
+    STATISTICS.contains(&stat)
+        || stat.strip_prefix('p').is_some_and(|p| {
+            p.parse::<f64>()
+                .is_ok_and(|v| v.is_finite() && (0.0..=100.0).contains(&v))
+                && p.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+}
+
+impl CloudWatchConfig {
+    fn check(&self, key: &str) -> Result<(), String> {
+        if self.namespace.trim().is_empty() {
+            return Err(format!(
+                "{key}.namespace is empty, e.g. \"AWS/ApplicationELB\""
+            ));
+        }
+        if self.period_seconds == 0 || !self.period_seconds.is_multiple_of(60) {
+            return Err(format!(
+                "{key}.period_seconds = {} must be a multiple of 60, e.g. 60",
+                self.period_seconds
+            ));
+        }
+        if !(1..=1440).contains(&self.window_minutes) {
+            return Err(format!("{key}.window_minutes must be from 1 to 1440"));
+        }
+        if self.window_minutes * 60 < self.period_seconds {
+            return Err(format!(
+                "{key}.window_minutes ({}) is shorter than one period_seconds ({})",
+                self.window_minutes, self.period_seconds
+            ));
+        }
+        let metrics: Vec<(&str, &MetricSpec)> = match (&self.errors, &self.requests, &self.metric) {
+            (Some(e), Some(r), None) => vec![("errors", e), ("requests", r)],
+            (None, None, Some(m)) => vec![("metric", m)],
+            (None, None, None) => {
+                return Err(format!(
+                    "{key} needs `errors` and `requests` (the rate is their ratio), or `metric` \
+                     (a metric that already is a rate)"
+                ));
+            }
+            (_, _, Some(_)) => {
+                return Err(format!(
+                    "{key}: give either `metric` or `errors` and `requests`, not both"
+                ));
+            }
+            (Some(_), None, _) => {
+                return Err(format!("{key}.requests is missing (errors needs it)"));
+            }
+            (None, Some(_), _) => {
+                return Err(format!("{key}.errors is missing (requests needs it)"));
+            }
+        };
+        for (name, m) in metrics {
+            if m.metric.trim().is_empty() {
+                return Err(format!("{key}.{name}.metric is empty"));
+            }
+            if !check_stat(&m.stat) {
+                return Err(format!(
+                    "{key}.{name}.stat = \"{}\" is not a statistic: use one of {} or a \
+                     percentile such as p99",
+                    m.stat,
+                    STATISTICS.join(", ")
+                ));
+            }
+        }
+        if let Some(region) = &self.region
+            && (region.is_empty()
+                || !region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        {
+            return Err(format!(
+                "{key}.region = \"{region}\" is not a region name, e.g. eu-west-1"
+            ));
+        }
+        if let Some(url) = &self.endpoint_url {
+            check_http_url(url).map_err(|e| format!("{key}.endpoint_url {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl ErrorRateConfig {
+    fn check(&self, key: &str) -> Result<(), String> {
+        match (&self.prometheus_url, &self.query, &self.cloudwatch) {
+            (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+                return Err(format!(
+                    "{key}: prometheus_url and [{key}.cloudwatch] are both set; keep one source"
+                ));
+            }
+            (Some(url), Some(query), None) => {
+                check_http_url(url).map_err(|e| format!("{key}.prometheus_url {e}"))?;
+                if query.trim().is_empty() {
+                    return Err(format!("{key}.query is empty"));
+                }
+            }
+            (Some(_), None, None) => return Err(format!("{key}.query is missing")),
+            (None, Some(_), None) => return Err(format!("{key}.prometheus_url is missing")),
+            (None, None, Some(cw)) => cw.check(&format!("{key}.cloudwatch"))?,
+            (None, None, None) => {
+                return Err(format!(
+                    "{key} needs a source: prometheus_url and query, or [{key}.cloudwatch]"
+                ));
+            }
+        }
+        if !(self.max.is_finite() && self.max >= 0.0) {
+            return Err(format!("{key}.max must be a number of at least 0"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
+    /// Extra CA certificates (PEM) trusted for an https `url`, besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[server.tls]`: serve https on `listen` with this certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM, the full chain: the server's certificate first, then intermediates.
+    pub cert_file: PathBuf,
+    /// PEM: PKCS#8, RSA or EC.
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +325,9 @@ pub struct ServerSection {
     /// most 512.
     #[serde(default)]
     pub max_event_streams: Option<usize>,
+    /// Unset: plain http (loopback, or behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 /// `[server.database_pool]`.
@@ -311,16 +524,7 @@ impl ServerConfig {
                 check_http_url(url).map_err(|e| format!("{key}.health_url {e}"))?;
             }
             if let Some(r) = &svc.error_rate {
-                check_http_url(&r.prometheus_url)
-                    .map_err(|e| format!("{key}.error_rate.prometheus_url {e}"))?;
-                if r.query.trim().is_empty() {
-                    return Err(format!("{key}.error_rate.query is empty"));
-                }
-                if !(r.max.is_finite() && r.max >= 0.0) {
-                    return Err(format!(
-                        "{key}.error_rate.max must be a number of at least 0"
-                    ));
-                }
+                r.check(&format!("{key}.error_rate"))?;
             }
         }
         if let Some(w) = &self.ticket_webhook {
@@ -358,11 +562,8 @@ impl ServerConfig {
 
 fn check_http_url(url: &str) -> Result<(), String> {
     match reqwest::Url::parse(url) {
-        Ok(u) if u.scheme() == "http" => Ok(()),
-        Ok(u) if u.scheme() == "https" => Err(format!(
-            "'{url}': https is not supported yet; use http (e.g. through a local proxy)"
-        )),
-        _ => Err(format!("'{url}' is not an http URL")),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err(format!("'{url}' is not an http or https URL")),
     }
 }
 
@@ -475,8 +676,135 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("used twice"), "{err}");
+        let ok =
+            with("[server.tls]\ncert_file = \"/etc/cb/tls.crt\"\nkey_file = \"/etc/cb/tls.key\"\n")
+                .expect("server.tls");
+        let tls = ok.server.tls.expect("tls");
+        assert_eq!(tls.key_file, PathBuf::from("/etc/cb/tls.key"));
+        let err = with("[server.tls]\ncert_file = \"/x\"\n").unwrap_err();
+        assert!(err.contains("key_file"), "{err}");
         let bad_day = DEFAULT_SERVER_TOML.replace("\"tue\", \"wed\"", "\"tue\", \"wday\"");
         let err = ServerConfig::parse(&bad_day, "t").unwrap_err();
         assert!(err.contains("wday") && err.contains("days"), "{err}");
+    }
+
+    const CLOUDWATCH: &str = r#"
+[[services]]
+name = "checkout"
+health_url = "https://checkout.internal/healthz"
+ca_file = "/etc/pki/internal-ca.pem"
+
+[services.error_rate]
+max = 0.01
+
+[services.error_rate.cloudwatch]
+region = "eu-west-1"
+namespace = "AWS/ApplicationELB"
+period_seconds = 60
+window_minutes = 5
+errors   = { metric = "HTTPCode_Target_5XX_Count", stat = "Sum", dimensions = { LoadBalancer = "app/checkout/50dc6c495c0c9188" } }
+requests = { metric = "RequestCount",              stat = "Sum", dimensions = { LoadBalancer = "app/checkout/50dc6c495c0c9188" } }
+"#;
+
+    #[test]
+    fn the_issues_cloudwatch_example_is_read_as_written() {
+        let cfg = with(CLOUDWATCH).expect("valid");
+        let svc = cfg.service("checkout").expect("the service");
+        let rate = svc.error_rate.as_ref().expect("an error rate");
+        let cw = rate.cloudwatch.as_ref().expect("cloudwatch");
+        assert_eq!(cw.errors.as_ref().expect("errors").stat, "Sum");
+        assert_eq!(
+            cw.requests.as_ref().expect("requests").dimensions["LoadBalancer"],
+            "app/checkout/50dc6c495c0c9188"
+        );
+        assert_eq!(
+            rate.source(),
+            "CloudWatch AWS/ApplicationELB Target_5XX/RequestCount"
+        );
+        assert_eq!(
+            svc.ca_file.as_deref(),
+            Some(Path::new("/etc/pki/internal-ca.pem"))
+        );
+        // Stored with each verification as JSON, and read back the same.
+        let json = serde_json::to_string(svc).expect("json");
+        assert_eq!(
+            &serde_json::from_str::<ServiceConfig>(&json).expect("back"),
+            svc
+        );
+        // A verification stored before CloudWatch existed still reads.
+        let old = r#"{"name":"x","health_url":null,"error_rate":{"prometheus_url":"http://p","query":"q","max":0.01}}"#;
+        let old: ServiceConfig = serde_json::from_str(old).expect("an old row");
+        assert_eq!(old.error_rate.expect("rate").source(), "Prometheus");
+    }
+
+    #[test]
+    fn bad_cloudwatch_config_names_the_key() {
+        let key = "services[0] (checkout).error_rate";
+        for (from, to, expect) in [
+            (
+                "max = 0.01\n",
+                "max = 0.01\nprometheus_url = \"http://p\"\nquery = \"q\"\n",
+                "prometheus_url and [services[0] (checkout).error_rate.cloudwatch] are both set",
+            ),
+            (
+                "errors   = {",
+                "# errors   = {",
+                ".cloudwatch.errors is missing",
+            ),
+            (
+                "requests = {",
+                "metric = {",
+                ".cloudwatch: give either `metric` or `errors` and `requests`",
+            ),
+            (
+                "stat = \"Sum\", dimensions",
+                "stat = \"Total\", dimensions",
+                ".cloudwatch.errors.stat = \"Total\"",
+            ),
+            (
+                "period_seconds = 60",
+                "period_seconds = 90",
+                ".cloudwatch.period_seconds = 90 must be a multiple of 60",
+            ),
+            (
+                "window_minutes = 5",
+                "window_minutes = 0",
+                ".cloudwatch.window_minutes",
+            ),
+            (
+                "region = \"eu-west-1\"",
+                "region = \"EU West\"",
+                ".cloudwatch.region",
+            ),
+            (
+                "namespace = \"AWS/ApplicationELB\"",
+                "namespace = \"AWS/ApplicationELB\"\nendpoint_url = \"ftp://x\"",
+                ".cloudwatch.endpoint_url",
+            ),
+        ] {
+            let text = CLOUDWATCH.replace(from, to);
+            assert_ne!(text, CLOUDWATCH, "{from}");
+            let err = with(&text).expect_err(to);
+            assert!(
+                err.contains(&format!("{key}{expect}")) || err.contains(expect),
+                "{to}: {err}"
+            );
+        }
+        // Neither source.
+        let text = CLOUDWATCH
+            .split("[services.error_rate.cloudwatch]")
+            .next()
+            .unwrap();
+        let err = with(text).expect_err("no source");
+        assert!(err.contains(&format!("{key} needs a source")), "{err}");
+        // Neither metric nor errors and requests.
+        let text = CLOUDWATCH
+            .replace("errors   = {", "# errors = {")
+            .replace("requests = {", "# requests = {");
+        let err = with(&text).expect_err("no metrics");
+        assert!(err.contains("needs `errors` and `requests`"), "{err}");
+        // Percentiles are statistics too.
+        with(&CLOUDWATCH.replace("stat = \"Sum\", dimensions", "stat = \"p99.9\", dimensions"))
+            .expect("p99.9");
     }
 }

@@ -10,4 +10,5 @@ pub mod config;
 pub mod domain;
 pub mod private_fs;
 pub mod server;
+pub mod tls;
 pub mod tui;

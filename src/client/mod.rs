@@ -60,6 +60,9 @@ pub enum ClientError {
     /// The server answered, but not with what this client understands (a different version, or
     /// something else listening on that port).
     Decode(String),
+    /// The TLS handshake failed: the text names the server, the cause (unknown CA, wrong host,
+    /// expired) and the fix.
+    Tls(String),
 }
 
 impl ClientError {
@@ -86,6 +89,7 @@ impl fmt::Display for ClientError {
                  `commandbridge login` or in CB_SERVER"
             ),
             ClientError::Decode(detail) => write!(f, "unexpected answer from the server: {detail}"),
+            ClientError::Tls(detail) => write!(f, "TLS with the server at {detail}"),
         }
     }
 }
@@ -112,11 +116,29 @@ impl fmt::Debug for ApiClient {
     }
 }
 
+/// How to trust the server's certificate besides the system's roots: `commandbridge login
+/// --ca-file`, `ca_file` in config.toml, or `CB_CA_FILE`.
+const TRUST_FIX: &str = "if the server's certificate comes from a private CA, give that CA's \
+                         certificate (PEM) with `commandbridge login --ca-file FILE`, ca_file in \
+                         config.toml, or CB_CA_FILE";
+
 impl ApiClient {
-    /// A client for the server at `server` (e.g. `http://127.0.0.1:7878`) using `token`.
+    /// A client for the server at `server` (e.g. `http://127.0.0.1:7878`) using `token`,
+    /// trusting the system's roots for an https server.
     pub fn new(server: &str, token: &str) -> Result<ApiClient, ClientError> {
+        ApiClient::with_ca_file(server, token, None)
+    }
+
+    /// [`ApiClient::new`], also trusting the CA certificates in `ca_file` (PEM).
+    pub fn with_ca_file(
+        server: &str,
+        token: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<ApiClient, ClientError> {
         let base = normalize_server(server)?;
-        let http = reqwest::Client::builder()
+        let builder = crate::tls::http_client(ca_file)
+            .map_err(|e| ClientError::Tls(format!("{base}: CA file {e}")))?;
+        let http = builder
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("commandbridge/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -429,6 +451,14 @@ impl ApiClient {
     }
 
     pub(crate) fn transport(&self, e: &reqwest::Error) -> ClientError {
+        if let Some(tls) = crate::tls::Failure::of(e) {
+            return ClientError::Tls(format!(
+                "{} failed: {}{}",
+                self.base,
+                tls.cause(),
+                tls.fix(TRUST_FIX)
+            ));
+        }
         let cause = if e.is_timeout() {
             format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())
         } else {
@@ -494,15 +524,7 @@ fn normalize_server(server: &str) -> Result<String, ClientError> {
     };
     let url = Url::parse(trimmed).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
-        "http" => {}
-        // This build carries no TLS stack (reqwest without default features): say so instead
-        // of failing obscurely at the first request.
-        "https" => {
-            return Err(bad(
-                "https is not supported by this build; reach the server over http, e.g. \
-                 through an SSH tunnel or a TLS-terminating proxy on localhost",
-            ));
-        }
+        "http" | "https" => {}
         other => return Err(bad(&format!("unsupported scheme '{other}'"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -602,13 +624,11 @@ mod tests {
             normalize_server("http://host/cb/").as_deref(),
             Ok("http://host/cb")
         );
-        for bad in [
-            "127.0.0.1:7878",
-            "",
-            "ftp://host",
-            "https://host",
-            "http://h/?a=b",
-        ] {
+        assert_eq!(
+            normalize_server("https://cb.example:7443").as_deref(),
+            Ok("https://cb.example:7443")
+        );
+        for bad in ["127.0.0.1:7878", "", "ftp://host", "http://h/?a=b"] {
             assert!(
                 matches!(normalize_server(bad), Err(ClientError::Transport(_))),
                 "{bad}"

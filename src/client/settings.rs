@@ -17,14 +17,18 @@ pub const FILE_NAME: &str = "config.toml";
 pub const CONFIG_DIR_ENV: &str = "CB_CONFIG_DIR";
 pub const SERVER_ENV: &str = "CB_SERVER";
 pub const TOKEN_ENV: &str = "CB_TOKEN";
+/// A PEM file of CA certificates trusted for an https server, besides the system's roots.
+pub const CA_FILE_ENV: &str = "CB_CA_FILE";
 
-const KNOWN_KEYS: &str = "server, token, theme, [keys]";
+const KNOWN_KEYS: &str = "server, token, ca_file, theme, [keys]";
 
 /// What `config.toml` says. Every field is optional: environment variables can stand in.
 #[derive(Clone, Default, PartialEq)]
 pub struct Settings {
     pub server: Option<String>,
     pub token: Option<String>,
+    /// Extra CA certificates (PEM) for an https server with a private CA.
+    pub ca_file: Option<String>,
     /// Name of the TUI colour theme.
     pub theme: Option<String>,
     /// The `[keys]` table, as written; the TUI's keymap interprets and validates it.
@@ -37,6 +41,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
             .field("theme", &self.theme)
             .field("keys", &self.keys)
             .finish()
@@ -48,6 +53,7 @@ impl fmt::Debug for Settings {
 pub struct Credentials {
     pub server: String,
     pub token: String,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Credentials {
@@ -55,6 +61,7 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("server", &self.server)
             .field("token", &"<redacted>")
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -152,6 +159,7 @@ fn parse(text: &str, origin: &str, warnings: &mut Vec<String>) -> Settings {
         match key.as_str() {
             "server" => settings.server = string_setting(origin, &key, value, warnings),
             "token" => settings.token = string_setting(origin, &key, value, warnings),
+            "ca_file" => settings.ca_file = string_setting(origin, &key, value, warnings),
             "theme" => settings.theme = string_setting(origin, &key, value, warnings),
             "keys" => match value {
                 toml::Value::Table(keys) => settings.keys = keys.into_iter().collect(),
@@ -190,11 +198,16 @@ fn string_setting(
     }
 }
 
-/// Stores the server and token in `config.toml` (mode 0600), keeping whatever else the file
-/// holds. Returns the file's path and what had to be fixed on the way (for a warning).
-pub fn save_login(server: &str, token: &str) -> Result<(PathBuf, Option<String>), SettingsError> {
+/// Stores the server and token (and the CA file, when one was given) in `config.toml` (mode
+/// 0600), keeping whatever else the file holds. Returns the file's path and what had to be fixed
+/// on the way (for a warning).
+pub fn save_login(
+    server: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+) -> Result<(PathBuf, Option<String>), SettingsError> {
     let path = config_path()?;
-    let fixed = save_login_to(&path, server, token)?;
+    let fixed = save_login_to(&path, server, token, ca_file)?;
     Ok((path, fixed))
 }
 
@@ -209,6 +222,7 @@ pub fn save_login_to(
     path: &Path,
     server: &str,
     token: &str,
+    ca_file: Option<&Path>,
 ) -> Result<Option<String>, SettingsError> {
     let io_err = |path: &Path, err: io::Error| SettingsError::Io {
         path: path.to_path_buf(),
@@ -246,6 +260,14 @@ pub fn save_login_to(
     };
     table.insert("server".into(), toml::Value::String(server.trim().into()));
     table.insert("token".into(), toml::Value::String(token.trim().into()));
+    if let Some(ca) = ca_file {
+        // Absolute, so the dashboard finds it from any working directory.
+        let ca = std::path::absolute(ca).map_err(|e| io_err(ca, e))?;
+        table.insert(
+            "ca_file".into(),
+            toml::Value::String(ca.display().to_string()),
+        );
+    }
     let text = toml::to_string(&table).map_err(|e| SettingsError::Invalid {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -268,7 +290,13 @@ pub fn resolve() -> Result<(Credentials, Vec<String>), SettingsError> {
     let origin = config_path()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| FILE_NAME.to_string());
-    let creds = resolve_from(&file, env(SERVER_ENV), env(TOKEN_ENV), &origin)?;
+    let creds = resolve_from(
+        &file,
+        env(SERVER_ENV),
+        env(TOKEN_ENV),
+        env(CA_FILE_ENV),
+        &origin,
+    )?;
     Ok((creds, warnings))
 }
 
@@ -277,6 +305,7 @@ pub fn resolve_from(
     file: &Settings,
     env_server: Option<String>,
     env_token: Option<String>,
+    env_ca_file: Option<String>,
     origin: &str,
 ) -> Result<Credentials, SettingsError> {
     let pick = |env: Option<String>, file: &Option<String>| {
@@ -286,8 +315,15 @@ pub fn resolve_from(
     };
     let server = pick(env_server, &file.server);
     let token = pick(env_token, &file.token);
+    let ca_file = pick(env_ca_file, &file.ca_file).map(PathBuf::from);
     let missing = match (server, token) {
-        (Some(server), Some(token)) => return Ok(Credentials { server, token }),
+        (Some(server), Some(token)) => {
+            return Ok(Credentials {
+                server,
+                token,
+                ca_file,
+            });
+        }
         (None, None) => "no server and no token configured",
         (None, Some(_)) => "no server configured",
         (Some(_), None) => "no token configured",
@@ -309,7 +345,7 @@ mod tests {
     fn save_then_load_round_trips_with_mode_0600() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested").join(FILE_NAME);
-        save_login_to(&path, "http://127.0.0.1:7878", "tok-1").expect("saved");
+        save_login_to(&path, "http://127.0.0.1:7878", "tok-1", None).expect("saved");
         assert_eq!(mode(&path), 0o600);
         let (s, warnings) = load_from(&path);
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -332,7 +368,7 @@ mod tests {
         )
         .expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-        save_login_to(&path, "http://new:1", "tok-2").expect("saved");
+        save_login_to(&path, "http://new:1", "tok-2", None).expect("saved");
         assert_eq!(mode(&path), 0o600);
         let (s, warnings) = load_from(&path);
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -346,7 +382,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(FILE_NAME);
         fs::write(&path, "theme = [unclosed\n").expect("write");
-        let err = save_login_to(&path, "http://x:1", "t").expect_err("broken file");
+        let err = save_login_to(&path, "http://x:1", "t", None).expect_err("broken file");
         assert!(err.to_string().contains("fix or remove it"), "{err}");
         assert_eq!(
             fs::read_to_string(&path).expect("still there"),
@@ -421,24 +457,26 @@ mod tests {
             &file,
             Some("http://env:2".into()),
             Some("env-token".into()),
+            None,
             "f",
         )
         .expect("resolved");
         assert_eq!(both.server, "http://env:2");
         assert_eq!(both.token, "env-token");
 
-        let token_only = resolve_from(&file, None, Some("env-token".into()), "f").expect("ok");
+        let token_only =
+            resolve_from(&file, None, Some("env-token".into()), None, "f").expect("ok");
         assert_eq!(token_only.server, "http://file:1");
         assert_eq!(token_only.token, "env-token");
 
         // An empty variable is as good as unset (`CB_SERVER= commandbridge …`).
-        let empty = resolve_from(&file, Some(" ".into()), None, "f").expect("ok");
+        let empty = resolve_from(&file, Some(" ".into()), None, None, "f").expect("ok");
         assert_eq!(empty.server, "http://file:1");
     }
 
     #[test]
     fn nothing_configured_tells_how_to_log_in() {
-        let err = resolve_from(&Settings::default(), None, None, "/x/config.toml")
+        let err = resolve_from(&Settings::default(), None, None, None, "/x/config.toml")
             .expect_err("nothing configured");
         let text = err.to_string();
         assert!(
@@ -448,12 +486,40 @@ mod tests {
         assert!(text.contains("CB_SERVER and CB_TOKEN"), "{text}");
         assert!(text.contains("commandbridge demo"), "{text}");
 
-        let half = resolve_from(&Settings::default(), Some("http://h:1".into()), None, "f")
-            .expect_err("no token");
+        let half = resolve_from(
+            &Settings::default(),
+            Some("http://h:1".into()),
+            None,
+            None,
+            "f",
+        )
+        .expect_err("no token");
         assert!(
             half.to_string().starts_with("no token configured"),
             "{half}"
         );
+    }
+
+    #[test]
+    fn the_ca_file_comes_from_the_environment_or_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        save_login_to(&path, "https://h:1", "t", Some(Path::new("ca.pem"))).expect("saved");
+        let (file, warnings) = load_from(&path);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let saved = PathBuf::from(file.ca_file.clone().expect("ca_file saved"));
+        assert!(
+            saved.is_absolute() && saved.ends_with("ca.pem"),
+            "{saved:?}"
+        );
+        let from_file = resolve_from(&file, None, None, None, "f").expect("ok");
+        assert_eq!(from_file.ca_file, Some(saved));
+        let from_env =
+            resolve_from(&file, None, None, Some("/etc/pki/ca.pem".into()), "f").expect("ok");
+        assert_eq!(from_env.ca_file, Some(PathBuf::from("/etc/pki/ca.pem")));
+        // Logging in again without a CA file keeps the one saved before.
+        save_login_to(&path, "https://h:1", "t2", None).expect("saved");
+        assert!(load_from(&path).0.ca_file.is_some());
     }
 
     #[test]
@@ -474,6 +540,7 @@ mod tests {
         let c = Credentials {
             server: "http://h".into(),
             token: "s3cret".into(),
+            ca_file: None,
         };
         assert!(!format!("{c:?}").contains("s3cret"));
     }

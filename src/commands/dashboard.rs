@@ -27,7 +27,8 @@ fn preferences(mut warnings: Vec<String>) -> (Theme, Keymap, Vec<String>) {
 
 pub async fn tui() -> Result<()> {
     let (creds, warnings) = settings::resolve().map_err(|e| eyre!("{e}"))?;
-    let client = ApiClient::new(&creds.server, &creds.token).map_err(|e| eyre!("{e}"))?;
+    let client = ApiClient::with_ca_file(&creds.server, &creds.token, creds.ca_file.as_deref())
+        .map_err(|e| eyre!("{e}"))?;
     let (theme, keymap, warnings) = preferences(warnings);
     runtime::run(
         client,

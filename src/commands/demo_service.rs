@@ -92,12 +92,14 @@ pub async fn start() -> std::io::Result<(Vec<ServiceConfig>, tokio::task::JoinHa
             name: name.to_string(),
             health_url: Some(format!("{base}/svc/{name}/healthz")),
             error_rate: Some(ErrorRateConfig {
-                prometheus_url: base.clone(),
-                query: format!(
+                prometheus_url: Some(base.clone()),
+                query: Some(format!(
                     "sum(rate(http_requests_total{{service=\"{name}\",code=~\"5..\"}}[5m])) / sum(rate(http_requests_total{{service=\"{name}\"}}[5m]))"
-                ),
+                )),
                 max: 0.01,
+                cloudwatch: None,
             }),
+            ca_file: None,
         })
         .collect();
     Ok((services, task))

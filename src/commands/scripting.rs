@@ -35,10 +35,13 @@ pub async fn login(args: &LoginArgs) -> Result<()> {
         }
         _ => read_token()?,
     };
-    let client = ApiClient::new(&args.server, &token)?;
+    // Without --ca-file (or CB_CA_FILE), the one saved by an earlier login still applies.
+    let saved_ca = settings::load().0.ca_file.map(std::path::PathBuf::from);
+    let ca_file = args.ca_file.clone().or(saved_ca);
+    let client = ApiClient::with_ca_file(&args.server, &token, ca_file.as_deref())?;
     // Saving a token the server rejects would only move the failure to the next command.
     let me = client.me().await?;
-    let (path, fixed) = settings::save_login(client.server(), &token)?;
+    let (path, fixed) = settings::save_login(client.server(), &token, args.ca_file.as_deref())?;
     if let Some(what) = fixed {
         eprintln!("warning: {what}");
     }
@@ -346,7 +349,11 @@ fn connect() -> Result<ApiClient> {
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
-    Ok(ApiClient::new(&creds.server, &creds.token)?)
+    Ok(ApiClient::with_ca_file(
+        &creds.server,
+        &creds.token,
+        creds.ca_file.as_deref(),
+    )?)
 }
 
 /// A change the call itself drove to failure or refusal is an error for scripts: the request

@@ -68,7 +68,7 @@ pub async fn serve(args: &ServeArgs) -> Result<()> {
         .wrap_err_with(|| format!("cannot listen on {}", config.server.listen))?;
     let mut running = server::start(config, store, clock, listener).await?;
     tracing::info!(addr = %running.addr, "commandbridge serving");
-    eprintln!("commandbridge serving on http://{}", running.addr);
+    eprintln!("commandbridge serving on {}", running.url());
     tokio::select! {
         r = running.wait() => r?,
         _ = shutdown_signal() => {

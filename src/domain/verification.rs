@@ -88,6 +88,9 @@ pub struct RateCheck {
     pub max: f64,
     pub ok: bool,
     pub detail: String,
+    /// Where the rate came from: "Prometheus", "CloudWatch AWS/ApplicationELB …".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl RateCheck {
@@ -102,6 +105,7 @@ impl RateCheck {
             } else {
                 format!("{value:.4} above the maximum {max}")
             },
+            source: None,
         }
     }
 
@@ -113,7 +117,29 @@ impl RateCheck {
             max,
             ok: false,
             detail: why,
+            source: None,
         }
+    }
+
+    /// The source answered, but there was no traffic to take a rate of: nothing failed, and
+    /// the summary counts it.
+    pub fn no_data(max: f64, why: String) -> RateCheck {
+        RateCheck {
+            value: None,
+            max,
+            ok: true,
+            detail: why,
+            source: None,
+        }
+    }
+
+    pub fn is_no_data(&self) -> bool {
+        self.ok && self.value.is_none()
+    }
+
+    pub fn from_source(mut self, source: String) -> RateCheck {
+        self.source = Some(source);
+        self
     }
 }
 
@@ -190,11 +216,21 @@ pub fn summarize(samples: &[Sample], health_checked: bool, rate_checked: bool) -
     }
     if rate_checked {
         let max = rates.first().map(|r| r.max).unwrap_or_default();
+        let no_traffic = rates.iter().filter(|r| r.is_no_data()).count();
         parts.push(match (peak, error_rate_exceeded) {
             (Some(p), Some(true)) => format!("error rate exceeded its max {max} (peak {p:.4})"),
             (Some(p), _) => format!("error rate peaked at {p:.4} (max {max})"),
+            (None, _) if no_traffic > 0 && no_traffic == rates.len() => {
+                "error rate: no traffic in any sample".into()
+            }
             (None, _) => "error rate never readable".into(),
         });
+        if no_traffic > 0 && no_traffic < rates.len() {
+            parts.push(format!(
+                "{no_traffic} of {} samples had no traffic",
+                rates.len()
+            ));
+        }
     }
     if !health_checked && !rate_checked {
         parts.push("no checks configured".into());
@@ -269,6 +305,36 @@ mod tests {
         assert_eq!(
             (none.health_all_passed, none.error_rate_exceeded),
             (None, None)
+        );
+    }
+
+    #[test]
+    fn samples_without_traffic_are_counted_not_failed() {
+        let mut quiet = sample(Some(true), None);
+        quiet.error_rate = Some(RateCheck::no_data(0.01, "no requests".into()));
+        assert!(quiet.ok());
+        let s = summarize(
+            &[
+                sample(Some(true), Some(0.002)),
+                quiet.clone(),
+                quiet.clone(),
+            ],
+            true,
+            true,
+        );
+        assert_eq!(s.failing_samples, 0);
+        assert_eq!(
+            s.text,
+            "health passed 3/3; error rate peaked at 0.0020 (max 0.01); 2 of 3 samples had no traffic"
+        );
+        let all_quiet = summarize(&[quiet], true, true);
+        assert_eq!(all_quiet.error_rate_exceeded, Some(false));
+        assert!(
+            all_quiet
+                .text
+                .ends_with("error rate: no traffic in any sample"),
+            "{}",
+            all_quiet.text
         );
     }
 

@@ -13,7 +13,10 @@
 //!   with a request does a newcomer get a 503;
 //! - gives a request body three times `header_timeout` to arrive: a request whose body trickles
 //!   in counts as busy and cannot be evicted, so it must not be able to stay for ever;
-//! - never spins on EMFILE: it frees an idle connection and backs off.
+//! - never spins on EMFILE: it frees an idle connection and backs off;
+//! - with `[server.tls]`, does the TLS handshake inside the connection's task, under the same
+//!   header timeout and as an idle (evictable) connection: a client that opens a socket and never
+//!   finishes its handshake is a slowloris like any other.
 
 use axum::Router;
 use axum::body::Body;
@@ -30,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Descriptors kept free for everything but client connections: the SQLite pool (a database,
@@ -116,12 +120,14 @@ fn fd_soft_limit() -> usize {
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true; then stops accepting, lets requests in
-/// flight finish for up to `grace`, and closes whatever is still open.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` turns true; then
+/// stops accepting, lets requests in flight finish for up to `grace`, and closes whatever is
+/// still open.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -146,31 +152,42 @@ pub async fn serve(
             }
         };
         if registry.len() >= limits.max_connections && !registry.evict_idlest() {
-            reject(stream, &registry);
+            match tls {
+                None => reject(stream, &registry),
+                // A plain-text 503 means nothing to a TLS client, and a handshake to send an
+                // encrypted one would spend the CPU the cap is there to save: just close.
+                Some(_) => drop(stream),
+            }
             continue;
         }
         let _ = stream.set_nodelay(true);
         let (slot, close) = registry.admit();
         let svc = service(app.clone(), slot.clone(), limits.header_timeout * 3);
-        let conn = http.serve_connection(TokioIo::new(stream), svc);
-        let mut shutdown = shutdown.clone();
+        let (http, tls, shutdown) = (http.clone(), tls.clone(), shutdown.clone());
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
             // Held for the life of the task, so the slot is freed however the task ends.
             let _slot = SlotGuard(slot);
-            let mut conn = std::pin::pin!(conn);
             let mut close = std::pin::pin!(close);
-            let mut draining = false;
-            loop {
-                tokio::select! {
-                    _ = conn.as_mut() => break,
-                    // Evicted, or the grace period is over: dropping the connection closes it.
-                    _ = close.as_mut() => break,
-                    _ = shutdown.wait_for(|s| *s), if !draining => {
-                        draining = true;
-                        conn.as_mut().graceful_shutdown();
+            let Some(acceptor) = tls else {
+                return drive(&http, stream, svc, close, shutdown).await;
+            };
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        // Usually a client that does not trust the certificate: its side
+                        // reports why; here it is noise unless debugging.
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
                     }
-                }
-            }
+                    // No handshake within the header timeout: a slowloris over TLS.
+                    Err(_) => return,
+                },
+                _ = close.as_mut() => return,
+            };
+            drive(&http, stream, svc, close, shutdown).await
         });
     }
     drop(listener);
@@ -181,6 +198,36 @@ pub async fn serve(
         registry.close_all();
     }
     Ok(())
+}
+
+/// Serves one connection until it ends, is evicted (`close`), or the server stops (then it
+/// finishes its request in flight first).
+async fn drive<IO, S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: IO,
+    svc: S,
+    mut close: Pin<&mut oneshot::Receiver<()>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http.serve_connection(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            // Evicted, or the grace period is over: dropping the connection closes it.
+            _ = close.as_mut() => break,
+            _ = shutdown.wait_for(|s| *s), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
 
 /// Errors about one peer (it reset before we accepted it); the next accept is unaffected.

@@ -5,6 +5,7 @@ pub mod audit_check;
 pub mod auth;
 pub mod changes;
 pub mod clock;
+pub mod cloudwatch;
 pub mod error;
 pub mod events;
 pub mod executor;
@@ -52,6 +53,8 @@ const DRAIN: Duration = Duration::from_secs(4);
 /// A running server: its address, and a handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Whether the listener speaks TLS (`[server.tls]`).
+    pub tls: bool,
     pub state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
@@ -77,6 +80,12 @@ impl Running {
             task.abort();
         }
         self.state.store.close().await;
+    }
+
+    /// The server's base URL: `https://ADDR` with `[server.tls]`, else `http://ADDR`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Resolves when the server has stopped by itself (it does not, unless it fails).
@@ -105,13 +114,35 @@ pub fn database_url(config: &ServerConfig, flag: Option<&str>) -> Result<String,
     ))
 }
 
-/// Opens the store, recovers interrupted work, and serves on `listener` until stopped.
+/// Opens the store, recovers interrupted work, and serves on `listener` until stopped. Files the
+/// configuration names (the server's certificate and key, CA files) are read first: a missing or
+/// bad one stops the start with an error naming its key and path.
 pub async fn start(
     config: ServerConfig,
     store: Store,
     clock: Clock,
     listener: TcpListener,
 ) -> std::io::Result<Running> {
+    let tls = match &config.server.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(
+                &t.cert_file,
+                &t.key_file,
+                "server.tls.cert_file",
+                "server.tls.key_file",
+            )
+            .map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    let prober = Arc::new(verifier::Prober::for_config(&config).map_err(std::io::Error::other)?);
+    let webhook_http = match &config.ticket_webhook {
+        Some(hook) => Some(
+            webhook::client(hook.ca_file.as_deref())
+                .map_err(|e| std::io::Error::other(format!("ticket_webhook.ca_file {e}")))?,
+        ),
+        None => None,
+    };
     let (batcher, batch_task) = store::batch::Batcher::start(store.clone());
     let limits = listener::Limits::for_config(&config.server);
     let state = AppState {
@@ -143,24 +174,46 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let app = api::router(state.clone());
-    let task = tokio::spawn(listener::serve(listener, app, limits, stopped, DRAIN));
+    let serves_tls = tls.is_some();
+    let task = tokio::spawn(listener::serve(listener, app, limits, tls, stopped, DRAIN));
     let mut workers = vec![
         batch_task,
         tokio::spawn(sweep_expired(state.clone())),
         tokio::spawn(changes::recover_periodically(state.clone())),
-        tokio::spawn(verifier::run(state.clone())),
+        tokio::spawn(verifier::run(state.clone(), prober.clone())),
     ];
     workers.extend(tail);
-    if let Some(hook) = &state.config.ticket_webhook {
-        workers.push(tokio::spawn(webhook::run(state.clone(), hook.url.clone())));
+    if let (Some(hook), Some(http)) = (&state.config.ticket_webhook, webhook_http) {
+        workers.push(tokio::spawn(webhook::run(
+            state.clone(),
+            hook.url.clone(),
+            http,
+        )));
+    }
+    let uses_cloudwatch = state.config.services.iter().any(|s| {
+        s.error_rate
+            .as_ref()
+            .is_some_and(|r| r.cloudwatch.is_some())
+    });
+    if uses_cloudwatch {
+        workers.push(tokio::spawn(warn_without_aws_credentials(prober)));
     }
     Ok(Running {
         addr,
+        tls: serves_tls,
         state,
         shutdown,
         task,
         workers,
     })
+}
+
+/// Once, at the start: CloudWatch checks cannot pass without credentials, and an operator
+/// should learn that from the log now rather than from the first degraded verification.
+async fn warn_without_aws_credentials(prober: Arc<verifier::Prober>) {
+    if let Err(why) = prober.aws().await.credentials().await {
+        tracing::warn!("CloudWatch error rates will fail every sample: {why}");
+    }
 }
 
 async fn sweep_expired(state: AppState) {

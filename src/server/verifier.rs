@@ -1,9 +1,9 @@
-//! The verification worker: polls every active verification each interval (health URL and
-//! Prometheus instant query), stores every sample, moves states, and closes the window at the
-//! deadline with a summary. Its schedule is rebuilt from the database, so a restart resumes
-//! every verification with its original deadline.
+//! The verification worker: polls every active verification each interval (health URL, and a
+//! Prometheus instant query or CloudWatch metrics), stores every sample, moves states, and closes
+//! the window at the deadline with a summary. Its schedule is rebuilt from the database, so a
+//! restart resumes every verification with its original deadline.
 
-use crate::config::{ErrorRateConfig, ServiceConfig};
+use crate::config::{ErrorRateConfig, ServerConfig, ServiceConfig};
 use crate::domain::verification::Verification;
 use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState, summarize};
 use crate::server::AppState;
@@ -11,7 +11,8 @@ use crate::server::changes::commit;
 use crate::server::store::Record;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -35,15 +36,105 @@ fn lease_length(interval_seconds: u64) -> Duration {
     Duration::from_millis((interval_seconds * 500).max(500))
 }
 
-/// Runs until the server stops.
-pub async fn run(state: AppState) {
-    let http = match reqwest::Client::builder().timeout(HEALTH_TIMEOUT).build() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "the verifier cannot build its HTTP client");
-            return;
+/// What a poll needs besides the checks: an HTTP client per CA file (each trusts the system's
+/// roots plus that file), and the AWS chain, looked up the first time a CloudWatch check runs.
+#[derive(Default)]
+pub struct Prober {
+    clients: Mutex<HashMap<Option<PathBuf>, reqwest::Client>>,
+    aws: tokio::sync::OnceCell<crate::server::cloudwatch::Aws>,
+}
+
+impl Prober {
+    /// Builds the client of every CA file the configuration names, so a missing or bad file
+    /// stops the start with an error naming its key.
+    pub fn for_config(config: &ServerConfig) -> Result<Prober, String> {
+        let prober = Prober::default();
+        prober.client(None)?;
+        for (i, svc) in config.services.iter().enumerate() {
+            if let Some(ca) = &svc.ca_file {
+                prober
+                    .client(Some(ca))
+                    .map_err(|e| format!("services[{i}] ({}).ca_file {e}", svc.name))?;
+            }
         }
-    };
+        Ok(prober)
+    }
+
+    /// The client for `ca_file` (made once). A verification stored before a restart may name a
+    /// CA file the configuration no longer does: it is loaded then, and its error becomes the
+    /// sample's.
+    fn client(&self, ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
+        let key = ca_file.map(Path::to_path_buf);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = crate::tls::http_client(ca_file)?
+            .timeout(HEALTH_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {}", root_cause(&e)))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    pub async fn aws(&self) -> &crate::server::cloudwatch::Aws {
+        self.aws
+            .get_or_init(crate::server::cloudwatch::Aws::from_environment)
+            .await
+    }
+
+    /// One poll: the health URL and the error rate, whichever are configured.
+    pub async fn probe(
+        &self,
+        checks: Option<&ServiceConfig>,
+        due: DateTime<Utc>,
+        clock: &crate::server::clock::Clock,
+    ) -> Sample {
+        let health_url = checks.and_then(|c| c.health_url.as_deref());
+        let rate = checks.and_then(|c| c.error_rate.as_ref());
+        let http = self.client(checks.and_then(|c| c.ca_file.as_deref()));
+        let (health, error_rate) = tokio::join!(
+            async {
+                let url = health_url?;
+                Some(match &http {
+                    Ok(http) => health(http, url).await,
+                    Err(why) => HealthCheck {
+                        ok: false,
+                        detail: format!("TLS: ca_file {why}"),
+                    },
+                })
+            },
+            async {
+                let r = rate?;
+                let check = match &http {
+                    Ok(http) => self.error_rate(http, r).await,
+                    Err(why) => RateCheck::unreadable(r.max, format!("TLS: ca_file {why}")),
+                };
+                Some(check.from_source(r.source()))
+            }
+        );
+        Sample {
+            at: clock.now(),
+            due,
+            health,
+            error_rate,
+        }
+    }
+
+    async fn error_rate(&self, http: &reqwest::Client, cfg: &ErrorRateConfig) -> RateCheck {
+        match (&cfg.cloudwatch, &cfg.prometheus_url, &cfg.query) {
+            (Some(cw), _, _) => {
+                crate::server::cloudwatch::rate(http, self.aws().await, cw, cfg.max).await
+            }
+            (None, Some(url), Some(query)) => prometheus_rate(http, url, query, cfg.max).await,
+            // The configuration check makes this unreachable for a configured service.
+            _ => RateCheck::unreadable(cfg.max, "no error-rate source configured".into()),
+        }
+    }
+}
+
+/// Runs until the server stops.
+pub async fn run(state: AppState, prober: Arc<Prober>) {
     let interval = chrono::Duration::seconds(state.config.verification.interval_seconds as i64);
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Sample)>();
@@ -116,10 +207,10 @@ pub async fn run(state: AppState) {
                 due + interval
             };
             e.in_flight = true;
-            let (id, checks, http, tx, permits, clock) = (
+            let (id, checks, prober, tx, permits, clock) = (
                 e.verification.id,
                 e.checks.clone(),
-                http.clone(),
+                prober.clone(),
                 tx.clone(),
                 permits.clone(),
                 state.clock,
@@ -128,7 +219,7 @@ pub async fn run(state: AppState) {
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
-                let sample = probe(&http, checks.as_ref(), due, &clock).await;
+                let sample = prober.probe(checks.as_ref(), due, &clock).await;
                 let _ = tx.send((id, sample));
             });
         }
@@ -173,37 +264,6 @@ pub async fn run(state: AppState) {
     }
 }
 
-/// One poll: the health URL and the error-rate query, whichever are configured.
-pub async fn probe(
-    http: &reqwest::Client,
-    checks: Option<&ServiceConfig>,
-    due: DateTime<Utc>,
-    clock: &crate::server::clock::Clock,
-) -> Sample {
-    let health_url = checks.and_then(|c| c.health_url.clone());
-    let rate = checks.and_then(|c| c.error_rate.clone());
-    let (health, error_rate) = tokio::join!(
-        async {
-            match &health_url {
-                Some(url) => Some(health(http, url).await),
-                None => None,
-            }
-        },
-        async {
-            match &rate {
-                Some(r) => Some(error_rate(http, r).await),
-                None => None,
-            }
-        }
-    );
-    Sample {
-        at: clock.now(),
-        due,
-        health,
-        error_rate,
-    }
-}
-
 async fn health(http: &reqwest::Client, url: &str) -> HealthCheck {
     let started = Instant::now();
     match http.get(url).send().await {
@@ -215,18 +275,30 @@ async fn health(http: &reqwest::Client, url: &str) -> HealthCheck {
                 detail: format!("{} in {ms} ms", status.as_u16()),
             }
         }
-        Err(e) if e.is_timeout() => HealthCheck {
-            ok: false,
-            detail: format!("no answer within {} s", HEALTH_TIMEOUT.as_secs()),
-        },
         Err(e) => HealthCheck {
             ok: false,
-            detail: format!("unreachable: {}", root_cause(&e)),
+            detail: transport_detail(&e, "health URL"),
         },
     }
 }
 
-fn root_cause(e: &dyn std::error::Error) -> String {
+/// Why a request got no answer, for a sample's detail: "TLS: …" with the fix for a certificate
+/// problem, "no answer within 5 s", or "<what> unreachable: <root cause>".
+pub fn transport_detail(e: &reqwest::Error, what: &str) -> String {
+    if let Some(tls) = crate::tls::Failure::of(e) {
+        return format!(
+            "TLS: {}{}",
+            tls.cause(),
+            tls.fix("set ca_file on this [[services]] entry to the CA's certificate (PEM)")
+        );
+    }
+    if e.is_timeout() {
+        return format!("{what}: no answer within {} s", HEALTH_TIMEOUT.as_secs());
+    }
+    format!("{what} unreachable: {}", root_cause(e))
+}
+
+pub fn root_cause(e: &dyn std::error::Error) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;
@@ -235,42 +307,29 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 }
 
 /// `GET {prometheus_url}/api/v1/query?query=…`: the first value of the vector or scalar.
-async fn error_rate(http: &reqwest::Client, cfg: &ErrorRateConfig) -> RateCheck {
+async fn prometheus_rate(http: &reqwest::Client, base: &str, query: &str, max: f64) -> RateCheck {
     let url = match reqwest::Url::parse_with_params(
-        &format!("{}/api/v1/query", cfg.prometheus_url.trim_end_matches('/')),
-        &[("query", cfg.query.as_str())],
+        &format!("{}/api/v1/query", base.trim_end_matches('/')),
+        &[("query", query)],
     ) {
         Ok(u) => u,
-        Err(e) => return RateCheck::unreadable(cfg.max, format!("bad prometheus_url: {e}")),
+        Err(e) => return RateCheck::unreadable(max, format!("bad prometheus_url: {e}")),
     };
     let resp = match http.get(url).send().await {
         Ok(r) => r,
-        Err(e) => {
-            return RateCheck::unreadable(
-                cfg.max,
-                format!("metrics unreachable: {}", root_cause(&e)),
-            );
-        }
+        Err(e) => return RateCheck::unreadable(max, transport_detail(&e, "metrics")),
     };
     let status = resp.status();
     let body: serde_json::Value = match resp.json().await {
         Ok(b) => b,
         Err(_) => {
-            return RateCheck::unreadable(
-                cfg.max,
-                format!("metrics answered {status} without JSON"),
-            );
+            return RateCheck::unreadable(max, format!("metrics answered {status} without JSON"));
         }
     };
     match instant_value(&body) {
-        Ok(Some(v)) => RateCheck::reading(v, cfg.max),
-        Ok(None) => RateCheck {
-            value: None,
-            max: cfg.max,
-            ok: true,
-            detail: "no data (no traffic?)".into(),
-        },
-        Err(why) => RateCheck::unreadable(cfg.max, why),
+        Ok(Some(v)) => RateCheck::reading(v, max),
+        Ok(None) => RateCheck::no_data(max, "no data (no traffic?)".into()),
+        Err(why) => RateCheck::unreadable(max, why),
     }
 }
 

@@ -17,17 +17,16 @@ pub fn backoff(attempts: i64) -> Duration {
     Duration::seconds(1i64 << attempts.clamp(0, 12)).min(Duration::seconds(MAX_BACKOFF_SECS))
 }
 
-pub async fn run(state: AppState, url: String) {
-    let http = match reqwest::Client::builder()
+/// The sender's client: the system's roots plus `ca_file`'s certificates. The error names the
+/// file.
+pub fn client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    crate::tls::http_client(ca_file)?
         .timeout(StdDuration::from_secs(10))
         .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "the webhook sender cannot build its HTTP client");
-            return;
-        }
-    };
+        .map_err(|e| format!("cannot build the webhook's HTTP client: {e}"))
+}
+
+pub async fn run(state: AppState, url: String, http: reqwest::Client) {
     loop {
         let now = state.clock.now();
         // Held for as long as a batch can take to send (10 s per message), then retried by
@@ -47,7 +46,16 @@ pub async fn run(state: AppState, url: String) {
                     let result = match sent {
                         Ok(r) if r.status().is_success() => Ok(()),
                         Ok(r) => Err(format!("the receiver answered {}", r.status())),
-                        Err(e) => Err(format!("the receiver is unreachable: {e}")),
+                        Err(e) => Err(match crate::tls::Failure::of(&e) {
+                            Some(tls) => format!(
+                                "TLS: {}{}",
+                                tls.cause(),
+                                tls.fix(
+                                    "set [ticket_webhook] ca_file to the CA's certificate (PEM)"
+                                )
+                            ),
+                            None => format!("the receiver is unreachable: {e}"),
+                        }),
                     };
                     let now = state.clock.now();
                     let stored = match &result {

@@ -186,7 +186,10 @@ pub fn watched() -> Verification {
                 ok: true,
                 detail: "200 in 3 ms".into(),
             }),
-            error_rate: Some(RateCheck::reading(0.0042, 0.01)),
+            error_rate: Some(
+                RateCheck::reading(0.0042, 0.01)
+                    .from_source("CloudWatch AWS/ApplicationELB Target_5XX/RequestCount".into()),
+            ),
         }),
         recent_error_rates: vec![
             Some(0.001),

@@ -33,6 +33,8 @@ pub struct BinaryOptions {
     pub bin: Option<PathBuf>,
     /// The database backend; default: the test binary's (see `db::backend`).
     pub backend: Option<super::db::Backend>,
+    /// Environment variables set for the server (e.g. the AWS credential chain's).
+    pub env: Vec<(String, String)>,
 }
 
 pub struct BinaryServer {
@@ -164,6 +166,7 @@ impl BinaryServer {
             }
         };
         let mut child = cmd
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -82,12 +82,17 @@ impl FakeService {
             health_hits: Arc::default(),
             queries: Arc::default(),
         };
-        let app = Router::new()
-            .route("/healthz", get(healthz))
-            .route("/api/v1/query", get(prometheus_query))
-            .with_state(svc.clone());
+        let app = svc.router();
         tokio::spawn(async move { axum::serve(listener, app).await });
         svc
+    }
+
+    /// Its endpoints, to serve on another listener too (https: `support::tls`).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/api/v1/query", get(prometheus_query))
+            .with_state(self.clone())
     }
 
     pub fn set_health(&self, status: u16) {
@@ -164,11 +169,16 @@ impl Receiver {
             got: Arc::default(),
             refuse: Arc::new(AtomicUsize::new(refuse)),
         };
-        let app = Router::new()
-            .route("/hook", post(hook))
-            .with_state(r.clone());
+        let app = r.router();
         tokio::spawn(async move { axum::serve(listener, app).await });
         r
+    }
+
+    /// Its endpoint, to serve on another listener too (https: `support::tls`).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/hook", post(hook))
+            .with_state(self.clone())
     }
 
     pub fn all(&self) -> Vec<Delivery> {

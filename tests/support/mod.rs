@@ -9,6 +9,9 @@ pub mod binary;
 pub mod db;
 pub mod fakes;
 pub mod load;
+pub mod moto;
+pub mod python;
+pub mod tls;
 
 use chrono::{DateTime, Utc};
 use commandbridge::client::{ApiClient, ClientError};

@@ -27,8 +27,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         return;
     }
     let w = area.width as usize;
-    // Two lines a verification.
-    let rows = (area.height as usize / 2).max(1);
+    // Two lines a verification, and one more under the selected one for where its error rate
+    // comes from (too long to share a line with the readings at 80 columns).
+    let rows = (area.height.saturating_sub(1) as usize / 2).max(1);
     let offset = scroll_offset(list.selected_index(), rows, list.len());
     let mut lines = Vec::new();
     for (i, v) in list.items().iter().enumerate().skip(offset).take(rows) {
@@ -40,6 +41,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             first
         });
         lines.push(second);
+        if selected && let Some(source) = rate_source(v) {
+            lines.push(Line::from(Span::styled(
+                format!("    error rate from {source}"),
+                theme.dim(),
+            )));
+        }
     }
     frame.render_widget(Paragraph::new(lines), area);
 }
@@ -148,6 +155,20 @@ fn rows_for<'a>(
         detail.push(Span::styled(text, style));
     }
     (first, Line::from(detail))
+}
+
+/// "Prometheus" or "CloudWatch AWS/ApplicationELB …", as the latest sample says, while the
+/// verification is sampled.
+fn rate_source(v: &Verification) -> Option<&str> {
+    if !v.state.is_active() {
+        return None;
+    }
+    v.last_sample
+        .as_ref()?
+        .error_rate
+        .as_ref()?
+        .source
+        .as_deref()
 }
 
 /// Readings as bars scaled so the threshold sits at three quarters of the height; a reading

@@ -6,58 +6,25 @@
 //! Schemathesis is a Python tool: it is installed once into `target/schemathesis-venv` (pinned,
 //! from PyPI). Without Python the test says it was skipped; under CI it must run.
 
+use crate::support::python;
 use crate::support::*;
 use std::path::PathBuf;
 use std::process::Command;
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
-/// The `st` executable, installing it into the venv when it is not there yet.
+/// The `st` executable, installing it into its venv when it is not there yet.
 fn schemathesis() -> Result<PathBuf, String> {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv");
-    let st = venv.join("bin/st");
-    // A venv records its own path: one moved with its directory (or half-installed) does not
-    // run, and is made again.
-    let works = |st: &PathBuf| {
-        Command::new(st)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if works(&st) {
-        return Ok(st);
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    let run = |cmd: &mut Command| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{cmd:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        SCHEMATHESIS,
-    ]))?;
-    Ok(st)
+    let venv = python::venv("schemathesis-venv", SCHEMATHESIS, |venv| {
+        python::runs(&venv.join("bin/st"), &["--version"])
+    })?;
+    Ok(venv.join("bin/st"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_says_what_the_server_does() {
-    let st = match schemathesis() {
-        Ok(st) => st,
-        Err(why) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: schemathesis could not be installed ({why})");
-            return;
-        }
-        Err(why) => panic!("schemathesis is required under CI: {why}"),
+    let Some(st) = python::required("schemathesis", schemathesis()) else {
+        return;
     };
     let srv = TestServer::start(TUESDAY_10).await;
     let base = srv.base().to_string();
