@@ -355,7 +355,22 @@ fn sign(
 
 /// "CloudWatch: AccessDenied for cloudwatch:GetMetricData (User: … is not authorized …)".
 fn error_detail(status: reqwest::StatusCode, query_error: Option<&str>, body: &[u8]) -> String {
-    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let text = String::from_utf8_lossy(body);
+    // Some front ends (and moto's key check) answer in the Query protocol's XML instead.
+    let xml = |tag: &str| {
+        let open = format!("<{tag}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find(&format!("</{tag}>"))?;
+        Some(text[start..start + len].trim().to_string())
+    };
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok().or_else(|| {
+        Some(ErrorBody {
+            kind: xml("Code"),
+            message: xml("Message"),
+            message_upper: None,
+        })
+        .filter(|b| b.kind.is_some())
+    });
     // The query-compatible code ("AccessDenied;Sender") is the one the documentation and IAM
     // use; `__type` carries the JSON protocol's ("AccessDeniedException").
     let code = query_error
@@ -372,10 +387,7 @@ fn error_detail(status: reqwest::StatusCode, query_error: Option<&str>, body: &[
     let message = parsed
         .as_ref()
         .and_then(|p| p.message.clone().or_else(|| p.message_upper.clone()))
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            text.trim().chars().take(200).collect()
-        });
+        .unwrap_or_else(|| text.trim().chars().take(200).collect());
     if message.is_empty() {
         format!("CloudWatch: {code} for cloudwatch:GetMetricData (HTTP {status})")
     } else {
@@ -435,6 +447,18 @@ mod tests {
         assert_eq!(
             throttled,
             "CloudWatch: Throttling for cloudwatch:GetMetricData (Rate exceeded)"
+        );
+        let xml = error_detail(
+            reqwest::StatusCode::FORBIDDEN,
+            None,
+            b"<?xml version=\"1.0\"?><ErrorResponse><Error><Code>InvalidClientTokenId</Code>\
+              <Message>The security token included in the request is invalid.</Message>\
+              </Error></ErrorResponse>",
+        );
+        assert_eq!(
+            xml,
+            "CloudWatch: InvalidClientTokenId for cloudwatch:GetMetricData (The security token \
+             included in the request is invalid.)"
         );
         let bare = error_detail(reqwest::StatusCode::NOT_FOUND, None, b"");
         assert!(bare.contains("404"), "{bare}");

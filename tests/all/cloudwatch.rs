@@ -73,6 +73,12 @@ async fn error_rates_from_cloudwatch_pass_degrade_and_say_when_there_is_no_traff
     else {
         return;
     };
+    // A second moto that checks access keys as AWS does: the test's key is not one it issued.
+    let strict =
+        tokio::task::spawn_blocking(|| Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]))
+            .await
+            .expect("join")
+            .expect("moto is installed");
     let low = [("LoadBalancer", "app/low/1")];
     let high = [("LoadBalancer", "app/high/1")];
     let mut points = traffic(&low, 2000.0, 4.0); // 0.002
@@ -140,7 +146,9 @@ async fn error_rates_from_cloudwatch_pass_degrade_and_say_when_there_is_no_traff
     let r = rate_of(&denied);
     assert!(!r.ok && r.value.is_none(), "{r:?}");
     assert!(
-        r.detail.starts_with("CloudWatch: ") && r.detail.contains("for cloudwatch:GetMetricData ("),
+        r.detail
+            == "CloudWatch: InvalidClientTokenId for cloudwatch:GetMetricData (The security token \
+                included in the request is invalid.)",
         "{r:?}"
     );
 }
