@@ -22,6 +22,8 @@ use crate::domain::api::{ChangeRequest, Preview};
 use crate::domain::approval;
 use crate::domain::approval::Approval;
 use crate::domain::change::{Change, ChangeState, ExecutionOutput};
+use crate::domain::incident::Incident;
+use crate::domain::verification::VerificationState;
 use crate::domain::operator::Operator;
 use crate::domain::policy::{self, Decision, Outcome, PolicyInput};
 use crate::domain::{ActionSpec, Freeze, Risk, Ticket};
@@ -35,8 +37,35 @@ use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
 use std::collections::BTreeMap;
 
+/// How many of the latest verifications are searched for the escalation of a change being
+/// rolled back. An escalation is recent while its incident matters; one further back than this
+/// belongs to an incident long handled, and its rollback takes the ordinary path.
+const ESCALATIONS_SEARCHED: i64 = 500;
+
+/// The incident declared by escalating the verification of change `original`, if any: the one
+/// whose emergency path its rollback takes.
+async fn escalation_of(
+    state: &AppState,
+    conn: &mut SqliteConnection,
+    original: i64,
+) -> ServiceResult<Option<Incident>> {
+    let list = state
+        .store
+        .verification_list(false, ESCALATIONS_SEARCHED)
+        .await?;
+    let Some(ticket) = list
+        .into_iter()
+        .filter(|v| v.change_id == original && v.state == VerificationState::Escalated)
+        .find_map(|v| v.incident)
+    else {
+        return Ok(None);
+    };
+    let (_, _, incident) = state.store.policy_context(conn, &ticket).await?;
+    Ok(incident)
+}
+
 /// The policy decision for `requester` now, on what `conn` sees (inside the write
-/// transaction when the decision is acted on).
+/// transaction when the decision is acted on). `rollback_of` is the change a rollback undoes.
 async fn decide(
     state: &AppState,
     conn: &mut SqliteConnection,
@@ -44,7 +73,12 @@ async fn decide(
     ticket: &Ticket,
     requester: &Operator,
     now: DateTime<Utc>,
+    rollback_of: Option<i64>,
 ) -> ServiceResult<Decision> {
+    let escalated = match rollback_of {
+        Some(original) => escalation_of(state, conn, original).await?,
+        None => None,
+    };
     let (stored, pause, incident) = state.store.policy_context(conn, ticket.as_str()).await?;
     let mut freezes: Vec<Freeze> = state.config.configured_freezes();
     freezes.extend(stored);
@@ -57,6 +91,7 @@ async fn decide(
         freezes: &freezes,
         pause: pause.as_ref(),
         incident: incident.as_ref(),
+        escalated: escalated.as_ref(),
     }))
 }
 

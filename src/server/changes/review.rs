@@ -46,7 +46,16 @@ pub async fn approve(
         name: change.requested_by.clone(),
         level: change.requested_level,
     };
-    let mut d = decide(state, tx.conn(), spec, &ticket, &requester, now).await?;
+    let mut d = decide(
+        state,
+        tx.conn(),
+        spec,
+        &ticket,
+        &requester,
+        now,
+        change.rollback_of,
+    )
+    .await?;
     if change.rollback_of.is_some() && d.decision != Outcome::Blocked {
         require_rollback_level(spec, &requester, &mut d);
     }
