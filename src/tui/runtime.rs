@@ -134,6 +134,7 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
                 Msg::Calendar(text(client.calendar(from, to).await))
             }
             Effect::LoadVerifications => Msg::Verifications(text(client.verifications().await)),
+            Effect::LoadIncidents => Msg::Incidents(text(client.incidents().await)),
             Effect::PollVerifications => {
                 Msg::VerificationsPolled(text(client.verifications().await))
             }

@@ -243,9 +243,7 @@ async fn the_rollback_of_an_escalated_change_runs_during_the_pause_with_the_comm
 
     // Another change's rollback is refused by the pause, saying how to resume and who may.
     let (error, message) = api_error(
-        alice
-            .rollback(other.id, &rollback_req("undo", None))
-            .await,
+        alice.rollback(other.id, &rollback_req("undo", None)).await,
         409,
     );
     assert_eq!(error, "refused");

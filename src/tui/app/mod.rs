@@ -8,6 +8,7 @@
 mod actions;
 mod activity;
 mod approvals;
+mod incidents;
 mod list;
 mod modal;
 mod verification;
@@ -16,6 +17,7 @@ mod windows;
 pub use actions::ActionsPane;
 pub use activity::ActivityPane;
 pub use approvals::{ApprovalsPane, Stance};
+pub use incidents::Incidents;
 pub use list::SelectList;
 pub use modal::{Confirmed, Modal, Prompt, Purpose};
 pub use verification::VerificationPane;
@@ -27,7 +29,7 @@ use crate::domain::api::{
 };
 use crate::domain::change::Change;
 use crate::domain::verification::Verification;
-use crate::domain::{Level, Operator};
+use crate::domain::{Incident, Level, Operator};
 use crate::tui::keymap::{Command, Keymap, Scope};
 use chrono::{DateTime, Datelike, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -98,6 +100,7 @@ pub enum Msg {
     WindowStatus(Result<WindowStatus, String>),
     Calendar(Result<Calendar, String>),
     Verifications(Result<Vec<Verification>, String>),
+    Incidents(Result<Vec<Incident>, String>),
     /// The periodic refresh of live samples.
     VerificationsPolled(Result<Vec<Verification>, String>),
     VerificationDecided(Result<Verification, String>),
@@ -126,6 +129,7 @@ impl Msg {
                 | Msg::WindowStatus(_)
                 | Msg::Calendar(_)
                 | Msg::Verifications(_)
+                | Msg::Incidents(_)
                 | Msg::VerificationDecided(_)
                 | Msg::RolledBack(_)
                 | Msg::Submitted(_)
@@ -147,6 +151,7 @@ pub enum Effect {
         to: DateTime<Utc>,
     },
     LoadVerifications,
+    LoadIncidents,
     PollVerifications,
     Preview(u64, ChangeRequest),
     VerificationOutcome(i64, OutcomeRequest),
@@ -187,6 +192,7 @@ pub struct State {
     pub windows: WindowsPane,
     pub verification: VerificationPane,
     pub activity: ActivityPane,
+    pub incidents: Incidents,
     pub modal: Option<Modal>,
     pub message: Option<(Tone, String)>,
     /// Requests out whose answer has not come back: the spinner turns while this is above 0.
@@ -214,6 +220,7 @@ impl State {
             windows: WindowsPane::default(),
             verification: VerificationPane::default(),
             activity: ActivityPane::default(),
+            incidents: Incidents::default(),
             modal: None,
             message: None,
             in_flight: 0,
@@ -241,6 +248,7 @@ impl State {
             Effect::LoadWindowStatus,
             self.windows.load_calendar(self.now),
             Effect::LoadVerifications,
+            Effect::LoadIncidents,
         ]
     }
 
@@ -301,6 +309,7 @@ fn dispatch(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::WindowStatus(r) => loaded(state, r, |s, w| s.windows.window = Some(w)),
         Msg::Calendar(r) => loaded(state, r, |s, c| s.windows.set_calendar(c)),
         Msg::Verifications(r) => loaded(state, r, |s, v| s.verification.set(v)),
+        Msg::Incidents(r) => loaded(state, r, |s, v| s.incidents.set(v)),
         Msg::VerificationsPolled(r) => {
             // A background refresh: no spinner, and a failure waits for the next one.
             if let Ok(v) = r {
@@ -335,16 +344,20 @@ fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Effect> {
     let counting = (countdown_shown && state.active_verifications().next().is_some())
         || state.verification.deadline_passed(before, now);
     state.dirty = counting || before.timestamp() / 60 != now.timestamp() / 60;
+    let mut effects = Vec::new();
+    if state.windows.boundary_passed(before, now) {
+        effects.push(Effect::LoadWindowStatus);
+    }
     // Live samples: refresh the list every few seconds while something is watched.
     if state.verification.sampling()
         && before.timestamp() / POLL_SECS != now.timestamp() / POLL_SECS
     {
-        return vec![Effect::PollVerifications];
+        effects.push(Effect::PollVerifications);
     }
     if before.date_naive().iso_week() != now.date_naive().iso_week() {
-        return vec![state.windows.load_calendar(now)];
+        effects.push(state.windows.load_calendar(now));
     }
-    Vec::new()
+    effects
 }
 
 fn loaded<T>(state: &mut State, r: Result<T, String>, apply: impl FnOnce(&mut State, T)) {
@@ -371,6 +384,10 @@ fn server_event(state: &mut State, e: Event) -> Vec<Effect> {
                 state.alert = Some(e.summary.clone());
             }
             state.verification.upsert(v);
+        }
+    } else if e.kind.starts_with("incident.") {
+        if let Ok(i) = serde_json::from_value::<Incident>(e.data.clone()) {
+            state.incidents.upsert(i);
         }
     } else if e.kind.starts_with("freeze.") || e.kind.starts_with("pause.") {
         effects = state.windows.reload(state.now);

@@ -31,6 +31,25 @@ impl WindowsPane {
         Effect::LoadCalendar { from, to }
     }
 
+    /// Whether a window opened or closed, or a freeze began or ended, between two ticks: the
+    /// status the header shows is then out of date and is asked for again, so line 1 says so at
+    /// once instead of at the next event.
+    pub(super) fn boundary_passed(&self, before: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let crossed = |t: DateTime<Utc>| t > before && t <= now;
+        let status = self.window.iter().flat_map(|w| {
+            w.open
+                .iter()
+                .map(|o| o.closes_at)
+                .chain(w.next.iter().map(|n| n.opens_at))
+                .chain(w.freeze.iter().map(|f| f.ends_at))
+        });
+        let blocks = self
+            .calendar
+            .iter()
+            .flat_map(|c| c.blocks.iter().flat_map(|b| [b.start, b.end]));
+        status.chain(blocks).any(crossed)
+    }
+
     /// After anything that may have changed a freeze or the pause.
     pub(super) fn reload(&self, now: DateTime<Utc>) -> Vec<Effect> {
         vec![Effect::LoadWindowStatus, self.load_calendar(now)]

@@ -82,7 +82,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 Span::raw(if selected { "▶ " } else { "  " }),
                 Span::raw(format!("{:<5}", age(c, state))),
                 Span::styled(format!("{:<9}", risk_word(c.risk)), theme.risk(c.risk)),
-                Span::raw(format!("{:<act_w$} ", fit(&c.action, act_w))),
+                Span::raw(format!("{:<act_w$} ", fit(&what(c), act_w))),
                 Span::raw(format!("{:<tgt_w$} ", fit(&c.target, tgt_w))),
             ];
             if wide {
@@ -106,6 +106,15 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Paragraph::new(detail_lines(c, state, theme)).wrap(Wrap { trim: true }),
             detail,
         );
+    }
+}
+
+/// The action column: a rollback is named by the change it undoes (its action is in the
+/// detail), so it never reads as a second, unrelated request.
+fn what(c: &Change) -> String {
+    match c.rollback_of {
+        Some(original) => format!("rollback of #{original}"),
+        None => c.action.clone(),
     }
 }
 

@@ -32,24 +32,93 @@ pub fn window_summary(state: &State) -> String {
     }
 }
 
+/// How bad the state on line 1 is: it picks the line's style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warn,
+    Bad,
+}
+
+/// The one state line: the most severe state in force (an open incident, then a pause, then a
+/// freeze, then the windows), so line 1 says at once what may run, at every width.
+pub fn state_line(state: &State) -> (String, Severity) {
+    let now = state.now;
+    let w = state.windows.window.as_ref();
+    let pause = w.and_then(|w| w.pause.as_ref());
+    let freeze = w
+        .and_then(|w| w.freeze.as_ref())
+        .filter(|f| f.starts_at <= now && f.ends_at > now);
+    if let Some(i) = state.incidents.open().next() {
+        let more = state.incidents.open().count() - 1;
+        return (
+            format!(
+                "INCIDENT {} {} · IC {} · {} ago{}{}",
+                i.ticket,
+                i.priority,
+                i.commander,
+                human_duration(now - i.declared_at),
+                if pause.is_some() { " · PAUSED" } else { "" },
+                if more > 0 {
+                    format!(" · +{more} more")
+                } else {
+                    String::new()
+                }
+            ),
+            Severity::Bad,
+        );
+    }
+    if let Some(p) = pause {
+        return (
+            format!(
+                "CHANGES PAUSED by {} · {} ago",
+                p.paused_by,
+                human_duration(now - p.paused_at)
+            ),
+            Severity::Bad,
+        );
+    }
+    if let Some(f) = freeze {
+        return (
+            format!(
+                "FREEZE '{}' until {}",
+                f.name,
+                f.ends_at.format("%b %-d %H:%M UTC")
+            ),
+            Severity::Warn,
+        );
+    }
+    (window_summary(state), Severity::Normal)
+}
+
+/// Line 2: what line 1 has no room for, most severe first: a verification alert, then the
+/// pause's reason, then a freeze line 1 does not already name.
 pub fn banner_text(state: &State) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(a) = &state.alert {
         parts.push(format!(" ⚠ {a} (4 shows it) "));
     }
     let w = state.windows.window.as_ref();
-    if let Some(f) = w
+    let incident = state.incidents.open().next().is_some();
+    if let Some(p) = w.and_then(|w| w.pause.as_ref()) {
+        parts.push(format!(
+            " CHANGES PAUSED by {} at {}: {} ",
+            p.paused_by,
+            p.paused_at.format("%H:%M"),
+            p.reason
+        ));
+    }
+    let freeze = w
         .and_then(|w| w.freeze.as_ref())
-        .filter(|f| f.ends_at > state.now)
+        .filter(|f| f.starts_at <= state.now && f.ends_at > state.now);
+    if let Some(f) = freeze
+        && (incident || w.and_then(|w| w.pause.as_ref()).is_some())
     {
         parts.push(format!(
             " FREEZE '{}' until {}: only low-risk actions and P1 incident changes run ",
             f.name,
             f.ends_at.format("%b %-d %H:%M UTC")
         ));
-    }
-    if let Some(p) = w.and_then(|w| w.pause.as_ref()) {
-        parts.push(format!(" CHANGES PAUSED by {}: {} ", p.paused_by, p.reason));
     }
     (!parts.is_empty()).then(|| parts.join("│"))
 }
@@ -65,7 +134,12 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Connection::Reconnecting(_) => ("◌ reconnecting".to_string(), theme.bad()),
     };
     let server = state.server.trim_start_matches("http://").to_string();
-    let window = window_summary(state);
+    let (window, severity) = state_line(state);
+    let window_style = match severity {
+        Severity::Normal => Style::default(),
+        Severity::Warn => theme.warn().add_modifier(Modifier::BOLD),
+        Severity::Bad => theme.bad().add_modifier(Modifier::BOLD),
+    };
     // Who I am, the connection and the window matter most; the name and server go first when
     // the line is short.
     let essential = who.chars().count() + conn.chars().count() + window.chars().count() + 8;
@@ -88,7 +162,7 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Span::styled(" │ ", theme.dim()),
         Span::styled(conn, conn_style),
         Span::styled(" │ ", theme.dim()),
-        Span::raw(window),
+        Span::styled(window, window_style),
     ]);
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

@@ -160,3 +160,21 @@ fn an_emergency_change_says_so_in_the_queue_detail() {
         "{screen}"
     );
 }
+
+/// 3 a.m. after an escalation: line 1 names the incident, its commander, its age and the pause
+/// at both sizes; the Verification pane lists it and says who escalated when.
+#[test]
+fn incident_header_and_the_incidents_section() {
+    let mut s = crate::tui::fixtures::escalated_scene("carol", Level::L3);
+    s.pane = Pane::Verification;
+    for (w, h) in [(80, 24), (160, 48)] {
+        let screen = render(&s, w, h);
+        let line1 = screen.lines().next().unwrap_or_default();
+        assert!(
+            line1.contains("INCIDENT INC-2026-1124-001 P2 · IC carol · 10m ago · PAUSED"),
+            "{w}×{h}: {line1}"
+        );
+        assert!(screen.contains("escalated 10:20 by carol"), "{screen}");
+        insta::assert_snapshot!(format!("incident_{w}x{h}"), screen);
+    }
+}
