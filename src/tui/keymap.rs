@@ -36,6 +36,7 @@ pub enum Command {
     RemoveFreeze,
     Pause,
     Resume,
+    Undo,
     MarkVerified,
     Escalate,
     Rollback,
@@ -64,6 +65,7 @@ impl Command {
             Command::RemoveFreeze => "remove_freeze".into(),
             Command::Pause => "pause".into(),
             Command::Resume => "resume".into(),
+            Command::Undo => "undo".into(),
             Command::MarkVerified => "verified".into(),
             Command::Escalate => "escalate".into(),
             Command::Rollback => "rollback".into(),
@@ -163,23 +165,23 @@ pub static KEYMAP: &[Binding] = &[
         [(KeyCode::Char('x'), NONE)],
         "x",
         Command::RemoveFreeze,
-        "remove a freeze announced here (L3)",
-        None
+        "remove the selected freeze (L3; asks y/n, u undoes it)",
+        Some("remove freeze")
     ),
     b!(
         Windows,
         [(KeyCode::Char('p'), NONE)],
         "p",
         Command::Pause,
-        "pause all changes (L2+)",
+        "pause all changes (L2+; asks for a reason, then y/n)",
         Some("pause")
     ),
     b!(
         Windows,
-        [(KeyCode::Char('r'), NONE)],
-        "r",
+        [(KeyCode::Char('s'), NONE)],
+        "s",
         Command::Resume,
-        "resume changes (L2+)",
+        "resume (start) changes again (L2+; asks y/n, u undoes it)",
         Some("resume")
     ),
     b!(
@@ -268,6 +270,14 @@ pub static KEYMAP: &[Binding] = &[
         "4",
         Command::GoPane(3),
         "Verification pane",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('u'), NONE)],
+        "u",
+        Command::Undo,
+        "undo removing a freeze or resuming, for 10 s after",
         None
     ),
     b!(
@@ -366,12 +376,12 @@ impl Keymap {
                 ));
                 continue;
             };
-            let scope = map.bindings[i].scope;
-            let clash = map.bindings.iter().enumerate().find(|(j, b)| {
-                *j != i
-                    && (b.scope == scope || b.scope == Scope::Global || scope == Scope::Global)
-                    && b.keys.contains(&chord)
-            });
+            // A key means one thing wherever it is pressed: no pane reuses another's key.
+            let clash = map
+                .bindings
+                .iter()
+                .enumerate()
+                .find(|(j, b)| *j != i && b.keys.contains(&chord));
             if let Some((_, other)) = clash {
                 warnings.push(format!(
                     "keys.{name}: '{spec}' is already bound to {}; keeping the default",
@@ -460,14 +470,34 @@ fn parse_chord(spec: &str) -> Option<Chord> {
 mod tests {
     use super::*;
 
+    /// The same key never means two things, in one pane or in two (`r` was resume in Windows
+    /// and rollback in Verification): fingers learn a key once.
     #[test]
-    fn no_key_is_bound_twice_in_one_scope() {
+    fn one_key_means_one_thing_in_every_pane() {
         for (i, a) in KEYMAP.iter().enumerate() {
             for b in &KEYMAP[i + 1..] {
-                let overlap = a.scope == b.scope && a.keys.iter().any(|k| b.keys.contains(k));
-                assert!(!overlap, "{} and {} clash", a.label, b.label);
+                let overlap = a.keys.iter().any(|k| b.keys.contains(k));
+                assert!(
+                    !overlap,
+                    "{} ({:?}) and {} ({:?}) share a key",
+                    a.label, a.scope, b.label, b.scope
+                );
             }
         }
+    }
+
+    #[test]
+    fn an_override_may_not_give_a_key_a_second_meaning_in_another_pane() {
+        let overrides: BTreeMap<String, toml::Value> = toml::from_str("resume = \"r\"\n").unwrap();
+        let (map, warnings) = Keymap::with_overrides(&overrides);
+        assert!(
+            warnings
+                .join("")
+                .contains("'r' is already bound to rollback"),
+            "{warnings:?}"
+        );
+        let s = KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE);
+        assert_eq!(map.lookup(Scope::Windows, &s), Some(Command::Resume));
     }
 
     #[test]

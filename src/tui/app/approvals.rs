@@ -103,6 +103,15 @@ impl ApprovalsPane {
         }
     }
 
+    /// Pending changes a freeze or a pause holds back (every one but low risk): what a
+    /// confirmation of one says it affects.
+    pub fn pending_governed(&self) -> usize {
+        self.changes
+            .values()
+            .filter(|c| c.state == ChangeState::PendingApproval && c.risk != Risk::Low)
+            .count()
+    }
+
     pub fn approvable_count(&self) -> usize {
         self.approvable
     }
@@ -389,7 +398,12 @@ mod tests {
         assert!(update(&mut s, code(KeyCode::Enter)).is_empty());
         assert!(s.message.as_ref().unwrap().1.contains("reason is required"));
         typed(&mut s, "not during the campaign");
-        let effects = update(&mut s, code(KeyCode::Enter));
+        assert!(update(&mut s, code(KeyCode::Enter)).is_empty());
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Confirm(Confirmed::Deny(2, _)))
+        ));
+        let effects = update(&mut s, key('y'));
         assert_eq!(
             effects,
             vec![Effect::Deny(
@@ -399,6 +413,36 @@ mod tests {
                 }
             )]
         );
+        assert!(s.modal.is_none());
+    }
+
+    /// A typed reason survives a stray Esc (asked first) and a "no" to the confirmation.
+    #[test]
+    fn a_typed_deny_reason_is_not_dropped_without_asking() {
+        let mut s = scene("carol", Level::L3);
+        update(&mut s, key('2'));
+        update(&mut s, key('d'));
+        typed(&mut s, "not now");
+        update(&mut s, code(KeyCode::Esc));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Confirm(Confirmed::DiscardPrompt(_)))
+        ));
+        update(&mut s, key('n'));
+        let Some(Modal::Prompt(p)) = &s.modal else {
+            panic!("the prompt did not come back: {:?}", s.modal)
+        };
+        assert_eq!(p.fields.value(0), "not now");
+        update(&mut s, code(KeyCode::Enter));
+        update(&mut s, key('n'));
+        assert!(matches!(&s.modal, Some(Modal::Prompt(p)) if p.fields.value(0) == "not now"));
+        update(&mut s, code(KeyCode::Esc));
+        assert!(update(&mut s, key('y')).is_empty());
+        assert!(s.modal.is_none());
+        assert!(s.message.as_ref().unwrap().1.contains("denial cancelled"));
+        // Nothing typed: Esc just closes.
+        update(&mut s, key('d'));
+        update(&mut s, code(KeyCode::Esc));
         assert!(s.modal.is_none());
     }
 

@@ -21,7 +21,7 @@ pub use incidents::Incidents;
 pub use list::SelectList;
 pub use modal::{Confirmed, Modal, Prompt, Purpose};
 pub use verification::VerificationPane;
-pub use windows::WindowsPane;
+pub use windows::{UNDO_SECS, Undo, WindowsPane};
 
 use crate::domain::api::{
     ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
@@ -344,6 +344,12 @@ fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Effect> {
     let counting = (countdown_shown && state.active_verifications().next().is_some())
         || state.verification.deadline_passed(before, now);
     state.dirty = counting || before.timestamp() / 60 != now.timestamp() / 60;
+    if let Some(u) = &state.windows.undo
+        && u.left(now).is_none()
+    {
+        state.windows.undo = None;
+        state.dirty = true;
+    }
     let mut effects = Vec::new();
     if state.windows.boundary_passed(before, now) {
         effects.push(Effect::LoadWindowStatus);
@@ -439,7 +445,8 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
         | Command::AddFreeze
         | Command::RemoveFreeze
         | Command::Pause
-        | Command::Resume => return windows::command(state, cmd),
+        | Command::Resume
+        | Command::Undo => return windows::command(state, cmd),
         Command::MarkVerified | Command::Escalate | Command::Rollback => {
             return verification::command(state, cmd);
         }
@@ -559,7 +566,8 @@ mod tests {
         let mut s = scene("carol", Level::L3);
         assert_eq!(s.in_flight, 0, "the scene's loads have all answered");
         update(&mut s, key('3'));
-        let out = update(&mut s, key('x'));
+        update(&mut s, key('x'));
+        let out = update(&mut s, key('y'));
         assert_eq!(out, vec![Effect::RemoveFreeze(1)]);
         assert_eq!(s.in_flight, 1);
         let reloads = update(&mut s, Msg::GovernanceDone(Ok("freeze removed".into())));

@@ -18,17 +18,29 @@ pub enum Modal {
     Prompt(Prompt),
 }
 
-/// What a confirmation is about to do.
+/// What a confirmation is about to do. Those that carry a prompt send what was typed in it on
+/// "yes" and give it back on "no", so a typed reason is never lost to a wrong key.
 #[derive(Debug, Clone)]
 pub enum Confirmed {
     Approve(i64),
+    /// Deny change #id for the reason typed.
+    Deny(i64, Prompt),
     /// Escalate verification #id: declares an incident and pauses changes.
     Escalate(i64),
     /// Roll back change #id.
     Rollback(i64),
+    /// Announce the freeze typed.
+    Freeze(Prompt),
+    /// Remove the freeze with this id.
+    RemoveFreeze(i64),
+    /// Pause all changes for the reason typed.
+    Pause(Prompt),
+    Resume,
     Quit,
     /// Drop the change request being typed (the form comes back on "no").
     Discard(Box<ChangeForm>),
+    /// Drop what was typed in a prompt (it comes back on "no").
+    DiscardPrompt(Prompt),
 }
 
 /// A few fields asked for one purpose.
@@ -55,6 +67,29 @@ impl Prompt {
             fields: Fields::new(fields),
         }
     }
+
+    /// Whether the operator typed something that Esc would lose. The freeze form's start is
+    /// filled in for them, so only its name and end count.
+    fn typed(&self) -> bool {
+        let filled = |i: usize| !self.fields.value(i).trim().is_empty();
+        match self.purpose {
+            Purpose::Filter => false,
+            Purpose::Freeze => filled(0) || filled(2),
+            Purpose::DenyReason(_) | Purpose::PauseReason => filled(0),
+        }
+    }
+}
+
+impl Purpose {
+    /// What the prompt is for, as the messages about it say.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Purpose::DenyReason(_) => "the denial",
+            Purpose::PauseReason => "the pause",
+            Purpose::Filter => "the filter",
+            Purpose::Freeze => "the freeze",
+        }
+    }
 }
 
 pub(super) fn key(state: &mut State, open: Modal, key: KeyEvent) -> Vec<Effect> {
@@ -75,14 +110,54 @@ fn confirm_key(state: &mut State, what: Confirmed, key: KeyEvent) -> Vec<Effect>
         Confirmed::Quit => {}
         Confirmed::Discard(form) if !yes => state.modal = Some(Modal::Form(form)),
         Confirmed::Discard(_) => {}
+        Confirmed::DiscardPrompt(prompt) if !yes => state.modal = Some(Modal::Prompt(prompt)),
+        Confirmed::DiscardPrompt(prompt) => {
+            state.say(Tone::Info, format!("{} cancelled", prompt.purpose.doing()))
+        }
+        Confirmed::Deny(_, prompt) | Confirmed::Freeze(prompt) | Confirmed::Pause(prompt) => {
+            if yes {
+                return submitted(state, prompt);
+            }
+            state.say(
+                Tone::Info,
+                format!(
+                    "{} not sent: edit it, or Esc to drop it",
+                    prompt.purpose.doing()
+                ),
+            );
+            state.modal = Some(Modal::Prompt(prompt));
+        }
         Confirmed::Approve(id) if yes => return approvals::approve(state, id),
         Confirmed::Escalate(id) if yes => return verification::escalate(id),
         Confirmed::Rollback(change_id) if yes => return verification::roll_back(change_id),
+        Confirmed::RemoveFreeze(id) if yes => return windows::remove_freeze(state, id),
+        Confirmed::Resume if yes => return windows::resume(state),
         Confirmed::Approve(_) => state.say(Tone::Info, "approval cancelled"),
         Confirmed::Escalate(_) => state.say(Tone::Info, "escalation cancelled"),
         Confirmed::Rollback(_) => state.say(Tone::Info, "rollback cancelled"),
+        Confirmed::RemoveFreeze(_) => state.say(Tone::Info, "the freeze stays"),
+        Confirmed::Resume => state.say(Tone::Info, "changes stay paused"),
     }
     Vec::new()
+}
+
+/// The requests a prompt's fields make, or why they make none.
+fn requests(state: &State, prompt: &Prompt) -> Result<Vec<Effect>, String> {
+    match prompt.purpose {
+        Purpose::DenyReason(id) => approvals::deny(id, &prompt.fields),
+        Purpose::Filter => Ok(Vec::new()),
+        Purpose::PauseReason => windows::pause(&prompt.fields),
+        Purpose::Freeze => windows::add_freeze(&prompt.fields, state.now),
+    }
+}
+
+/// Confirmed: send what the prompt asks (checked again: the clock moved while it was asked).
+fn submitted(state: &mut State, prompt: Prompt) -> Vec<Effect> {
+    requests(state, &prompt).unwrap_or_else(|why| {
+        state.say(Tone::Error, why);
+        state.modal = Some(Modal::Prompt(prompt));
+        Vec::new()
+    })
 }
 
 /// The one key handler of every prompt: the fields move and edit the same way, and only what
@@ -93,25 +168,34 @@ fn prompt_key(state: &mut State, mut prompt: Prompt, key: KeyEvent) -> Vec<Effec
         approvals::filter_typed(state, &prompt.fields, done);
     }
     match done {
+        FieldKey::Cancel if prompt.typed() => {
+            state.modal = Some(Modal::Confirm(Confirmed::DiscardPrompt(prompt)));
+            Vec::new()
+        }
         FieldKey::Cancel => {
-            if let Purpose::DenyReason(_) = prompt.purpose {
-                state.say(Tone::Info, "deny cancelled");
+            if prompt.purpose != Purpose::Filter {
+                state.say(Tone::Info, format!("{} cancelled", prompt.purpose.doing()));
             }
             Vec::new()
         }
-        FieldKey::Submit => {
-            let submitted = match prompt.purpose {
-                Purpose::DenyReason(id) => approvals::deny(id, &prompt.fields),
-                Purpose::Filter => Ok(Vec::new()),
-                Purpose::PauseReason => windows::pause(&prompt.fields),
-                Purpose::Freeze => windows::add_freeze(&prompt.fields),
-            };
-            submitted.unwrap_or_else(|why| {
+        FieldKey::Submit => match requests(state, &prompt) {
+            // The filter applies as it is typed: nothing to confirm.
+            Ok(_) if prompt.purpose == Purpose::Filter => Vec::new(),
+            Ok(_) => {
+                let confirm = match prompt.purpose {
+                    Purpose::DenyReason(id) => Confirmed::Deny(id, prompt),
+                    Purpose::Freeze => Confirmed::Freeze(prompt),
+                    _ => Confirmed::Pause(prompt),
+                };
+                state.modal = Some(Modal::Confirm(confirm));
+                Vec::new()
+            }
+            Err(why) => {
                 state.say(Tone::Error, why);
                 state.modal = Some(Modal::Prompt(prompt));
                 Vec::new()
-            })
-        }
+            }
+        },
         FieldKey::Moved | FieldKey::Edited(_) => {
             state.modal = Some(Modal::Prompt(prompt));
             Vec::new()

@@ -272,7 +272,18 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Some(Modal::Help) | Some(Modal::Outcome(_)) => vec![("any key", "close")],
         None => state.keymap.hints(state.pane.scope()),
     };
+    let undo = state
+        .windows
+        .undo
+        .as_ref()
+        .and_then(|u| u.left(state.now))
+        .filter(|_| state.modal.is_none())
+        .map(|left| format!("undo ({left} s)"));
     let mut spans = Vec::new();
+    if let Some(text) = &undo {
+        spans.push(Span::styled("u", theme.selected()));
+        spans.push(Span::styled(format!(" {text}  "), theme.warn()));
+    }
     for (key, what) in hints {
         spans.push(Span::styled(key.to_string(), theme.selected()));
         spans.push(Span::raw(format!(" {what}  ")));

@@ -2,7 +2,7 @@
 
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::policy::Outcome;
-use crate::tui::app::{Confirmed, Modal, Purpose, State};
+use crate::tui::app::{Confirmed, Modal, Purpose, State, UNDO_SECS};
 use crate::tui::form::{ChangeForm, Fields, TICKET};
 use crate::tui::keymap::Scope;
 use crate::tui::theme::Theme;
@@ -96,6 +96,98 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             "Discard",
             "Discard the change request you are typing?".into(),
         ),
+        Confirmed::DiscardPrompt(p) => (
+            "Discard",
+            format!(
+                "Drop {} you typed? Nothing has been sent.",
+                p.purpose.doing()
+            ),
+        ),
+        Confirmed::Deny(id, p) => {
+            let what = changes
+                .get(id)
+                .map(|c| format!(" ({} on {}, by {})", c.action, c.target, c.requested_by))
+                .unwrap_or_default();
+            (
+                "Deny",
+                format!(
+                    "Deny change #{id}{what}?\nReason: {}\nThe requester sees the reason; the change never runs.",
+                    p.fields.value(0).trim()
+                ),
+            )
+        }
+        Confirmed::Freeze(p) => (
+            "Announce a freeze",
+            format!(
+                "Announce freeze '{}' from {} to {} UTC?\nWhile it is in force only low-risk actions and P1 incident changes run, for every team. {}",
+                p.fields.value(0).trim(),
+                p.fields.value(1).trim(),
+                p.fields.value(2).trim(),
+                held(state, "would be refused if approved during it")
+            ),
+        ),
+        Confirmed::RemoveFreeze(id) => {
+            let name = state
+                .windows
+                .freezes
+                .items()
+                .iter()
+                .find(|(f, _)| f == id)
+                .map(|(_, f)| {
+                    format!(
+                        "'{}' ({} to {} UTC)",
+                        f.name,
+                        f.starts_at.format("%a %d %b %H:%M"),
+                        f.ends_at.format("%a %d %b %H:%M")
+                    )
+                })
+                .unwrap_or_else(|| format!("#{id}"));
+            (
+                "Remove a freeze",
+                format!(
+                    "Remove freeze {name}?\nChanges may run again in its time, for every team. {}\nu undoes it for {UNDO_SECS} s.",
+                    held(state, "could run once approved")
+                ),
+            )
+        }
+        Confirmed::Pause(p) => (
+            "Pause all changes",
+            format!(
+                "Pause ALL changes? Reason: {}\nOnly low-risk actions and P1 incident changes run until an L2 or L3 resumes. {}",
+                p.fields.value(0).trim(),
+                held(state, "would be refused if approved while paused")
+            ),
+        ),
+        Confirmed::Resume => {
+            let since = state
+                .windows
+                .pause()
+                .map(|p| {
+                    format!(
+                        " (paused by {} at {}: {})",
+                        p.paused_by,
+                        p.paused_at.format("%H:%M"),
+                        p.reason
+                    )
+                })
+                .unwrap_or_default();
+            (
+                "Resume changes",
+                format!(
+                    "Resume changes{since}?\nEvery team may change things again. {}\nu undoes it for {UNDO_SECS} s.",
+                    held(state, "could run once approved")
+                ),
+            )
+        }
+    }
+}
+
+/// "3 pending changes …": how many changes waiting for approval a freeze or pause decides.
+fn held(state: &State, what: &str) -> String {
+    match state.approvals.pending_governed() {
+        0 => "No pending change is affected.".into(),
+        1 => format!("1 pending change {what}."),
+        n => format!("{n} pending changes {what}."),
     }
 }
 
