@@ -15,17 +15,22 @@ use ratatui::widgets::{Paragraph, Wrap};
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let filter_h = u16::from(!state.approvals.filter().is_empty());
     let len = state.approvals.queue_len();
-    let detail_h = if area.height >= 16 {
+    // The list is as tall as its rows (and leaves the detail at least a few lines); the detail
+    // of the selected change gets the rest, so no blank rows sit above a cut-off policy line.
+    let detail_min = if area.height >= 16 {
         6
     } else if area.height >= 10 {
         3
     } else {
         0
     };
+    let avail = area.height.saturating_sub(filter_h + 1);
+    let list_h = (len.max(1) as u16).min(avail.saturating_sub(detail_min).max(1));
+    let detail_h = avail.saturating_sub(list_h);
     let [filter, head, list, detail] = Layout::vertical([
         Constraint::Length(filter_h),
         Constraint::Length(1),
-        Constraint::Min(1),
+        Constraint::Length(list_h),
         Constraint::Length(detail_h),
     ])
     .areas(area);

@@ -128,13 +128,20 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Some(me) => format!("{} {}", me.name, me.level),
         None => "…".into(),
     };
-    let (conn, conn_style) = match &state.connection {
-        Connection::Connecting => ("○ connecting".to_string(), theme.warn()),
-        Connection::Live => ("● live".to_string(), theme.good()),
-        Connection::Reconnecting(_) => ("◌ reconnecting".to_string(), theme.bad()),
+    let (mark, word, conn_style) = match &state.connection {
+        Connection::Connecting => ("○", "connecting", theme.warn()),
+        Connection::Live => ("●", "live", theme.good()),
+        Connection::Reconnecting(_) => ("◌", "reconnecting", theme.bad()),
     };
     let server = state.server.trim_start_matches("http://").to_string();
     let (window, severity) = state_line(state);
+    // The state line comes first: on a narrow screen the connection keeps only its mark.
+    let full = who.chars().count() + word.len() + window.chars().count() + 9;
+    let conn = if full <= area.width as usize {
+        format!("{mark} {word}")
+    } else {
+        mark.to_string()
+    };
     let window_style = match severity {
         Severity::Normal => Style::default(),
         Severity::Warn => theme.warn().add_modifier(Modifier::BOLD),

@@ -88,7 +88,8 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             (
                 "Roll back",
                 format!(
-                    "Roll back change #{change_id} ({what})?\n{how}\nIt goes through the normal policy."
+                    "Roll back change #{change_id} ({what})?\n{how}\n{}",
+                    rollback_path(state, *change_id)
                 ),
             )
         }
@@ -180,6 +181,33 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             )
         }
     }
+}
+
+/// Which path a rollback takes: the emergency path of the incident its change's escalation
+/// declared (through the pause, with the commander's approval), or the normal policy.
+fn rollback_path(state: &State, change_id: i64) -> String {
+    let incident = state
+        .verification
+        .list
+        .items()
+        .iter()
+        .filter(|v| v.change_id == change_id)
+        .find_map(|v| v.incident.as_deref())
+        .and_then(|t| state.incidents.find(t))
+        .filter(|i| i.is_open());
+    let Some(i) = incident else {
+        return "It goes through the normal policy.".into();
+    };
+    let me = state.me.as_ref().map(|m| m.name.as_str());
+    let approver = if me == Some(i.commander.as_str()) {
+        "you command it, so an L2 or L3 other than you approves".to_string()
+    } else {
+        format!("its commander {} approves", i.commander)
+    };
+    format!(
+        "It answers incident {}: it runs even while changes are paused; {approver}.",
+        i.ticket
+    )
 }
 
 /// "3 pending changes …": how many changes waiting for approval a freeze or pause decides.

@@ -177,4 +177,11 @@ fn incident_header_and_the_incidents_section() {
         assert!(screen.contains("escalated 10:20 by carol"), "{screen}");
         insta::assert_snapshot!(format!("incident_{w}x{h}"), screen);
     }
+    // The rollback's confirmation says it runs through the pause, and who approves it.
+    key(&mut s, KeyCode::Char('r'));
+    let screen = render(&s, 80, 24);
+    assert!(
+        screen.contains("It answers incident") && screen.contains("an L2 or L3 other than you"),
+        "{screen}"
+    );
 }
