@@ -181,7 +181,7 @@ fn incident_header_and_the_incidents_section() {
     key(&mut s, KeyCode::Char('r'));
     let screen = render(&s, 80, 24);
     assert!(
-        screen.contains("It answers incident") && screen.contains("an L2 or L3 other than you"),
+        screen.contains("It answers incident") && screen.contains("you command it"),
         "{screen}"
     );
 }
