@@ -14,7 +14,7 @@ mod run;
 
 pub use recovery::recover_interrupted;
 pub use request::{Created, create, preview, rollback};
-pub use review::{approve, deny, expire_due};
+pub use review::{approve, deny, expire_due, withdraw};
 use run::{failure, start_and_wait};
 
 use crate::domain::action::{self, validate_target};
