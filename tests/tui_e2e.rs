@@ -189,13 +189,12 @@ async fn a_commander_escalates_then_rolls_back_during_the_pause() {
     tmux.wait_for("Escalate change #1", Duration::from_secs(3))
         .unwrap();
     tmux.keys(&["y"]).unwrap();
-    // Line 1 names the incident and its commander, and says changes are paused.
-    let screen = tmux
-        .wait_for("· IC carol ·", Duration::from_secs(5))
-        .unwrap();
+    // Line 1 names the incident and its commander, and says changes are paused (the pause
+    // arrives a moment after the incident: wait for it).
+    let screen = tmux.wait_for("· PAUSED", Duration::from_secs(5)).unwrap();
     let line1 = screen.lines().next().unwrap_or_default().to_string();
     assert!(
-        line1.contains("INCIDENT INC-2026-1124-") && line1.contains("PAUSED"),
+        line1.contains("INCIDENT INC-2026-1124-") && line1.contains("· IC carol ·"),
         "{screen}"
     );
     tmux.wait_for("escalated", Duration::from_secs(3)).unwrap();

@@ -28,6 +28,7 @@ pub enum Command {
     Open,
     Approve,
     Deny,
+    Withdraw,
     Filter,
     Refresh,
     PrevWeek,
@@ -57,6 +58,7 @@ impl Command {
             Command::Open => "open".into(),
             Command::Approve => "approve".into(),
             Command::Deny => "deny".into(),
+            Command::Withdraw => "withdraw".into(),
             Command::Filter => "filter".into(),
             Command::Refresh => "refresh".into(),
             Command::PrevWeek => "prev_week".into(),
@@ -127,6 +129,14 @@ pub static KEYMAP: &[Binding] = &[
         Command::Deny,
         "deny the selected change (asks for a reason)",
         Some("deny")
+    ),
+    b!(
+        Approvals,
+        [(KeyCode::Char('w'), NONE)],
+        "w",
+        Command::Withdraw,
+        "withdraw your own pending change (asks y/n)",
+        Some("withdraw")
     ),
     b!(
         Approvals,
@@ -418,9 +428,16 @@ impl Keymap {
 
     /// The footer's hints for a scope: its own bindings, then the global ones.
     pub fn hints(&self, scope: Scope) -> Vec<(&str, &str)> {
+        self.offered(scope, |_| true)
+    }
+
+    /// The hints of the commands that `usable` lets through: keys the operator cannot use now
+    /// are not offered.
+    pub fn offered(&self, scope: Scope, usable: impl Fn(Command) -> bool) -> Vec<(&str, &str)> {
         self.bindings
             .iter()
             .filter(|b| b.scope == scope || b.scope == Scope::Global)
+            .filter(|b| usable(b.command))
             .filter_map(|b| b.hint.map(|h| (b.label.as_str(), h)))
             .collect()
     }

@@ -1,7 +1,7 @@
 //! Pane 2: the approval queue, riskiest first, its filter, and approving or denying from it.
 
 use super::{Confirmed, Effect, Modal, Prompt, Purpose, SelectList, State, Tone};
-use crate::domain::api::{ApproveRequest, DenyRequest};
+use crate::domain::api::{ApproveRequest, DenyRequest, WithdrawRequest};
 use crate::domain::approval;
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::{Operator, Risk};
@@ -216,50 +216,89 @@ fn order(c: &Change) -> Order {
     (Reverse(c.risk), c.created_at, c.id)
 }
 
-pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+/// Whether the operator may use `cmd` on the selected change, and if not, why: the footer
+/// offers only what passes, and a key that does not says why before any prompt opens.
+pub(super) fn check(state: &State, cmd: Command) -> Result<(), String> {
+    let pane = &state.approvals;
+    let Some(c) = pane.selected_change() else {
+        return Err("no pending change is selected".into());
+    };
+    let id = c.id;
+    let mine = pane
+        .operator
+        .as_ref()
+        .is_some_and(|me| me.name == c.requested_by);
     match cmd {
-        Command::Approve => match state.approvals.selected_change() {
-            None => state.say(Tone::Info, "nothing to approve"),
-            Some(c) => {
-                let id = c.id;
-                match state.approvals.stance(c) {
-                    Stance::CanApprove => {
-                        state.modal = Some(Modal::Confirm(Confirmed::Approve(id)))
-                    }
-                    Stance::Yours => state.say(
-                        Tone::Error,
-                        "this is your own change: someone else must approve it",
-                    ),
-                    Stance::Approved => {
-                        state.say(Tone::Info, "you have already approved this change")
-                    }
-                    Stance::Other(n) => state.say(
-                        Tone::Error,
-                        format!("you cannot approve change #{id}: it {n}"),
-                    ),
-                }
-            }
+        Command::Approve => match pane.stance(c) {
+            Stance::CanApprove => Ok(()),
+            Stance::Yours => Err(format!(
+                "change #{id} is your own: someone else must approve it (w withdraws it)"
+            )),
+            Stance::Approved => Err(format!("you have already approved change #{id}")),
+            Stance::Other(n) => Err(format!("you cannot approve change #{id}: it {n}")),
         },
-        Command::Deny => match state.approvals.selected_change() {
-            None => state.say(Tone::Info, "nothing to deny"),
-            Some(c) => {
-                state.modal = Some(Modal::Prompt(Prompt::new(
-                    Purpose::DenyReason(c.id),
-                    vec![Field::new("Reason", "why the change is denied (required)")],
-                )));
-            }
+        Command::Deny if mine => Err(format!(
+            "change #{id} is your own: w withdraws it (a denial is a reviewer's)"
+        )),
+        Command::Deny => match &pane.operator {
+            Some(me) if could_deny(c, me) => Ok(()),
+            Some(me) => Err(format!(
+                "you cannot deny change #{id}: only someone who could approve it may, and it {} \
+                 (you are {})",
+                needs(c),
+                me.level
+            )),
+            None => Err("who you are is still loading".into()),
         },
-        Command::Filter => {
-            let mut f = Field::new(
-                "Filter",
-                "action, target, ticket or requester; empty shows all",
-            );
-            f.input = tui_input::Input::new(state.approvals.filter.clone());
-            state.modal = Some(Modal::Prompt(Prompt::new(Purpose::Filter, vec![f])));
-        }
-        _ => {}
+        Command::Withdraw if mine && c.rollback_of.is_some() => Err(format!(
+            "change #{id} is a rollback: ask a reviewer to deny it, so a new rollback can be \
+             requested"
+        )),
+        Command::Withdraw if mine => Ok(()),
+        Command::Withdraw => Err(format!(
+            "only its requester ({}) may withdraw change #{id}",
+            c.requested_by
+        )),
+        _ => Ok(()),
     }
+}
+
+/// The server's rule for a denial: someone who could meet a requirement still missing.
+fn could_deny(c: &Change, me: &Operator) -> bool {
+    approval::unmet(&c.approvals_required, &c.approvals, &c.requested_by)
+        .iter()
+        .any(|r| r.can_be_met_by(me))
+}
+
+pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+    if cmd == Command::Filter {
+        let mut f = Field::new(
+            "Filter",
+            "action, target, ticket or requester; empty shows all",
+        );
+        f.input = tui_input::Input::new(state.approvals.filter.clone());
+        state.modal = Some(Modal::Prompt(Prompt::new(Purpose::Filter, vec![f])));
+        return Vec::new();
+    }
+    let Some(id) = state.approvals.selected_change().map(|c| c.id) else {
+        return Vec::new();
+    };
+    state.modal = match cmd {
+        Command::Approve => Some(Modal::Confirm(Confirmed::Approve(id))),
+        Command::Withdraw => Some(Modal::Confirm(Confirmed::Withdraw(id))),
+        Command::Deny => Some(Modal::Prompt(Prompt::new(
+            Purpose::DenyReason(id),
+            vec![Field::new("Reason", "why the change is denied (required)")],
+        ))),
+        _ => None,
+    };
     Vec::new()
+}
+
+/// Confirmed: withdraw my own change #id.
+pub(super) fn withdraw(state: &mut State, id: i64) -> Vec<Effect> {
+    state.say(Tone::Info, format!("withdrawing change #{id}…"));
+    vec![Effect::Withdraw(id, WithdrawRequest::default())]
 }
 
 /// Confirmed: approve change #id.
@@ -291,6 +330,7 @@ pub(super) fn decided(state: &mut State, r: Result<Change, String>) -> Vec<Effec
                 ChangeState::PendingApproval => {
                     format!("approved change #{}; it still {}", c.id, needs(&c))
                 }
+                ChangeState::Withdrawn => format!("change #{} withdrawn", c.id),
                 s => format!("change #{} is now {s}", c.id),
             };
             show_outcome(state, c, text);
@@ -350,7 +390,7 @@ mod tests {
         assert!(s.message.as_ref().unwrap().1.contains("needs L3"));
         update(&mut s, key('j')); // #4: bob's own
         update(&mut s, key('a'));
-        assert!(s.message.as_ref().unwrap().1.contains("your own change"));
+        assert!(s.message.as_ref().unwrap().1.contains("is your own"));
         update(&mut s, key('j')); // #1: alice's high-risk change
         update(&mut s, key('a'));
         assert!(matches!(
@@ -414,6 +454,101 @@ mod tests {
             )]
         );
         assert!(s.modal.is_none());
+    }
+
+    /// Keys the operator cannot use are not offered, and pressing one says why at once, before
+    /// any prompt (today `d` on an L3 change took a reason, then the server said 403).
+    #[test]
+    fn the_footer_offers_only_what_i_may_do_and_other_keys_say_why_at_once() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        let offered = |s: &State| -> Vec<String> {
+            s.keymap
+                .offered(s.pane.scope(), |c| super::super::available(s, c).is_ok())
+                .iter()
+                .map(|(_, h)| h.to_string())
+                .collect()
+        };
+        // #2 needs an L3: bob may neither approve nor deny it.
+        assert!(
+            !offered(&s).contains(&"approve".into()),
+            "{:?}",
+            offered(&s)
+        );
+        assert!(!offered(&s).contains(&"deny".into()));
+        assert!(update(&mut s, key('d')).is_empty());
+        assert!(
+            s.modal.is_none(),
+            "d opened a prompt the server would refuse"
+        );
+        let why = &s.message.as_ref().unwrap().1;
+        assert!(
+            why.contains("only someone who could approve it") && why.contains("L3"),
+            "{why}"
+        );
+        // #4 is his own: withdraw is offered, approve and deny are not.
+        update(&mut s, key('j'));
+        assert_eq!(s.approvals.selected_change().unwrap().id, 4);
+        let hints = offered(&s);
+        assert!(
+            hints.contains(&"withdraw".into()) && !hints.contains(&"deny".into()),
+            "{hints:?}"
+        );
+        update(&mut s, key('d'));
+        assert!(s.message.as_ref().unwrap().1.contains("w withdraws it"));
+        // #1 is alice's: approve and deny, no withdraw.
+        update(&mut s, key('j'));
+        let hints = offered(&s);
+        assert!(
+            hints.contains(&"approve".into()) && hints.contains(&"deny".into()),
+            "{hints:?}"
+        );
+        assert!(!hints.contains(&"withdraw".into()));
+        update(&mut s, key('w'));
+        assert!(
+            s.message
+                .as_ref()
+                .unwrap()
+                .1
+                .contains("only its requester (alice)")
+        );
+        // Windows: an L2 is not offered freezes, nor resume while nothing is paused.
+        update(&mut s, key('3'));
+        let hints = offered(&s);
+        assert!(hints.contains(&"pause".into()), "{hints:?}");
+        for absent in ["freeze", "remove freeze", "resume"] {
+            assert!(!hints.contains(&absent.into()), "{absent} in {hints:?}");
+        }
+    }
+
+    #[test]
+    fn the_requester_withdraws_their_own_change_after_a_yes() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        update(&mut s, key('j'));
+        update(&mut s, key('w'));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Confirm(Confirmed::Withdraw(4)))
+        ));
+        assert!(update(&mut s, key('n')).is_empty());
+        update(&mut s, key('w'));
+        assert_eq!(
+            update(&mut s, key('y')),
+            vec![Effect::Withdraw(4, WithdrawRequest::default())]
+        );
+        let mut done = s.approvals.changes()[&4].clone();
+        done.state = ChangeState::Withdrawn;
+        done.updated_at = now() + chrono::Duration::seconds(1);
+        update(&mut s, Msg::ChangeDecided(Ok(done)));
+        assert!(!queue_ids(&s).contains(&4));
+        assert!(
+            s.message
+                .as_ref()
+                .unwrap()
+                .1
+                .contains("change #4 withdrawn")
+        );
     }
 
     /// A typed reason survives a stray Esc (asked first) and a "no" to the confirmation.

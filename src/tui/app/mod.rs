@@ -25,7 +25,7 @@ pub use windows::{UNDO_SECS, Undo, WindowsPane};
 
 use crate::domain::api::{
     ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
-    OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus,
+    OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus, WithdrawRequest,
 };
 use crate::domain::change::Change;
 use crate::domain::verification::Verification;
@@ -159,6 +159,7 @@ pub enum Effect {
     Create(ChangeRequest),
     Approve(i64, ApproveRequest),
     Deny(i64, DenyRequest),
+    Withdraw(i64, WithdrawRequest),
     AddFreeze(FreezeRequest),
     RemoveFreeze(i64),
     Pause(PauseRequest),
@@ -418,8 +419,30 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
     command(state, cmd)
 }
 
+/// Whether the operator may use `cmd` here and now, and if not, why: the footer offers only
+/// the keys that pass, and a key that does not says why at once, before any prompt opens. The
+/// server decides in the end; this asks the same rules first.
+pub fn available(state: &State, cmd: Command) -> Result<(), String> {
+    match cmd {
+        Command::Approve | Command::Deny | Command::Withdraw => approvals::check(state, cmd),
+        Command::AddFreeze
+        | Command::RemoveFreeze
+        | Command::Pause
+        | Command::Resume
+        | Command::Undo => windows::check(state, cmd),
+        Command::MarkVerified | Command::Escalate | Command::Rollback => {
+            verification::check(state, cmd)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Global commands here; each pane's own commands go to the pane that owns them.
 fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+    if let Err(why) = available(state, cmd) {
+        state.say(Tone::Error, why);
+        return Vec::new();
+    }
     match cmd {
         Command::Quit | Command::ForceQuit => state.quit = true,
         Command::Help => state.modal = Some(Modal::Help),
@@ -437,7 +460,7 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
             }
         }
         Command::Open => actions::open(state),
-        Command::Approve | Command::Deny | Command::Filter => {
+        Command::Approve | Command::Deny | Command::Withdraw | Command::Filter => {
             return approvals::command(state, cmd);
         }
         Command::PrevWeek

@@ -23,6 +23,8 @@ pub enum Modal {
 #[derive(Debug, Clone)]
 pub enum Confirmed {
     Approve(i64),
+    /// Withdraw my own change #id.
+    Withdraw(i64),
     /// Deny change #id for the reason typed.
     Deny(i64, Prompt),
     /// Escalate verification #id: declares an incident and pauses changes.
@@ -128,6 +130,8 @@ fn confirm_key(state: &mut State, what: Confirmed, key: KeyEvent) -> Vec<Effect>
             state.modal = Some(Modal::Prompt(prompt));
         }
         Confirmed::Approve(id) if yes => return approvals::approve(state, id),
+        Confirmed::Withdraw(id) if yes => return approvals::withdraw(state, id),
+        Confirmed::Withdraw(_) => state.say(Tone::Info, "the change stays pending"),
         Confirmed::Escalate(id) if yes => return verification::escalate(id),
         Confirmed::Rollback(change_id) if yes => return verification::roll_back(change_id),
         Confirmed::RemoveFreeze(id) if yes => return windows::remove_freeze(state, id),

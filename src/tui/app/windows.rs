@@ -104,59 +104,93 @@ impl WindowsPane {
     }
 }
 
-pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+/// Whether the operator may take a governance action now, and if not, why (the domain's rule
+/// for their level, then whether there is anything to act on).
+pub(super) fn check(state: &State, cmd: Command) -> Result<(), String> {
     let level = state.level();
+    let w = &state.windows;
+    match cmd {
+        Command::AddFreeze => may(Governance::AnnounceFreeze, level),
+        Command::RemoveFreeze => {
+            may(Governance::RemoveFreeze, level)?;
+            match w.freezes.selected() {
+                Some(_) => Ok(()),
+                None => Err(
+                    "no freeze announced over the API in this week (configured freezes \
+                     are changed in the server's configuration)"
+                        .into(),
+                ),
+            }
+        }
+        Command::Pause => {
+            may(Governance::Pause, level)?;
+            match w.pause() {
+                Some(p) => Err(format!(
+                    "changes are already paused, by {} since {}",
+                    p.paused_by,
+                    p.paused_at.format("%H:%M")
+                )),
+                None => Ok(()),
+            }
+        }
+        Command::Resume => {
+            may(Governance::Resume, level)?;
+            match w.pause() {
+                Some(_) => Ok(()),
+                None => Err("changes are not paused".into()),
+            }
+        }
+        Command::Undo => match &w.undo {
+            Some(u) if u.left(state.now).is_some() => Ok(()),
+            _ => Err(format!(
+                "nothing to undo: removing a freeze or resuming can be undone for {UNDO_SECS} s"
+            )),
+        },
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
     match cmd {
         Command::PrevWeek | Command::NextWeek => {
             state.windows.week_offset += if cmd == Command::NextWeek { 1 } else { -1 };
             return vec![state.windows.load_calendar(state.now)];
         }
-        Command::AddFreeze => match may(Governance::AnnounceFreeze, level) {
-            Err(why) => state.say(Tone::Error, why),
-            Ok(()) => {
-                let (from, _) = state.windows.week_range(state.now);
-                let mut start = Field::new("Starts", "UTC, YYYY-MM-DD HH:MM, not in the past");
-                start.input = tui_input::Input::new(
-                    default_start(from, state.now)
-                        .format("%Y-%m-%d %H:%M")
-                        .to_string(),
-                );
-                state.modal = Some(Modal::Prompt(Prompt::new(
-                    Purpose::Freeze,
-                    vec![
-                        Field::new("Name", "e.g. Black Friday freeze"),
-                        start,
-                        Field::new("Ends", "UTC, YYYY-MM-DD HH:MM"),
-                    ],
-                )));
-            }
-        },
+        Command::AddFreeze => {
+            let (from, _) = state.windows.week_range(state.now);
+            let mut start = Field::new("Starts", "UTC, YYYY-MM-DD HH:MM, not in the past");
+            start.input = tui_input::Input::new(
+                default_start(from, state.now)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string(),
+            );
+            state.modal = Some(Modal::Prompt(Prompt::new(
+                Purpose::Freeze,
+                vec![
+                    Field::new("Name", "e.g. Black Friday freeze"),
+                    start,
+                    Field::new("Ends", "UTC, YYYY-MM-DD HH:MM"),
+                ],
+            )));
+        }
         Command::RemoveFreeze => {
-            if let Err(why) = may(Governance::RemoveFreeze, level) {
-                state.say(Tone::Error, why);
-            } else if let Some((id, _)) = state.windows.freezes.selected() {
+            if let Some((id, _)) = state.windows.freezes.selected() {
                 state.modal = Some(Modal::Confirm(Confirmed::RemoveFreeze(*id)));
-            } else {
-                state.say(Tone::Info, "no freeze announced over the API in this week (configured freezes are changed in the server's configuration)");
             }
         }
-        Command::Pause => match may(Governance::Pause, level) {
-            Err(why) => state.say(Tone::Error, why),
-            Ok(()) => {
-                state.modal = Some(Modal::Prompt(Prompt::new(
-                    Purpose::PauseReason,
-                    vec![Field::new("Reason", "why all changes are paused")],
-                )));
+        Command::Pause => {
+            state.modal = Some(Modal::Prompt(Prompt::new(
+                Purpose::PauseReason,
+                vec![Field::new("Reason", "why all changes are paused")],
+            )));
+        }
+        Command::Resume => state.modal = Some(Modal::Confirm(Confirmed::Resume)),
+        Command::Undo => {
+            if let Some(u) = state.windows.undo.take() {
+                state.say(Tone::Info, format!("undoing the {}…", u.what));
+                return vec![u.effect];
             }
-        },
-        Command::Resume => match may(Governance::Resume, level) {
-            Err(why) => state.say(Tone::Error, why),
-            Ok(()) if state.windows.pause().is_none() => {
-                state.say(Tone::Info, "changes are not paused")
-            }
-            Ok(()) => state.modal = Some(Modal::Confirm(Confirmed::Resume)),
-        },
-        Command::Undo => return undo(state),
+        }
         _ => {}
     }
     Vec::new()
@@ -203,24 +237,6 @@ pub(super) fn resume(state: &mut State) -> Vec<Effect> {
         )
     });
     vec![Effect::Resume]
-}
-
-fn undo(state: &mut State) -> Vec<Effect> {
-    match state.windows.undo.take() {
-        Some(u) if u.left(state.now).is_some() => {
-            state.say(Tone::Info, format!("undoing the {}…", u.what));
-            vec![u.effect]
-        }
-        _ => {
-            state.say(
-                Tone::Info,
-                format!(
-                    "nothing to undo: removing a freeze or resuming can be undone for {UNDO_SECS} s"
-                ),
-            );
-            Vec::new()
-        }
-    }
 }
 
 /// The domain's rule for a governance action; before `/me` answers, the level is unknown and

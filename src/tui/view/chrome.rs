@@ -277,7 +277,9 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Purpose::Filter => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
         },
         Some(Modal::Help) | Some(Modal::Outcome(_)) => vec![("any key", "close")],
-        None => state.keymap.hints(state.pane.scope()),
+        None => state.keymap.offered(state.pane.scope(), |cmd| {
+            crate::tui::app::available(state, cmd).is_ok()
+        }),
     };
     let undo = state
         .windows

@@ -60,6 +60,18 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             )
         }
         Confirmed::Quit => ("Quit", "Quit CommandBridge?".into()),
+        Confirmed::Withdraw(id) => {
+            let what = changes
+                .get(id)
+                .map(|c| format!(" ({} on {}, {})", c.action, c.target, c.ticket))
+                .unwrap_or_default();
+            (
+                "Withdraw",
+                format!(
+                    "Withdraw your change #{id}{what}?\nIt is recorded as withdrawn and never runs; request it again if you need it."
+                ),
+            )
+        }
         Confirmed::Escalate(id) => {
             let what = state
                 .verification
