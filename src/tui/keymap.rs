@@ -20,6 +20,7 @@ pub enum Command {
     Quit,
     ForceQuit,
     Help,
+    Messages,
     NextPane,
     PrevPane,
     GoPane(u8),
@@ -50,6 +51,7 @@ impl Command {
             Command::Quit => "quit".into(),
             Command::ForceQuit => "force_quit".into(),
             Command::Help => "help".into(),
+            Command::Messages => "messages".into(),
             Command::NextPane => "next_pane".into(),
             Command::PrevPane => "prev_pane".into(),
             Command::GoPane(i) => format!("pane_{}", i + 1),
@@ -106,14 +108,6 @@ macro_rules! b {
 }
 
 pub static KEYMAP: &[Binding] = &[
-    b!(
-        Actions,
-        [(KeyCode::Enter, NONE)],
-        "Enter",
-        Command::Open,
-        "request a change with the selected action",
-        Some("request")
-    ),
     b!(
         Approvals,
         [(KeyCode::Char('a'), NONE)],
@@ -220,6 +214,14 @@ pub static KEYMAP: &[Binding] = &[
     ),
     b!(
         Global,
+        [(KeyCode::Enter, NONE)],
+        "Enter",
+        Command::Open,
+        "open the selected row: request the action (Actions), or the full change, scrollable (Approvals, Verification)",
+        Some("open")
+    ),
+    b!(
+        Global,
         [(KeyCode::Down, NONE), (KeyCode::Char('j'), NONE)],
         "j/↓",
         Command::Down,
@@ -280,6 +282,14 @@ pub static KEYMAP: &[Binding] = &[
         "4",
         Command::GoPane(3),
         "Verification pane",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('m'), NONE)],
+        "m",
+        Command::Messages,
+        "the message log: the last messages and errors, whole",
         None
     ),
     b!(

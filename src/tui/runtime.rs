@@ -116,8 +116,13 @@ fn draw(
     Ok(())
 }
 
+/// A failure in the server's own words: its message says what to do; the status code and the
+/// error kind are for programs, not for the person at the dashboard.
 fn text<T>(r: Result<T, ClientError>) -> Result<T, String> {
-    r.map_err(|e| e.to_string())
+    r.map_err(|e| match e {
+        ClientError::Api { message, .. } => message,
+        other => other.to_string(),
+    })
 }
 
 /// Carries out one effect on its own task; the result comes back as a message.

@@ -486,6 +486,7 @@ mod tests {
             why.contains("only someone who could approve it") && why.contains("L3"),
             "{why}"
         );
+        update(&mut s, code(KeyCode::Esc));
         // #4 is his own: withdraw is offered, approve and deny are not.
         update(&mut s, key('j'));
         assert_eq!(s.approvals.selected_change().unwrap().id, 4);

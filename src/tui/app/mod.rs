@@ -19,7 +19,7 @@ pub use activity::ActivityPane;
 pub use approvals::{ApprovalsPane, Stance};
 pub use incidents::Incidents;
 pub use list::SelectList;
-pub use modal::{Confirmed, Modal, Prompt, Purpose};
+pub use modal::{Confirmed, Modal, Prompt, Purpose, Scrolled};
 pub use verification::VerificationPane;
 pub use windows::{UNDO_SECS, Undo, WindowsPane};
 
@@ -174,6 +174,9 @@ impl Effect {
     }
 }
 
+/// How many messages the message log keeps.
+pub const LOG_KEEP: usize = 50;
+
 /// How often the verification list is refreshed while a verification is sampled.
 const POLL_SECS: i64 = 5;
 
@@ -196,6 +199,10 @@ pub struct State {
     pub incidents: Incidents,
     pub modal: Option<Modal>,
     pub message: Option<(Tone, String)>,
+    /// The last messages, oldest first: the message log (`m`).
+    pub log: std::collections::VecDeque<(DateTime<Utc>, Tone, String)>,
+    /// An error too long for the message line, shown whole on top of everything until a key.
+    pub popup: Option<String>,
     /// Requests out whose answer has not come back: the spinner turns while this is above 0.
     pub in_flight: usize,
     pub quit: bool,
@@ -224,6 +231,8 @@ impl State {
             incidents: Incidents::default(),
             modal: None,
             message: None,
+            log: Default::default(),
+            popup: None,
             in_flight: 0,
             quit: false,
             dirty: true,
@@ -279,8 +288,19 @@ impl State {
         self.me.as_ref().map(|m| m.level)
     }
 
+    /// Puts a message on the message line and in the log; an error longer than the line also
+    /// opens in a popup that shows all of it.
     fn say(&mut self, tone: Tone, text: impl Into<String>) {
-        self.message = Some((tone, text.into()));
+        let text = text.into();
+        if self.log.len() == LOG_KEEP {
+            self.log.pop_front();
+        }
+        self.log.push_back((self.now, tone, text.clone()));
+        let room = usize::from(self.size.0).saturating_sub(4);
+        if tone == Tone::Error && text.chars().count() > room {
+            self.popup = Some(text.clone());
+        }
+        self.message = Some((tone, text));
     }
 }
 
@@ -408,6 +428,10 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         state.quit = true;
         return Vec::new();
     }
+    // The error popup takes the first key, and closes; what was under it stays as it was.
+    if state.popup.take().is_some() {
+        return Vec::new();
+    }
     if let Some(open) = state.modal.take() {
         return modal::key(state, open, key);
     }
@@ -445,7 +469,8 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
     }
     match cmd {
         Command::Quit | Command::ForceQuit => state.quit = true,
-        Command::Help => state.modal = Some(Modal::Help),
+        Command::Help => scroll(state, Scrolled::Help),
+        Command::Messages => scroll(state, Scrolled::Messages),
         Command::NextPane => show(state, Pane::ALL[(state.pane.index() + 1) % 4]),
         Command::PrevPane => state.pane = Pane::ALL[(state.pane.index() + 3) % 4],
         Command::GoPane(i) => show(state, Pane::ALL[i as usize % 4]),
@@ -459,7 +484,20 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
                 Pane::Verification => move_in(&mut state.verification.list, down),
             }
         }
-        Command::Open => actions::open(state),
+        Command::Open => match state.pane {
+            Pane::Actions => actions::open(state),
+            Pane::Approvals => {
+                if let Some(id) = state.approvals.selected_change().map(|c| c.id) {
+                    scroll(state, Scrolled::Change(id));
+                }
+            }
+            Pane::Verification => {
+                if let Some(id) = state.verification.list.selected().map(|v| v.change_id) {
+                    scroll(state, Scrolled::Change(id));
+                }
+            }
+            Pane::Windows => {}
+        },
         Command::Approve | Command::Deny | Command::Withdraw | Command::Filter => {
             return approvals::command(state, cmd);
         }
@@ -475,6 +513,10 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
         }
     }
     Vec::new()
+}
+
+fn scroll(state: &mut State, what: Scrolled) {
+    state.modal = Some(Modal::Scroll { what, offset: 0 });
 }
 
 fn show(state: &mut State, pane: Pane) {

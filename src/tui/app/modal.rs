@@ -9,13 +9,28 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 #[derive(Debug, Clone)]
 pub enum Modal {
-    Help,
+    /// A full-screen view that scrolls: the help, a change, the message log.
+    Scroll {
+        what: Scrolled,
+        offset: usize,
+    },
     Form(Box<ChangeForm>),
     /// What became of a submitted change.
     Outcome(Box<Change>),
     /// `y` does it; any other key does not.
     Confirm(Confirmed),
     Prompt(Prompt),
+}
+
+/// What a scrolled view shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scrolled {
+    /// Every key, grouped by pane.
+    Help,
+    /// Everything known about change #id.
+    Change(i64),
+    /// The last messages of the message line.
+    Messages,
 }
 
 /// What a confirmation is about to do. Those that carry a prompt send what was typed in it on
@@ -96,12 +111,44 @@ impl Purpose {
 
 pub(super) fn key(state: &mut State, open: Modal, key: KeyEvent) -> Vec<Effect> {
     match open {
-        // Any key closes these; q closes the help without quitting.
-        Modal::Help | Modal::Outcome(_) => Vec::new(),
+        // Any key closes it.
+        Modal::Outcome(_) => Vec::new(),
+        Modal::Scroll { what, offset } => {
+            scroll_key(state, what, offset, key);
+            Vec::new()
+        }
         Modal::Confirm(what) => confirm_key(state, what, key),
         Modal::Prompt(prompt) => prompt_key(state, prompt, key),
         Modal::Form(form) => actions::form_key(state, form, key),
     }
+}
+
+/// The keys of a scrolled view: the motions every list knows, and Esc, q or Enter closes it.
+fn scroll_key(state: &mut State, what: Scrolled, offset: usize, key: KeyEvent) {
+    let page = crate::tui::view::scrolled::page(state.size);
+    let last = crate::tui::view::scrolled::lines(state, &what)
+        .len()
+        .saturating_sub(page);
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let offset = match key.code {
+        KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') | KeyCode::Char('?') => return,
+        KeyCode::Char('d') if ctrl => offset + page / 2,
+        KeyCode::Char('u') if ctrl => offset.saturating_sub(page / 2),
+        KeyCode::Down | KeyCode::Char('j') => offset + 1,
+        KeyCode::Up | KeyCode::Char('k') => offset.saturating_sub(1),
+        KeyCode::PageDown | KeyCode::Char(' ') => offset + page,
+        KeyCode::PageUp => offset.saturating_sub(page),
+        KeyCode::Home | KeyCode::Char('g') => 0,
+        KeyCode::End | KeyCode::Char('G') => last,
+        _ => {
+            state.dirty = false;
+            offset
+        }
+    };
+    state.modal = Some(Modal::Scroll {
+        what,
+        offset: offset.min(last),
+    });
 }
 
 fn confirm_key(state: &mut State, what: Confirmed, key: KeyEvent) -> Vec<Effect> {

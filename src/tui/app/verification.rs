@@ -218,8 +218,9 @@ mod tests {
     use super::super::{Msg, update};
     use super::*;
     use crate::domain::Level;
-    use crate::tui::fixtures::{event, key, now, scene};
+    use crate::tui::fixtures::{code, event, key, now, scene};
     use chrono::Duration;
+    use crossterm::event::KeyCode;
 
     fn watched(
         id: i64,
@@ -242,6 +243,10 @@ mod tests {
         // Verified only after the deadline: said locally, nothing sent.
         assert!(update(&mut s, key('v')).is_empty());
         assert!(s.message.as_ref().unwrap().1.contains("after its deadline"));
+        // Too long for the line at 80 columns: shown whole in a popup, which a key closes.
+        assert!(s.popup.is_some());
+        update(&mut s, code(KeyCode::Esc));
+        assert!(s.popup.is_none());
         let ev = |seq, kind: &str, v: &Verification| {
             Msg::ServerEvent(Box::new(event(
                 seq,

@@ -257,6 +257,7 @@ pub fn message(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
 
 pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let hints: Vec<(&str, &str)> = match &state.modal {
+        _ if state.popup.is_some() => vec![("any key", "close"), ("m", "message log")],
         Some(Modal::Form(_)) => vec![
             ("Tab", "next field"),
             ("S-Tab", "previous"),
@@ -276,7 +277,13 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             ],
             Purpose::Filter => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
         },
-        Some(Modal::Help) | Some(Modal::Outcome(_)) => vec![("any key", "close")],
+        Some(Modal::Outcome(_)) => vec![("any key", "close")],
+        Some(Modal::Scroll { .. }) => vec![
+            ("j/k", "scroll"),
+            ("PgUp/PgDn", "page"),
+            ("g/G", "top/end"),
+            ("Esc", "close"),
+        ],
         None => state.keymap.offered(state.pane.scope(), |cmd| {
             crate::tui::app::available(state, cmd).is_ok()
         }),

@@ -4,6 +4,7 @@ mod actions;
 mod approvals;
 mod chrome;
 mod modal;
+pub mod scrolled;
 mod verification;
 mod windows;
 pub mod words;
@@ -70,6 +71,9 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
     chrome::message(frame, message, state, theme);
     chrome::footer(frame, footer, state, theme);
     modal::draw(frame, area, state, theme);
+    if let Some(text) = &state.popup {
+        modal::error(frame, area, text, theme);
+    }
 }
 
 fn pane(frame: &mut Frame, which: Pane, area: Rect, state: &State, theme: &Theme) {

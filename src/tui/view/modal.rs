@@ -4,7 +4,6 @@ use crate::domain::change::{Change, ChangeState};
 use crate::domain::policy::Outcome;
 use crate::tui::app::{Confirmed, Modal, Purpose, State, UNDO_SECS};
 use crate::tui::form::{ChangeForm, Fields, TICKET};
-use crate::tui::keymap::Scope;
 use crate::tui::theme::Theme;
 use crate::tui::view::words::risk_word;
 use ratatui::Frame;
@@ -16,7 +15,9 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let Some(modal) = &state.modal else { return };
     match modal {
-        Modal::Help => help(frame, area, state, theme),
+        Modal::Scroll { what, offset } => {
+            super::scrolled::draw(frame, area, state, what, *offset, theme)
+        }
         Modal::Form(form) => change_form(frame, area, form, theme),
         Modal::Outcome(c) => outcome(frame, area, c, theme),
         Modal::Confirm(what) => {
@@ -253,22 +254,47 @@ fn popup(frame: &mut Frame, rect: Rect, title: &str, theme: &Theme) -> Rect {
     inner
 }
 
-fn confirm(frame: &mut Frame, area: Rect, title: &str, text: &str, theme: &Theme) {
+/// A popup as tall as its wrapped text plus a last line, at most the screen.
+fn boxed<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    mut lines: Vec<Line<'a>>,
+    last: Line<'a>,
+    theme: &Theme,
+) {
     let width = 64u16.min(area.width);
     let inner_w = width.saturating_sub(2).max(1) as usize;
-    let text_h: usize = text
-        .lines()
-        .map(|l| l.chars().count().div_ceil(inner_w).max(1))
+    // Wrapping at words takes a little more room than the characters alone: one row of slack
+    // per paragraph keeps the last line inside the border.
+    let text_h: usize = lines
+        .iter()
+        .map(|l| {
+            let w = l.width();
+            w.div_ceil(inner_w).max(1) + usize::from(w > inner_w)
+        })
         .sum();
     let rect = centered(area, width, text_h as u16 + 4);
     let inner = popup(frame, rect, title, theme);
-    let mut lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_string())).collect();
     lines.push(Line::raw(""));
-    lines.push(Line::from(vec![
+    lines.push(last);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
+}
+
+fn confirm(frame: &mut Frame, area: Rect, title: &str, text: &str, theme: &Theme) {
+    let lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_string())).collect();
+    let last = Line::from(vec![
         Span::styled(" y ", theme.selected()),
         Span::raw(" yes   any other key: no"),
-    ]));
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
+    ]);
+    boxed(frame, area, title, lines, last, theme);
+}
+
+/// An error too long for the message line, whole and wrapped.
+pub fn error(frame: &mut Frame, area: Rect, text: &str, theme: &Theme) {
+    let lines = vec![Line::styled(format!("✗ {text}"), theme.bad())];
+    let last = Line::styled("any key closes · m: the message log keeps it", theme.dim());
+    boxed(frame, area, "Not done", lines, last, theme);
 }
 
 /// Draws fields as "Label: value" lines with the hint dimmed, and puts the cursor in the
@@ -486,57 +512,4 @@ fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
     );
     let inner = popup(frame, rect, &format!("Change #{}", c.id), theme);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
-}
-
-fn help(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    let mut groups: Vec<Vec<Line>> = Vec::new();
-    for (scope, title) in [
-        (Scope::Global, "Everywhere"),
-        (Scope::Actions, "1 Actions"),
-        (Scope::Approvals, "2 Approvals"),
-        (Scope::Windows, "3 Windows"),
-        (Scope::Verification, "4 Verification"),
-    ] {
-        let bindings: Vec<_> = state
-            .keymap
-            .bindings
-            .iter()
-            .filter(|b| b.scope == scope)
-            .collect();
-        if bindings.is_empty() {
-            continue;
-        }
-        let mut lines = vec![Line::styled(
-            title,
-            Style::default().add_modifier(Modifier::BOLD),
-        )];
-        for b in bindings {
-            lines.push(Line::from(vec![
-                Span::styled(format!(" {:<6}", b.label), theme.good()),
-                Span::raw(b.help),
-            ]));
-        }
-        groups.push(lines);
-    }
-    let total: usize = groups.iter().map(Vec::len).sum();
-    let rect = centered(
-        area,
-        area.width.saturating_sub(2).min(150),
-        area.height.saturating_sub(2),
-    );
-    let inner = popup(frame, rect, "Keys · any key closes", theme);
-    // One column when it fits, else the global keys beside the pane keys.
-    if total <= inner.height as usize {
-        frame.render_widget(Paragraph::new(groups.concat()), inner);
-    } else {
-        let [left, right] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(inner);
-        let first = groups.remove(0);
-        frame.render_widget(Paragraph::new(first).wrap(Wrap { trim: false }), left);
-        frame.render_widget(
-            Paragraph::new(groups.concat()).wrap(Wrap { trim: false }),
-            right,
-        );
-    }
 }
