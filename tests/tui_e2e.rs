@@ -104,7 +104,8 @@ async fn an_l2_sees_a_request_arrive_and_approves_it_with_the_keys() {
 
     // It shows up in bob's queue with no key pressed.
     let started = Instant::now();
-    tmux.wait_for("you can approve", Duration::from_secs(3))
+    // The pane's title says "0 you can approve" from the start: wait for the row itself.
+    tmux.wait_for("alice  you can approve", Duration::from_secs(3))
         .unwrap();
     let seen_after = started.elapsed();
     assert!(
@@ -283,7 +284,9 @@ async fn x_asks_before_it_removes_a_freeze() {
     tmux.wait_for("Remove freeze 'Launch'", Duration::from_secs(3))
         .unwrap();
     tmux.keys(&["y"]).unwrap();
-    tmux.wait_for("u undoes it", Duration::from_secs(5))
+    // "removed": the confirmation itself says "u undoes it" too.
+    let screen = tmux
+        .wait_for("removed · u undoes it", Duration::from_secs(5))
         .unwrap();
-    assert_eq!(freezes().await, 0);
+    assert_eq!(freezes().await, 0, "{screen}");
 }
