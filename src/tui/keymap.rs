@@ -1,6 +1,7 @@
 //! The one keymap table: key handling, the footer hints and the `?` overlay all read it, so the
 //! help never lies.
 
+use crate::tui::app::Motion;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 
@@ -24,8 +25,7 @@ pub enum Command {
     NextPane,
     PrevPane,
     GoPane(u8),
-    Up,
-    Down,
+    Move(Motion),
     Open,
     Approve,
     Deny,
@@ -55,8 +55,17 @@ impl Command {
             Command::NextPane => "next_pane".into(),
             Command::PrevPane => "prev_pane".into(),
             Command::GoPane(i) => format!("pane_{}", i + 1),
-            Command::Up => "up".into(),
-            Command::Down => "down".into(),
+            Command::Move(m) => match m {
+                Motion::Up => "up",
+                Motion::Down => "down",
+                Motion::Top => "top",
+                Motion::Bottom => "bottom",
+                Motion::PageUp => "page_up",
+                Motion::PageDown => "page_down",
+                Motion::HalfUp => "half_page_up",
+                Motion::HalfDown => "half_page_down",
+            }
+            .into(),
             Command::Open => "open".into(),
             Command::Approve => "approve".into(),
             Command::Deny => "deny".into(),
@@ -142,18 +151,26 @@ pub static KEYMAP: &[Binding] = &[
     ),
     b!(
         Windows,
-        [(KeyCode::Char('['), NONE)],
-        "[",
+        [
+            (KeyCode::Char('['), NONE),
+            (KeyCode::Char('h'), NONE),
+            (KeyCode::Left, NONE)
+        ],
+        "h/←",
         Command::PrevWeek,
-        "previous week",
+        "previous week (also [)",
         Some("prev week")
     ),
     b!(
         Windows,
-        [(KeyCode::Char(']'), NONE)],
-        "]",
+        [
+            (KeyCode::Char(']'), NONE),
+            (KeyCode::Char('l'), NONE),
+            (KeyCode::Right, NONE)
+        ],
+        "l/→",
         Command::NextWeek,
-        "next week",
+        "next week (also ])",
         Some("next week")
     ),
     b!(
@@ -224,7 +241,7 @@ pub static KEYMAP: &[Binding] = &[
         Global,
         [(KeyCode::Down, NONE), (KeyCode::Char('j'), NONE)],
         "j/↓",
-        Command::Down,
+        Command::Move(Motion::Down),
         "next row",
         None
     ),
@@ -232,8 +249,60 @@ pub static KEYMAP: &[Binding] = &[
         Global,
         [(KeyCode::Up, NONE), (KeyCode::Char('k'), NONE)],
         "k/↑",
-        Command::Up,
+        Command::Move(Motion::Up),
         "previous row",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('g'), NONE), (KeyCode::Home, NONE)],
+        "g/Home",
+        Command::Move(Motion::Top),
+        "first row",
+        None
+    ),
+    b!(
+        Global,
+        [
+            (KeyCode::Char('G'), SHIFT),
+            (KeyCode::Char('G'), NONE),
+            (KeyCode::End, NONE)
+        ],
+        "G/End",
+        Command::Move(Motion::Bottom),
+        "last row",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::PageDown, NONE)],
+        "PgDn",
+        Command::Move(Motion::PageDown),
+        "a page down",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::PageUp, NONE)],
+        "PgUp",
+        Command::Move(Motion::PageUp),
+        "a page up",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('d'), CTRL)],
+        "C-d",
+        Command::Move(Motion::HalfDown),
+        "half a page down",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('u'), CTRL)],
+        "C-u",
+        Command::Move(Motion::HalfUp),
+        "half a page up",
         None
     ),
     b!(
@@ -529,11 +598,17 @@ mod tests {
 
     #[test]
     fn pane_keys_shadow_nothing_destructive_and_vim_motions_stay_free() {
-        // j and k move everywhere; no pane binds them to something else.
+        // j, k, g and G move everywhere; h and l move between weeks in the calendar only.
         for b in KEYMAP.iter().filter(|b| b.scope != Scope::Global) {
             for (code, _) in b.keys {
+                let motion = matches!(b.command, Command::PrevWeek | Command::NextWeek);
                 assert!(
-                    !matches!(code, KeyCode::Char('j' | 'k' | 'h' | 'l' | 'g' | 'G')),
+                    !matches!(code, KeyCode::Char('j' | 'k' | 'g' | 'G')),
+                    "{}",
+                    b.label
+                );
+                assert!(
+                    motion || !matches!(code, KeyCode::Char('h' | 'l')),
                     "{}",
                     b.label
                 );

@@ -1,6 +1,6 @@
 //! Pane 2: the approval queue, riskiest first, its filter, and approving or denying from it.
 
-use super::{Confirmed, Effect, Modal, Prompt, Purpose, SelectList, State, Tone};
+use super::{Confirmed, Effect, Modal, Motion, Prompt, Purpose, SelectList, State, Tone};
 use crate::domain::api::{ApproveRequest, DenyRequest, WithdrawRequest};
 use crate::domain::approval;
 use crate::domain::change::{Change, ChangeState};
@@ -83,8 +83,8 @@ impl ApprovalsPane {
         self.queue.select(i);
     }
 
-    pub(super) fn move_selection(&mut self, down: bool) {
-        super::move_in(&mut self.queue, down);
+    pub(super) fn go(&mut self, motion: Motion, page: usize) {
+        self.queue.go(motion, page);
     }
 
     pub fn selected_change(&self) -> Option<&Change> {
@@ -138,23 +138,26 @@ impl ApprovalsPane {
         if self.is_older(&c) {
             return;
         }
-        if let Some(old) = self.changes.get(&c.id)
-            && self.shows(old)
-        {
-            let (key, counted) = (order(old), self.may_approve(old));
-            let at = self.position(key);
-            debug_assert_eq!(self.queue.items().get(at), Some(&c.id));
-            self.queue.remove(at);
-            self.approvable -= usize::from(counted);
+        if let Some(old) = self.changes.get(&c.id) {
+            self.approvable -= usize::from(self.counts(old));
+            if self.shows(old) {
+                let at = self.position(order(old));
+                debug_assert_eq!(self.queue.items().get(at), Some(&c.id));
+                self.queue.remove(at);
+            }
         }
-        let shown = self.shows(&c).then(|| (order(&c), self.may_approve(&c)));
+        let shown = self.shows(&c).then(|| order(&c));
+        self.approvable += usize::from(self.counts(&c));
         let id = c.id;
         self.changes.insert(id, c);
-        if let Some((key, counted)) = shown {
+        if let Some(key) = shown {
             let at = self.position(key);
             self.queue.insert(at, id);
-            self.approvable += usize::from(counted);
         }
+    }
+
+    pub(super) fn clear_filter(&mut self) {
+        self.set_filter(String::new());
     }
 
     fn set_filter(&mut self, filter: String) {
@@ -173,11 +176,31 @@ impl ApprovalsPane {
 
     /// Whether a change belongs in the queue: pending, and matching the filter.
     fn shows(&self, c: &Change) -> bool {
-        c.state == ChangeState::PendingApproval
-            && (self.needle.is_empty()
-                || [&c.action, &c.target, &c.ticket, &c.requested_by]
-                    .iter()
-                    .any(|f| f.to_lowercase().contains(&self.needle)))
+        c.state == ChangeState::PendingApproval && (self.needle.is_empty() || self.matches(c))
+    }
+
+    /// The filter matches the action, target, ticket, requester, risk, state and what the
+    /// change needs, and "needs me" (or "me") the changes I can approve.
+    fn matches(&self, c: &Change) -> bool {
+        let n = &self.needle;
+        let mine = self.may_approve(c) && ("needs me".contains(n.as_str()) && n.len() >= 2);
+        mine || [
+            c.action.as_str(),
+            &c.target,
+            &c.ticket,
+            &c.requested_by,
+            c.risk.as_str(),
+            c.state.as_str(),
+            &needs(c),
+        ]
+        .iter()
+        .any(|f| f.to_lowercase().contains(n.as_str()))
+    }
+
+    /// Whether a change counts in the tab's badge: pending and mine to approve, whatever the
+    /// filter hides.
+    fn counts(&self, c: &Change) -> bool {
+        c.state == ChangeState::PendingApproval && self.may_approve(c)
     }
 
     /// Only "can I approve it?": no operator clone or wording per change.
@@ -204,7 +227,7 @@ impl ApprovalsPane {
     fn sorted(&self) -> (Vec<i64>, usize) {
         let mut q: Vec<&Change> = self.changes.values().filter(|c| self.shows(c)).collect();
         q.sort_by_key(|c| order(c));
-        let approvable = q.iter().filter(|c| self.may_approve(c)).count();
+        let approvable = self.changes.values().filter(|c| self.counts(c)).count();
         (q.iter().map(|c| c.id).collect(), approvable)
     }
 }
@@ -595,6 +618,35 @@ mod tests {
         update(&mut s, key('/'));
         update(&mut s, code(KeyCode::Esc));
         assert_eq!(queue_ids(&s).len(), 4);
+    }
+
+    /// The filter also matches risk, state and "needs me"; the badge keeps counting what I can
+    /// approve whatever the filter hides; Esc with no prompt open clears it.
+    #[test]
+    fn the_filter_matches_risk_state_and_needs_me_and_the_badge_ignores_it() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        let filtered = |s: &mut State, text: &str| {
+            update(s, key('/'));
+            typed(s, text);
+            update(s, code(KeyCode::Enter));
+            queue_ids(s)
+        };
+        assert_eq!(filtered(&mut s, "critical"), vec![2, 4]);
+        assert_eq!(
+            s.approvals.approvable_count(),
+            2,
+            "the badge must not follow the filter"
+        );
+        update(&mut s, key('/'));
+        update(&mut s, code(KeyCode::Esc));
+        assert_eq!(filtered(&mut s, "needs me"), vec![1, 3]);
+        update(&mut s, key('/'));
+        update(&mut s, code(KeyCode::Esc));
+        assert_eq!(filtered(&mut s, "needs l3"), vec![2, 4]);
+        update(&mut s, code(KeyCode::Esc));
+        assert_eq!(queue_ids(&s).len(), 4);
+        assert!(s.approvals.filter().is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use actions::ActionsPane;
 pub use activity::ActivityPane;
 pub use approvals::{ApprovalsPane, Stance};
 pub use incidents::Incidents;
-pub use list::SelectList;
+pub use list::{Motion, SelectList};
 pub use modal::{Confirmed, Modal, Prompt, Purpose, Scrolled};
 pub use verification::VerificationPane;
 pub use windows::{UNDO_SECS, Undo, WindowsPane};
@@ -428,6 +428,16 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         state.quit = true;
         return Vec::new();
     }
+    // Esc and a key typed at once reach us as that key with Alt (the terminal cannot tell
+    // them apart), and nothing here is bound to Alt: take it as the two keys it was.
+    if key.modifiers == KeyModifiers::ALT && matches!(key.code, KeyCode::Char(_)) {
+        let mut effects = key_pressed(state, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        effects.extend(key_pressed(
+            state,
+            KeyEvent::new(key.code, KeyModifiers::NONE),
+        ));
+        return effects;
+    }
     // The error popup takes the first key, and closes; what was under it stays as it was.
     if state.popup.take().is_some() {
         return Vec::new();
@@ -436,6 +446,15 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         return modal::key(state, open, key);
     }
     state.message = None;
+    // Esc with nothing open clears a filter in force.
+    if key.code == KeyCode::Esc
+        && state.pane == Pane::Approvals
+        && !state.approvals.filter().is_empty()
+    {
+        state.approvals.clear_filter();
+        state.say(Tone::Info, "filter cleared");
+        return Vec::new();
+    }
     let Some(cmd) = state.keymap.lookup(state.pane.scope(), &key) else {
         state.dirty = false;
         return Vec::new();
@@ -475,13 +494,13 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
         Command::PrevPane => state.pane = Pane::ALL[(state.pane.index() + 3) % 4],
         Command::GoPane(i) => show(state, Pane::ALL[i as usize % 4]),
         Command::Refresh => return state.loads(),
-        Command::Down | Command::Up => {
-            let down = cmd == Command::Down;
+        Command::Move(motion) => {
+            let page = list_page(state);
             match state.pane {
-                Pane::Actions => move_in(&mut state.actions.list, down),
-                Pane::Approvals => state.approvals.move_selection(down),
-                Pane::Windows => move_in(&mut state.windows.freezes, down),
-                Pane::Verification => move_in(&mut state.verification.list, down),
+                Pane::Actions => state.actions.list.go(motion, page),
+                Pane::Approvals => state.approvals.go(motion, page),
+                Pane::Windows => state.windows.freezes.go(motion, page),
+                Pane::Verification => state.verification.list.go(motion, page),
             }
         }
         Command::Open => match state.pane {
@@ -526,8 +545,11 @@ fn show(state: &mut State, pane: Pane) {
     }
 }
 
-fn move_in<T>(list: &mut SelectList<T>, down: bool) {
-    if down { list.down() } else { list.up() }
+/// About how many rows a pane's list shows: what PgUp and PgDn move by. The header, tabs,
+/// activity, message and footer take about ten rows; wide, the panes share the height.
+fn list_page(state: &State) -> usize {
+    let body = usize::from(state.size.1).saturating_sub(10);
+    if state.wide() { body / 2 } else { body }.max(1)
 }
 
 #[cfg(test)]
