@@ -22,6 +22,7 @@ pub enum Command {
     ForceQuit,
     Help,
     Messages,
+    CommandLine,
     NextPane,
     PrevPane,
     GoPane(u8),
@@ -52,6 +53,7 @@ impl Command {
             Command::ForceQuit => "force_quit".into(),
             Command::Help => "help".into(),
             Command::Messages => "messages".into(),
+            Command::CommandLine => "command_line".into(),
             Command::NextPane => "next_pane".into(),
             Command::PrevPane => "prev_pane".into(),
             Command::GoPane(i) => format!("pane_{}", i + 1),
@@ -352,6 +354,14 @@ pub static KEYMAP: &[Binding] = &[
         Command::GoPane(3),
         "Verification pane",
         None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char(':'), NONE), (KeyCode::Char(':'), SHIFT)],
+        ":",
+        Command::CommandLine,
+        "command line: freeze, pause, resume, incident, change N, messages, help, q (Tab completes)",
+        Some("command")
     ),
     b!(
         Global,

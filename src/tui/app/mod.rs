@@ -8,6 +8,7 @@
 mod actions;
 mod activity;
 mod approvals;
+mod cmdline;
 mod incidents;
 mod list;
 mod modal;
@@ -17,6 +18,7 @@ mod windows;
 pub use actions::ActionsPane;
 pub use activity::ActivityPane;
 pub use approvals::{ApprovalsPane, Stance};
+pub use cmdline::{COMMANDS, completions};
 pub use incidents::Incidents;
 pub use list::{Motion, SelectList};
 pub use modal::{Confirmed, Modal, Prompt, Purpose, Scrolled};
@@ -476,6 +478,9 @@ pub fn available(state: &State, cmd: Command) -> Result<(), String> {
         Command::MarkVerified | Command::Escalate | Command::Rollback => {
             verification::check(state, cmd)
         }
+        Command::Open if state.pane == Pane::Windows => {
+            Err("nothing opens in the Windows pane: f announces a freeze".into())
+        }
         _ => Ok(()),
     }
 }
@@ -489,6 +494,15 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
     match cmd {
         Command::Quit | Command::ForceQuit => state.quit = true,
         Command::Help => scroll(state, Scrolled::Help),
+        Command::CommandLine => {
+            state.modal = Some(Modal::Prompt(Prompt::new(
+                Purpose::Command,
+                vec![crate::tui::form::Field::new(
+                    ":",
+                    "freeze, pause, resume, incident, change N, messages, help, q; Tab completes",
+                )],
+            )));
+        }
         Command::Messages => scroll(state, Scrolled::Messages),
         Command::NextPane => show(state, Pane::ALL[(state.pane.index() + 1) % 4]),
         Command::PrevPane => state.pane = Pane::ALL[(state.pane.index() + 3) % 4],

@@ -2,7 +2,7 @@
 //! confirms, one prompt whose keys work the same whatever it asks, the change form, the outcome
 //! of a submission and the help.
 
-use super::{Effect, State, Tone, actions, approvals, verification, windows};
+use super::{Effect, State, Tone, actions, approvals, cmdline, verification, windows};
 use crate::domain::change::Change;
 use crate::tui::form::{ChangeForm, Field, FieldKey, Fields};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -74,6 +74,8 @@ pub enum Purpose {
     PauseReason,
     /// The approval queue's filter; it applies as it is typed.
     Filter,
+    /// The `:` command line.
+    Command,
     Freeze,
 }
 
@@ -90,7 +92,7 @@ impl Prompt {
     fn typed(&self) -> bool {
         let filled = |i: usize| !self.fields.value(i).trim().is_empty();
         match self.purpose {
-            Purpose::Filter => false,
+            Purpose::Filter | Purpose::Command => false,
             Purpose::Freeze => filled(0) || filled(2),
             Purpose::DenyReason(_) | Purpose::PauseReason => filled(0),
         }
@@ -104,6 +106,7 @@ impl Purpose {
             Purpose::DenyReason(_) => "the denial",
             Purpose::PauseReason => "the pause",
             Purpose::Filter => "the filter",
+            Purpose::Command => "the command",
             Purpose::Freeze => "the freeze",
         }
     }
@@ -196,7 +199,7 @@ fn confirm_key(state: &mut State, what: Confirmed, key: KeyEvent) -> Vec<Effect>
 fn requests(state: &State, prompt: &Prompt) -> Result<Vec<Effect>, String> {
     match prompt.purpose {
         Purpose::DenyReason(id) => approvals::deny(id, &prompt.fields),
-        Purpose::Filter => Ok(Vec::new()),
+        Purpose::Filter | Purpose::Command => Ok(Vec::new()),
         Purpose::PauseReason => windows::pause(&prompt.fields),
         Purpose::Freeze => windows::add_freeze(&prompt.fields, state.now),
     }
@@ -214,6 +217,14 @@ fn submitted(state: &mut State, prompt: Prompt) -> Vec<Effect> {
 /// The one key handler of every prompt: the fields move and edit the same way, and only what
 /// cancelling and submitting mean belongs to the pane that asked.
 fn prompt_key(state: &mut State, mut prompt: Prompt, key: KeyEvent) -> Vec<Effect> {
+    // Tab on the command line completes the command instead of moving between fields.
+    if prompt.purpose == Purpose::Command && key.code == KeyCode::Tab {
+        if let Some(done) = cmdline::complete(prompt.fields.value(0)) {
+            prompt.fields.fields[0].input = tui_input::Input::new(done);
+        }
+        state.modal = Some(Modal::Prompt(prompt));
+        return Vec::new();
+    }
     let done = prompt.fields.key(key);
     if prompt.purpose == Purpose::Filter {
         approvals::filter_typed(state, &prompt.fields, done);
@@ -224,10 +235,13 @@ fn prompt_key(state: &mut State, mut prompt: Prompt, key: KeyEvent) -> Vec<Effec
             Vec::new()
         }
         FieldKey::Cancel => {
-            if prompt.purpose != Purpose::Filter {
+            if !matches!(prompt.purpose, Purpose::Filter | Purpose::Command) {
                 state.say(Tone::Info, format!("{} cancelled", prompt.purpose.doing()));
             }
             Vec::new()
+        }
+        FieldKey::Submit if prompt.purpose == Purpose::Command => {
+            cmdline::run(state, prompt.fields.value(0))
         }
         FieldKey::Submit => match requests(state, &prompt) {
             // The filter applies as it is typed: nothing to confirm.

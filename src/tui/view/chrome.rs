@@ -1,7 +1,7 @@
 //! Header, banner, tabs, activity strip, message line and footer.
 
 use crate::domain::window::human_duration;
-use crate::tui::app::{Connection, Modal, Pane, Purpose, State, Tone};
+use crate::tui::app::{Connection, Modal, Pane, Prompt, Purpose, State, Tone};
 use crate::tui::theme::Theme;
 use crate::tui::view::fit;
 use ratatui::Frame;
@@ -255,6 +255,42 @@ pub fn message(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// The one-line prompts (`/` filter, `:` command line) sit where the message line is, always
+/// in the same place, with the cursor in them; the command line lists what it could complete.
+pub fn prompt_line(frame: &mut Frame, area: Rect, p: &Prompt, theme: &Theme) {
+    let lead = if p.purpose == Purpose::Command {
+        ":"
+    } else {
+        "/"
+    };
+    let value = p.fields.value(0);
+    let width = usize::from(area.width).saturating_sub(2).max(1);
+    let input = &p.fields.fields[0].input;
+    let scroll = input.visual_scroll(width);
+    let shown: String = value.chars().skip(scroll).take(width).collect();
+    let mut spans = vec![
+        Span::styled(lead, theme.selected()),
+        Span::raw(shown.clone()),
+    ];
+    if p.purpose == Purpose::Command {
+        let found = crate::tui::app::completions(value);
+        let hint = if value.trim().is_empty() {
+            p.fields.fields[0].hint.to_string()
+        } else if found.is_empty() {
+            "no such command".to_string()
+        } else {
+            found.join(" ")
+        };
+        spans.push(Span::styled(format!("   {hint}"), theme.dim()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    let x = area.x + 1 + (input.visual_cursor().saturating_sub(scroll)) as u16;
+    frame.set_cursor_position(ratatui::layout::Position::new(
+        x.min(area.x + area.width.saturating_sub(1)),
+        area.y,
+    ));
+}
+
 pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let hints: Vec<(&str, &str)> = match &state.modal {
         _ if state.popup.is_some() => vec![("any key", "close"), ("m", "message log")],
@@ -276,6 +312,7 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 ("Esc", "cancel"),
             ],
             Purpose::Filter => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
+            Purpose::Command => vec![("Tab", "complete"), ("Enter", "run"), ("Esc", "cancel")],
         },
         Some(Modal::Outcome(_)) => vec![("any key", "close")],
         Some(Modal::Scroll { .. }) => vec![

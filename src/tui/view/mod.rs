@@ -12,7 +12,7 @@ pub mod words;
 #[cfg(test)]
 mod tests;
 
-use crate::tui::app::{Pane, State, WIDE_HEIGHT, WIDE_WIDTH};
+use crate::tui::app::{Modal, Pane, Purpose, State, WIDE_HEIGHT, WIDE_WIDTH};
 use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -68,7 +68,12 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
         pane(frame, state.pane, body, state, theme);
     }
     chrome::activity(frame, activity, state, theme);
-    chrome::message(frame, message, state, theme);
+    match &state.modal {
+        Some(Modal::Prompt(p)) if matches!(p.purpose, Purpose::Filter | Purpose::Command) => {
+            chrome::prompt_line(frame, message, p, theme)
+        }
+        _ => chrome::message(frame, message, state, theme),
+    }
     chrome::footer(frame, footer, state, theme);
     modal::draw(frame, area, state, theme);
     if let Some(text) = &state.popup {

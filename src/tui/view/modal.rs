@@ -24,10 +24,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             let (title, text) = confirm_text(what, state);
             confirm(frame, area, title, &text, theme);
         }
+        // Drawn on the message line (chrome::prompt_line).
+        Modal::Prompt(p) if matches!(p.purpose, Purpose::Filter | Purpose::Command) => {}
         Modal::Prompt(p) => {
             let title = match p.purpose {
                 Purpose::DenyReason(id) => format!("Deny change #{id}"),
-                Purpose::Filter => "Filter the approval queue".into(),
+                Purpose::Filter | Purpose::Command => String::new(),
                 Purpose::PauseReason => "Pause all changes".into(),
                 Purpose::Freeze => "Announce a freeze (UTC)".into(),
             };

@@ -275,3 +275,22 @@ fn incident_header_and_the_incidents_section() {
         "{screen}"
     );
 }
+
+/// `/` and `:` prompt at one fixed place, the message line, at once; `:` lists completions.
+#[test]
+fn one_line_prompts_sit_on_the_message_line() {
+    let mut s = scene("bob", Level::L2);
+    key(&mut s, KeyCode::Char('2'));
+    key(&mut s, KeyCode::Char('/'));
+    let screen = render(&s, 80, 24);
+    let line = screen.lines().nth(22).unwrap_or_default();
+    assert!(line.starts_with("\"/"), "{screen}");
+    key(&mut s, KeyCode::Esc);
+    key(&mut s, KeyCode::Char(':'));
+    for c in "re".chars() {
+        key(&mut s, KeyCode::Char(c));
+    }
+    let screen = render(&s, 80, 24);
+    let line = screen.lines().nth(22).unwrap_or_default();
+    assert!(line.contains(":re   resume"), "{screen}");
+}
