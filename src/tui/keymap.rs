@@ -23,6 +23,7 @@ pub enum Command {
     Help,
     Messages,
     CommandLine,
+    Copy,
     NextPane,
     PrevPane,
     GoPane(u8),
@@ -54,6 +55,7 @@ impl Command {
             Command::Help => "help".into(),
             Command::Messages => "messages".into(),
             Command::CommandLine => "command_line".into(),
+            Command::Copy => "copy".into(),
             Command::NextPane => "next_pane".into(),
             Command::PrevPane => "prev_pane".into(),
             Command::GoPane(i) => format!("pane_{}", i + 1),
@@ -362,6 +364,14 @@ pub static KEYMAP: &[Binding] = &[
         Command::CommandLine,
         "command line: freeze, pause, resume, incident, change N, messages, help, q (Tab completes)",
         Some("command")
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('c'), NONE)],
+        "c",
+        Command::Copy,
+        "copy the selected change's ticket to the clipboard (OSC 52, works over SSH)",
+        None
     ),
     b!(
         Global,

@@ -59,7 +59,7 @@ async fn event_loop(
     // Aborted on every way out of this function, an error included.
     let _stream_task = AbortOnDrop(tokio::spawn(follow_events(client.clone(), tx.clone())));
     for e in state.initial_effects() {
-        spawn_effect(&client, e, &tx);
+        carry_out(&client, e, &tx);
     }
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -91,8 +91,23 @@ async fn event_loop(
             _ = hup.recv() => Msg::Terminate,
         };
         for e in update(&mut state, msg) {
-            spawn_effect(&client, e, &tx);
+            carry_out(&client, e, &tx);
         }
+    }
+}
+
+/// An effect: a request on a task of its own, or, for the clipboard, an escape sequence written
+/// here, between frames, so it never lands inside one.
+fn carry_out(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSender<Msg>) {
+    match effect {
+        Effect::Copy(text) => {
+            // A failure only means the terminal is gone, which the loop finds out on its own.
+            let _ = crossterm::execute!(
+                std::io::stdout(),
+                crossterm::clipboard::CopyToClipboard::to_clipboard_from(text)
+            );
+        }
+        other => spawn_effect(client, other, tx),
     }
 }
 
@@ -164,6 +179,8 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
             Effect::Pause(req) => Msg::GovernanceDone(
                 text(client.pause(&req).await).map(|_| "all changes paused".to_string()),
             ),
+            // Written by the event loop itself, between two frames (see `carry_out`).
+            Effect::Copy(_) => return,
             Effect::Resume => Msg::GovernanceDone(
                 text(client.resume().await).map(|_| "changes resumed".to_string()),
             ),

@@ -166,13 +166,18 @@ pub enum Effect {
     RemoveFreeze(i64),
     Pause(PauseRequest),
     Resume,
+    /// Put text on the clipboard of the terminal (OSC 52, so over SSH too).
+    Copy(String),
 }
 
 impl Effect {
     /// Whether the spinner turns while this request is out. Not for the background refresh of
     /// live samples, nor for the form's preview, which shows its own "asking…" line.
     pub fn counts(&self) -> bool {
-        !matches!(self, Effect::PollVerifications | Effect::Preview(..))
+        !matches!(
+            self,
+            Effect::PollVerifications | Effect::Preview(..) | Effect::Copy(_)
+        )
     }
 }
 
@@ -478,6 +483,7 @@ pub fn available(state: &State, cmd: Command) -> Result<(), String> {
         Command::MarkVerified | Command::Escalate | Command::Rollback => {
             verification::check(state, cmd)
         }
+        Command::Copy => copied(state).map(|_| ()),
         Command::Open if state.pane == Pane::Windows => {
             Err("nothing opens in the Windows pane: f announces a freeze".into())
         }
@@ -494,6 +500,15 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
     match cmd {
         Command::Quit | Command::ForceQuit => state.quit = true,
         Command::Help => scroll(state, Scrolled::Help),
+        Command::Copy => {
+            if let Ok(text) = copied(state) {
+                state.say(
+                    Tone::Success,
+                    format!("copied {text} (OSC 52: the terminal must allow clipboard access)"),
+                );
+                return vec![Effect::Copy(text)];
+            }
+        }
         Command::CommandLine => {
             state.modal = Some(Modal::Prompt(Prompt::new(
                 Purpose::Command,
@@ -546,6 +561,26 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
         }
     }
     Vec::new()
+}
+
+/// What `c` copies: the selected change's ticket, or "#id" when the dashboard does not know it.
+fn copied(state: &State) -> Result<String, String> {
+    let id = match state.pane {
+        Pane::Approvals => state.approvals.selected_change().map(|c| c.id),
+        Pane::Verification => state.verification.list.selected().map(|v| v.change_id),
+        Pane::Actions | Pane::Windows => None,
+    };
+    let Some(id) = id else {
+        return Err(
+            "c copies the selected change's ticket: select one in Approvals or Verification".into(),
+        );
+    };
+    Ok(state
+        .approvals
+        .changes()
+        .get(&id)
+        .map(|c| c.ticket.clone())
+        .unwrap_or_else(|| format!("#{id}")))
 }
 
 fn scroll(state: &mut State, what: Scrolled) {
@@ -620,6 +655,42 @@ mod tests {
             ))),
         );
         assert_eq!(s.approvals.changes()[&10].state, ChangeState::Executed);
+    }
+
+    #[test]
+    fn c_copies_the_selected_changes_ticket() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        assert_eq!(
+            update(&mut s, key('c')),
+            vec![Effect::Copy("CHG-4702".into())]
+        );
+        assert_eq!(s.in_flight, 0, "a copy is not a request");
+        update(&mut s, key('4'));
+        assert_eq!(
+            update(&mut s, key('c')),
+            vec![Effect::Copy("CHG-4705".into())]
+        );
+        update(&mut s, key('1'));
+        assert!(update(&mut s, key('c')).is_empty());
+        assert!(s.message.as_ref().unwrap().1.contains("select one"));
+    }
+
+    /// A freeze that begins, a window that closes: the status is asked for again at that tick,
+    /// so line 1 says so at once.
+    #[test]
+    fn a_window_or_freeze_boundary_reloads_the_status() {
+        let mut s = scene("bob", Level::L2);
+        // The scene's Standard window closes at 16:00; its freeze begins Friday 00:00.
+        let closes: DateTime<Utc> = "2026-11-24T16:00:00Z".parse().unwrap();
+        update(&mut s, Msg::Tick(closes - Duration::seconds(1)));
+        let effects = update(&mut s, Msg::Tick(closes));
+        assert!(effects.contains(&Effect::LoadWindowStatus), "{effects:?}");
+        let effects = update(&mut s, Msg::Tick(closes + Duration::seconds(1)));
+        assert!(!effects.contains(&Effect::LoadWindowStatus), "{effects:?}");
+        let friday: DateTime<Utc> = "2026-11-27T00:00:00Z".parse().unwrap();
+        update(&mut s, Msg::Tick(friday - Duration::seconds(1)));
+        assert!(update(&mut s, Msg::Tick(friday)).contains(&Effect::LoadWindowStatus));
     }
 
     #[test]
