@@ -21,11 +21,15 @@ pub struct Options {
     pub warnings: Vec<String>,
     /// A first message, e.g. the demo's notes.
     pub notice: Option<String>,
+    /// Capture the mouse (clicks and the wheel); `mouse = false` in the config leaves it to
+    /// the terminal, for selecting text.
+    pub mouse: bool,
 }
 
 /// Runs the dashboard until the user quits. The terminal is restored on every way out.
 pub async fn run(client: ApiClient, options: Options) -> color_eyre::Result<()> {
     let mut terminal = ratatui::try_init()?;
+    let _mouse = options.mouse.then(MouseCapture::start).transpose()?;
     let result = event_loop(&mut terminal, client, options).await;
     // Restoring a terminal that is gone fails; the loop's own error says more.
     let restored = ratatui::try_restore();
@@ -81,6 +85,7 @@ async fn event_loop(
             ev = keys.next() => match ev {
                 Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => Msg::Key(k),
                 Some(Ok(TermEvent::Resize(w, h))) => Msg::Resize(w, h),
+                Some(Ok(TermEvent::Mouse(m))) => Msg::Mouse(m),
                 Some(Ok(_)) => continue,
                 // The terminal is gone (SSH dropped): nothing left to draw on.
                 Some(Err(_)) | None => Msg::Terminate,
@@ -108,6 +113,23 @@ fn carry_out(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSender<Msg>
             );
         }
         other => spawn_effect(client, other, tx),
+    }
+}
+
+/// Mouse capture, ended on every way out (a panic included: it ends as the stack unwinds), so
+/// the terminal is never left reporting mouse moves as text.
+struct MouseCapture;
+
+impl MouseCapture {
+    fn start() -> std::io::Result<MouseCapture> {
+        crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
+        Ok(MouseCapture)
+    }
+}
+
+impl Drop for MouseCapture {
+    fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     }
 }
 

@@ -12,7 +12,8 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+/// The filter line, the column heads, the queue and the selected change's detail.
+fn areas(state: &State, area: Rect) -> [Rect; 4] {
     let filter_h = u16::from(!state.approvals.filter().is_empty());
     let len = state.approvals.queue_len();
     // The list is as tall as its rows (and leaves the detail at least a few lines); the detail
@@ -34,10 +35,25 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Constraint::Length(detail_h),
     ])
     .areas(area);
+    [filter, head, list, detail]
+}
+
+/// The queue position on row `y` of the pane's inner `area`, for a click.
+pub fn row_at(state: &State, area: Rect, y: u16) -> Option<usize> {
+    let [_, _, list, _] = areas(state, area);
+    let len = state.approvals.queue_len();
+    let offset = scroll_offset(state.approvals.selected_index(), list.height as usize, len);
+    super::row_in(list, y, offset, 1, len)
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let filter_h = u16::from(!state.approvals.filter().is_empty());
+    let len = state.approvals.queue_len();
+    let [filter, head, list, detail] = areas(state, area);
     if filter_h > 0 {
         frame.render_widget(
             Paragraph::new(format!(
-                "filter: {}  ({len} shown; / to change, Esc in the prompt clears)",
+                "filter: {}  ({len} shown; / changes it, Esc clears it)",
                 state.approvals.filter()
             ))
             .style(theme.warn()),
@@ -104,7 +120,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), list);
-    if detail_h > 0
+    if detail.height > 0
         && let Some(c) = state.approvals.selected_change()
     {
         frame.render_widget(

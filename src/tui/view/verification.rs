@@ -53,7 +53,7 @@ const INCIDENT_ROWS: usize = 3;
 /// ones first. Returns the area left for the verifications.
 fn incidents(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) -> Rect {
     let all = state.incidents.all();
-    if all.is_empty() || area.height < 8 {
+    if incidents_height(state, area) == 0 {
         return area;
     }
     let mut shown: Vec<_> = all.iter().filter(|i| i.is_open()).collect();
@@ -94,6 +94,30 @@ fn incidents(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) -> Rec
         height: area.height - h,
         ..area
     }
+}
+
+/// Rows the Incidents section takes: a heading, up to [`INCIDENT_ROWS`] incidents and the
+/// Verifications heading; none on a short pane or with no incident.
+fn incidents_height(state: &State, area: Rect) -> u16 {
+    let n = state.incidents.all().len();
+    if n == 0 || area.height < 8 {
+        return 0;
+    }
+    (n.min(INCIDENT_ROWS) as u16 + 2).min(area.height)
+}
+
+/// The verification on row `y` of the pane's inner `area`, for a click.
+pub fn row_at(state: &State, area: Rect, y: u16) -> Option<usize> {
+    let skip = incidents_height(state, area);
+    let list_area = Rect {
+        y: area.y + skip,
+        height: area.height - skip,
+        ..area
+    };
+    let list = &state.verification.list;
+    let rows = (list_area.height as usize / 2).max(1);
+    let offset = scroll_offset(list.selected_index(), rows, list.len());
+    super::row_in(list_area, y, offset, 2, list.len())
 }
 
 /// What the countdown column says: the time left while the window runs, and once it is over,
