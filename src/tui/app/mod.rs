@@ -375,10 +375,11 @@ fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Effect> {
     let counting = (countdown_shown && state.active_verifications().next().is_some())
         || state.verification.deadline_passed(before, now);
     state.dirty = counting || before.timestamp() / 60 != now.timestamp() / 60;
-    if let Some(u) = &state.windows.undo
-        && u.left(now).is_none()
-    {
-        state.windows.undo = None;
+    // The footer counts the undo down each second, and drops it when it runs out.
+    if let Some(u) = &state.windows.undo {
+        if u.left(now).is_none() {
+            state.windows.undo = None;
+        }
         state.dirty = true;
     }
     let mut effects = Vec::new();

@@ -359,6 +359,8 @@ mod tests {
         update(&mut s, key('x'));
         update(&mut s, key('y'));
         update(&mut s, Msg::GovernanceDone(Ok("freeze removed".into())));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(1)));
+        assert!(s.dirty, "the footer counts the undo down");
         update(&mut s, Msg::Tick(now() + Duration::seconds(UNDO_SECS)));
         assert!(s.windows.undo.is_none());
         assert!(update(&mut s, key('u')).is_empty());

@@ -87,7 +87,8 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             (
                 "Escalate",
                 format!(
-                    "Escalate {what}?\nThis declares a P2 incident with you as commander and PAUSES ALL CHANGES."
+                    "Escalate {what}?\nThis declares a P2 incident with you as commander and PAUSES ALL CHANGES. {}\nThe rollback of this change still runs during the pause.",
+                    held(state, "would be refused if approved while paused")
                 ),
             )
         }
