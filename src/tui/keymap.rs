@@ -230,7 +230,7 @@ pub static KEYMAP: &[Binding] = &[
         [(KeyCode::Char('r'), NONE)],
         "r",
         Command::Rollback,
-        "roll the change back, through the normal policy (asks y/n)",
+        "roll the change back through the policy (asks y/n); it runs during its escalation's pause",
         Some("rollback")
     ),
     b!(

@@ -353,17 +353,20 @@ fn policy(c: &Change, out: &mut Vec<(Look, String)>) {
             }
         ),
     ));
-    out.push((
-        Look::Plain,
-        format!(
-            "  approved by {}",
-            if approvals.is_empty() {
-                "nobody yet".into()
-            } else {
-                approvals.join("; ")
-            }
-        ),
-    ));
+    // "Nobody yet" only means something while an approval is still wanted.
+    if !approvals.is_empty() || !required.is_empty() {
+        out.push((
+            Look::Plain,
+            format!(
+                "  approved by {}",
+                if approvals.is_empty() {
+                    "nobody yet".into()
+                } else {
+                    approvals.join("; ")
+                }
+            ),
+        ));
+    }
     if c.state == crate::domain::change::ChangeState::PendingApproval {
         let missing = approval::unmet(&c.approvals_required, &c.approvals, &c.requested_by);
         let status = if missing.is_empty() {
