@@ -12,6 +12,7 @@ mod cmdline;
 mod incidents;
 mod list;
 mod modal;
+mod mouse;
 mod verification;
 mod windows;
 
@@ -33,9 +34,8 @@ use crate::domain::change::Change;
 use crate::domain::verification::Verification;
 use crate::domain::{Incident, Level, Operator};
 use crate::tui::keymap::{Command, Keymap, Scope};
-use crate::tui::view::Hit;
 use chrono::{DateTime, Datelike, Utc};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -327,7 +327,7 @@ fn dispatch(state: &mut State, msg: Msg) -> Vec<Effect> {
     state.dirty = true;
     match msg {
         Msg::Key(key) => return key_pressed(state, key),
-        Msg::Mouse(ev) => return mouse(state, ev),
+        Msg::Mouse(ev) => return mouse::event(state, ev),
         Msg::Resize(w, h) => state.size = (w, h),
         Msg::Tick(now) => return tick(state, now),
         Msg::Me(r) => loaded(state, r, |s, me| {
@@ -432,39 +432,6 @@ fn server_event(state: &mut State, e: Event) -> Vec<Effect> {
     }
     state.activity.push(e);
     effects
-}
-
-/// The wheel moves what the arrows move; a click on a tab shows its pane, on a row selects it.
-/// While a confirmation or a prompt is open the mouse does nothing: a stray click must not
-/// answer a question.
-fn mouse(state: &mut State, ev: MouseEvent) -> Vec<Effect> {
-    let scrolled_view = matches!(state.modal, Some(Modal::Scroll { .. }));
-    let busy = state.popup.is_some() || (state.modal.is_some() && !scrolled_view);
-    let arrow = |code| KeyEvent::new(code, KeyModifiers::NONE);
-    match ev.kind {
-        MouseEventKind::ScrollDown if !busy => key_pressed(state, arrow(KeyCode::Down)),
-        MouseEventKind::ScrollUp if !busy => key_pressed(state, arrow(KeyCode::Up)),
-        MouseEventKind::Down(MouseButton::Left) if state.modal.is_none() && !busy => {
-            match crate::tui::view::hit(state, ev.column, ev.row) {
-                Some(Hit::Tab(p)) | Some(Hit::Pane(p)) => show(state, p),
-                Some(Hit::Row(p, i)) => {
-                    show(state, p);
-                    match p {
-                        Pane::Actions => state.actions.list.select(i),
-                        Pane::Approvals => state.approvals.select(i),
-                        Pane::Verification => state.verification.list.select(i),
-                        Pane::Windows => state.windows.freezes.select(i),
-                    }
-                }
-                None => state.dirty = false,
-            }
-            Vec::new()
-        }
-        _ => {
-            state.dirty = false;
-            Vec::new()
-        }
-    }
 }
 
 fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
@@ -692,57 +659,6 @@ mod tests {
             ))),
         );
         assert_eq!(s.approvals.changes()[&10].state, ChangeState::Executed);
-    }
-
-    fn click(column: u16, row: u16) -> Msg {
-        Msg::Mouse(MouseEvent {
-            kind: MouseEventKind::Down(MouseButton::Left),
-            column,
-            row,
-            modifiers: KeyModifiers::NONE,
-        })
-    }
-
-    fn wheel(down: bool) -> Msg {
-        Msg::Mouse(MouseEvent {
-            kind: if down {
-                MouseEventKind::ScrollDown
-            } else {
-                MouseEventKind::ScrollUp
-            },
-            column: 10,
-            row: 10,
-            modifiers: KeyModifiers::NONE,
-        })
-    }
-
-    #[test]
-    fn the_mouse_switches_panes_selects_rows_and_scrolls_but_answers_no_question() {
-        let mut s = scene("bob", Level::L2);
-        // Row 1 holds the tabs: " 1 Actions   2 Approvals (2)   3 Windows …"; x 16 is in tab 2.
-        update(&mut s, key('1'));
-        update(&mut s, click(16, 1));
-        assert_eq!(s.pane, Pane::Approvals);
-        // The queue's rows start under the border (row 2) and the column heads (row 3).
-        update(&mut s, click(10, 6));
-        assert_eq!(s.approvals.selected_change().map(|c| c.id), Some(1));
-        update(&mut s, wheel(false));
-        assert_eq!(s.approvals.selected_change().map(|c| c.id), Some(4));
-        update(&mut s, wheel(true));
-        update(&mut s, wheel(true));
-        assert_eq!(s.approvals.selected_change().map(|c| c.id), Some(3));
-        // A click while a confirmation is open does not answer it.
-        update(&mut s, key('k'));
-        update(&mut s, key('a'));
-        assert!(matches!(s.modal, Some(Modal::Confirm(_))));
-        update(&mut s, click(10, 5));
-        update(&mut s, wheel(true));
-        assert!(matches!(s.modal, Some(Modal::Confirm(_))));
-        // The wheel scrolls the help.
-        update(&mut s, code(KeyCode::Esc));
-        update(&mut s, key('?'));
-        update(&mut s, wheel(true));
-        assert!(matches!(s.modal, Some(Modal::Scroll { offset: 1, .. })));
     }
 
     #[test]
