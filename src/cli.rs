@@ -29,6 +29,9 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Bring the database to this version's schema (PostgreSQL: before the servers start, and
+    /// after each upgrade; SQLite is migrated when the server opens it).
+    Migrate(StoreArgs),
     /// Store the server address and your token for the other commands (file mode 0600).
     Login(LoginArgs),
     /// Request, preview, list and decide changes.
@@ -62,7 +65,8 @@ pub struct StoreArgs {
     /// Server configuration (TOML). Without it the embedded default is used.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Database URL, e.g. sqlite:///var/lib/commandbridge/cb.db. Overrides the configuration.
+    /// Database URL: sqlite:///var/lib/commandbridge/cb.db or postgres://USER@HOST/DB.
+    /// Overrides the configuration.
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
 }

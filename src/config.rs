@@ -93,9 +93,13 @@ pub struct WebhookConfig {
 pub struct ServerSection {
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// `sqlite://PATH`; unset means a file in the platform data directory.
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; unset means a SQLite file in the platform
+    /// data directory.
     #[serde(default)]
     pub database: Option<String>,
+    /// `[server.database_pool]`: connections to the database.
+    #[serde(default)]
+    pub database_pool: DatabasePool,
     #[serde(default = "default_ttl")]
     pub approval_ttl_minutes: i64,
     /// Seconds a client gets to send a complete request head, and how long an idle keep-alive
@@ -111,6 +115,45 @@ pub struct ServerSection {
     /// most 512.
     #[serde(default)]
     pub max_event_streams: Option<usize>,
+}
+
+/// `[server.database_pool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabasePool {
+    /// Read connections per server (writes use one: they take the database's write lock).
+    #[serde(default = "default_pool_size")]
+    pub max_connections: u32,
+    /// PostgreSQL: a statement (or a wait for the write lock) that takes longer fails, and the
+    /// request answers 503 instead of hanging.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_seconds: f64,
+    /// How long a request waits for a free connection, or for a database that is down, before
+    /// it answers 503.
+    #[serde(default = "default_acquire_timeout")]
+    pub acquire_timeout_seconds: f64,
+}
+
+impl Default for DatabasePool {
+    fn default() -> Self {
+        DatabasePool {
+            max_connections: default_pool_size(),
+            statement_timeout_seconds: default_statement_timeout(),
+            acquire_timeout_seconds: default_acquire_timeout(),
+        }
+    }
+}
+
+fn default_pool_size() -> u32 {
+    8
+}
+
+fn default_statement_timeout() -> f64 {
+    30.0
+}
+
+fn default_acquire_timeout() -> f64 {
+    5.0
 }
 
 fn default_listen() -> String {
@@ -229,6 +272,20 @@ impl ServerConfig {
                         }
                     }
                 }
+            }
+        }
+        let pool = &self.server.database_pool;
+        if !(1..=200).contains(&pool.max_connections) {
+            return Err("server.database_pool.max_connections must be from 1 to 200".into());
+        }
+        for (key, v) in [
+            ("statement_timeout_seconds", pool.statement_timeout_seconds),
+            ("acquire_timeout_seconds", pool.acquire_timeout_seconds),
+        ] {
+            if !(v.is_finite() && (0.1..=3600.0).contains(&v)) {
+                return Err(format!(
+                    "server.database_pool.{key} must be from 0.1 to 3600 (seconds)"
+                ));
             }
         }
         let v = &self.verification;

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             Some(Command::Serve(args)) => server_admin::serve(args).await,
             Some(Command::User(cmd)) => server_admin::user(cmd).await,
             Some(Command::Audit(cmd)) => server_admin::audit(cmd).await,
+            Some(Command::Migrate(args)) => server_admin::migrate(args).await,
             Some(Command::Login(args)) => scripting::login(args).await,
             Some(Command::Change(cmd)) => scripting::change(cmd).await,
             Some(Command::Window(cmd)) => scripting::window(cmd).await,

@@ -2,17 +2,45 @@
 
 use crate::cli::{AuditCommand, ServeArgs, StoreArgs, UserCommand};
 use crate::config::ServerConfig;
-use crate::server::{self, audit_check, clock::Clock, store::Store, users};
+use crate::server::store::{PoolSettings, SchemaState, Store, redact};
+use crate::server::{self, audit_check, clock::Clock, users};
 use chrono::{DateTime, Utc};
 use color_eyre::eyre::{Result, WrapErr, eyre};
+use std::time::Duration;
 
 async fn open_store(args: &StoreArgs) -> Result<(ServerConfig, Store)> {
     let config = ServerConfig::load(args.config.as_deref()).map_err(|e| eyre!(e))?;
     let url = server::database_url(&config, args.database.as_deref()).map_err(|e| eyre!(e))?;
-    let store = Store::open(&url)
+    let pool = &config.server.database_pool;
+    let settings = PoolSettings {
+        max_connections: pool.max_connections,
+        statement_timeout: Duration::from_secs_f64(pool.statement_timeout_seconds),
+        acquire_timeout: Duration::from_secs_f64(pool.acquire_timeout_seconds),
+    };
+    // The database's own message says what to do (run migrate, a newer release): one line.
+    let store = Store::open_with(&url, &settings)
         .await
-        .wrap_err_with(|| format!("cannot open the database {url}"))?;
+        .map_err(|e| eyre!("cannot open the database {}: {e}", redact(&url)))?;
     Ok((config, store))
+}
+
+/// `commandbridge migrate`: brings the database to this binary's schema (a PostgreSQL database
+/// before its servers start or after an upgrade; SQLite is migrated when a server opens it).
+pub async fn migrate(args: &StoreArgs) -> Result<()> {
+    let config = ServerConfig::load(args.config.as_deref()).map_err(|e| eyre!(e))?;
+    let url = server::database_url(&config, args.database.as_deref()).map_err(|e| eyre!(e))?;
+    let state = Store::migrate(&url)
+        .await
+        .map_err(|e| eyre!("cannot migrate the database {}: {e}", redact(&url)))?;
+    match state {
+        SchemaState::Current(v) => println!("{}: schema at version {v}, up to date", redact(&url)),
+        other => {
+            return Err(eyre!(
+                "the database is not at this binary's schema: {other:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub async fn serve(args: &ServeArgs) -> Result<()> {

@@ -326,7 +326,11 @@ pub struct Event {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or `unavailable` (with status 503) when the database cannot be reached.
     pub status: String,
+    /// `ok`, or why the database cannot be reached.
+    #[serde(default)]
+    pub database: String,
     pub now: DateTime<Utc>,
     /// True when the server runs on a simulated clock (`serve --now`).
     pub simulated_clock: bool,

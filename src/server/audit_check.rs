@@ -103,7 +103,7 @@ mod tests {
                 .unwrap();
             tx.commit().await.unwrap();
         }
-        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
         for (statement, expected) in [
             ("UPDATE audit_head SET seq = 2", "moved back"),
             ("UPDATE audit_head SET seq = 3, hash = 'x'", "replaced"),

@@ -2,6 +2,7 @@
 //! a process group of its own that dies with the server (see [`process`]).
 
 mod process;
+pub use process::{server_identity, server_is_gone, server_retired};
 
 use crate::domain::ActionSpec;
 use crate::domain::change::ExecutionOutput;

@@ -132,7 +132,7 @@ pub async fn start(
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             count = n,
-            "changes interrupted by the last shutdown marked failed"
+            "changes interrupted by a stopped server marked failed"
         ),
         Err(e) => tracing::error!(error = %e, "recovering interrupted changes failed"),
     }
@@ -143,6 +143,7 @@ pub async fn start(
     let mut workers = vec![
         batch_task,
         tokio::spawn(sweep_expired(state.clone())),
+        tokio::spawn(changes::recover_periodically(state.clone())),
         tokio::spawn(verifier::run(state.clone())),
     ];
     if let Some(hook) = &state.config.ticket_webhook {

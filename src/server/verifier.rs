@@ -28,6 +28,13 @@ struct Entry {
     in_flight: bool,
 }
 
+/// How long a server's hold on the verifications it polls lasts without renewal: half an
+/// interval (at least half a second), so when a server dies another takes its verifications over
+/// within one interval and keeps their sampling rhythm.
+fn lease_length(interval_seconds: u64) -> Duration {
+    Duration::from_millis((interval_seconds * 500).max(500))
+}
+
 /// Runs until the server stops.
 pub async fn run(state: AppState) {
     let http = match reqwest::Client::builder().timeout(HEALTH_TIMEOUT).build() {
@@ -42,10 +49,22 @@ pub async fn run(state: AppState) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Sample)>();
     let mut entries: HashMap<i64, Entry> = HashMap::new();
     let mut reload = true;
+    // Each verification is polled by the one server holding its lease (see
+    // `store::verification_lease`); renewing it also picks up verifications whose server died.
+    let lease = lease_length(state.config.verification.interval_seconds);
+    let mut renew = tokio::time::interval(lease / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if reload {
             reload = false;
-            match state.store.verification_active_checks().await {
+            let leased = state
+                .store
+                .verification_lease(
+                    lease.as_millis() as i64,
+                    crate::server::executor::server_is_gone,
+                )
+                .await;
+            match leased {
                 Ok(active) => {
                     let now = state.clock.now();
                     let mut fresh = HashMap::new();
@@ -69,7 +88,7 @@ pub async fn run(state: AppState) {
                     }
                     entries = fresh;
                 }
-                Err(e) => tracing::warn!(error = %e, "loading active verifications failed"),
+                Err(e) => tracing::warn!(error = %e, "leasing active verifications failed"),
             }
         }
         let now = state.clock.now();
@@ -124,6 +143,7 @@ pub async fn run(state: AppState) {
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = state.verifier.notified() => reload = true,
+            _ = renew.tick() => reload = true,
             Some(first) = rx.recv() => {
                 // Samples that arrived together are written in one transaction.
                 let mut batch = vec![first];

@@ -10,6 +10,9 @@ use std::time::Duration as StdDuration;
 /// The longest wait between two attempts at one message.
 pub const MAX_BACKOFF_SECS: i64 = 300;
 
+/// Messages taken from the outbox at a time.
+const BATCH: i64 = 10;
+
 pub fn backoff(attempts: i64) -> Duration {
     Duration::seconds(1i64 << attempts.clamp(0, 12)).min(Duration::seconds(MAX_BACKOFF_SECS))
 }
@@ -27,7 +30,10 @@ pub async fn run(state: AppState, url: String) {
     };
     loop {
         let now = state.clock.now();
-        match state.store.outbox_due(now, 100).await {
+        // Held for as long as a batch can take to send (10 s per message), then retried by
+        // whichever server gets there if this one died meanwhile.
+        let hold = now + Duration::seconds(10 * BATCH + 60);
+        match state.store.outbox_claim(now, hold, BATCH).await {
             Ok(batch) => {
                 for msg in batch {
                     let sent = http

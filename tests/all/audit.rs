@@ -5,31 +5,6 @@ use serde_json::json;
 
 // ---- audit verify through the real binary ---------------------------------------------------------
 
-/// Copies the database (and any WAL beside it) so each tampering starts from the same log.
-fn copy_db(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::copy(from, to).expect("copy the database");
-    for suffix in ["-wal", "-shm"] {
-        let side = std::path::PathBuf::from(format!("{}{suffix}", from.display()));
-        if side.exists() {
-            std::fs::copy(&side, format!("{}{suffix}", to.display())).expect("copy the WAL");
-        }
-    }
-}
-
-async fn tamper(db: &std::path::Path, statements: &[&str]) {
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("open the copy");
-    for s in statements {
-        sqlx::query(sqlx::AssertSqlSafe(*s))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{s}: {e}"));
-    }
-    conn.close().await.expect("close");
-}
-
 #[tokio::test]
 async fn audit_verify_catches_altered_and_deleted_entries() {
     let mut srv = TestServer::start(TUESDAY_10).await;
@@ -48,7 +23,7 @@ async fn audit_verify_catches_altered_and_deleted_entries() {
     assert_eq!(entries.last().expect("entries").seq, n);
 
     // While the server runs: intact.
-    let out = audit_verify(&srv.db_path()).await;
+    let out = audit_verify(&srv.db_url()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -64,25 +39,21 @@ async fn audit_verify_catches_altered_and_deleted_entries() {
     let dir = srv.dir.path();
 
     // An altered detail.
-    let altered = dir.join("altered.db");
-    copy_db(&srv.db_path(), &altered);
-    tamper(
-        &altered,
-        &[
-            "DROP TRIGGER audit_log_no_update",
+    let altered = srv.db.copy(dir, "altered").await;
+    altered
+        .tamper(&[
+            &altered.drop_trigger("audit_log_no_update"),
             r#"UPDATE audit_log SET detail = '{"approved":false}' WHERE seq = 7"#,
-        ],
-    )
-    .await;
-    let out = audit_verify(&altered).await;
+        ])
+        .await;
+    let out = audit_verify(&altered.url).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "an altered entry passed");
     assert!(stderr.contains("entry 7"), "names the entry: {stderr}");
     assert!(stderr.contains("altered"), "{stderr}");
 
     // An altered entry whose own hash was recomputed: the next entry no longer follows it.
-    let rehashed = dir.join("rehashed.db");
-    copy_db(&srv.db_path(), &rehashed);
+    let rehashed = srv.db.copy(dir, "rehashed").await;
     let e = &entries[4];
     let forged_detail = r#"{"forged":true}"#;
     let forged_hash = commandbridge::server::store::audit_hash(
@@ -98,24 +69,23 @@ async fn audit_verify_catches_altered_and_deleted_entries() {
         "UPDATE audit_log SET detail = '{forged_detail}', hash = '{forged_hash}' WHERE seq = {}",
         e.seq
     );
-    tamper(&rehashed, &["DROP TRIGGER audit_log_no_update", &update]).await;
-    let out = audit_verify(&rehashed).await;
+    rehashed
+        .tamper(&[&rehashed.drop_trigger("audit_log_no_update"), &update])
+        .await;
+    let out = audit_verify(&rehashed.url).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a re-hashed entry passed");
     assert!(stderr.contains(&format!("entry {}", e.seq + 1)), "{stderr}");
 
     // A deleted entry in the middle.
-    let middle = dir.join("middle.db");
-    copy_db(&srv.db_path(), &middle);
-    tamper(
-        &middle,
-        &[
-            "DROP TRIGGER audit_log_no_delete",
+    let middle = srv.db.copy(dir, "middle").await;
+    middle
+        .tamper(&[
+            &middle.drop_trigger("audit_log_no_delete"),
             "DELETE FROM audit_log WHERE seq = 5",
-        ],
-    )
-    .await;
-    let out = audit_verify(&middle).await;
+        ])
+        .await;
+    let out = audit_verify(&middle.url).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a deleted entry passed");
     assert!(
@@ -124,23 +94,20 @@ async fn audit_verify_catches_altered_and_deleted_entries() {
     );
 
     // The newest entry deleted.
-    let newest = dir.join("newest.db");
-    copy_db(&srv.db_path(), &newest);
-    tamper(
-        &newest,
-        &[
-            "DROP TRIGGER audit_log_no_delete",
+    let newest = srv.db.copy(dir, "newest").await;
+    newest
+        .tamper(&[
+            &newest.drop_trigger("audit_log_no_delete"),
             "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",
-        ],
-    )
-    .await;
-    let out = audit_verify(&newest).await;
+        ])
+        .await;
+    let out = audit_verify(&newest.url).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "deleting the newest entry passed");
     assert!(stderr.contains(&format!("entry {n}")), "{stderr}");
 
     // The untouched original still verifies.
-    let out = audit_verify(&srv.db_path()).await;
+    let out = audit_verify(&srv.db_url()).await;
     assert!(
         out.status.success(),
         "{}",

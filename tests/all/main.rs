@@ -16,6 +16,7 @@ mod changes;
 mod events;
 mod input;
 mod policy;
+mod replicas;
 mod restart;
 mod rollback;
 mod security;

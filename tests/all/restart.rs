@@ -32,7 +32,7 @@ async fn a_restart_fails_interrupted_changes_without_rerunning_and_keeps_verific
     assert_eq!(after.state, ChangeState::Failed, "{after:?}");
     assert_eq!(
         after.outcome_reason.as_deref(),
-        Some("interrupted by a server restart")
+        Some("interrupted: its server stopped")
     );
     let output = after.output.expect("the failure is explained");
     assert!(output.stderr.contains("not run again"), "{}", output.stderr);

@@ -1,5 +1,6 @@
 //! The OpenAPI document, metrics and health; the document checked by an outside fuzzer (`system/conformance.rs`).
 
+#[path = "system/conformance.rs"] // explicit, so `tests/postgres` can include this file too
 mod conformance;
 
 use crate::support::*;
@@ -140,4 +141,77 @@ async fn openapi_metrics_and_health_describe_the_server() {
     let health = real.client("bob").health().await.expect("health");
     assert!(!health.simulated_clock);
     assert!((health.now - Utc::now()).num_seconds().abs() < 5);
+}
+
+// ---- schema versions ---------------------------------------------------------------------------
+
+/// `commandbridge` with `args` (a `serve` that refuses to start exits by itself), its exit
+/// status and stderr.
+async fn run_bin(args: &[&str]) -> (bool, String, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_commandbridge"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run commandbridge");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
+    let _ = child.start_kill();
+    let out = child.wait_with_output().await.expect("its output");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    let status = status.unwrap_or_else(|_| {
+        panic!(
+            "`{}` still runs after 30 s: {stdout}{stderr}",
+            args.join(" ")
+        )
+    });
+    (status.expect("its exit status").success(), stdout, stderr)
+}
+
+/// `migrate` brings a database to this binary's schema (twice is harmless); a PostgreSQL server
+/// refuses to start on a database that was not migrated and says what to run; any server refuses
+/// a schema newer than it knows.
+#[tokio::test]
+async fn migrate_then_serve_and_refuse_an_unknown_schema() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = TestDb::empty(dir.path()).await;
+    let serve = ["serve", "--database", &db.url, "--listen", "127.0.0.1:0"];
+    if db.is_postgres() {
+        let (ok, _, stderr) = run_bin(&serve).await;
+        assert!(!ok, "served on an empty database");
+        assert!(
+            stderr.contains("commandbridge migrate --database"),
+            "says what to run: {stderr}"
+        );
+    }
+    for _ in 0..2 {
+        let (ok, stdout, stderr) = run_bin(&["migrate", "--database", &db.url]).await;
+        assert!(ok, "{stdout}{stderr}");
+        assert!(stdout.contains("up to date"), "{stdout}");
+    }
+    // A newer CommandBridge migrated it since.
+    let checksum = if db.is_postgres() { "'\\x00'" } else { "x'00'" };
+    db.tamper(&[&format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (999999, 'from the future', TRUE, {checksum}, 0)"
+    )])
+    .await;
+    let (ok, _, stderr) = run_bin(&serve).await;
+    assert!(!ok, "served on a newer schema");
+    assert!(
+        stderr.contains("newer than this CommandBridge knows"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run_bin(&["migrate", "--database", &db.url]).await;
+    assert!(!ok, "migrated a newer schema");
+    assert!(
+        stderr.contains("newer than this CommandBridge knows"),
+        "{stderr}"
+    );
 }

@@ -527,7 +527,7 @@ async fn end_to_end_request_approve_execute_sample_deadline_verified_audited() {
     );
 
     // And the hash chain is intact, as the real binary checks it.
-    let out = audit_verify(&srv.db_path()).await;
+    let out = audit_verify(&srv.db_url()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -11,6 +11,7 @@ use commandbridge::server::{store::Store, users};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -30,10 +31,14 @@ pub struct BinaryOptions {
     pub extra_config: String,
     /// Another build of the binary (a benchmark's baseline); default [`BIN`].
     pub bin: Option<PathBuf>,
+    /// The database backend; default: the test binary's (see `db::backend`).
+    pub backend: Option<super::db::Backend>,
 }
 
 pub struct BinaryServer {
-    pub dir: TempDir,
+    /// Shared with its replicas (see [`BinaryServer::replica`]).
+    pub db: Arc<super::TestDb>,
+    pub dir: Arc<TempDir>,
     child: Option<Child>,
     pub base: String,
     pub addr: std::net::SocketAddr,
@@ -45,7 +50,14 @@ impl BinaryServer {
     pub async fn start(options: BinaryOptions) -> BinaryServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut server = BinaryServer {
-            dir,
+            db: Arc::new(
+                super::TestDb::create_on(
+                    options.backend.unwrap_or_else(super::db::backend),
+                    dir.path(),
+                )
+                .await,
+            ),
+            dir: Arc::new(dir),
             child: None,
             base: String::new(),
             addr: "127.0.0.1:1".parse().expect("an address"),
@@ -67,12 +79,28 @@ impl BinaryServer {
         server
     }
 
+    /// Another `serve` process on the same database, configuration and operators: a replica,
+    /// as a second server behind a load balancer would be.
+    pub async fn replica(&self) -> BinaryServer {
+        let mut replica = BinaryServer {
+            db: self.db.clone(),
+            dir: self.dir.clone(),
+            child: None,
+            base: String::new(),
+            addr: "127.0.0.1:1".parse().expect("an address"),
+            tokens: self.tokens.clone(),
+            options: self.options.clone(),
+        };
+        replica.boot().await;
+        replica
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("cb.db")
     }
 
     pub fn db_url(&self) -> String {
-        super::db_url_in(self.dir.path())
+        self.db.url.clone()
     }
 
     pub fn config_path(&self) -> PathBuf {

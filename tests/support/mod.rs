@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod binary;
+pub mod db;
 pub mod fakes;
 pub mod load;
 
@@ -108,13 +109,12 @@ pub const OPERATORS: [(&str, Level); 4] = [
     ("dave", Level::L2),
 ];
 
-/// The database of a test server in `dir`, as a SQLite URL.
-pub fn db_url_in(dir: &Path) -> String {
-    format!("sqlite://{}", dir.join("cb.db").display())
-}
+#[allow(unused_imports)] // not every test binary has a SQLite-only test
+pub use db::{TestDb, postgres_only, sqlite_only};
 
 /// The real server over a database file in its own temporary directory.
 pub struct TestServer {
+    pub db: TestDb,
     pub dir: TempDir,
     running: Option<Running>,
     base: String,
@@ -141,6 +141,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let extra_config = extra(dir.path());
         let mut server = TestServer {
+            db: TestDb::create(dir.path()).await,
             dir,
             running: None,
             base: String::new(),
@@ -228,7 +229,7 @@ impl TestServer {
     }
 
     pub fn db_url(&self) -> String {
-        db_url_in(self.dir.path())
+        self.db.url.clone()
     }
 
     pub fn runs_log_path(&self) -> PathBuf {
@@ -499,11 +500,10 @@ pub async fn next_event(stream: &mut Events) -> Event {
     }
 }
 
-/// `commandbridge audit verify` of the real binary over the database at `db`.
-pub async fn audit_verify(db: &std::path::Path) -> std::process::Output {
+/// `commandbridge audit verify` of the real binary over the database at `url`.
+pub async fn audit_verify(url: &str) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_commandbridge"))
-        .args(["audit", "verify", "--database"])
-        .arg(format!("sqlite://{}", db.display()))
+        .args(["audit", "verify", "--database", url])
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .output()

@@ -90,21 +90,41 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+/// Whether a database error is the database being out of reach or overloaded for a moment (a
+/// replica lost its connection, PostgreSQL restarts, a lock wait hit the statement timeout), as
+/// opposed to a fault: those answer 503 and the client retries; the pool reconnects by itself.
+fn transient(e: &sqlx::Error) -> Option<&'static str> {
+    use sqlx::Error::*;
+    match e {
+        PoolTimedOut | PoolClosed | Io(_) | WorkerCrashed | Tls(_) => Some(
+            "the server cannot reach its database right now; retry in a moment (it reconnects \
+             by itself)",
+        ),
+        Database(d) => {
+            let code = d.code().unwrap_or_default();
+            let message = d.message();
+            // PostgreSQL: 08 connection, 53 resources, 57 operator intervention (a restart, a
+            // statement timeout), 40001/40P01 serialisation and deadlock. SQLite: busy, locked.
+            let busy = ["08", "53", "57", "40001", "40P01"]
+                .iter()
+                .any(|c| code.starts_with(c))
+                || message.contains("locked")
+                || message.contains("busy");
+            busy.then_some("the database is busy; retry in a moment")
+        }
+        _ => None,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> ApiError {
-        let busy = matches!(&e, sqlx::Error::Database(d) if d.message().contains("locked") || d.message().contains("busy"));
-        let mut error = if busy {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the database is busy; retry in a moment",
-            )
-        } else {
-            ApiError::new(
+        let mut error = match transient(&e) {
+            Some(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why),
+            None => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "the server could not read or write its database; see the server log",
-            )
+            ),
         };
         error.internal = Some(format!("database error: {e}"));
         error

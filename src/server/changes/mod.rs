@@ -7,12 +7,12 @@
 //! execution and the verification it opens) and `recovery.rs` (after a restart) share what is
 //! here: the policy decision on what a transaction sees, and the record of each step.
 
-mod recovery;
+pub mod recovery;
 mod request;
 mod review;
 mod run;
 
-pub use recovery::recover_interrupted;
+pub use recovery::{recover_interrupted, recover_periodically};
 pub use request::{Created, create, preview, rollback};
 pub use review::{approve, deny, expire_due, withdraw};
 use run::{failure, start_and_wait};
@@ -34,7 +34,7 @@ use crate::server::store::batch::Job;
 use crate::server::store::{NewChange, Record, Tx};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
 /// How many of the latest verifications are searched for the escalation of a change being
@@ -68,7 +68,7 @@ async fn escalation_of(
 /// transaction when the decision is acted on). `rollback_of` is the change a rollback undoes.
 async fn decide(
     state: &AppState,
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     spec: &ActionSpec,
     ticket: &Ticket,
     requester: &Operator,

@@ -18,9 +18,28 @@ pub(super) async fn start_and_wait(state: &AppState, change: Change) -> ServiceR
 
 async fn execute(state: AppState, change: Change) {
     let id = change.id;
+    // While the command runs, this server's lease on it is renewed: other replicas take over
+    // (and fail) an execution only once its server is gone (see `recovery.rs`).
+    let renewing = tokio::spawn({
+        let store = state.store.clone();
+        async move {
+            let every = crate::server::changes::recovery::RECOVERY_INTERVAL;
+            loop {
+                tokio::time::sleep(every).await;
+                match store.execution_renew(id).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(change = id, error = %e, "renewing the execution lease failed")
+                    }
+                }
+            }
+        }
+    });
     if let Err(e) = execute_inner(&state, change).await {
         tracing::error!(change = id, error = %e, "recording the execution failed");
     }
+    renewing.abort();
 }
 
 /// The record of a command that did not run to its end, with why.

@@ -147,6 +147,66 @@ pub async fn stop_leftovers(p: &CommandProcess) -> Leftover {
 }
 
 /// The kernel's id of this boot.
+/// The servers (stores) open in this process, by instance number: a process may stop one server
+/// and start another on the same database (the tests' restarts do), and the stopped one's
+/// leases must count as abandoned although its process lives on.
+static LIVE_INSTANCES: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn live_instances() -> std::sync::MutexGuard<'static, Vec<u64>> {
+    LIVE_INSTANCES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A new signature for the leases a server holds (`executions.owner`,
+/// `verifications.lease_owner`): boot, pid, process start time and instance, so
+/// [`server_is_gone`] can tell, on the same machine, that a lease's holder has stopped without
+/// waiting for the lease to run out. [`server_retired`] ends it.
+pub fn server_identity() -> String {
+    let pid = std::process::id() as libc::pid_t;
+    let instance = NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    live_instances().push(instance);
+    format!(
+        "{}/{pid}/{}/{instance}",
+        boot_id().unwrap_or_else(|| "-".into()),
+        stat(pid).map_or(0, |s| s.start)
+    )
+}
+
+/// The server that signed `owner` has stopped (its store is closed).
+pub fn server_retired(owner: &str) {
+    if let Some(instance) = owner.rsplit('/').next().and_then(|i| i.parse::<u64>().ok()) {
+        live_instances().retain(|i| *i != instance);
+    }
+}
+
+/// Whether the server that signed `owner` (see [`server_identity`]) certainly no longer runs:
+/// it ran in this boot of this machine and its process is gone (or the pid is another's now), or
+/// it ran in this process and was stopped. Anything else (another machine, no /proc) is not
+/// known to be gone: its lease must run out.
+pub fn server_is_gone(owner: &str) -> bool {
+    let parts: Vec<&str> = owner.split('/').collect();
+    let [boot, pid, start, instance] = parts[..] else {
+        return false;
+    };
+    let (Ok(pid), Ok(start), Ok(instance)) = (
+        pid.parse::<libc::pid_t>(),
+        start.parse::<i64>(),
+        instance.parse::<u64>(),
+    ) else {
+        return false;
+    };
+    if boot == "-" || boot_id().as_deref() != Some(boot) {
+        return false;
+    }
+    if pid == std::process::id() as libc::pid_t && stat(pid).is_none_or(|s| s.start == start) {
+        return !live_instances().contains(&instance);
+    }
+    match stat(pid) {
+        None => true,
+        Some(s) => s.start != start || s.state == 'Z' || s.state == 'X',
+    }
+}
+
 fn boot_id() -> Option<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     Some(id.trim().to_string()).filter(|id| !id.is_empty())

@@ -32,7 +32,7 @@ pub fn audit_hash(
     hex::encode(h.finalize())
 }
 
-fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, DbError> {
+fn audit_from_row(r: &AnyRow) -> Result<AuditEntry, DbError> {
     Ok(AuditEntry {
         seq: r.try_get("seq")?,
         at: from_ms(r.try_get("at")?),
@@ -93,9 +93,7 @@ impl Store {
     /// Reads the head and the log in one read transaction: a server appending meanwhile moves
     /// both together, so two separate reads could see a head newer than the log they read.
     pub async fn audit_snapshot(&self) -> Result<AuditSnapshot, DbError> {
-        // A deferred BEGIN on a WAL reader fixes its snapshot at the first read and keeps it
-        // until the end of the transaction.
-        let mut tx = self.reader.begin().await?;
+        let mut tx = self.snapshot().await?;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_optional(&mut *tx)
             .await?

@@ -24,6 +24,17 @@ pub struct NewChange<'a> {
     pub emergency: Option<&'a str>,
 }
 
+/// How long a running execution's lease lasts; its server renews it every third of this.
+pub const EXECUTION_LEASE_MS: i64 = 15_000;
+
+/// Who runs an execution, as [`Store::executions_of_others`] saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionLease {
+    pub change_id: i64,
+    pub owner: Option<String>,
+    pub lease_until: Option<i64>,
+}
+
 /// A command's process group, as recorded while it runs (see `executor`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandProcess {
@@ -33,7 +44,7 @@ pub struct CommandProcess {
     pub boot_id: Option<String>,
 }
 
-async fn select_change(conn: &mut SqliteConnection, id: i64) -> Result<Option<Change>, DbError> {
+async fn select_change(conn: &mut AnyConnection, id: i64) -> Result<Option<Change>, DbError> {
     let row: Option<ChangeRow> = sqlx::query_as("SELECT * FROM changes WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -51,7 +62,7 @@ async fn select_change(conn: &mut SqliteConnection, id: i64) -> Result<Option<Ch
     row.into_change(approvals).map(Some)
 }
 
-fn approval_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Approval, DbError> {
+fn approval_from_row(r: &AnyRow) -> Result<Approval, DbError> {
     Ok(Approval {
         approver: r.try_get("approver")?,
         level: parse_col(r, "level")?,
@@ -164,11 +175,39 @@ impl Store {
         .transpose()
     }
 
-    /// Changes in `executing`: after a restart these were interrupted.
-    pub async fn change_ids_executing(&self) -> Result<Vec<i64>, DbError> {
-        sqlx::query_scalar("SELECT id FROM changes WHERE state = 'executing' ORDER BY id")
-            .fetch_all(&self.writer)
-            .await
+    /// Changes in `executing` that another server ran: (id, its lease holder, lease end).
+    /// Whether each was interrupted is for `changes/recovery.rs` to decide.
+    pub async fn executions_of_others(&self) -> Result<Vec<ExecutionLease>, DbError> {
+        let rows = sqlx::query(
+            "SELECT c.id, e.owner, e.lease_until FROM changes c \
+             LEFT JOIN executions e ON e.change_id = c.id \
+             WHERE c.state = 'executing' AND COALESCE(e.owner, '') <> $1 ORDER BY c.id",
+        )
+        .bind(self.owner.to_string())
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExecutionLease {
+                    change_id: r.try_get("id")?,
+                    owner: r.try_get("owner")?,
+                    lease_until: r.try_get("lease_until")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Extends this server's lease on a running execution; false if it no longer holds it.
+    pub async fn execution_renew(&self, id: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE executions SET lease_until = $1 WHERE change_id = $2 AND owner = $3",
+        )
+        .bind(lease_now() + EXECUTION_LEASE_MS)
+        .bind(id)
+        .bind(self.owner.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn change_ids_expired(&self, now: DateTime<Utc>) -> Result<Vec<i64>, DbError> {
@@ -204,7 +243,30 @@ impl Tx {
     }
 
     /// Inserts a change and returns it as stored (it has no approvals yet).
+    /// Inserts a change. A unique index may refuse it (an Idempotency-Key used by a racing
+    /// request, a second rollback): the caller handles that error and the transaction goes on,
+    /// which PostgreSQL allows only after rolling back to a savepoint taken before the insert.
     pub async fn change_insert(&mut self, c: NewChange<'_>) -> Result<Change, DbError> {
+        let may_conflict = c.idempotency_key.is_some() || c.rollback_of.is_some();
+        if !may_conflict {
+            return self.change_insert_unguarded(c).await;
+        }
+        sqlx::query("SAVEPOINT change_insert")
+            .execute(&mut *self.inner)
+            .await?;
+        let inserted = self.change_insert_unguarded(c).await;
+        if inserted.is_err() {
+            sqlx::query("ROLLBACK TO SAVEPOINT change_insert")
+                .execute(&mut *self.inner)
+                .await?;
+        }
+        sqlx::query("RELEASE SAVEPOINT change_insert")
+            .execute(&mut *self.inner)
+            .await?;
+        inserted
+    }
+
+    async fn change_insert_unguarded(&mut self, c: NewChange<'_>) -> Result<Change, DbError> {
         let row: ChangeRow = sqlx::query_as(
             "INSERT INTO changes (state, action, risk, ticket, target, params, reason, requested_by, \
              requested_level, created_at, updated_at, expires_at, requirements, warnings, \
@@ -300,14 +362,17 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Claims the one execution of a change; false if it was already claimed.
+    /// Claims the one execution of a change, leased to this server (see
+    /// [`Store::execution_renew`]); false if it was already claimed.
     pub async fn execution_claim(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool, DbError> {
         let done = sqlx::query(
-            "INSERT INTO executions (change_id, started_at) VALUES ($1, $2) \
-             ON CONFLICT (change_id) DO NOTHING",
+            "INSERT INTO executions (change_id, started_at, owner, lease_until) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (change_id) DO NOTHING",
         )
         .bind(id)
         .bind(ms(now))
+        .bind(self.owner.to_string())
+        .bind(lease_now() + EXECUTION_LEASE_MS)
         .execute(&mut *self.inner)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -330,6 +395,23 @@ impl Tx {
         .execute(&mut *self.inner)
         .await?;
         Ok(())
+    }
+
+    /// Takes over an execution whose server is gone, if its lease is still as `seen` (no
+    /// renewal, no other taker since); false otherwise.
+    pub async fn execution_take_over(&mut self, seen: &ExecutionLease) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE executions SET owner = $1, lease_until = $2 \
+             WHERE change_id = $3 AND COALESCE(owner, '') = $4 AND COALESCE(lease_until, 0) = $5",
+        )
+        .bind(self.owner.to_string())
+        .bind(lease_now() + EXECUTION_LEASE_MS)
+        .bind(seen.change_id)
+        .bind(seen.owner.clone().unwrap_or_default())
+        .bind(seen.lease_until.unwrap_or(0))
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records how the command ended, if the change is still `executing`.

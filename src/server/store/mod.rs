@@ -22,6 +22,7 @@ pub mod operators;
 pub mod outbox;
 pub mod policy;
 mod rows;
+pub mod schema;
 pub mod verification;
 
 use crate::domain::api::{AuditEntry, Event};
@@ -34,50 +35,125 @@ use crate::domain::{Freeze, Level, Pause};
 use chrono::{DateTime, Utc};
 use rows::{ChangeRow, IncidentRow, from_ms, ms};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use audit::{AuditSnapshot, GENESIS_HASH, RawAuditRow, audit_hash};
-pub use changes::{CommandProcess, NewChange};
+pub use changes::{CommandProcess, EXECUTION_LEASE_MS, ExecutionLease, NewChange};
+pub use schema::SchemaState;
 
 pub type DbError = sqlx::Error;
 
+/// Which database a URL names. SQLite is the embedded default (one server); PostgreSQL lets
+/// several replicas share one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Result<Backend, DbError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(DbError::Configuration(
+                format!(
+                    "database URL '{}' is not supported: use sqlite://PATH or \
+                     postgres://USER@HOST/DATABASE",
+                    redact(url)
+                )
+                .into(),
+            ))
+        }
+    }
+}
+
+/// A URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Connection settings from the server config (`[server.database_pool]`).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Read connections (PostgreSQL and SQLite); writes use one connection per server.
+    pub max_connections: u32,
+    /// PostgreSQL's `statement_timeout`: a statement (or a wait for the write lock) that takes
+    /// longer fails instead of holding a request forever.
+    pub statement_timeout: Duration,
+    /// How long a request waits for a connection (and so for a database that is down).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 8,
+            statement_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The advisory lock every PostgreSQL write transaction takes first: writes from all replicas
+/// run one at a time, as SQLite's `BEGIN IMMEDIATE` makes them on one server. That is what
+/// keeps the audit chain unbroken, hands out event ids in commit order (an id is taken under
+/// the lock, and the lock is released only after the commit is visible) and lets each
+/// decision see every commit before it. Group commit (`batch.rs`) keeps its cost per request
+/// low.
+///
+/// Sent with the BEGIN, as one simple-protocol message: one round trip for both.
+const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(54102385645305857)";
+
+/// The channel on which a PostgreSQL commit that wrote events wakes every replica's tail
+/// reader (`server/events.rs`): a statement trigger on `events` notifies it
+/// (`migrations/postgres/0006_replicas.sql`), delivered at commit, without a round trip.
+pub const EVENTS_CHANNEL: &str = "cb_events";
+
+/// Freezes and the pause as read at a `policy_version`.
+type PolicySnapshot = (i64, Vec<Freeze>, Option<Pause>);
+
 #[derive(Clone)]
 pub struct Store {
-    reader: SqlitePool,
-    writer: SqlitePool,
+    backend: Backend,
+    /// This server, as it signs the leases it holds (see `executor::server_identity`).
+    owner: Arc<str>,
+    url: String,
+    reader: AnyPool,
+    writer: AnyPool,
     /// The audit chain's head as of the last commit from this process, so an append needs no
     /// read first. Another process may have moved it: appends check and fall back.
     audit_head: Arc<Mutex<Option<(i64, String)>>>,
-    /// Freezes and the pause, read on every request but changed rarely: kept until a commit
-    /// from this process changes them. (Only the server writes them.)
-    policy_cache: Arc<Mutex<PolicyCache>>,
-}
-
-#[derive(Default)]
-struct PolicyCache {
-    /// Bumped by every commit that changes freezes or the pause, so a read that raced one is
-    /// not kept.
-    generation: u64,
-    value: Option<(Vec<Freeze>, Option<Pause>)>,
+    /// Freezes and the pause, read on every decision but changed rarely: kept with the
+    /// `policy_version` they were read at, and used only while a read of that one-row table
+    /// (in the deciding transaction) still shows it. A freeze committed by another replica
+    /// bumps the version, so no decision after that commit uses the old list.
+    policy_cache: Arc<Mutex<Option<PolicySnapshot>>>,
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
-    inner: sqlx::Transaction<'static, sqlx::Sqlite>,
+    backend: Backend,
+    owner: Arc<str>,
+    inner: sqlx::Transaction<'static, sqlx::Any>,
     wrote_events: bool,
     known_head: Arc<Mutex<Option<(i64, String)>>>,
     /// The head after this transaction's appends, published on commit.
     new_head: Option<(i64, String)>,
-    policy_cache: Arc<Mutex<PolicyCache>>,
-    /// This transaction changed freezes or the pause.
-    policy_changed: bool,
 }
 
 /// What a state change tells the audit log and the event stream.
@@ -90,6 +166,12 @@ pub struct Record<'a> {
     pub data: serde_json::Value,
 }
 
+/// Lease times are the machine's real clock, whatever clock the policy runs on (the demo's and
+/// the tests' are shifted): they measure whether a server is still alive, not business time.
+pub fn lease_now() -> i64 {
+    ms(Utc::now())
+}
+
 /// The connection settings the server uses, shared with the benchmark's raw-commit baseline.
 pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
     Ok(SqliteConnectOptions::from_str(url)?
@@ -98,6 +180,21 @@ pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10)))
+}
+
+/// The same settings as [`sqlite_options`], for connections made through the `Any` driver
+/// (which takes only a URL): run on every new connection.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
+
+fn sqlite_pragmas(
+    conn: &mut AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<(), DbError>> {
+    Box::pin(async move {
+        conn.execute(SQLITE_PRAGMAS).await?;
+        Ok(())
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,18 +226,12 @@ fn make_private(options: &SqliteConnectOptions) -> Result<(), DbError> {
     Ok(())
 }
 
-fn parse_col<T: FromStr<Err = String>>(
-    r: &sqlx::sqlite::SqliteRow,
-    col: &str,
-) -> Result<T, DbError> {
+fn parse_col<T: FromStr<Err = String>>(r: &AnyRow, col: &str) -> Result<T, DbError> {
     let s: String = r.try_get(col)?;
     s.parse().map_err(|e: String| DbError::Decode(e.into()))
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(
-    r: &sqlx::sqlite::SqliteRow,
-    col: &str,
-) -> Result<T, DbError> {
+fn json_col<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &str) -> Result<T, DbError> {
     let s: String = r.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| DbError::Decode(Box::new(e)))
 }
@@ -149,63 +240,168 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+/// The `Any` URL of a SQLite database, read-write-create or read-only.
+fn sqlite_url(url: &str, read_only: bool) -> Result<String, DbError> {
+    let options = SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename().to_string_lossy().into_owned();
+    if path == ":memory:" || path.starts_with("file:") {
+        return Ok(url.to_string());
+    }
+    let mode = if read_only { "ro" } else { "rwc" };
+    Ok(format!("sqlite://{path}?mode={mode}"))
+}
+
 impl Store {
+    /// Opens the database with default connection settings. SQLite is migrated on open (one
+    /// server owns the file); PostgreSQL must be at this binary's schema (`commandbridge
+    /// migrate`), since several replicas must not race to change it.
     pub async fn open(url: &str) -> Result<Store, DbError> {
-        if !url.starts_with("sqlite:") {
-            return Err(sqlx::Error::Configuration(
-                format!(
-                    "database URL '{url}' is not supported yet: use sqlite://PATH \
-                     (PostgreSQL support is planned)"
-                )
-                .into(),
-            ));
-        }
-        let options = sqlite_options(url)?;
-        make_private(&options)?;
-        // One writer: SQLite serialises writers anyway, and queueing them in the pool is
-        // cheaper than spinning on SQLITE_BUSY.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(Store {
+        Store::open_with(url, &PoolSettings::default()).await
+    }
+
+    pub async fn open_with(url: &str, settings: &PoolSettings) -> Result<Store, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)?;
+        let store = match backend {
+            Backend::Sqlite => {
+                make_private(&sqlite_options(url)?)?;
+                // The WAL mode is a property of the file: set once, before any reader opens.
+                {
+                    use sqlx::{ConnectOptions, Connection};
+                    sqlite_options(url)?.connect().await?.close().await?;
+                }
+                // One writer: SQLite serialises writers anyway, and queueing them in the pool
+                // is cheaper than spinning on SQLITE_BUSY.
+                let writer = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .after_connect(sqlite_pragmas)
+                    .connect(&sqlite_url(url, false)?)
+                    .await?;
+                schema::migrate(backend, &writer).await?;
+                let reader = AnyPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .after_connect(sqlite_pragmas)
+                    .connect(&sqlite_url(url, true)?)
+                    .await?;
+                Store::new(backend, url, reader, writer)
+            }
+            Backend::Postgres => {
+                let timeout = format!(
+                    "SET statement_timeout = {}",
+                    settings.statement_timeout.as_millis()
+                );
+                let options = AnyConnectOptions::from_str(url)?;
+                let pool = |max: u32| {
+                    let timeout = timeout.clone();
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(settings.acquire_timeout)
+                        .after_connect(move |conn: &mut AnyConnection, _meta| {
+                            let timeout = sqlx::AssertSqlSafe(timeout.clone());
+                            Box::pin(async move {
+                                sqlx::query(timeout).execute(&mut *conn).await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_with(options.clone())
+                };
+                // Writes take the cluster-wide write lock one at a time anyway (see
+                // BEGIN_WRITE): more writer connections would only queue on it.
+                let writer = pool(1).await?;
+                let reader = pool(settings.max_connections).await?;
+                let store = Store::new(backend, url, reader, writer);
+                store.schema_check().await?;
+                store
+            }
+        };
+        Ok(store)
+    }
+
+    fn new(backend: Backend, url: &str, reader: AnyPool, writer: AnyPool) -> Store {
+        Store {
+            backend,
+            owner: crate::server::executor::server_identity().into(),
+            url: url.to_string(),
             reader,
             writer,
             audit_head: Arc::default(),
             policy_cache: Arc::default(),
-        })
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// This server's signature on the leases it holds.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The URL this store was opened with (for a listener of its own, e.g. LISTEN/NOTIFY).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// A read connection, for a consistent look at several tables without taking the writer.
-    pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, DbError> {
+    pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, DbError> {
         self.reader.acquire().await
+    }
+
+    /// Whether the database answers, for `/healthz`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map(|_| ())
     }
 
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+        // Its leases are abandoned now: another server takes them over without waiting.
+        crate::server::executor::server_retired(&self.owner);
     }
 
     pub async fn write(&self) -> Result<Tx, DbError> {
+        let inner = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin_with(BEGIN_WRITE).await?,
+        };
         Ok(Tx {
-            inner: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            backend: self.backend,
+            owner: self.owner.clone(),
+            inner,
             wrote_events: false,
             known_head: self.audit_head.clone(),
             new_head: None,
-            policy_cache: self.policy_cache.clone(),
-            policy_changed: false,
         })
+    }
+
+    /// A read transaction that sees one snapshot for all its statements.
+    async fn snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        match self.backend {
+            // A deferred BEGIN on a WAL reader fixes its snapshot at the first read and keeps
+            // it until the end of the transaction.
+            Backend::Sqlite => self.reader.begin().await,
+            Backend::Postgres => {
+                self.reader
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+            }
+        }
     }
 }
 
 impl Tx {
-    pub fn conn(&mut self) -> &mut SqliteConnection {
+    pub fn conn(&mut self) -> &mut AnyConnection {
         &mut self.inner
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Commits; returns whether events were written (so the caller wakes event listeners).
@@ -213,11 +409,6 @@ impl Tx {
         self.inner.commit().await?;
         if let Some(head) = self.new_head {
             *lock(&self.known_head) = Some(head);
-        }
-        if self.policy_changed {
-            let mut cache = lock(&self.policy_cache);
-            cache.generation += 1;
-            cache.value = None;
         }
         Ok(self.wrote_events)
     }

@@ -13,20 +13,32 @@ pub struct OutboxMessage {
 }
 
 impl Store {
-    pub async fn outbox_due(
+    /// Takes up to `limit` messages that are due, for this server to send: each is hidden from
+    /// other servers (its next attempt moved to `hold_until`) until this one records how the
+    /// attempt went, so with several replicas one of them sends it. A server that dies holding
+    /// messages leaves them to be retried at `hold_until`.
+    pub async fn outbox_claim(
         &self,
         now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<OutboxMessage>, DbError> {
+        // The due test is repeated in the outer WHERE: on PostgreSQL, a row another replica
+        // claimed meanwhile is re-checked against it and skipped.
         let rows = sqlx::query(
-            "SELECT id, kind, payload, attempts FROM outbox \
-             WHERE delivered_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+            "UPDATE outbox SET next_attempt_at = $1 \
+             WHERE id IN (SELECT id FROM outbox WHERE delivered_at IS NULL \
+                          AND next_attempt_at <= $2 ORDER BY id LIMIT $3) \
+             AND delivered_at IS NULL AND next_attempt_at <= $2 \
+             RETURNING id, kind, payload, attempts",
         )
+        .bind(ms(hold_until))
         .bind(ms(now))
         .bind(limit)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.writer)
         .await?;
-        rows.iter()
+        let mut messages = rows
+            .iter()
             .map(|r| {
                 Ok(OutboxMessage {
                     id: r.try_get("id")?,
@@ -35,7 +47,9 @@ impl Store {
                     attempts: r.try_get("attempts")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, DbError>>()?;
+        messages.sort_by_key(|m| m.id);
+        Ok(messages)
     }
 
     /// When the next undelivered message is due, if any.

@@ -2,7 +2,7 @@
 
 use super::*;
 
-async fn select_freezes(conn: &mut SqliteConnection) -> Result<Vec<Freeze>, DbError> {
+async fn select_freezes(conn: &mut AnyConnection) -> Result<Vec<Freeze>, DbError> {
     let rows = sqlx::query(
         "SELECT id, name, starts_at, ends_at, created_by FROM freezes WHERE deleted_at IS NULL \
          ORDER BY starts_at",
@@ -22,7 +22,7 @@ async fn select_freezes(conn: &mut SqliteConnection) -> Result<Vec<Freeze>, DbEr
         .collect()
 }
 
-async fn select_pause(conn: &mut SqliteConnection) -> Result<Option<Pause>, DbError> {
+async fn select_pause(conn: &mut AnyConnection) -> Result<Option<Pause>, DbError> {
     let row = sqlx::query(
         "SELECT reason, paused_by, paused_at FROM pauses WHERE resumed_at IS NULL \
          ORDER BY id DESC LIMIT 1",
@@ -65,22 +65,28 @@ impl Store {
     /// connection for a preview).
     pub async fn policy_context(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         ticket: &str,
     ) -> Result<(Vec<Freeze>, Option<Pause>, Option<Incident>), DbError> {
-        let (cached, generation) = {
-            let c = lock(&self.policy_cache);
-            (c.value.clone(), c.generation)
-        };
+        // One small read per decision: the cached lists are used only at the version that is
+        // committed now (on PostgreSQL possibly by another replica).
+        let version: i64 = sqlx::query_scalar("SELECT version FROM policy_version WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+        let cached = lock(&self.policy_cache)
+            .as_ref()
+            .filter(|(v, _, _)| *v == version)
+            .map(|(_, f, p)| (f.clone(), p.clone()));
         let (freezes, pause) = match cached {
             Some(v) => v,
             None => {
-                let v = (select_freezes(conn).await?, select_pause(conn).await?);
+                let (f, p) = (select_freezes(conn).await?, select_pause(conn).await?);
+                // A reader in an older snapshot must not replace a newer entry.
                 let mut c = lock(&self.policy_cache);
-                if c.generation == generation {
-                    c.value = Some(v.clone());
+                if c.as_ref().is_none_or(|(v, _, _)| *v < version) {
+                    *c = Some((version, f.clone(), p.clone()));
                 }
-                v
+                (f, p)
             }
         };
         // Only an incident ticket can name a declared incident; a CHG ticket saves the query.
@@ -101,6 +107,14 @@ impl Store {
 }
 
 impl Tx {
+    /// Every write to freezes or the pause calls this, in its transaction (see `policy_context`).
+    async fn policy_bump(&mut self) -> Result<(), DbError> {
+        sqlx::query("UPDATE policy_version SET version = version + 1 WHERE id = 1")
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
     pub async fn freezes(&mut self) -> Result<Vec<Freeze>, DbError> {
         select_freezes(&mut self.inner).await
     }
@@ -176,7 +190,7 @@ impl Tx {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Freeze, DbError> {
-        self.policy_changed = true;
+        self.policy_bump().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO freezes (name, starts_at, ends_at, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -202,7 +216,7 @@ impl Tx {
         id: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Freeze>, DbError> {
-        self.policy_changed = true;
+        self.policy_bump().await?;
         let freeze = select_freezes(&mut self.inner)
             .await?
             .into_iter()
@@ -223,7 +237,7 @@ impl Tx {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Pause, DbError> {
-        self.policy_changed = true;
+        self.policy_bump().await?;
         sqlx::query("INSERT INTO pauses (reason, paused_by, paused_at) VALUES ($1, $2, $3)")
             .bind(reason.to_string())
             .bind(by.to_string())
@@ -238,7 +252,7 @@ impl Tx {
     }
 
     pub async fn pause_end(&mut self, by: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
-        self.policy_changed = true;
+        self.policy_bump().await?;
         let done = sqlx::query(
             "UPDATE pauses SET resumed_at = $1, resumed_by = $2 WHERE resumed_at IS NULL",
         )

@@ -131,6 +131,14 @@ fn json<T: serde::de::DeserializeOwned>(s: Option<&str>) -> Result<Option<T>, Db
 }
 
 impl VerificationRow {
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    pub fn deadline(&self) -> i64 {
+        self.deadline
+    }
+
     /// The checks snapshot taken when the verification started.
     pub fn checks(&self) -> Result<Option<ServiceConfig>, DbError> {
         json(self.checks.as_deref())

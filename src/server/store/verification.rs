@@ -1,7 +1,7 @@
 //! Verifications, their samples and their outcomes.
 
 use super::rows::{VerificationRow, ms};
-use super::{DbError, Store, Tx};
+use super::{DbError, Store, Tx, lease_now};
 use crate::config::ServiceConfig;
 use crate::domain::change::Change;
 use crate::domain::verification::{Sample, Summary, VerificationState, after_sample};
@@ -22,10 +22,10 @@ impl Store {
     ) -> Result<Vec<Verification>, DbError> {
         let sql = if active_only {
             "SELECT * FROM (SELECT * FROM verifications WHERE state IN ('watching', 'degraded') \
-             ORDER BY deadline DESC, id DESC LIMIT $1) ORDER BY deadline, id"
+             ORDER BY deadline DESC, id DESC LIMIT $1) AS latest ORDER BY deadline, id"
         } else {
             "SELECT * FROM (SELECT * FROM verifications \
-             ORDER BY deadline DESC, id DESC LIMIT $1) ORDER BY deadline, id"
+             ORDER BY deadline DESC, id DESC LIMIT $1) AS latest ORDER BY deadline, id"
         };
         let rows: Vec<VerificationRow> = sqlx::query_as(sql)
             .bind(limit)
@@ -36,15 +36,46 @@ impl Store {
             .collect()
     }
 
-    /// Active verifications with the checks they run, for the verifier.
-    pub async fn verification_active_checks(
+    /// Leases the active verifications that no live server polls (or that this server already
+    /// holds) to this server until `lease_ms` from now, and returns them with their checks: the
+    /// verifier polls only these. A lease held by a server `is_gone` says has died is taken over
+    /// at once; any other runs out first.
+    ///
+    /// One conditional UPDATE per step: on PostgreSQL a row another replica is claiming at the
+    /// same moment is re-checked after its lock is released, so each verification has one
+    /// holder.
+    pub async fn verification_lease(
         &self,
+        lease_ms: i64,
+        is_gone: impl Fn(&str) -> bool,
     ) -> Result<Vec<(Verification, Option<ServiceConfig>)>, DbError> {
-        let rows: Vec<VerificationRow> = sqlx::query_as(
-            "SELECT * FROM verifications WHERE state IN ('watching', 'degraded') ORDER BY deadline, id",
+        let now = lease_now();
+        let holders: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM verifications \
+             WHERE state IN ('watching', 'degraded') AND lease_owner IS NOT NULL \
+             AND lease_owner <> $1 AND lease_until >= $2",
         )
+        .bind(self.owner().to_string())
+        .bind(now)
         .fetch_all(&self.writer)
         .await?;
+        for gone in holders.iter().filter(|h| is_gone(h)) {
+            sqlx::query("UPDATE verifications SET lease_until = 0 WHERE lease_owner = $1")
+                .bind(gone.clone())
+                .execute(&self.writer)
+                .await?;
+        }
+        let mut rows: Vec<VerificationRow> = sqlx::query_as(
+            "UPDATE verifications SET lease_owner = $1, lease_until = $2 \
+             WHERE state IN ('watching', 'degraded') \
+             AND (lease_owner = $1 OR lease_owner IS NULL OR lease_until < $3) RETURNING *",
+        )
+        .bind(self.owner().to_string())
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.sort_by_key(|r| (r.deadline(), r.id()));
         rows.into_iter()
             .map(|r| {
                 let checks = r.checks()?;
@@ -71,10 +102,7 @@ impl Store {
     }
 }
 
-async fn samples<'e, E: sqlx::SqliteExecutor<'e>>(
-    conn: E,
-    id: i64,
-) -> Result<Vec<Sample>, DbError> {
+async fn samples<'e, E: sqlx::AnyExecutor<'e>>(conn: E, id: i64) -> Result<Vec<Sample>, DbError> {
     let rows: Vec<String> = sqlx::query_scalar(
         "SELECT data FROM verification_samples WHERE verification_id = $1 ORDER BY id",
     )
@@ -135,33 +163,38 @@ impl Tx {
         }
         let state = after_sample(before.state, sample);
         let data = serde_json::to_string(sample).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO verification_samples (verification_id, at, due, ok, data) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(before.id)
-        .bind(ms(sample.at))
-        .bind(ms(sample.due))
-        .bind(i64::from(sample.ok()))
-        .bind(data.clone())
-        .execute(&mut *self.inner)
-        .await?;
         let mut recent = before.recent_error_rates.clone();
         if let Some(r) = &sample.error_rate {
             recent.push(r.value);
             let excess = recent.len().saturating_sub(RECENT_KEEP);
             recent.drain(..excess);
         }
+        // Only the lease holder's samples count: a server that lost its lease (it stalled and
+        // another took over) must not add a second sample for the same moment.
         let row: Option<VerificationRow> = sqlx::query_as(
             "UPDATE verifications SET state = $1, last_sample = $2, recent = $3 \
-             WHERE id = $4 AND state IN ('watching', 'degraded') RETURNING *",
+             WHERE id = $4 AND state IN ('watching', 'degraded') AND lease_owner = $5 RETURNING *",
         )
         .bind(state.as_str())
-        .bind(data)
+        .bind(data.clone())
         .bind(serde_json::to_string(&recent).unwrap_or_else(|_| "[]".into()))
         .bind(before.id)
+        .bind(self.owner.to_string())
         .fetch_optional(&mut *self.inner)
         .await?;
+        if row.is_some() {
+            sqlx::query(
+                "INSERT INTO verification_samples (verification_id, at, due, ok, data) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(before.id)
+            .bind(ms(sample.at))
+            .bind(ms(sample.due))
+            .bind(i64::from(sample.ok()))
+            .bind(data)
+            .execute(&mut *self.inner)
+            .await?;
+        }
         row.map(VerificationRow::into_verification).transpose()
     }
 

@@ -3,7 +3,7 @@
 //! honest record of a command the server was killed in the middle of.
 
 use crate::support::binary::{BIN, BinaryOptions, BinaryServer};
-use crate::support::{TUESDAY_10, TestServer, create, req};
+use crate::support::{TUESDAY_10, TestServer, create, req, sqlite_only};
 use commandbridge::domain::ChangeState;
 use serde_json::json;
 use std::path::Path;
@@ -97,6 +97,9 @@ fn beside(db: &Path, suffix: &str) -> std::path::PathBuf {
 /// WAL and shared-memory files beside it, and a file left readable is tightened at start.
 #[tokio::test]
 async fn the_database_and_its_wal_and_shm_are_private() {
+    if !sqlite_only("the modes of the database file and its WAL") {
+        return;
+    }
     let mut srv = BinaryServer::start(BinaryOptions::default()).await;
     create(
         &srv.client("bob"),
@@ -327,7 +330,7 @@ async fn a_command_dies_with_a_killed_server_and_its_record_says_so() {
     assert_eq!(change.state, ChangeState::Failed, "{change:?}");
     assert_eq!(
         change.outcome_reason.as_deref(),
-        Some("interrupted by a server restart")
+        Some("interrupted: its server stopped")
     );
     let why = change.output.expect("an explanation").stderr;
     assert!(

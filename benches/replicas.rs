@@ -1,0 +1,194 @@
+//! Change creation with several server replicas on one PostgreSQL database, beside one server on
+//! SQLite and beside PostgreSQL's own single-row commit rate, all in one run.
+//!
+//! 1. Raw: 32 connections to a fresh, migrated PostgreSQL database each commit single-row
+//!    INSERTs into `changes` (autocommit, one row per transaction) as fast as they can.
+//! 2. The real binary (`serve`, release build under `cargo bench`): 32 clients, spread evenly
+//!    over the servers, post high-risk `blacklist-ip` changes as an L1 with a CHG ticket inside
+//!    the Standard window, so each ends `pending_approval`. One server on SQLite; then 1, 2 and 3
+//!    replicas on PostgreSQL.
+//! 3. Targets (issue 9): 3 replicas ≥ 1.5 × 1 replica, 1 replica ≥ 0.5 × raw.
+//!
+//! `cargo bench --bench replicas`; `BENCH_SECONDS=N` sets each phase (default 8). Needs the
+//! PostgreSQL of `scripts/services.sh` (or `CB_TEST_POSTGRES`). Everything shares this machine's
+//! cores: the clients, the servers and PostgreSQL.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use commandbridge::client::ApiClient;
+use commandbridge::domain::ChangeState;
+use commandbridge::domain::api::ChangeRequest;
+use hdrhistogram::Histogram;
+use sqlx::Connection;
+use std::time::{Duration, Instant};
+use support::binary::{BinaryOptions, BinaryServer};
+use support::db::{Backend, TestDb};
+
+const CLIENTS: usize = 32;
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+fn request(i: usize) -> ChangeRequest {
+    ChangeRequest {
+        action: "blacklist-ip".into(),
+        ticket: "CHG-4711".into(),
+        target: format!("edge-{:02}", i % 32),
+        params: [("ip".to_string(), serde_json::json!("203.0.113.7"))].into(),
+        reason: "throughput benchmark".into(),
+    }
+}
+
+struct Rate {
+    per_second: f64,
+    p99_ms: f64,
+}
+
+/// 32 clients, client `i` on server `i % n`, for `secs` (after a short warm-up).
+async fn create_rate(servers: &[BinaryServer], secs: f64) -> Result<Rate, Failure> {
+    let clients: Vec<ApiClient> = (0..CLIENTS)
+        .map(|i| servers[i % servers.len()].client("alice"))
+        .collect();
+    // Warm-up: connections, statement caches, the token cache.
+    for (i, c) in clients.iter().enumerate() {
+        let made = c.create_change(&request(i), None).await?;
+        if made.state != ChangeState::PendingApproval {
+            return Err(format!("a change ended {:?}, not pending_approval", made.state).into());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).expect("a histogram");
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                c.create_change(&request(i + n as usize), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                hist.record(t.elapsed().as_micros() as u64).ok();
+                n += 1;
+            }
+            Ok::<_, String>((n, hist))
+        }));
+    }
+    let mut total = 0;
+    let mut hist = Histogram::<u64>::new(3)?;
+    for t in tasks {
+        let (n, h) = t.await??;
+        total += n;
+        hist.add(h)?;
+    }
+    Ok(Rate {
+        per_second: total as f64 / started.elapsed().as_secs_f64(),
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+    })
+}
+
+/// PostgreSQL's own rate: 32 connections, one single-row INSERT per transaction.
+async fn raw_rate(url: &str, secs: f64) -> Result<f64, Failure> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            let mut n = 0i64;
+            while Instant::now() < deadline {
+                sqlx::query(
+                    "INSERT INTO changes (state, action, risk, ticket, target, params, reason, \
+                     requested_by, requested_level, created_at, updated_at, expires_at, \
+                     requirements, warnings) VALUES ('pending_approval', 'blacklist-ip', 'high', \
+                     'CHG-4711', $1, '{\"ip\":\"203.0.113.7\"}', 'raw', 'bench-l1', 'L1', $2, $2, \
+                     $2, '[]', '[]')",
+                )
+                .bind(format!("edge-{c:02}"))
+                .bind(1_795_341_600_000 + n)
+                .execute(&mut conn)
+                .await?;
+                n += 1;
+            }
+            Ok::<_, sqlx::Error>(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn servers(backend: Backend, n: usize) -> Vec<BinaryServer> {
+    let first = BinaryServer::start(BinaryOptions {
+        backend: Some(backend),
+        fd_limit: Some(4096),
+        ..BinaryOptions::default()
+    })
+    .await;
+    let mut all = vec![];
+    for _ in 1..n {
+        all.push(first.replica().await);
+    }
+    all.insert(0, first);
+    all
+}
+
+fn main() -> Result<(), Failure> {
+    let secs: f64 = match std::env::var("BENCH_SECONDS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|s: &f64| *s > 0.0)
+            .ok_or("BENCH_SECONDS must be a positive number of seconds")?,
+        Err(_) => 8.0,
+    };
+    support::db::require_postgres_or_skip();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        println!(
+            "replicas: {CLIENTS} clients, {secs:.0} s per phase, {} CPUs",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        let dir = tempfile::tempdir()?;
+        let raw_db = TestDb::create_on(Backend::Postgres, dir.path()).await;
+        let raw = raw_rate(&raw_db.url, secs).await?;
+        drop(raw_db);
+        println!(
+            "{:<36} {:>10.0} commits/s",
+            "PostgreSQL raw single-row commits", raw
+        );
+
+        let sqlite = servers(Backend::Sqlite, 1).await;
+        let s = create_rate(&sqlite, secs).await?;
+        drop(sqlite);
+        println!(
+            "{:<36} {:>10.0} changes/s   p99 {:>6.1} ms",
+            "1 server, SQLite", s.per_second, s.p99_ms
+        );
+        let mut pg = Vec::new();
+        for n in 1..=3 {
+            let replicas = servers(Backend::Postgres, n).await;
+            let r = create_rate(&replicas, secs).await?;
+            drop(replicas);
+            println!(
+                "{:<36} {:>10.0} changes/s   p99 {:>6.1} ms",
+                format!("{n} replica{} on PostgreSQL", if n > 1 { "s" } else { "" }),
+                r.per_second,
+                r.p99_ms
+            );
+            pg.push(r.per_second);
+        }
+        let (one, three) = (pg[0], pg[2]);
+        println!(
+            "3 replicas / 1 replica: {:.2} (target ≥ 1.5); 1 replica / raw: {:.2} (target ≥ 0.5)",
+            three / one,
+            one / raw
+        );
+        Ok(())
+    })
+}
