@@ -46,7 +46,7 @@ const ESCALATIONS_SEARCHED: i64 = 500;
 /// whose emergency path its rollback takes.
 async fn escalation_of(
     state: &AppState,
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     original: i64,
 ) -> ServiceResult<Option<Incident>> {
     let list = state
