@@ -2,7 +2,7 @@
 //! requested through the API appearing without a key press, approved with the keys.
 
 use commandbridge::client::ApiClient;
-use commandbridge::domain::api::ChangeRequest;
+use commandbridge::domain::api::{ApproveRequest, ChangeRequest, FreezeRequest};
 use commandbridge::domain::change::ChangeState;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -104,7 +104,8 @@ async fn an_l2_sees_a_request_arrive_and_approves_it_with_the_keys() {
 
     // It shows up in bob's queue with no key pressed.
     let started = Instant::now();
-    tmux.wait_for("you can approve", Duration::from_secs(3))
+    // The pane's title says "0 you can approve" from the start: wait for the row itself.
+    tmux.wait_for("alice  you can approve", Duration::from_secs(3))
         .unwrap();
     let seen_after = started.elapsed();
     assert!(
@@ -150,4 +151,142 @@ fn the_demo_ends_when_its_terminal_goes_away() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// 3 a.m., as the incident commander: carol escalates the verification of bob's change from the
+/// keyboard (declaring an incident and pausing every change), then rolls that change back during
+/// the pause her escalation started. The rollback is not refused: it waits for an L2 or L3 other
+/// than carol (she commands the incident), and runs when bob approves it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commander_escalates_then_rolls_back_during_the_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cb.db").display());
+    let bob = user_add(&db, "bob", "L2");
+    let carol = user_add(&db, "carol", "L3");
+    let (_server, url) = serve(&db);
+    let api = ApiClient::new(&url, &bob).unwrap();
+    let change = api
+        .create_change(
+            &ChangeRequest {
+                action: "scale-service".into(),
+                ticket: "CHG-2001".into(),
+                target: "search".into(),
+                params: [("replicas".to_string(), serde_json::json!(12))].into(),
+                reason: "campaign traffic".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+
+    let mut vars = sandbox(dir.path());
+    vars.extend([format!("CB_SERVER={url}"), format!("CB_TOKEN={carol}")]);
+    let tmux = Tmux::start("e2e-incident", (80, 24), &vars, &[BIN, "tui"]).unwrap();
+    tmux.wait_for("● live", Duration::from_secs(15)).unwrap();
+    tmux.keys(&["4"]).unwrap();
+    tmux.wait_for("left", Duration::from_secs(5)).unwrap();
+
+    tmux.keys(&["e"]).unwrap();
+    tmux.wait_for("Escalate change #1", Duration::from_secs(3))
+        .unwrap();
+    tmux.keys(&["y"]).unwrap();
+    // Line 1 names the incident and its commander, and says changes are paused (the pause
+    // arrives a moment after the incident: wait for it).
+    let screen = tmux.wait_for("· PAUSED", Duration::from_secs(5)).unwrap();
+    let line1 = screen.lines().next().unwrap_or_default().to_string();
+    assert!(
+        line1.contains("INCIDENT INC-2026-1124-") && line1.contains("· IC carol ·"),
+        "{screen}"
+    );
+    tmux.wait_for("escalated", Duration::from_secs(3)).unwrap();
+
+    tmux.keys(&["r"]).unwrap();
+    tmux.wait_for(
+        &format!("Roll back change #{}", change.id),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    tmux.keys(&["y"]).unwrap();
+    let screen = tmux
+        .wait_for("rollback requested as change #", Duration::from_secs(5))
+        .unwrap();
+    assert!(!screen.contains("refused"), "{screen}");
+
+    let all = api.changes(None, None).await.unwrap();
+    let rb = all
+        .iter()
+        .find(|c| c.rollback_of == Some(change.id))
+        .unwrap_or_else(|| panic!("no rollback of #{} in {all:#?}", change.id));
+    assert_eq!(rb.state, ChangeState::PendingApproval);
+    assert_eq!(rb.requested_by, "carol");
+    assert!(rb.emergency.is_some(), "{rb:#?}");
+    // bob, an L2 other than the commander, approves: it runs, still during the pause.
+    let done = api
+        .approve(rb.id, &ApproveRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(done.state, ChangeState::Executed | ChangeState::Executing),
+        "{done:#?}"
+    );
+    assert!(api.current_window().await.unwrap().pause.is_some());
+    tmux.keys(&["2"]).unwrap();
+}
+
+/// `x` in the Windows pane asks before it removes a freeze, naming it; "no" keeps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn x_asks_before_it_removes_a_freeze() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cb.db").display());
+    let carol = user_add(&db, "carol", "L3");
+    let (_server, url) = serve(&db);
+    let api = ApiClient::new(&url, &carol).unwrap();
+    api.create_freeze(&FreezeRequest {
+        name: "Launch".into(),
+        starts_at: "2026-11-26T00:00:00Z".parse().unwrap(),
+        ends_at: "2026-11-27T00:00:00Z".parse().unwrap(),
+    })
+    .await
+    .unwrap();
+
+    let mut vars = sandbox(dir.path());
+    vars.extend([format!("CB_SERVER={url}"), format!("CB_TOKEN={carol}")]);
+    let tmux = Tmux::start("e2e-freeze", (80, 24), &vars, &[BIN, "tui"]).unwrap();
+    tmux.wait_for("● live", Duration::from_secs(15)).unwrap();
+    tmux.keys(&["3"]).unwrap();
+    tmux.wait_for("x remove freeze", Duration::from_secs(5))
+        .unwrap();
+    tmux.keys(&["x"]).unwrap();
+    tmux.wait_for("Remove freeze 'Launch'", Duration::from_secs(3))
+        .unwrap();
+    let freezes = || async {
+        api.calendar(
+            "2026-11-23T00:00:00Z".parse().unwrap(),
+            "2026-11-30T00:00:00Z".parse().unwrap(),
+        )
+        .await
+        .unwrap()
+        .blocks
+        .into_iter()
+        .filter(|b| b.freeze_id.is_some())
+        .count()
+    };
+    assert_eq!(
+        freezes().await,
+        1,
+        "x removed the freeze before it was confirmed"
+    );
+    tmux.keys(&["n"]).unwrap();
+    tmux.wait_for("the freeze stays", Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(freezes().await, 1);
+    tmux.keys(&["x"]).unwrap();
+    tmux.wait_for("Remove freeze 'Launch'", Duration::from_secs(3))
+        .unwrap();
+    tmux.keys(&["y"]).unwrap();
+    // "removed": the confirmation itself says "u undoes it" too.
+    let screen = tmux
+        .wait_for("removed · u undoes it", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(freezes().await, 0, "{screen}");
 }

@@ -10,7 +10,7 @@ pub mod sse;
 use crate::domain::api::{
     ApproveRequest, AuditEntry, Calendar, CatalogEntry, ChangeRequest, DenyRequest, ErrorBody,
     FreezeRequest, Health, IncidentRequest, Me, OutcomeRequest, PauseRequest, Preview,
-    RollbackRequest, WindowStatus,
+    RollbackRequest, WindowStatus, WithdrawRequest,
 };
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::incident::Incident;
@@ -271,6 +271,12 @@ impl ApiClient {
     /// `POST /changes/{id}/deny`.
     pub async fn deny(&self, id: i64, req: &DenyRequest) -> Result<Change, ClientError> {
         self.send_with_body(Method::POST, &format!("/changes/{id}/deny"), req)
+            .await
+    }
+
+    /// `POST /changes/{id}/withdraw`: the requester takes back their pending change.
+    pub async fn withdraw(&self, id: i64, req: &WithdrawRequest) -> Result<Change, ClientError> {
+        self.send_with_body(Method::POST, &format!("/changes/{id}/withdraw"), req)
             .await
     }
 

@@ -20,7 +20,7 @@ pub const TOKEN_ENV: &str = "CB_TOKEN";
 /// A PEM file of CA certificates trusted for an https server, besides the system's roots.
 pub const CA_FILE_ENV: &str = "CB_CA_FILE";
 
-const KNOWN_KEYS: &str = "server, token, ca_file, theme, [keys]";
+const KNOWN_KEYS: &str = "server, token, ca_file, theme, mouse, [keys]";
 
 /// What `config.toml` says. Every field is optional: environment variables can stand in.
 #[derive(Clone, Default, PartialEq)]
@@ -31,6 +31,8 @@ pub struct Settings {
     pub ca_file: Option<String>,
     /// Name of the TUI colour theme.
     pub theme: Option<String>,
+    /// `mouse = false` leaves the mouse to the terminal (the dashboard captures it by default).
+    pub mouse: Option<bool>,
     /// The `[keys]` table, as written; the TUI's keymap interprets and validates it.
     pub keys: BTreeMap<String, toml::Value>,
 }
@@ -43,6 +45,7 @@ impl fmt::Debug for Settings {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
             .field("theme", &self.theme)
+            .field("mouse", &self.mouse)
             .field("keys", &self.keys)
             .finish()
     }
@@ -161,6 +164,13 @@ fn parse(text: &str, origin: &str, warnings: &mut Vec<String>) -> Settings {
             "token" => settings.token = string_setting(origin, &key, value, warnings),
             "ca_file" => settings.ca_file = string_setting(origin, &key, value, warnings),
             "theme" => settings.theme = string_setting(origin, &key, value, warnings),
+            "mouse" => match value {
+                toml::Value::Boolean(on) => settings.mouse = Some(on),
+                other => warnings.push(format!(
+                    "{origin}: 'mouse' must be true or false, not a {}; ignored",
+                    other.type_str()
+                )),
+            },
             "keys" => match value {
                 toml::Value::Table(keys) => settings.keys = keys.into_iter().collect(),
                 other => warnings.push(format!(
@@ -413,6 +423,22 @@ mod tests {
             warnings
                 .iter()
                 .any(|w| w.contains("'keys' must be a table"))
+        );
+    }
+
+    #[test]
+    fn mouse_is_a_switch_and_anything_else_is_named_in_a_warning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        fs::write(&path, "mouse = false\n").expect("write");
+        let (s, warnings) = load_from(&path);
+        assert_eq!((s.mouse, warnings.len()), (Some(false), 0));
+        fs::write(&path, "mouse = \"off\"\n").expect("write");
+        let (s, warnings) = load_from(&path);
+        assert_eq!(s.mouse, None);
+        assert!(
+            warnings[0].contains("'mouse' must be true or false"),
+            "{warnings:?}"
         );
     }
 

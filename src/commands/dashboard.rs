@@ -16,30 +16,28 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 use std::collections::BTreeMap;
 
 /// The dashboard's preferences from the client config; each bad entry becomes a warning.
-fn preferences(mut warnings: Vec<String>) -> (Theme, Keymap, Vec<String>) {
+/// The dashboard's options from the config file: theme, keys and mouse, with the warnings of
+/// anything in it that could not be used.
+fn preferences(mut warnings: Vec<String>, notice: Option<String>) -> Options {
     let (file, _) = settings::load();
     let (theme, bad_theme) = Theme::from_env(file.theme.as_deref());
     let (keymap, bad_keys) = Keymap::with_overrides(&file.keys);
     warnings.extend(bad_theme);
     warnings.extend(bad_keys);
-    (theme, keymap, warnings)
+    Options {
+        theme,
+        keymap,
+        warnings,
+        notice,
+        mouse: file.mouse.unwrap_or(true),
+    }
 }
 
 pub async fn tui() -> Result<()> {
     let (creds, warnings) = settings::resolve().map_err(|e| eyre!("{e}"))?;
     let client = ApiClient::with_ca_file(&creds.server, &creds.token, creds.ca_file.as_deref())
         .map_err(|e| eyre!("{e}"))?;
-    let (theme, keymap, warnings) = preferences(warnings);
-    runtime::run(
-        client,
-        Options {
-            theme,
-            keymap,
-            warnings,
-            notice: None,
-        },
-    )
-    .await
+    runtime::run(client, preferences(warnings, None)).await
 }
 
 const DEMO_USERS: [(&str, Level); 4] = [
@@ -99,17 +97,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
         Err(e) => format!("demo: seeding stopped early: {e}"),
     };
     let (_, load_warnings) = settings::load();
-    let (theme, keymap, warnings) = preferences(load_warnings);
-    let result = runtime::run(
-        client(me)?,
-        Options {
-            theme,
-            keymap,
-            warnings,
-            notice: Some(notice),
-        },
-    )
-    .await;
+    let result = runtime::run(client(me)?, preferences(load_warnings, Some(notice))).await;
     running.stop().await;
     service_task.abort();
     drop(dir);

@@ -370,7 +370,10 @@ fn settled(change: &Change) -> Result<()> {
                 .unwrap_or_else(|| "see its output".to_string());
             bail!("change #{} ran and failed ({how})", change.id)
         }
-        ChangeState::Refused | ChangeState::Denied | ChangeState::Expired => bail!(
+        ChangeState::Refused
+        | ChangeState::Denied
+        | ChangeState::Expired
+        | ChangeState::Withdrawn => bail!(
             "change #{} was {}: {}",
             change.id,
             change.state,

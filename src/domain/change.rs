@@ -20,10 +20,12 @@ pub enum ChangeState {
     Denied,
     Expired,
     Refused,
+    /// Taken back by its requester before anyone decided it.
+    Withdrawn,
 }
 
 impl ChangeState {
-    pub const ALL: [ChangeState; 7] = [
+    pub const ALL: [ChangeState; 8] = [
         ChangeState::PendingApproval,
         ChangeState::Executing,
         ChangeState::Executed,
@@ -31,6 +33,7 @@ impl ChangeState {
         ChangeState::Denied,
         ChangeState::Expired,
         ChangeState::Refused,
+        ChangeState::Withdrawn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl ChangeState {
             ChangeState::Denied => "denied",
             ChangeState::Expired => "expired",
             ChangeState::Refused => "refused",
+            ChangeState::Withdrawn => "withdrawn",
         }
     }
 

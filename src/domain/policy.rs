@@ -9,7 +9,7 @@ use crate::domain::incident::{Incident, Priority};
 use crate::domain::level::Level;
 use crate::domain::operator::Operator;
 use crate::domain::ticket::{Ticket, TicketKind};
-use crate::domain::window::{Freeze, Pause, Schedule, WindowKind, human_duration};
+use crate::domain::window::{Freeze, Governance, Pause, Schedule, WindowKind, human_duration};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -26,6 +26,11 @@ pub struct PolicyInput<'a> {
     pub pause: Option<&'a Pause>,
     /// The incident declared in CommandBridge under this ticket, if any.
     pub incident: Option<&'a Incident>,
+    /// For the rollback of a change whose verification escalated: the incident that escalation
+    /// declared. Undoing the change that caused an incident is that incident's response, so the
+    /// rollback takes the emergency path (its commander approves) through the pause the
+    /// escalation started, whatever ticket it carries.
+    pub escalated: Option<&'a Incident>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -92,6 +97,27 @@ fn an_approver_of(min: Level) -> &'static str {
     }
 }
 
+/// The refusal during a pause: what may still run, and how changes resume and who may resume
+/// them, so whoever reads it at 3 a.m. knows the next step.
+fn paused(pause: &Pause, requester: &Operator) -> String {
+    let who = Governance::Resume.min_level();
+    let you = if requester.level >= who {
+        "you may resume them yourself".to_string()
+    } else {
+        format!("you are {}: ask one of them", requester.level)
+    };
+    format!(
+        "changes are paused since {} by {}: \"{}\"; only low-risk actions, changes for a \
+         declared P1 incident and the rollback of the change that escalated may run. To resume, \
+         {} resumes changes once the incident is under control (dashboard: Windows pane; API: \
+         DELETE /api/v1/pause); {you}",
+        pause.paused_at.format("%Y-%m-%d %H:%M UTC"),
+        pause.paused_by,
+        pause.reason,
+        an_approver_of(who),
+    )
+}
+
 /// The decision for a change requested now, before any approval.
 pub fn decide(input: &PolicyInput) -> Decision {
     let PolicyInput {
@@ -122,9 +148,11 @@ pub fn decide(input: &PolicyInput) -> Decision {
         };
     }
 
+    let escalated = input.escalated.filter(|i| i.is_open());
     let incident = input
         .incident
-        .filter(|i| ticket.kind == TicketKind::Incident && i.ticket == ticket.as_str());
+        .filter(|i| ticket.kind == TicketKind::Incident && i.ticket == ticket.as_str())
+        .or(escalated);
     let open_p1 = incident.filter(|i| i.is_open() && i.priority == Priority::P1);
     let next_window = schedule
         .next_opening(now)
@@ -153,26 +181,31 @@ pub fn decide(input: &PolicyInput) -> Decision {
         emergency = Some(p1);
     }
     if let Some(pause) = input.pause {
-        let Some(p1) = open_p1 else {
-            return Decision::blocked(
-                Rule::Pause,
-                format!(
-                    "changes are paused since {} by {}: \"{}\"; only low-risk actions and changes \
-                     for a declared P1 incident may run until an L2 or L3 resumes changes",
-                    pause.paused_at.format("%Y-%m-%d %H:%M UTC"),
-                    pause.paused_by,
-                    pause.reason
-                ),
-            );
-        };
-        reasons.push(format!(
-            "changes are paused; allowed as response to P1 incident {}",
-            p1.ticket
-        ));
-        emergency = Some(p1);
+        if let Some(p1) = open_p1 {
+            reasons.push(format!(
+                "changes are paused; allowed as response to P1 incident {}",
+                p1.ticket
+            ));
+            emergency = Some(p1);
+        } else if let Some(inc) = escalated {
+            reasons.push(format!(
+                "changes are paused; allowed as the rollback of the change whose escalation \
+                 declared incident {}",
+                inc.ticket
+            ));
+            emergency = Some(inc);
+        } else {
+            return Decision::blocked(Rule::Pause, paused(pause, requester));
+        }
     }
 
-    match (schedule.open_at(now), ticket.kind) {
+    // The rollback of an escalated change is incident response whatever its ticket says.
+    let kind = if escalated.is_some() {
+        TicketKind::Incident
+    } else {
+        ticket.kind
+    };
+    match (schedule.open_at(now), kind) {
         (Some((kind, closes)), _) => {
             reasons.push(format!(
                 "inside the {kind} window, which closes {}",
@@ -221,8 +254,8 @@ pub fn decide(input: &PolicyInput) -> Decision {
                         Rule::Emergency,
                         format!(
                             "emergency changes outside the windows are for P1 and P2 incidents \
-                             only, and {ticket} is {}; {next_window}",
-                            i.priority
+                             only, and {} is {}; {next_window}",
+                            i.ticket, i.priority
                         ),
                     );
                 }
@@ -343,6 +376,7 @@ mod tests {
         incident: Option<Incident>,
         freeze: bool,
         pause: bool,
+        escalated: Option<Incident>,
     }
 
     impl Case {
@@ -371,6 +405,7 @@ mod tests {
                 freezes: if self.freeze { &freezes } else { &[] },
                 pause: self.pause.then_some(&pause),
                 incident: self.incident.as_ref(),
+                escalated: self.escalated.as_ref(),
             })
         }
     }
@@ -384,6 +419,7 @@ mod tests {
             incident: None,
             freeze: false,
             pause: false,
+            escalated: None,
         }
     }
 
@@ -521,6 +557,59 @@ mod tests {
         };
         let left = unmet(&d.approvals_required, &[bob_commander], "alice");
         assert_eq!(left, vec![&Requirement::Level { min: Level::L3 }]);
+    }
+
+    /// The escalation's pause blocks everything but the one response the commander needs: the
+    /// rollback of the change that escalated, which the commander approves.
+    #[test]
+    fn the_rollback_of_an_escalated_change_runs_through_the_pause_with_the_commanders_approval() {
+        let inc = incident("INC-2026-1124-001", Priority::P2, "carol");
+        let mut c = case(Risk::High, Level::L2, "CHG-1234", STANDARD);
+        c.pause = true;
+        let refused = c.decide();
+        assert_eq!(refused.blocked_by, Some(Rule::Pause));
+        assert!(
+            refused.reasons[0].contains("To resume, an L2 or L3 resumes changes")
+                && refused.reasons[0].contains("you may resume them yourself"),
+            "{refused:?}"
+        );
+        c.escalated = Some(inc.clone());
+        let d = c.decide();
+        assert_eq!(d.decision, Outcome::NeedsApproval, "{d:?}");
+        assert_eq!(
+            d.approvals_required,
+            vec![Requirement::Commander {
+                name: "carol".into(),
+                incident: inc.ticket.clone()
+            }]
+        );
+        assert_eq!(d.emergency.as_deref(), Some(inc.ticket.as_str()));
+        // Requested by the commander: someone else approves, as on every emergency path.
+        c.requester = op("carol", Level::L3);
+        let d = c.decide();
+        assert_eq!(
+            d.approvals_required,
+            vec![Requirement::Level { min: Level::L2 }],
+            "{d:?}"
+        );
+        // Outside the windows too (the escalation's incident is P2).
+        c.now = OUTSIDE.into();
+        assert_eq!(c.decide().decision, Outcome::NeedsApproval);
+        // Once the incident is resolved, the pause applies to the rollback like to anything.
+        let mut closed = inc.clone();
+        closed.closed_at = Some("2026-11-24T09:00:00Z".parse().unwrap());
+        c.escalated = Some(closed);
+        c.now = STANDARD.into();
+        assert_eq!(c.decide().blocked_by, Some(Rule::Pause));
+        // A freeze still lets through only P1 response.
+        let mut frozen = case(Risk::High, Level::L2, "CHG-1234", STANDARD);
+        frozen.freeze = true;
+        frozen.escalated = Some(inc);
+        assert_eq!(frozen.decide().blocked_by, Some(Rule::Freeze));
+        // An L1 is told whom to ask.
+        let mut l1 = case(Risk::Medium, Level::L1, "CHG-1234", STANDARD);
+        l1.pause = true;
+        assert!(l1.decide().reasons[0].contains("you are L1: ask one of them"));
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub async fn declare(
 }
 
 /// Declares an incident inside `tx` and records it: the one place both a declaration and an
-/// escalation (of verification `escalating`) go through, so both name a commander who exists.
+/// escalation (of the verification of change `escalating`) go through, so both name a commander
+/// who exists.
 pub(crate) async fn declare_in(
     tx: &mut Tx,
     priority: Priority,
@@ -80,8 +81,8 @@ pub(crate) async fn declare_in(
             "{} declared {} incident {}: {} (commander {})",
             by.name, incident.priority, incident.ticket, incident.title, incident.commander
         ),
-        Some(v) => format!(
-            "{} escalated verification #{v}: declared {} incident {} (commander {})",
+        Some(c) => format!(
+            "{} escalated the verification of change #{c}: declared {} incident {} (commander {})",
             by.name, incident.priority, incident.ticket, incident.commander
         ),
     };

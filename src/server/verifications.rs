@@ -101,8 +101,16 @@ pub async fn end(
                 note.clone().unwrap_or_else(|| summary.text.clone())
             );
             let title: String = title.chars().take(200).collect();
-            let incident =
-                declare_in(&mut tx, priority, &title, &commander, caller, now, Some(id)).await?;
+            let incident = declare_in(
+                &mut tx,
+                priority,
+                &title,
+                &commander,
+                caller,
+                now,
+                Some(v.change_id),
+            )
+            .await?;
             if tx.pause().await?.is_none() {
                 let reason = format!(
                     "escalation of change #{} ({}): {}",

@@ -9,7 +9,8 @@ use crate::domain::approval::Requirement;
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::verification::Verification;
 use crate::domain::verification::{HealthCheck, RateCheck, Sample, VerificationState};
-use crate::domain::{Level, Risk, WindowKind};
+use crate::domain::window::Pause;
+use crate::domain::{Incident, Level, Priority, Risk, WindowKind};
 use crate::tui::app::{Effect, Msg, State, update};
 use chrono::{DateTime, Duration, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -206,6 +207,54 @@ pub fn watched() -> Verification {
     }
 }
 
+/// 3 a.m.: carol escalated the verification of change #5 ten minutes ago, declaring P2 incident
+/// INC-2026-1124-001 with herself in command, and changes are paused.
+pub fn escalated_scene(me: &str, level: Level) -> State {
+    let mut v = watched();
+    v.state = VerificationState::Escalated;
+    v.decided_by = Some("carol".into());
+    v.incident = Some(INCIDENT.into());
+    v.note = Some("5xx on search".into());
+    let mut s = scene_with(
+        me,
+        level,
+        scene("bob", Level::L2)
+            .approvals
+            .changes()
+            .values()
+            .cloned()
+            .collect(),
+        vec![v],
+    );
+    let declared = now() - Duration::minutes(10);
+    update(
+        &mut s,
+        Msg::Incidents(Ok(vec![Incident {
+            id: 1,
+            ticket: INCIDENT.into(),
+            priority: Priority::P2,
+            title: "change #5 (scale-service on search) caused unexpected impact: 5xx on search"
+                .into(),
+            commander: "carol".into(),
+            declared_by: "carol".into(),
+            declared_at: declared,
+            closed_at: None,
+        }])),
+    );
+    let mut status = s.windows.window.clone().expect("the scene's window status");
+    status.pause = Some(Pause {
+        reason: format!("escalation of change #5 ({INCIDENT}): 5xx on search"),
+        paused_by: "carol".into(),
+        paused_at: declared,
+    });
+    update(&mut s, Msg::WindowStatus(Ok(status)));
+    s.message = None;
+    s
+}
+
+/// The incident of [`escalated_scene`].
+pub const INCIDENT: &str = "INC-2026-1124-001";
+
 /// The dashboard as `me` sees it once `changes` and `verifications` have loaded.
 pub fn scene_with(
     me: &str,
@@ -277,6 +326,7 @@ pub fn scene_with(
         })),
     );
     update(&mut s, Msg::Verifications(Ok(verifications)));
+    update(&mut s, Msg::Incidents(Ok(Vec::new())));
     update(&mut s, Msg::StreamUp);
     for (i, summary) in [
         "bob requested scale-service on search (CHG-4705): runs now",

@@ -1,6 +1,7 @@
 //! The one keymap table: key handling, the footer hints and the `?` overlay all read it, so the
 //! help never lies.
 
+use crate::tui::app::Motion;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 
@@ -20,14 +21,17 @@ pub enum Command {
     Quit,
     ForceQuit,
     Help,
+    Messages,
+    CommandLine,
+    Copy,
     NextPane,
     PrevPane,
     GoPane(u8),
-    Up,
-    Down,
+    Move(Motion),
     Open,
     Approve,
     Deny,
+    Withdraw,
     Filter,
     Refresh,
     PrevWeek,
@@ -36,6 +40,7 @@ pub enum Command {
     RemoveFreeze,
     Pause,
     Resume,
+    Undo,
     MarkVerified,
     Escalate,
     Rollback,
@@ -48,14 +53,27 @@ impl Command {
             Command::Quit => "quit".into(),
             Command::ForceQuit => "force_quit".into(),
             Command::Help => "help".into(),
+            Command::Messages => "messages".into(),
+            Command::CommandLine => "command_line".into(),
+            Command::Copy => "copy".into(),
             Command::NextPane => "next_pane".into(),
             Command::PrevPane => "prev_pane".into(),
             Command::GoPane(i) => format!("pane_{}", i + 1),
-            Command::Up => "up".into(),
-            Command::Down => "down".into(),
+            Command::Move(m) => match m {
+                Motion::Up => "up",
+                Motion::Down => "down",
+                Motion::Top => "top",
+                Motion::Bottom => "bottom",
+                Motion::PageUp => "page_up",
+                Motion::PageDown => "page_down",
+                Motion::HalfUp => "half_page_up",
+                Motion::HalfDown => "half_page_down",
+            }
+            .into(),
             Command::Open => "open".into(),
             Command::Approve => "approve".into(),
             Command::Deny => "deny".into(),
+            Command::Withdraw => "withdraw".into(),
             Command::Filter => "filter".into(),
             Command::Refresh => "refresh".into(),
             Command::PrevWeek => "prev_week".into(),
@@ -64,6 +82,7 @@ impl Command {
             Command::RemoveFreeze => "remove_freeze".into(),
             Command::Pause => "pause".into(),
             Command::Resume => "resume".into(),
+            Command::Undo => "undo".into(),
             Command::MarkVerified => "verified".into(),
             Command::Escalate => "escalate".into(),
             Command::Rollback => "rollback".into(),
@@ -103,14 +122,6 @@ macro_rules! b {
 
 pub static KEYMAP: &[Binding] = &[
     b!(
-        Actions,
-        [(KeyCode::Enter, NONE)],
-        "Enter",
-        Command::Open,
-        "request a change with the selected action",
-        Some("request")
-    ),
-    b!(
         Approvals,
         [(KeyCode::Char('a'), NONE)],
         "a",
@@ -128,6 +139,14 @@ pub static KEYMAP: &[Binding] = &[
     ),
     b!(
         Approvals,
+        [(KeyCode::Char('w'), NONE)],
+        "w",
+        Command::Withdraw,
+        "withdraw your own pending change (asks y/n)",
+        Some("withdraw")
+    ),
+    b!(
+        Approvals,
         [(KeyCode::Char('/'), NONE)],
         "/",
         Command::Filter,
@@ -136,18 +155,26 @@ pub static KEYMAP: &[Binding] = &[
     ),
     b!(
         Windows,
-        [(KeyCode::Char('['), NONE)],
-        "[",
+        [
+            (KeyCode::Char('['), NONE),
+            (KeyCode::Char('h'), NONE),
+            (KeyCode::Left, NONE)
+        ],
+        "h/←",
         Command::PrevWeek,
-        "previous week",
+        "previous week (also [)",
         Some("prev week")
     ),
     b!(
         Windows,
-        [(KeyCode::Char(']'), NONE)],
-        "]",
+        [
+            (KeyCode::Char(']'), NONE),
+            (KeyCode::Char('l'), NONE),
+            (KeyCode::Right, NONE)
+        ],
+        "l/→",
         Command::NextWeek,
-        "next week",
+        "next week (also ])",
         Some("next week")
     ),
     b!(
@@ -163,23 +190,23 @@ pub static KEYMAP: &[Binding] = &[
         [(KeyCode::Char('x'), NONE)],
         "x",
         Command::RemoveFreeze,
-        "remove a freeze announced here (L3)",
-        None
+        "remove the selected freeze (L3; asks y/n, u undoes it)",
+        Some("remove freeze")
     ),
     b!(
         Windows,
         [(KeyCode::Char('p'), NONE)],
         "p",
         Command::Pause,
-        "pause all changes (L2+)",
+        "pause all changes (L2+; asks for a reason, then y/n)",
         Some("pause")
     ),
     b!(
         Windows,
-        [(KeyCode::Char('r'), NONE)],
-        "r",
+        [(KeyCode::Char('s'), NONE)],
+        "s",
         Command::Resume,
-        "resume changes (L2+)",
+        "resume (start) changes again (L2+; asks y/n, u undoes it)",
         Some("resume")
     ),
     b!(
@@ -203,14 +230,22 @@ pub static KEYMAP: &[Binding] = &[
         [(KeyCode::Char('r'), NONE)],
         "r",
         Command::Rollback,
-        "roll the change back, through the normal policy (asks y/n)",
+        "roll the change back through the policy (asks y/n); it runs during its escalation's pause",
         Some("rollback")
+    ),
+    b!(
+        Global,
+        [(KeyCode::Enter, NONE)],
+        "Enter",
+        Command::Open,
+        "open the selected row: request the action (Actions), or the full change, scrollable (Approvals, Verification)",
+        Some("open")
     ),
     b!(
         Global,
         [(KeyCode::Down, NONE), (KeyCode::Char('j'), NONE)],
         "j/↓",
-        Command::Down,
+        Command::Move(Motion::Down),
         "next row",
         None
     ),
@@ -218,8 +253,60 @@ pub static KEYMAP: &[Binding] = &[
         Global,
         [(KeyCode::Up, NONE), (KeyCode::Char('k'), NONE)],
         "k/↑",
-        Command::Up,
+        Command::Move(Motion::Up),
         "previous row",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('g'), NONE), (KeyCode::Home, NONE)],
+        "g/Home",
+        Command::Move(Motion::Top),
+        "first row",
+        None
+    ),
+    b!(
+        Global,
+        [
+            (KeyCode::Char('G'), SHIFT),
+            (KeyCode::Char('G'), NONE),
+            (KeyCode::End, NONE)
+        ],
+        "G/End",
+        Command::Move(Motion::Bottom),
+        "last row",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::PageDown, NONE)],
+        "PgDn",
+        Command::Move(Motion::PageDown),
+        "a page down",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::PageUp, NONE)],
+        "PgUp",
+        Command::Move(Motion::PageUp),
+        "a page up",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('d'), CTRL)],
+        "C-d",
+        Command::Move(Motion::HalfDown),
+        "half a page down",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('u'), CTRL)],
+        "C-u",
+        Command::Move(Motion::HalfUp),
+        "half a page up",
         None
     ),
     b!(
@@ -268,6 +355,38 @@ pub static KEYMAP: &[Binding] = &[
         "4",
         Command::GoPane(3),
         "Verification pane",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char(':'), NONE), (KeyCode::Char(':'), SHIFT)],
+        ":",
+        Command::CommandLine,
+        "command line: freeze, pause, resume, incident, change N, messages, help, q (Tab completes)",
+        Some("command")
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('c'), NONE)],
+        "c",
+        Command::Copy,
+        "copy the selected change's ticket to the clipboard (OSC 52, works over SSH)",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('m'), NONE)],
+        "m",
+        Command::Messages,
+        "the message log: the last messages and errors, whole",
+        None
+    ),
+    b!(
+        Global,
+        [(KeyCode::Char('u'), NONE)],
+        "u",
+        Command::Undo,
+        "undo removing a freeze or resuming, for 10 s after",
         None
     ),
     b!(
@@ -366,12 +485,12 @@ impl Keymap {
                 ));
                 continue;
             };
-            let scope = map.bindings[i].scope;
-            let clash = map.bindings.iter().enumerate().find(|(j, b)| {
-                *j != i
-                    && (b.scope == scope || b.scope == Scope::Global || scope == Scope::Global)
-                    && b.keys.contains(&chord)
-            });
+            // A key means one thing wherever it is pressed: no pane reuses another's key.
+            let clash = map
+                .bindings
+                .iter()
+                .enumerate()
+                .find(|(j, b)| *j != i && b.keys.contains(&chord));
             if let Some((_, other)) = clash {
                 warnings.push(format!(
                     "keys.{name}: '{spec}' is already bound to {}; keeping the default",
@@ -408,9 +527,16 @@ impl Keymap {
 
     /// The footer's hints for a scope: its own bindings, then the global ones.
     pub fn hints(&self, scope: Scope) -> Vec<(&str, &str)> {
+        self.offered(scope, |_| true)
+    }
+
+    /// The hints of the commands that `usable` lets through: keys the operator cannot use now
+    /// are not offered.
+    pub fn offered(&self, scope: Scope, usable: impl Fn(Command) -> bool) -> Vec<(&str, &str)> {
         self.bindings
             .iter()
             .filter(|b| b.scope == scope || b.scope == Scope::Global)
+            .filter(|b| usable(b.command))
             .filter_map(|b| b.hint.map(|h| (b.label.as_str(), h)))
             .collect()
     }
@@ -460,23 +586,49 @@ fn parse_chord(spec: &str) -> Option<Chord> {
 mod tests {
     use super::*;
 
+    /// The same key never means two things, in one pane or in two (`r` was resume in Windows
+    /// and rollback in Verification): fingers learn a key once.
     #[test]
-    fn no_key_is_bound_twice_in_one_scope() {
+    fn one_key_means_one_thing_in_every_pane() {
         for (i, a) in KEYMAP.iter().enumerate() {
             for b in &KEYMAP[i + 1..] {
-                let overlap = a.scope == b.scope && a.keys.iter().any(|k| b.keys.contains(k));
-                assert!(!overlap, "{} and {} clash", a.label, b.label);
+                let overlap = a.keys.iter().any(|k| b.keys.contains(k));
+                assert!(
+                    !overlap,
+                    "{} ({:?}) and {} ({:?}) share a key",
+                    a.label, a.scope, b.label, b.scope
+                );
             }
         }
     }
 
     #[test]
+    fn an_override_may_not_give_a_key_a_second_meaning_in_another_pane() {
+        let overrides: BTreeMap<String, toml::Value> = toml::from_str("resume = \"r\"\n").unwrap();
+        let (map, warnings) = Keymap::with_overrides(&overrides);
+        assert!(
+            warnings
+                .join("")
+                .contains("'r' is already bound to rollback"),
+            "{warnings:?}"
+        );
+        let s = KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE);
+        assert_eq!(map.lookup(Scope::Windows, &s), Some(Command::Resume));
+    }
+
+    #[test]
     fn pane_keys_shadow_nothing_destructive_and_vim_motions_stay_free() {
-        // j and k move everywhere; no pane binds them to something else.
+        // j, k, g and G move everywhere; h and l move between weeks in the calendar only.
         for b in KEYMAP.iter().filter(|b| b.scope != Scope::Global) {
             for (code, _) in b.keys {
+                let motion = matches!(b.command, Command::PrevWeek | Command::NextWeek);
                 assert!(
-                    !matches!(code, KeyCode::Char('j' | 'k' | 'h' | 'l' | 'g' | 'G')),
+                    !matches!(code, KeyCode::Char('j' | 'k' | 'g' | 'G')),
+                    "{}",
+                    b.label
+                );
+                assert!(
+                    motion || !matches!(code, KeyCode::Char('h' | 'l')),
                     "{}",
                     b.label
                 );

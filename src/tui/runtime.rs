@@ -21,11 +21,15 @@ pub struct Options {
     pub warnings: Vec<String>,
     /// A first message, e.g. the demo's notes.
     pub notice: Option<String>,
+    /// Capture the mouse (clicks and the wheel); `mouse = false` in the config leaves it to
+    /// the terminal, for selecting text.
+    pub mouse: bool,
 }
 
 /// Runs the dashboard until the user quits. The terminal is restored on every way out.
 pub async fn run(client: ApiClient, options: Options) -> color_eyre::Result<()> {
     let mut terminal = ratatui::try_init()?;
+    let _mouse = options.mouse.then(MouseCapture::start).transpose()?;
     let result = event_loop(&mut terminal, client, options).await;
     // Restoring a terminal that is gone fails; the loop's own error says more.
     let restored = ratatui::try_restore();
@@ -59,7 +63,7 @@ async fn event_loop(
     // Aborted on every way out of this function, an error included.
     let _stream_task = AbortOnDrop(tokio::spawn(follow_events(client.clone(), tx.clone())));
     for e in state.initial_effects() {
-        spawn_effect(&client, e, &tx);
+        carry_out(&client, e, &tx);
     }
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -81,6 +85,7 @@ async fn event_loop(
             ev = keys.next() => match ev {
                 Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => Msg::Key(k),
                 Some(Ok(TermEvent::Resize(w, h))) => Msg::Resize(w, h),
+                Some(Ok(TermEvent::Mouse(m))) => Msg::Mouse(m),
                 Some(Ok(_)) => continue,
                 // The terminal is gone (SSH dropped): nothing left to draw on.
                 Some(Err(_)) | None => Msg::Terminate,
@@ -91,8 +96,40 @@ async fn event_loop(
             _ = hup.recv() => Msg::Terminate,
         };
         for e in update(&mut state, msg) {
-            spawn_effect(&client, e, &tx);
+            carry_out(&client, e, &tx);
         }
+    }
+}
+
+/// An effect: a request on a task of its own, or, for the clipboard, an escape sequence written
+/// here, between frames, so it never lands inside one.
+fn carry_out(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSender<Msg>) {
+    match effect {
+        Effect::Copy(text) => {
+            // A failure only means the terminal is gone, which the loop finds out on its own.
+            let _ = crossterm::execute!(
+                std::io::stdout(),
+                crossterm::clipboard::CopyToClipboard::to_clipboard_from(text)
+            );
+        }
+        other => spawn_effect(client, other, tx),
+    }
+}
+
+/// Mouse capture, ended on every way out (a panic included: it ends as the stack unwinds), so
+/// the terminal is never left reporting mouse moves as text.
+struct MouseCapture;
+
+impl MouseCapture {
+    fn start() -> std::io::Result<MouseCapture> {
+        crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
+        Ok(MouseCapture)
+    }
+}
+
+impl Drop for MouseCapture {
+    fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     }
 }
 
@@ -116,8 +153,13 @@ fn draw(
     Ok(())
 }
 
+/// A failure in the server's own words: its message says what to do; the status code and the
+/// error kind are for programs, not for the person at the dashboard.
 fn text<T>(r: Result<T, ClientError>) -> Result<T, String> {
-    r.map_err(|e| e.to_string())
+    r.map_err(|e| match e {
+        ClientError::Api { message, .. } => message,
+        other => other.to_string(),
+    })
 }
 
 /// Carries out one effect on its own task; the result comes back as a message.
@@ -134,6 +176,7 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
                 Msg::Calendar(text(client.calendar(from, to).await))
             }
             Effect::LoadVerifications => Msg::Verifications(text(client.verifications().await)),
+            Effect::LoadIncidents => Msg::Incidents(text(client.incidents().await)),
             Effect::PollVerifications => {
                 Msg::VerificationsPolled(text(client.verifications().await))
             }
@@ -147,6 +190,7 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
             Effect::Create(req) => Msg::Submitted(text(client.create_change(&req, None).await)),
             Effect::Approve(id, req) => Msg::ChangeDecided(text(client.approve(id, &req).await)),
             Effect::Deny(id, req) => Msg::ChangeDecided(text(client.deny(id, &req).await)),
+            Effect::Withdraw(id, req) => Msg::ChangeDecided(text(client.withdraw(id, &req).await)),
             Effect::AddFreeze(req) => Msg::GovernanceDone(
                 text(client.create_freeze(&req).await)
                     .map(|f| format!("freeze '{}' announced", f.name)),
@@ -157,6 +201,8 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
             Effect::Pause(req) => Msg::GovernanceDone(
                 text(client.pause(&req).await).map(|_| "all changes paused".to_string()),
             ),
+            // Written by the event loop itself, between two frames (see `carry_out`).
+            Effect::Copy(_) => return,
             Effect::Resume => Msg::GovernanceDone(
                 text(client.resume().await).map(|_| "changes resumed".to_string()),
             ),

@@ -42,6 +42,45 @@ async fn deciding_a_decided_change_gets_409() {
     assert_eq!(srv.runs_of("web-2"), 0);
 }
 
+// ---- withdrawn ---------------------------------------------------------------------------------
+
+/// The requester takes back their own pending change: recorded as withdrawn, not as denied by
+/// themselves; nobody else may withdraw it, and a withdrawn change is decided for good.
+#[tokio::test]
+async fn the_requester_withdraws_their_own_pending_change() {
+    let srv = TestServer::start(TUESDAY_10).await;
+    let (alice, bob) = (srv.client("alice"), srv.client("bob"));
+    let change = create(&alice, &req("record-high", "CHG-3101", "web-1", json!({}))).await;
+    let (_, message) = api_error(bob.withdraw(change.id, &withdraw(None)).await, 403);
+    assert!(message.contains("only its requester (alice)"), "{message}");
+    let w = alice
+        .withdraw(change.id, &withdraw(Some("wrong target")))
+        .await
+        .expect("withdraw");
+    assert_eq!(w.state, ChangeState::Withdrawn);
+    assert_eq!(w.outcome_reason.as_deref(), Some("wrong target"));
+    assert_eq!(w.decided_by.as_deref(), Some("alice"));
+    let (_, message) = api_error(bob.approve(change.id, &approve()).await, 409);
+    assert!(message.contains("withdrawn"), "{message}");
+    api_error(alice.withdraw(change.id, &withdraw(None)).await, 409);
+    assert_eq!(srv.runs_of("web-1"), 0);
+
+    // The requester's own "deny" is a withdrawal too.
+    let other = create(&alice, &req("record-high", "CHG-3102", "web-2", json!({}))).await;
+    let d = alice
+        .deny(other.id, &deny("not needed"))
+        .await
+        .expect("deny own");
+    assert_eq!(d.state, ChangeState::Withdrawn);
+    api_error(alice.withdraw(424242, &withdraw(None)).await, 404);
+}
+
+fn withdraw(reason: Option<&str>) -> commandbridge::domain::api::WithdrawRequest {
+    commandbridge::domain::api::WithdrawRequest {
+        reason: reason.map(str::to_string),
+    }
+}
+
 // ---- exactly once -----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

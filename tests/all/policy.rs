@@ -98,6 +98,7 @@ impl Scenario {
             freezes: &self.freezes,
             pause: self.pause.as_ref(),
             incident: self.incident.as_ref(),
+            escalated: None,
         })
     }
 

@@ -211,3 +211,75 @@ async fn a_commanders_approval_does_not_stand_in_for_the_l3_a_rollback_needs() {
         done.approvals_required
     );
 }
+
+/// Escalating a verification pauses every change; the rollback of the change that escalated is
+/// the incident's response and runs through that pause, with the commander approving. Anything
+/// else is refused, saying how changes resume and who may resume them.
+#[tokio::test]
+async fn the_rollback_of_an_escalated_change_runs_during_the_pause_with_the_commanders_approval() {
+    let srv = TestServer::start_configured(clock_at(TUESDAY_10), |dir| {
+        verification_toml(60.0) + &rollback_actions(dir)
+    })
+    .await;
+    let (alice, bob, carol) = (srv.client("alice"), srv.client("bob"), srv.client("carol"));
+    let bad = create(
+        &bob,
+        &req("scale-captured", "CHG-4201", "web", json!({"replicas": 3})),
+    )
+    .await;
+    assert_eq!(settled(&bob, bad.id).await.state, ChangeState::Executed);
+    let other = create(
+        &bob,
+        &req("scale-captured", "CHG-4202", "api", json!({"replicas": 2})),
+    )
+    .await;
+    assert_eq!(settled(&bob, other.id).await.state, ChangeState::Executed);
+    let v = verification_of(&bob, bad.id).await;
+    let esc = bob
+        .verification_outcome(v.id, &escalated(Some("5xx"), Some("carol")))
+        .await
+        .expect("escalate");
+    let ticket = esc.incident.expect("an incident");
+
+    // Another change's rollback is refused by the pause, saying how to resume and who may.
+    let (error, message) = api_error(
+        alice.rollback(other.id, &rollback_req("undo", None)).await,
+        409,
+    );
+    assert_eq!(error, "refused");
+    assert!(
+        message.contains("To resume, an L2 or L3 resumes changes")
+            && message.contains("you are L1: ask one of them"),
+        "{message}"
+    );
+
+    // The escalated change's rollback: pending the commander's approval, marked emergency.
+    let rb = bob
+        .rollback(bad.id, &rollback_req("5xx since the scale", None))
+        .await
+        .expect("the rollback during the escalation's pause");
+    assert_eq!(rb.state, ChangeState::PendingApproval);
+    assert_eq!(rb.emergency.as_deref(), Some(ticket.as_str()));
+    assert_eq!(
+        rb.approvals_required,
+        [Requirement::Commander {
+            name: "carol".into(),
+            incident: ticket.clone()
+        }]
+    );
+    let done = carol
+        .approve(rb.id, &ApproveRequest::default())
+        .await
+        .expect("the commander approves, still during the pause");
+    let done = settled(&carol, done.id).await;
+    assert_eq!(done.state, ChangeState::Executed, "{:?}", done.output);
+    assert!(
+        rollback_log(&srv).contains(&"rollback web 7".to_string()),
+        "{:?}",
+        rollback_log(&srv)
+    );
+    assert!(
+        bob.current_window().await.expect("window").pause.is_some(),
+        "the rollback does not end the pause"
+    );
+}

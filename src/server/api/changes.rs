@@ -1,5 +1,6 @@
 use crate::domain::api::{
     ApproveRequest, ChangeRequest, DenyRequest, ErrorBody, Preview, RollbackRequest,
+    WithdrawRequest,
 };
 use crate::domain::change::{Change, ChangeState};
 use crate::server::AppState;
@@ -174,7 +175,24 @@ pub async fn approve(
     Ok(Json(flow::approve(&state, &op, id, comment).await?))
 }
 
-/// Deny a pending change (a reason is required). The requester may also withdraw their own.
+/// Withdraw your own pending change (the reason is optional): it ends `withdrawn`.
+#[utoipa::path(post, path = "/api/v1/changes/{id}/withdraw", tag = "changes", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Change id")), request_body = WithdrawRequest,
+    responses((status = 200, body = Change), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn withdraw(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    ApiId(id): ApiId,
+    ApiJson(body): ApiJson<WithdrawRequest>,
+) -> ApiResult<Json<Change>> {
+    Ok(Json(
+        flow::withdraw(&state, &op, id, body.reason.as_deref()).await?,
+    ))
+}
+
+/// Deny a pending change (a reason is required). The requester's own is recorded as withdrawn.
 #[utoipa::path(post, path = "/api/v1/changes/{id}/deny", tag = "changes", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Change id")), request_body = DenyRequest,
     responses((status = 200, body = Change), (status = 401, body = ErrorBody),

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(changes::show))
         .routes(routes!(changes::approve))
         .routes(routes!(changes::deny))
+        .routes(routes!(changes::withdraw))
         .routes(routes!(windows::calendar))
         .routes(routes!(windows::current))
         .routes(routes!(windows::add_freeze))

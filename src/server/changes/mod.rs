@@ -14,7 +14,7 @@ mod run;
 
 pub use recovery::{recover_interrupted, recover_periodically};
 pub use request::{Created, create, preview, rollback};
-pub use review::{approve, deny, expire_due};
+pub use review::{approve, deny, expire_due, withdraw};
 use run::{failure, start_and_wait};
 
 use crate::domain::action::{self, validate_target};
@@ -22,8 +22,10 @@ use crate::domain::api::{ChangeRequest, Preview};
 use crate::domain::approval;
 use crate::domain::approval::Approval;
 use crate::domain::change::{Change, ChangeState, ExecutionOutput};
+use crate::domain::incident::Incident;
 use crate::domain::operator::Operator;
 use crate::domain::policy::{self, Decision, Outcome, PolicyInput};
+use crate::domain::verification::VerificationState;
 use crate::domain::{ActionSpec, Freeze, Risk, Ticket};
 use crate::server::AppState;
 use crate::server::error::{ServiceError, ServiceResult, required_text};
@@ -35,8 +37,35 @@ use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
+/// How many of the latest verifications are searched for the escalation of a change being
+/// rolled back. An escalation is recent while its incident matters; one further back than this
+/// belongs to an incident long handled, and its rollback takes the ordinary path.
+const ESCALATIONS_SEARCHED: i64 = 500;
+
+/// The incident declared by escalating the verification of change `original`, if any: the one
+/// whose emergency path its rollback takes.
+async fn escalation_of(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    original: i64,
+) -> ServiceResult<Option<Incident>> {
+    let list = state
+        .store
+        .verification_list(false, ESCALATIONS_SEARCHED)
+        .await?;
+    let Some(ticket) = list
+        .into_iter()
+        .filter(|v| v.change_id == original && v.state == VerificationState::Escalated)
+        .find_map(|v| v.incident)
+    else {
+        return Ok(None);
+    };
+    let (_, _, incident) = state.store.policy_context(conn, &ticket).await?;
+    Ok(incident)
+}
+
 /// The policy decision for `requester` now, on what `conn` sees (inside the write
-/// transaction when the decision is acted on).
+/// transaction when the decision is acted on). `rollback_of` is the change a rollback undoes.
 async fn decide(
     state: &AppState,
     conn: &mut AnyConnection,
@@ -44,7 +73,12 @@ async fn decide(
     ticket: &Ticket,
     requester: &Operator,
     now: DateTime<Utc>,
+    rollback_of: Option<i64>,
 ) -> ServiceResult<Decision> {
+    let escalated = match rollback_of {
+        Some(original) => escalation_of(state, conn, original).await?,
+        None => None,
+    };
     let (stored, pause, incident) = state.store.policy_context(conn, ticket.as_str()).await?;
     let mut freezes: Vec<Freeze> = state.config.configured_freezes();
     freezes.extend(stored);
@@ -57,6 +91,7 @@ async fn decide(
         freezes: &freezes,
         pause: pause.as_ref(),
         incident: incident.as_ref(),
+        escalated: escalated.as_ref(),
     }))
 }
 

@@ -65,6 +65,7 @@ pub async fn preview(
         &c.ticket,
         caller,
         state.clock.now(),
+        None,
     )
     .await?;
     Ok(Preview {
@@ -118,7 +119,7 @@ pub async fn create(
         Box::pin(async move {
             let state = &job_state;
             let now = state.clock.now();
-            let d = match decide(state, tx.conn(), &spec, &ticket, &requester, now).await {
+            let d = match decide(state, tx.conn(), &spec, &ticket, &requester, now, None).await {
                 Ok(d) => d,
                 Err(e) => {
                     let _ = out_tx.send(Err(e));
@@ -314,7 +315,7 @@ pub async fn rollback(
     if let Some((existing, st)) = tx.rollback_live(id).await? {
         return Err(already_rolled_back(id, existing, st));
     }
-    let mut d = decide(state, tx.conn(), spec, &ticket, caller, now).await?;
+    let mut d = decide(state, tx.conn(), spec, &ticket, caller, now, Some(id)).await?;
     if d.decision == Outcome::Blocked {
         let message = refusal_message(&d);
         let detail = serde_json::json!({ "rollback_of": id, "ticket": ticket.as_str(), "reasons": d.reasons });

@@ -105,7 +105,16 @@ pub async fn approve(
         name: change.requested_by.clone(),
         level: change.requested_level,
     };
-    let mut d = decide(state, tx.conn(), spec, &ticket, &requester, now).await?;
+    let mut d = decide(
+        state,
+        tx.conn(),
+        spec,
+        &ticket,
+        &requester,
+        now,
+        change.rollback_of,
+    )
+    .await?;
     if change.rollback_of.is_some() && d.decision != Outcome::Blocked {
         require_rollback_level(spec, &requester, &mut d);
     }
@@ -185,7 +194,11 @@ pub async fn deny(
     let reason = required_text("reason", reason, 2000)?;
     let now = state.clock.now();
     let (mut tx, change) = open_pending(state, id, now).await?;
-    // The requester may withdraw; otherwise only someone who could approve may deny.
+    // The requester's own "deny" is a withdrawal, and is recorded as one (a rollback aside:
+    // see `withdraw`); otherwise only someone who could approve may deny.
+    if caller.name == change.requested_by && change.rollback_of.is_none() {
+        return withdraw_in(state, tx, caller, change, Some(reason), now).await;
+    }
     if caller.name != change.requested_by {
         let missing = approval::unmet(
             &change.approvals_required,
@@ -233,6 +246,83 @@ pub async fn deny(
     .await?;
     commit(state, tx).await?;
     Ok(denied)
+}
+
+/// The requester takes back their own pending change: it ends `withdrawn`, not "denied" by
+/// themselves.
+pub async fn withdraw(
+    state: &AppState,
+    caller: &Operator,
+    id: i64,
+    reason: Option<&str>,
+) -> ServiceResult<Change> {
+    let reason = match reason.map(str::trim) {
+        None | Some("") => None,
+        Some(r) => Some(required_text("reason", r, 2000)?),
+    };
+    let now = state.clock.now();
+    let (tx, change) = open_pending(state, id, now).await?;
+    if caller.name != change.requested_by {
+        return Err(ServiceError::forbidden(format!(
+            "only its requester ({}) may withdraw change #{id}; you are {}: a reviewer denies it \
+             instead, with a reason",
+            change.requested_by, caller.name
+        )));
+    }
+    // The database keeps one live rollback per change and counts every state but denied,
+    // expired and refused as live (migrations/0004), so a withdrawn rollback would block the
+    // next one until that index learns the new state.
+    if let Some(original) = change.rollback_of {
+        return Err(ServiceError::conflict(format!(
+            "change #{id} is the rollback of change #{original}, and a withdrawn rollback would \
+             block a new rollback of #{original}: deny it instead (with a reason), which leaves \
+             room for a new one"
+        )));
+    }
+    withdraw_in(state, tx, caller, change, reason, now).await
+}
+
+async fn withdraw_in(
+    state: &AppState,
+    mut tx: Tx,
+    caller: &Operator,
+    change: Change,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> ServiceResult<Change> {
+    let id = change.id;
+    let why = reason.unwrap_or_else(|| "withdrawn by its requester".into());
+    if !tx
+        .change_transition(
+            id,
+            ChangeState::PendingApproval,
+            ChangeState::Withdrawn,
+            now,
+            Some(&why),
+            Some(&caller.name),
+        )
+        .await?
+    {
+        return Err(ServiceError::conflict(format!(
+            "change #{id} was decided by someone else first"
+        )));
+    }
+    let withdrawn = tx.change(id).await?.unwrap_or(change);
+    let summary = format!(
+        "{} withdrew change #{id} ({} on {}): {why}",
+        caller.name, withdrawn.action, withdrawn.target
+    );
+    record(
+        &mut tx,
+        now,
+        &caller.name,
+        "change.withdrawn",
+        &withdrawn,
+        summary,
+    )
+    .await?;
+    commit(state, tx).await?;
+    Ok(withdrawn)
 }
 
 /// Opens the write transaction for deciding change `id`, which must still be pending. An expiry

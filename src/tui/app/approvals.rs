@@ -1,7 +1,7 @@
 //! Pane 2: the approval queue, riskiest first, its filter, and approving or denying from it.
 
-use super::{Confirmed, Effect, Modal, Prompt, Purpose, SelectList, State, Tone};
-use crate::domain::api::{ApproveRequest, DenyRequest};
+use super::{Confirmed, Effect, Modal, Motion, Prompt, Purpose, SelectList, State, Tone};
+use crate::domain::api::{ApproveRequest, DenyRequest, WithdrawRequest};
 use crate::domain::approval;
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::{Operator, Risk};
@@ -83,8 +83,8 @@ impl ApprovalsPane {
         self.queue.select(i);
     }
 
-    pub(super) fn move_selection(&mut self, down: bool) {
-        super::move_in(&mut self.queue, down);
+    pub(super) fn go(&mut self, motion: Motion, page: usize) {
+        self.queue.go(motion, page);
     }
 
     pub fn selected_change(&self) -> Option<&Change> {
@@ -101,6 +101,15 @@ impl ApprovalsPane {
             Err(approval::ApprovalRefusal::AlreadyApproved) => Stance::Approved,
             Err(approval::ApprovalRefusal::NotEligible(_)) => Stance::Other(needs(c)),
         }
+    }
+
+    /// Pending changes a freeze or a pause holds back (every one but low risk): what a
+    /// confirmation of one says it affects.
+    pub fn pending_governed(&self) -> usize {
+        self.changes
+            .values()
+            .filter(|c| c.state == ChangeState::PendingApproval && c.risk != Risk::Low)
+            .count()
     }
 
     pub fn approvable_count(&self) -> usize {
@@ -129,23 +138,26 @@ impl ApprovalsPane {
         if self.is_older(&c) {
             return;
         }
-        if let Some(old) = self.changes.get(&c.id)
-            && self.shows(old)
-        {
-            let (key, counted) = (order(old), self.may_approve(old));
-            let at = self.position(key);
-            debug_assert_eq!(self.queue.items().get(at), Some(&c.id));
-            self.queue.remove(at);
-            self.approvable -= usize::from(counted);
+        if let Some(old) = self.changes.get(&c.id) {
+            self.approvable -= usize::from(self.counts(old));
+            if self.shows(old) {
+                let at = self.position(order(old));
+                debug_assert_eq!(self.queue.items().get(at), Some(&c.id));
+                self.queue.remove(at);
+            }
         }
-        let shown = self.shows(&c).then(|| (order(&c), self.may_approve(&c)));
+        let shown = self.shows(&c).then(|| order(&c));
+        self.approvable += usize::from(self.counts(&c));
         let id = c.id;
         self.changes.insert(id, c);
-        if let Some((key, counted)) = shown {
+        if let Some(key) = shown {
             let at = self.position(key);
             self.queue.insert(at, id);
-            self.approvable += usize::from(counted);
         }
+    }
+
+    pub(super) fn clear_filter(&mut self) {
+        self.set_filter(String::new());
     }
 
     fn set_filter(&mut self, filter: String) {
@@ -164,11 +176,31 @@ impl ApprovalsPane {
 
     /// Whether a change belongs in the queue: pending, and matching the filter.
     fn shows(&self, c: &Change) -> bool {
-        c.state == ChangeState::PendingApproval
-            && (self.needle.is_empty()
-                || [&c.action, &c.target, &c.ticket, &c.requested_by]
-                    .iter()
-                    .any(|f| f.to_lowercase().contains(&self.needle)))
+        c.state == ChangeState::PendingApproval && (self.needle.is_empty() || self.matches(c))
+    }
+
+    /// The filter matches the action, target, ticket, requester, risk, state and what the
+    /// change needs, and "needs me" (or "me") the changes I can approve.
+    fn matches(&self, c: &Change) -> bool {
+        let n = &self.needle;
+        let mine = self.may_approve(c) && ("needs me".contains(n.as_str()) && n.len() >= 2);
+        mine || [
+            c.action.as_str(),
+            &c.target,
+            &c.ticket,
+            &c.requested_by,
+            c.risk.as_str(),
+            c.state.as_str(),
+            &needs(c),
+        ]
+        .iter()
+        .any(|f| f.to_lowercase().contains(n.as_str()))
+    }
+
+    /// Whether a change counts in the tab's badge: pending and mine to approve, whatever the
+    /// filter hides.
+    fn counts(&self, c: &Change) -> bool {
+        c.state == ChangeState::PendingApproval && self.may_approve(c)
     }
 
     /// Only "can I approve it?": no operator clone or wording per change.
@@ -195,7 +227,7 @@ impl ApprovalsPane {
     fn sorted(&self) -> (Vec<i64>, usize) {
         let mut q: Vec<&Change> = self.changes.values().filter(|c| self.shows(c)).collect();
         q.sort_by_key(|c| order(c));
-        let approvable = q.iter().filter(|c| self.may_approve(c)).count();
+        let approvable = self.changes.values().filter(|c| self.counts(c)).count();
         (q.iter().map(|c| c.id).collect(), approvable)
     }
 }
@@ -207,50 +239,89 @@ fn order(c: &Change) -> Order {
     (Reverse(c.risk), c.created_at, c.id)
 }
 
-pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+/// Whether the operator may use `cmd` on the selected change, and if not, why: the footer
+/// offers only what passes, and a key that does not says why before any prompt opens.
+pub(super) fn check(state: &State, cmd: Command) -> Result<(), String> {
+    let pane = &state.approvals;
+    let Some(c) = pane.selected_change() else {
+        return Err("no pending change is selected".into());
+    };
+    let id = c.id;
+    let mine = pane
+        .operator
+        .as_ref()
+        .is_some_and(|me| me.name == c.requested_by);
     match cmd {
-        Command::Approve => match state.approvals.selected_change() {
-            None => state.say(Tone::Info, "nothing to approve"),
-            Some(c) => {
-                let id = c.id;
-                match state.approvals.stance(c) {
-                    Stance::CanApprove => {
-                        state.modal = Some(Modal::Confirm(Confirmed::Approve(id)))
-                    }
-                    Stance::Yours => state.say(
-                        Tone::Error,
-                        "this is your own change: someone else must approve it",
-                    ),
-                    Stance::Approved => {
-                        state.say(Tone::Info, "you have already approved this change")
-                    }
-                    Stance::Other(n) => state.say(
-                        Tone::Error,
-                        format!("you cannot approve change #{id}: it {n}"),
-                    ),
-                }
-            }
+        Command::Approve => match pane.stance(c) {
+            Stance::CanApprove => Ok(()),
+            Stance::Yours => Err(format!(
+                "change #{id} is your own: someone else must approve it (w withdraws it)"
+            )),
+            Stance::Approved => Err(format!("you have already approved change #{id}")),
+            Stance::Other(n) => Err(format!("you cannot approve change #{id}: it {n}")),
         },
-        Command::Deny => match state.approvals.selected_change() {
-            None => state.say(Tone::Info, "nothing to deny"),
-            Some(c) => {
-                state.modal = Some(Modal::Prompt(Prompt::new(
-                    Purpose::DenyReason(c.id),
-                    vec![Field::new("Reason", "why the change is denied (required)")],
-                )));
-            }
+        Command::Deny if mine => Err(format!(
+            "change #{id} is your own: w withdraws it (a denial is a reviewer's)"
+        )),
+        Command::Deny => match &pane.operator {
+            Some(me) if could_deny(c, me) => Ok(()),
+            Some(me) => Err(format!(
+                "you cannot deny change #{id}: only someone who could approve it may, and it {} \
+                 (you are {})",
+                needs(c),
+                me.level
+            )),
+            None => Err("who you are is still loading".into()),
         },
-        Command::Filter => {
-            let mut f = Field::new(
-                "Filter",
-                "action, target, ticket or requester; empty shows all",
-            );
-            f.input = tui_input::Input::new(state.approvals.filter.clone());
-            state.modal = Some(Modal::Prompt(Prompt::new(Purpose::Filter, vec![f])));
-        }
-        _ => {}
+        Command::Withdraw if mine && c.rollback_of.is_some() => Err(format!(
+            "change #{id} is a rollback: ask a reviewer to deny it, so a new rollback can be \
+             requested"
+        )),
+        Command::Withdraw if mine => Ok(()),
+        Command::Withdraw => Err(format!(
+            "only its requester ({}) may withdraw change #{id}",
+            c.requested_by
+        )),
+        _ => Ok(()),
     }
+}
+
+/// The server's rule for a denial: someone who could meet a requirement still missing.
+fn could_deny(c: &Change, me: &Operator) -> bool {
+    approval::unmet(&c.approvals_required, &c.approvals, &c.requested_by)
+        .iter()
+        .any(|r| r.can_be_met_by(me))
+}
+
+pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+    if cmd == Command::Filter {
+        let mut f = Field::new(
+            "Filter",
+            "action, target, ticket or requester; empty shows all",
+        );
+        f.input = tui_input::Input::new(state.approvals.filter.clone());
+        state.modal = Some(Modal::Prompt(Prompt::new(Purpose::Filter, vec![f])));
+        return Vec::new();
+    }
+    let Some(id) = state.approvals.selected_change().map(|c| c.id) else {
+        return Vec::new();
+    };
+    state.modal = match cmd {
+        Command::Approve => Some(Modal::Confirm(Confirmed::Approve(id))),
+        Command::Withdraw => Some(Modal::Confirm(Confirmed::Withdraw(id))),
+        Command::Deny => Some(Modal::Prompt(Prompt::new(
+            Purpose::DenyReason(id),
+            vec![Field::new("Reason", "why the change is denied (required)")],
+        ))),
+        _ => None,
+    };
     Vec::new()
+}
+
+/// Confirmed: withdraw my own change #id.
+pub(super) fn withdraw(state: &mut State, id: i64) -> Vec<Effect> {
+    state.say(Tone::Info, format!("withdrawing change #{id}…"));
+    vec![Effect::Withdraw(id, WithdrawRequest::default())]
 }
 
 /// Confirmed: approve change #id.
@@ -282,6 +353,7 @@ pub(super) fn decided(state: &mut State, r: Result<Change, String>) -> Vec<Effec
                 ChangeState::PendingApproval => {
                     format!("approved change #{}; it still {}", c.id, needs(&c))
                 }
+                ChangeState::Withdrawn => format!("change #{} withdrawn", c.id),
                 s => format!("change #{} is now {s}", c.id),
             };
             show_outcome(state, c, text);
@@ -341,7 +413,7 @@ mod tests {
         assert!(s.message.as_ref().unwrap().1.contains("needs L3"));
         update(&mut s, key('j')); // #4: bob's own
         update(&mut s, key('a'));
-        assert!(s.message.as_ref().unwrap().1.contains("your own change"));
+        assert!(s.message.as_ref().unwrap().1.contains("is your own"));
         update(&mut s, key('j')); // #1: alice's high-risk change
         update(&mut s, key('a'));
         assert!(matches!(
@@ -389,7 +461,12 @@ mod tests {
         assert!(update(&mut s, code(KeyCode::Enter)).is_empty());
         assert!(s.message.as_ref().unwrap().1.contains("reason is required"));
         typed(&mut s, "not during the campaign");
-        let effects = update(&mut s, code(KeyCode::Enter));
+        assert!(update(&mut s, code(KeyCode::Enter)).is_empty());
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Confirm(Confirmed::Deny(2, _)))
+        ));
+        let effects = update(&mut s, key('y'));
         assert_eq!(
             effects,
             vec![Effect::Deny(
@@ -399,6 +476,132 @@ mod tests {
                 }
             )]
         );
+        assert!(s.modal.is_none());
+    }
+
+    /// Keys the operator cannot use are not offered, and pressing one says why at once, before
+    /// any prompt (today `d` on an L3 change took a reason, then the server said 403).
+    #[test]
+    fn the_footer_offers_only_what_i_may_do_and_other_keys_say_why_at_once() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        let offered = |s: &State| -> Vec<String> {
+            s.keymap
+                .offered(s.pane.scope(), |c| super::super::available(s, c).is_ok())
+                .iter()
+                .map(|(_, h)| h.to_string())
+                .collect()
+        };
+        // #2 needs an L3: bob may neither approve nor deny it.
+        assert!(
+            !offered(&s).contains(&"approve".into()),
+            "{:?}",
+            offered(&s)
+        );
+        assert!(!offered(&s).contains(&"deny".into()));
+        assert!(update(&mut s, key('d')).is_empty());
+        assert!(
+            s.modal.is_none(),
+            "d opened a prompt the server would refuse"
+        );
+        let why = &s.message.as_ref().unwrap().1;
+        assert!(
+            why.contains("only someone who could approve it") && why.contains("L3"),
+            "{why}"
+        );
+        update(&mut s, code(KeyCode::Esc));
+        // #4 is his own: withdraw is offered, approve and deny are not.
+        update(&mut s, key('j'));
+        assert_eq!(s.approvals.selected_change().unwrap().id, 4);
+        let hints = offered(&s);
+        assert!(
+            hints.contains(&"withdraw".into()) && !hints.contains(&"deny".into()),
+            "{hints:?}"
+        );
+        update(&mut s, key('d'));
+        assert!(s.message.as_ref().unwrap().1.contains("w withdraws it"));
+        // #1 is alice's: approve and deny, no withdraw.
+        update(&mut s, key('j'));
+        let hints = offered(&s);
+        assert!(
+            hints.contains(&"approve".into()) && hints.contains(&"deny".into()),
+            "{hints:?}"
+        );
+        assert!(!hints.contains(&"withdraw".into()));
+        update(&mut s, key('w'));
+        assert!(
+            s.message
+                .as_ref()
+                .unwrap()
+                .1
+                .contains("only its requester (alice)")
+        );
+        // Windows: an L2 is not offered freezes, nor resume while nothing is paused.
+        update(&mut s, key('3'));
+        let hints = offered(&s);
+        assert!(hints.contains(&"pause".into()), "{hints:?}");
+        for absent in ["freeze", "remove freeze", "resume"] {
+            assert!(!hints.contains(&absent.into()), "{absent} in {hints:?}");
+        }
+    }
+
+    #[test]
+    fn the_requester_withdraws_their_own_change_after_a_yes() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        update(&mut s, key('j'));
+        update(&mut s, key('w'));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Confirm(Confirmed::Withdraw(4)))
+        ));
+        assert!(update(&mut s, key('n')).is_empty());
+        update(&mut s, key('w'));
+        assert_eq!(
+            update(&mut s, key('y')),
+            vec![Effect::Withdraw(4, WithdrawRequest::default())]
+        );
+        let mut done = s.approvals.changes()[&4].clone();
+        done.state = ChangeState::Withdrawn;
+        done.updated_at = now() + chrono::Duration::seconds(1);
+        update(&mut s, Msg::ChangeDecided(Ok(done)));
+        assert!(!queue_ids(&s).contains(&4));
+        assert!(
+            s.message
+                .as_ref()
+                .unwrap()
+                .1
+                .contains("change #4 withdrawn")
+        );
+    }
+
+    /// A typed reason survives a stray Esc (asked first) and a "no" to the confirmation.
+    #[test]
+    fn a_typed_deny_reason_is_not_dropped_without_asking() {
+        let mut s = scene("carol", Level::L3);
+        update(&mut s, key('2'));
+        update(&mut s, key('d'));
+        typed(&mut s, "not now");
+        update(&mut s, code(KeyCode::Esc));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Confirm(Confirmed::DiscardPrompt(_)))
+        ));
+        update(&mut s, key('n'));
+        let Some(Modal::Prompt(p)) = &s.modal else {
+            panic!("the prompt did not come back: {:?}", s.modal)
+        };
+        assert_eq!(p.fields.value(0), "not now");
+        update(&mut s, code(KeyCode::Enter));
+        update(&mut s, key('n'));
+        assert!(matches!(&s.modal, Some(Modal::Prompt(p)) if p.fields.value(0) == "not now"));
+        update(&mut s, code(KeyCode::Esc));
+        assert!(update(&mut s, key('y')).is_empty());
+        assert!(s.modal.is_none());
+        assert!(s.message.as_ref().unwrap().1.contains("denial cancelled"));
+        // Nothing typed: Esc just closes.
+        update(&mut s, key('d'));
+        update(&mut s, code(KeyCode::Esc));
         assert!(s.modal.is_none());
     }
 
@@ -415,6 +618,35 @@ mod tests {
         update(&mut s, key('/'));
         update(&mut s, code(KeyCode::Esc));
         assert_eq!(queue_ids(&s).len(), 4);
+    }
+
+    /// The filter also matches risk, state and "needs me"; the badge keeps counting what I can
+    /// approve whatever the filter hides; Esc with no prompt open clears it.
+    #[test]
+    fn the_filter_matches_risk_state_and_needs_me_and_the_badge_ignores_it() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        let filtered = |s: &mut State, text: &str| {
+            update(s, key('/'));
+            typed(s, text);
+            update(s, code(KeyCode::Enter));
+            queue_ids(s)
+        };
+        assert_eq!(filtered(&mut s, "critical"), vec![2, 4]);
+        assert_eq!(
+            s.approvals.approvable_count(),
+            2,
+            "the badge must not follow the filter"
+        );
+        update(&mut s, key('/'));
+        update(&mut s, code(KeyCode::Esc));
+        assert_eq!(filtered(&mut s, "needs me"), vec![1, 3]);
+        update(&mut s, key('/'));
+        update(&mut s, code(KeyCode::Esc));
+        assert_eq!(filtered(&mut s, "needs l3"), vec![2, 4]);
+        update(&mut s, code(KeyCode::Esc));
+        assert_eq!(queue_ids(&s).len(), 4);
+        assert!(s.approvals.filter().is_empty());
     }
 
     #[test]

@@ -1,6 +1,19 @@
 //! The one selectable list behind the four panes' lists: moving, clamping and the selected
 //! item are written once.
 
+/// How a motion key moves a selection (or a scrolled view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Motion {
+    Up,
+    Down,
+    Top,
+    Bottom,
+    PageUp,
+    PageDown,
+    HalfUp,
+    HalfDown,
+}
+
 /// Items with one of them selected. The selection is a position: it stays where it is as the
 /// items change around it, and is kept inside the list.
 #[derive(Debug, Clone)]
@@ -52,6 +65,23 @@ impl<T> SelectList<T> {
         self.selected = self.selected.saturating_sub(1);
     }
 
+    /// Moves the selection as a motion key asks; `page` is how many rows a page holds.
+    pub fn go(&mut self, motion: Motion, page: usize) {
+        let last = self.items.len().saturating_sub(1);
+        let page = page.max(1);
+        self.selected = match motion {
+            Motion::Down => self.selected + 1,
+            Motion::Up => self.selected.saturating_sub(1),
+            Motion::Top => 0,
+            Motion::Bottom => last,
+            Motion::PageDown => self.selected + page,
+            Motion::PageUp => self.selected.saturating_sub(page),
+            Motion::HalfDown => self.selected + page.div_ceil(2),
+            Motion::HalfUp => self.selected.saturating_sub(page.div_ceil(2)),
+        }
+        .min(last);
+    }
+
     pub fn set_items(&mut self, items: Vec<T>) {
         self.items = items;
         self.clamp();
@@ -101,6 +131,29 @@ mod tests {
         assert_eq!(l.selected(), Some(&2));
         l.set_items(vec![]);
         assert_eq!((l.selected_index(), l.selected()), (0, None));
+    }
+
+    #[test]
+    fn motions_stay_inside_the_list() {
+        use super::Motion::*;
+        let mut l = SelectList::default();
+        l.go(Bottom, 10);
+        assert_eq!(l.selected(), None::<&i32>);
+        l.set_items((0..25).collect());
+        l.go(PageDown, 10);
+        assert_eq!(l.selected(), Some(&10));
+        l.go(HalfDown, 10);
+        assert_eq!(l.selected(), Some(&15));
+        l.go(PageDown, 10);
+        assert_eq!(l.selected(), Some(&24));
+        l.go(HalfUp, 10);
+        assert_eq!(l.selected(), Some(&19));
+        l.go(Top, 10);
+        assert_eq!(l.selected(), Some(&0));
+        l.go(PageUp, 10);
+        assert_eq!(l.selected(), Some(&0));
+        l.go(Bottom, 10);
+        assert_eq!(l.selected(), Some(&24));
     }
 
     #[test]

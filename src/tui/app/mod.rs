@@ -8,29 +8,34 @@
 mod actions;
 mod activity;
 mod approvals;
+mod cmdline;
+mod incidents;
 mod list;
 mod modal;
+mod mouse;
 mod verification;
 mod windows;
 
 pub use actions::ActionsPane;
 pub use activity::ActivityPane;
 pub use approvals::{ApprovalsPane, Stance};
-pub use list::SelectList;
-pub use modal::{Confirmed, Modal, Prompt, Purpose};
+pub use cmdline::{COMMANDS, completions};
+pub use incidents::Incidents;
+pub use list::{Motion, SelectList};
+pub use modal::{Confirmed, Modal, Prompt, Purpose, Scrolled};
 pub use verification::VerificationPane;
-pub use windows::WindowsPane;
+pub use windows::{UNDO_SECS, Undo, WindowsPane};
 
 use crate::domain::api::{
     ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
-    OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus,
+    OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus, WithdrawRequest,
 };
 use crate::domain::change::Change;
 use crate::domain::verification::Verification;
-use crate::domain::{Level, Operator};
+use crate::domain::{Incident, Level, Operator};
 use crate::tui::keymap::{Command, Keymap, Scope};
 use chrono::{DateTime, Datelike, Utc};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -89,6 +94,7 @@ pub enum Tone {
 #[derive(Debug, Clone)]
 pub enum Msg {
     Key(KeyEvent),
+    Mouse(MouseEvent),
     Resize(u16, u16),
     /// Once a second; `now` is the server's clock.
     Tick(DateTime<Utc>),
@@ -98,6 +104,7 @@ pub enum Msg {
     WindowStatus(Result<WindowStatus, String>),
     Calendar(Result<Calendar, String>),
     Verifications(Result<Vec<Verification>, String>),
+    Incidents(Result<Vec<Incident>, String>),
     /// The periodic refresh of live samples.
     VerificationsPolled(Result<Vec<Verification>, String>),
     VerificationDecided(Result<Verification, String>),
@@ -126,6 +133,7 @@ impl Msg {
                 | Msg::WindowStatus(_)
                 | Msg::Calendar(_)
                 | Msg::Verifications(_)
+                | Msg::Incidents(_)
                 | Msg::VerificationDecided(_)
                 | Msg::RolledBack(_)
                 | Msg::Submitted(_)
@@ -147,6 +155,7 @@ pub enum Effect {
         to: DateTime<Utc>,
     },
     LoadVerifications,
+    LoadIncidents,
     PollVerifications,
     Preview(u64, ChangeRequest),
     VerificationOutcome(i64, OutcomeRequest),
@@ -154,19 +163,28 @@ pub enum Effect {
     Create(ChangeRequest),
     Approve(i64, ApproveRequest),
     Deny(i64, DenyRequest),
+    Withdraw(i64, WithdrawRequest),
     AddFreeze(FreezeRequest),
     RemoveFreeze(i64),
     Pause(PauseRequest),
     Resume,
+    /// Put text on the clipboard of the terminal (OSC 52, so over SSH too).
+    Copy(String),
 }
 
 impl Effect {
     /// Whether the spinner turns while this request is out. Not for the background refresh of
     /// live samples, nor for the form's preview, which shows its own "asking…" line.
     pub fn counts(&self) -> bool {
-        !matches!(self, Effect::PollVerifications | Effect::Preview(..))
+        !matches!(
+            self,
+            Effect::PollVerifications | Effect::Preview(..) | Effect::Copy(_)
+        )
     }
 }
+
+/// How many messages the message log keeps.
+pub const LOG_KEEP: usize = 50;
 
 /// How often the verification list is refreshed while a verification is sampled.
 const POLL_SECS: i64 = 5;
@@ -187,8 +205,13 @@ pub struct State {
     pub windows: WindowsPane,
     pub verification: VerificationPane,
     pub activity: ActivityPane,
+    pub incidents: Incidents,
     pub modal: Option<Modal>,
     pub message: Option<(Tone, String)>,
+    /// The last messages, oldest first: the message log (`m`).
+    pub log: std::collections::VecDeque<(DateTime<Utc>, Tone, String)>,
+    /// An error too long for the message line, shown whole on top of everything until a key.
+    pub popup: Option<String>,
     /// Requests out whose answer has not come back: the spinner turns while this is above 0.
     pub in_flight: usize,
     pub quit: bool,
@@ -214,8 +237,11 @@ impl State {
             windows: WindowsPane::default(),
             verification: VerificationPane::default(),
             activity: ActivityPane::default(),
+            incidents: Incidents::default(),
             modal: None,
             message: None,
+            log: Default::default(),
+            popup: None,
             in_flight: 0,
             quit: false,
             dirty: true,
@@ -241,6 +267,7 @@ impl State {
             Effect::LoadWindowStatus,
             self.windows.load_calendar(self.now),
             Effect::LoadVerifications,
+            Effect::LoadIncidents,
         ]
     }
 
@@ -270,8 +297,19 @@ impl State {
         self.me.as_ref().map(|m| m.level)
     }
 
+    /// Puts a message on the message line and in the log; an error longer than the line also
+    /// opens in a popup that shows all of it.
     fn say(&mut self, tone: Tone, text: impl Into<String>) {
-        self.message = Some((tone, text.into()));
+        let text = text.into();
+        if self.log.len() == LOG_KEEP {
+            self.log.pop_front();
+        }
+        self.log.push_back((self.now, tone, text.clone()));
+        let room = usize::from(self.size.0).saturating_sub(4);
+        if tone == Tone::Error && text.chars().count() > room {
+            self.popup = Some(text.clone());
+        }
+        self.message = Some((tone, text));
     }
 }
 
@@ -289,6 +327,7 @@ fn dispatch(state: &mut State, msg: Msg) -> Vec<Effect> {
     state.dirty = true;
     match msg {
         Msg::Key(key) => return key_pressed(state, key),
+        Msg::Mouse(ev) => return mouse::event(state, ev),
         Msg::Resize(w, h) => state.size = (w, h),
         Msg::Tick(now) => return tick(state, now),
         Msg::Me(r) => loaded(state, r, |s, me| {
@@ -301,6 +340,7 @@ fn dispatch(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::WindowStatus(r) => loaded(state, r, |s, w| s.windows.window = Some(w)),
         Msg::Calendar(r) => loaded(state, r, |s, c| s.windows.set_calendar(c)),
         Msg::Verifications(r) => loaded(state, r, |s, v| s.verification.set(v)),
+        Msg::Incidents(r) => loaded(state, r, |s, v| s.incidents.set(v)),
         Msg::VerificationsPolled(r) => {
             // A background refresh: no spinner, and a failure waits for the next one.
             if let Ok(v) = r {
@@ -335,16 +375,27 @@ fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Effect> {
     let counting = (countdown_shown && state.active_verifications().next().is_some())
         || state.verification.deadline_passed(before, now);
     state.dirty = counting || before.timestamp() / 60 != now.timestamp() / 60;
+    // The footer counts the undo down each second, and drops it when it runs out.
+    if let Some(u) = &state.windows.undo {
+        if u.left(now).is_none() {
+            state.windows.undo = None;
+        }
+        state.dirty = true;
+    }
+    let mut effects = Vec::new();
+    if state.windows.boundary_passed(before, now) {
+        effects.push(Effect::LoadWindowStatus);
+    }
     // Live samples: refresh the list every few seconds while something is watched.
     if state.verification.sampling()
         && before.timestamp() / POLL_SECS != now.timestamp() / POLL_SECS
     {
-        return vec![Effect::PollVerifications];
+        effects.push(Effect::PollVerifications);
     }
     if before.date_naive().iso_week() != now.date_naive().iso_week() {
-        return vec![state.windows.load_calendar(now)];
+        effects.push(state.windows.load_calendar(now));
     }
-    Vec::new()
+    effects
 }
 
 fn loaded<T>(state: &mut State, r: Result<T, String>, apply: impl FnOnce(&mut State, T)) {
@@ -372,6 +423,10 @@ fn server_event(state: &mut State, e: Event) -> Vec<Effect> {
             }
             state.verification.upsert(v);
         }
+    } else if e.kind.starts_with("incident.") {
+        if let Ok(i) = serde_json::from_value::<Incident>(e.data.clone()) {
+            state.incidents.upsert(i);
+        }
     } else if e.kind.starts_with("freeze.") || e.kind.starts_with("pause.") {
         effects = state.windows.reload(state.now);
     }
@@ -384,10 +439,33 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         state.quit = true;
         return Vec::new();
     }
+    // Esc and a key typed at once reach us as that key with Alt (the terminal cannot tell
+    // them apart), and nothing here is bound to Alt: take it as the two keys it was.
+    if key.modifiers == KeyModifiers::ALT && matches!(key.code, KeyCode::Char(_)) {
+        let mut effects = key_pressed(state, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        effects.extend(key_pressed(
+            state,
+            KeyEvent::new(key.code, KeyModifiers::NONE),
+        ));
+        return effects;
+    }
+    // The error popup takes the first key, and closes; what was under it stays as it was.
+    if state.popup.take().is_some() {
+        return Vec::new();
+    }
     if let Some(open) = state.modal.take() {
         return modal::key(state, open, key);
     }
     state.message = None;
+    // Esc with nothing open clears a filter in force.
+    if key.code == KeyCode::Esc
+        && state.pane == Pane::Approvals
+        && !state.approvals.filter().is_empty()
+    {
+        state.approvals.clear_filter();
+        state.say(Tone::Info, "filter cleared");
+        return Vec::new();
+    }
     let Some(cmd) = state.keymap.lookup(state.pane.scope(), &key) else {
         state.dirty = false;
         return Vec::new();
@@ -395,26 +473,84 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
     command(state, cmd)
 }
 
+/// Whether the operator may use `cmd` here and now, and if not, why: the footer offers only
+/// the keys that pass, and a key that does not says why at once, before any prompt opens. The
+/// server decides in the end; this asks the same rules first.
+pub fn available(state: &State, cmd: Command) -> Result<(), String> {
+    match cmd {
+        Command::Approve | Command::Deny | Command::Withdraw => approvals::check(state, cmd),
+        Command::AddFreeze
+        | Command::RemoveFreeze
+        | Command::Pause
+        | Command::Resume
+        | Command::Undo => windows::check(state, cmd),
+        Command::MarkVerified | Command::Escalate | Command::Rollback => {
+            verification::check(state, cmd)
+        }
+        Command::Copy => copied(state).map(|_| ()),
+        Command::Open if state.pane == Pane::Windows => {
+            Err("nothing opens in the Windows pane: f announces a freeze".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Global commands here; each pane's own commands go to the pane that owns them.
 fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
+    if let Err(why) = available(state, cmd) {
+        state.say(Tone::Error, why);
+        return Vec::new();
+    }
     match cmd {
         Command::Quit | Command::ForceQuit => state.quit = true,
-        Command::Help => state.modal = Some(Modal::Help),
+        Command::Help => scroll(state, Scrolled::Help),
+        Command::Copy => {
+            if let Ok(text) = copied(state) {
+                state.say(
+                    Tone::Success,
+                    format!("copied {text} (OSC 52: the terminal must allow clipboard access)"),
+                );
+                return vec![Effect::Copy(text)];
+            }
+        }
+        Command::CommandLine => {
+            state.modal = Some(Modal::Prompt(Prompt::new(
+                Purpose::Command,
+                vec![crate::tui::form::Field::new(
+                    ":",
+                    "freeze, pause, resume, incident, change N, messages, help, q; Tab completes",
+                )],
+            )));
+        }
+        Command::Messages => scroll(state, Scrolled::Messages),
         Command::NextPane => show(state, Pane::ALL[(state.pane.index() + 1) % 4]),
         Command::PrevPane => state.pane = Pane::ALL[(state.pane.index() + 3) % 4],
         Command::GoPane(i) => show(state, Pane::ALL[i as usize % 4]),
         Command::Refresh => return state.loads(),
-        Command::Down | Command::Up => {
-            let down = cmd == Command::Down;
+        Command::Move(motion) => {
+            let page = list_page(state);
             match state.pane {
-                Pane::Actions => move_in(&mut state.actions.list, down),
-                Pane::Approvals => state.approvals.move_selection(down),
-                Pane::Windows => move_in(&mut state.windows.freezes, down),
-                Pane::Verification => move_in(&mut state.verification.list, down),
+                Pane::Actions => state.actions.list.go(motion, page),
+                Pane::Approvals => state.approvals.go(motion, page),
+                Pane::Windows => state.windows.freezes.go(motion, page),
+                Pane::Verification => state.verification.list.go(motion, page),
             }
         }
-        Command::Open => actions::open(state),
-        Command::Approve | Command::Deny | Command::Filter => {
+        Command::Open => match state.pane {
+            Pane::Actions => actions::open(state),
+            Pane::Approvals => {
+                if let Some(id) = state.approvals.selected_change().map(|c| c.id) {
+                    scroll(state, Scrolled::Change(id));
+                }
+            }
+            Pane::Verification => {
+                if let Some(id) = state.verification.list.selected().map(|v| v.change_id) {
+                    scroll(state, Scrolled::Change(id));
+                }
+            }
+            Pane::Windows => {}
+        },
+        Command::Approve | Command::Deny | Command::Withdraw | Command::Filter => {
             return approvals::command(state, cmd);
         }
         Command::PrevWeek
@@ -422,12 +558,37 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
         | Command::AddFreeze
         | Command::RemoveFreeze
         | Command::Pause
-        | Command::Resume => return windows::command(state, cmd),
+        | Command::Resume
+        | Command::Undo => return windows::command(state, cmd),
         Command::MarkVerified | Command::Escalate | Command::Rollback => {
             return verification::command(state, cmd);
         }
     }
     Vec::new()
+}
+
+/// What `c` copies: the selected change's ticket, or "#id" when the dashboard does not know it.
+fn copied(state: &State) -> Result<String, String> {
+    let id = match state.pane {
+        Pane::Approvals => state.approvals.selected_change().map(|c| c.id),
+        Pane::Verification => state.verification.list.selected().map(|v| v.change_id),
+        Pane::Actions | Pane::Windows => None,
+    };
+    let Some(id) = id else {
+        return Err(
+            "c copies the selected change's ticket: select one in Approvals or Verification".into(),
+        );
+    };
+    Ok(state
+        .approvals
+        .changes()
+        .get(&id)
+        .map(|c| c.ticket.clone())
+        .unwrap_or_else(|| format!("#{id}")))
+}
+
+fn scroll(state: &mut State, what: Scrolled) {
+    state.modal = Some(Modal::Scroll { what, offset: 0 });
 }
 
 fn show(state: &mut State, pane: Pane) {
@@ -437,8 +598,11 @@ fn show(state: &mut State, pane: Pane) {
     }
 }
 
-fn move_in<T>(list: &mut SelectList<T>, down: bool) {
-    if down { list.down() } else { list.up() }
+/// About how many rows a pane's list shows: what PgUp and PgDn move by. The header, tabs,
+/// activity, message and footer take about ten rows; wide, the panes share the height.
+fn list_page(state: &State) -> usize {
+    let body = usize::from(state.size.1).saturating_sub(10);
+    if state.wide() { body / 2 } else { body }.max(1)
 }
 
 #[cfg(test)]
@@ -498,6 +662,42 @@ mod tests {
     }
 
     #[test]
+    fn c_copies_the_selected_changes_ticket() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('2'));
+        assert_eq!(
+            update(&mut s, key('c')),
+            vec![Effect::Copy("CHG-4702".into())]
+        );
+        assert_eq!(s.in_flight, 0, "a copy is not a request");
+        update(&mut s, key('4'));
+        assert_eq!(
+            update(&mut s, key('c')),
+            vec![Effect::Copy("CHG-4705".into())]
+        );
+        update(&mut s, key('1'));
+        assert!(update(&mut s, key('c')).is_empty());
+        assert!(s.message.as_ref().unwrap().1.contains("select one"));
+    }
+
+    /// A freeze that begins, a window that closes: the status is asked for again at that tick,
+    /// so line 1 says so at once.
+    #[test]
+    fn a_window_or_freeze_boundary_reloads_the_status() {
+        let mut s = scene("bob", Level::L2);
+        // The scene's Standard window closes at 16:00; its freeze begins Friday 00:00.
+        let closes: DateTime<Utc> = "2026-11-24T16:00:00Z".parse().unwrap();
+        update(&mut s, Msg::Tick(closes - Duration::seconds(1)));
+        let effects = update(&mut s, Msg::Tick(closes));
+        assert!(effects.contains(&Effect::LoadWindowStatus), "{effects:?}");
+        let effects = update(&mut s, Msg::Tick(closes + Duration::seconds(1)));
+        assert!(!effects.contains(&Effect::LoadWindowStatus), "{effects:?}");
+        let friday: DateTime<Utc> = "2026-11-27T00:00:00Z".parse().unwrap();
+        update(&mut s, Msg::Tick(friday - Duration::seconds(1)));
+        assert!(update(&mut s, Msg::Tick(friday)).contains(&Effect::LoadWindowStatus));
+    }
+
+    #[test]
     fn ticks_redraw_only_while_something_counts_down() {
         let mut s = scene("bob", Level::L2);
         update(&mut s, key('4'));
@@ -542,7 +742,8 @@ mod tests {
         let mut s = scene("carol", Level::L3);
         assert_eq!(s.in_flight, 0, "the scene's loads have all answered");
         update(&mut s, key('3'));
-        let out = update(&mut s, key('x'));
+        update(&mut s, key('x'));
+        let out = update(&mut s, key('y'));
         assert_eq!(out, vec![Effect::RemoveFreeze(1)]);
         assert_eq!(s.in_flight, 1);
         let reloads = update(&mut s, Msg::GovernanceDone(Ok("freeze removed".into())));

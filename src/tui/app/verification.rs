@@ -1,6 +1,7 @@
 //! Pane 4: post-change verification, marking verified, escalating and rolling back.
 
 use super::{Confirmed, Effect, Modal, SelectList, State, Tone, approvals};
+use crate::domain::Level;
 use crate::domain::api::{OutcomeKind, OutcomeRequest, RollbackRequest};
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::verification::{Verification, VerificationState};
@@ -79,44 +80,69 @@ fn sort(list: &mut [Verification]) {
     });
 }
 
+/// Whether the operator may end or roll back the selected verification's change, and if not,
+/// why: the server's rules, asked before any confirmation opens.
+pub(super) fn check(state: &State, cmd: Command) -> Result<(), String> {
+    let Some(v) = state.verification.list.selected() else {
+        return Err("no verification selected".into());
+    };
+    let ends = matches!(cmd, Command::MarkVerified | Command::Escalate);
+    if ends && let Some(why) = may_not_end(state, v) {
+        return Err(why);
+    }
+    match cmd {
+        Command::MarkVerified if v.state != VerificationState::AwaitingOutcome => Err(format!(
+            "change #{} is {}: it can be marked verified after its deadline ({}); e escalates now",
+            v.change_id,
+            v.state,
+            v.deadline.format("%H:%M:%S")
+        )),
+        Command::Escalate if v.state.is_closed() => Err(format!(
+            "verification of change #{} is already {}",
+            v.change_id, v.state
+        )),
+        Command::Rollback => match state
+            .actions
+            .find(&v.action)
+            .filter(|a| !a.has_rollback_command)
+        {
+            Some(a) => Err(format!(
+                "the rollback of {} is manual: {}",
+                v.action, a.rollback
+            )),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// The server's rule: a verification is ended by the change's requester, its approvers, or an
+/// L2 or L3. A change the dashboard has not loaded is left to the server.
+fn may_not_end(state: &State, v: &Verification) -> Option<String> {
+    let me = state.me.as_ref()?;
+    if me.level >= Level::L2 {
+        return None;
+    }
+    let c = state.approvals.changes().get(&v.change_id)?;
+    let answers = c.requested_by == me.name || c.approvals.iter().any(|a| a.approver == me.name);
+    (!answers).then(|| {
+        format!(
+            "only the requester of change #{} ({}), its approvers, or an L2 or L3 may end its \
+             verification; you are {} {}",
+            c.id, c.requested_by, me.name, me.level
+        )
+    })
+}
+
 pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
     let Some(v) = state.verification.list.selected() else {
-        state.say(Tone::Info, "no verification selected");
         return Vec::new();
     };
     match cmd {
-        Command::MarkVerified if v.state != VerificationState::AwaitingOutcome => {
-            let text = format!(
-                "change #{} is {}: it can be marked verified after its deadline ({}); e escalates now",
-                v.change_id,
-                v.state,
-                v.deadline.format("%H:%M:%S")
-            );
-            state.say(Tone::Error, text);
-        }
         Command::MarkVerified => return vec![outcome(v.id, OutcomeKind::Verified)],
-        Command::Escalate if v.state.is_closed() => {
-            let text = format!(
-                "verification of change #{} is already {}",
-                v.change_id, v.state
-            );
-            state.say(Tone::Info, text);
-        }
         Command::Escalate => state.modal = Some(Modal::Confirm(Confirmed::Escalate(v.id))),
         Command::Rollback => {
-            let change_id = v.change_id;
-            let manual = state
-                .actions
-                .find(&v.action)
-                .filter(|a| !a.has_rollback_command)
-                .map(|a| a.rollback.clone());
-            match manual {
-                Some(text) => {
-                    let text = format!("the rollback of {} is manual: {text}", v.action);
-                    state.say(Tone::Error, text);
-                }
-                None => state.modal = Some(Modal::Confirm(Confirmed::Rollback(change_id))),
-            }
+            state.modal = Some(Modal::Confirm(Confirmed::Rollback(v.change_id)));
         }
         _ => {}
     }
@@ -192,8 +218,9 @@ mod tests {
     use super::super::{Msg, update};
     use super::*;
     use crate::domain::Level;
-    use crate::tui::fixtures::{event, key, now, scene};
+    use crate::tui::fixtures::{code, event, key, now, scene};
     use chrono::Duration;
+    use crossterm::event::KeyCode;
 
     fn watched(
         id: i64,
@@ -216,6 +243,10 @@ mod tests {
         // Verified only after the deadline: said locally, nothing sent.
         assert!(update(&mut s, key('v')).is_empty());
         assert!(s.message.as_ref().unwrap().1.contains("after its deadline"));
+        // Too long for the line at 80 columns: shown whole in a popup, which a key closes.
+        assert!(s.popup.is_some());
+        update(&mut s, code(KeyCode::Esc));
+        assert!(s.popup.is_none());
         let ev = |seq, kind: &str, v: &Verification| {
             Msg::ServerEvent(Box::new(event(
                 seq,

@@ -10,6 +10,24 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
+/// The list and the detail of the selected action.
+fn areas(area: Rect) -> [Rect; 2] {
+    let detail_h = if area.height >= 12 { 4 } else { 2 };
+    Layout::vertical([Constraint::Min(1), Constraint::Length(detail_h)]).areas(area)
+}
+
+/// The action on row `y` of the pane's inner `area`, for a click.
+pub fn row_at(state: &State, area: Rect, y: u16) -> Option<usize> {
+    let [list, _] = areas(area);
+    let actions = &state.actions.list;
+    let offset = scroll_offset(
+        actions.selected_index(),
+        list.height as usize,
+        actions.len(),
+    );
+    super::row_in(list, y, offset, 1, actions.len())
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let actions = &state.actions.list;
     if actions.is_empty() {
@@ -19,9 +37,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         );
         return;
     }
-    let detail_h = if area.height >= 12 { 4 } else { 2 };
-    let [list, detail] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(detail_h)]).areas(area);
+    let [list, detail] = areas(area);
     let rows = list.height as usize;
     let offset = scroll_offset(actions.selected_index(), rows, actions.len());
     let name_w = 18usize;

@@ -12,27 +12,48 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+/// The filter line, the column heads, the queue and the selected change's detail.
+fn areas(state: &State, area: Rect) -> [Rect; 4] {
     let filter_h = u16::from(!state.approvals.filter().is_empty());
     let len = state.approvals.queue_len();
-    let detail_h = if area.height >= 16 {
+    // The list is as tall as its rows (and leaves the detail at least a few lines); the detail
+    // of the selected change gets the rest, so no blank rows sit above a cut-off policy line.
+    let detail_min = if area.height >= 16 {
         6
     } else if area.height >= 10 {
         3
     } else {
         0
     };
+    let avail = area.height.saturating_sub(filter_h + 1);
+    let list_h = (len.max(1) as u16).min(avail.saturating_sub(detail_min).max(1));
+    let detail_h = avail.saturating_sub(list_h);
     let [filter, head, list, detail] = Layout::vertical([
         Constraint::Length(filter_h),
         Constraint::Length(1),
-        Constraint::Min(1),
+        Constraint::Length(list_h),
         Constraint::Length(detail_h),
     ])
     .areas(area);
+    [filter, head, list, detail]
+}
+
+/// The queue position on row `y` of the pane's inner `area`, for a click.
+pub fn row_at(state: &State, area: Rect, y: u16) -> Option<usize> {
+    let [_, _, list, _] = areas(state, area);
+    let len = state.approvals.queue_len();
+    let offset = scroll_offset(state.approvals.selected_index(), list.height as usize, len);
+    super::row_in(list, y, offset, 1, len)
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let filter_h = u16::from(!state.approvals.filter().is_empty());
+    let len = state.approvals.queue_len();
+    let [filter, head, list, detail] = areas(state, area);
     if filter_h > 0 {
         frame.render_widget(
             Paragraph::new(format!(
-                "filter: {}  ({len} shown; / to change, Esc in the prompt clears)",
+                "filter: {}  ({len} shown; / changes it, Esc clears it)",
                 state.approvals.filter()
             ))
             .style(theme.warn()),
@@ -82,7 +103,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 Span::raw(if selected { "▶ " } else { "  " }),
                 Span::raw(format!("{:<5}", age(c, state))),
                 Span::styled(format!("{:<9}", risk_word(c.risk)), theme.risk(c.risk)),
-                Span::raw(format!("{:<act_w$} ", fit(&c.action, act_w))),
+                Span::raw(format!("{:<act_w$} ", fit(&what(c), act_w))),
                 Span::raw(format!("{:<tgt_w$} ", fit(&c.target, tgt_w))),
             ];
             if wide {
@@ -99,13 +120,22 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), list);
-    if detail_h > 0
+    if detail.height > 0
         && let Some(c) = state.approvals.selected_change()
     {
         frame.render_widget(
             Paragraph::new(detail_lines(c, state, theme)).wrap(Wrap { trim: true }),
             detail,
         );
+    }
+}
+
+/// The action column: a rollback is named by the change it undoes (its action is in the
+/// detail), so it never reads as a second, unrelated request.
+fn what(c: &Change) -> String {
+    match c.rollback_of {
+        Some(original) => format!("rollback of #{original}"),
+        None => c.action.clone(),
     }
 }
 

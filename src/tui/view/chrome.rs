@@ -1,7 +1,7 @@
 //! Header, banner, tabs, activity strip, message line and footer.
 
 use crate::domain::window::human_duration;
-use crate::tui::app::{Connection, Modal, Pane, Purpose, State, Tone};
+use crate::tui::app::{Connection, Modal, Pane, Prompt, Purpose, State, Tone};
 use crate::tui::theme::Theme;
 use crate::tui::view::fit;
 use ratatui::Frame;
@@ -32,24 +32,93 @@ pub fn window_summary(state: &State) -> String {
     }
 }
 
+/// How bad the state on line 1 is: it picks the line's style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warn,
+    Bad,
+}
+
+/// The one state line: the most severe state in force (an open incident, then a pause, then a
+/// freeze, then the windows), so line 1 says at once what may run, at every width.
+pub fn state_line(state: &State) -> (String, Severity) {
+    let now = state.now;
+    let w = state.windows.window.as_ref();
+    let pause = w.and_then(|w| w.pause.as_ref());
+    let freeze = w
+        .and_then(|w| w.freeze.as_ref())
+        .filter(|f| f.starts_at <= now && f.ends_at > now);
+    if let Some(i) = state.incidents.open().next() {
+        let more = state.incidents.open().count() - 1;
+        return (
+            format!(
+                "INCIDENT {} {} · IC {} · {} ago{}{}",
+                i.ticket,
+                i.priority,
+                i.commander,
+                human_duration(now - i.declared_at),
+                if pause.is_some() { " · PAUSED" } else { "" },
+                if more > 0 {
+                    format!(" · +{more} more")
+                } else {
+                    String::new()
+                }
+            ),
+            Severity::Bad,
+        );
+    }
+    if let Some(p) = pause {
+        return (
+            format!(
+                "CHANGES PAUSED by {} · {} ago",
+                p.paused_by,
+                human_duration(now - p.paused_at)
+            ),
+            Severity::Bad,
+        );
+    }
+    if let Some(f) = freeze {
+        return (
+            format!(
+                "FREEZE '{}' until {}",
+                f.name,
+                f.ends_at.format("%b %-d %H:%M UTC")
+            ),
+            Severity::Warn,
+        );
+    }
+    (window_summary(state), Severity::Normal)
+}
+
+/// Line 2: what line 1 has no room for, most severe first: a verification alert, then the
+/// pause's reason, then a freeze line 1 does not already name.
 pub fn banner_text(state: &State) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(a) = &state.alert {
         parts.push(format!(" ⚠ {a} (4 shows it) "));
     }
     let w = state.windows.window.as_ref();
-    if let Some(f) = w
+    let incident = state.incidents.open().next().is_some();
+    if let Some(p) = w.and_then(|w| w.pause.as_ref()) {
+        parts.push(format!(
+            " CHANGES PAUSED by {} at {}: {} ",
+            p.paused_by,
+            p.paused_at.format("%H:%M"),
+            p.reason
+        ));
+    }
+    let freeze = w
         .and_then(|w| w.freeze.as_ref())
-        .filter(|f| f.ends_at > state.now)
+        .filter(|f| f.starts_at <= state.now && f.ends_at > state.now);
+    if let Some(f) = freeze
+        && (incident || w.and_then(|w| w.pause.as_ref()).is_some())
     {
         parts.push(format!(
             " FREEZE '{}' until {}: only low-risk actions and P1 incident changes run ",
             f.name,
             f.ends_at.format("%b %-d %H:%M UTC")
         ));
-    }
-    if let Some(p) = w.and_then(|w| w.pause.as_ref()) {
-        parts.push(format!(" CHANGES PAUSED by {}: {} ", p.paused_by, p.reason));
     }
     (!parts.is_empty()).then(|| parts.join("│"))
 }
@@ -59,13 +128,25 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Some(me) => format!("{} {}", me.name, me.level),
         None => "…".into(),
     };
-    let (conn, conn_style) = match &state.connection {
-        Connection::Connecting => ("○ connecting".to_string(), theme.warn()),
-        Connection::Live => ("● live".to_string(), theme.good()),
-        Connection::Reconnecting(_) => ("◌ reconnecting".to_string(), theme.bad()),
+    let (mark, word, conn_style) = match &state.connection {
+        Connection::Connecting => ("○", "connecting", theme.warn()),
+        Connection::Live => ("●", "live", theme.good()),
+        Connection::Reconnecting(_) => ("◌", "reconnecting", theme.bad()),
     };
     let server = state.server.trim_start_matches("http://").to_string();
-    let window = window_summary(state);
+    let (window, severity) = state_line(state);
+    // The state line comes first: on a narrow screen the connection keeps only its mark.
+    let full = who.chars().count() + word.len() + window.chars().count() + 9;
+    let conn = if full <= area.width as usize {
+        format!("{mark} {word}")
+    } else {
+        mark.to_string()
+    };
+    let window_style = match severity {
+        Severity::Normal => Style::default(),
+        Severity::Warn => theme.warn().add_modifier(Modifier::BOLD),
+        Severity::Bad => theme.bad().add_modifier(Modifier::BOLD),
+    };
     // Who I am, the connection and the window matter most; the name and server go first when
     // the line is short.
     let essential = who.chars().count() + conn.chars().count() + window.chars().count() + 8;
@@ -88,27 +169,36 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Span::styled(" │ ", theme.dim()),
         Span::styled(conn, conn_style),
         Span::styled(" │ ", theme.dim()),
-        Span::raw(window),
+        Span::styled(window, window_style),
     ]);
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// Each tab's text, in order: drawn one space apart, and found again by a click.
+pub fn tab_texts(state: &State) -> Vec<(Pane, String)> {
+    Pane::ALL
+        .into_iter()
+        .map(|p| {
+            let count = match p {
+                Pane::Approvals => format!(" ({})", state.approvals.approvable_count()),
+                Pane::Verification => {
+                    let n = state.active_verifications().count();
+                    match (n, state.verification.awaiting_outcome()) {
+                        (0, 0) => String::new(),
+                        (n, 0) => format!(" ({n})"),
+                        (n, w) => format!(" ({n} · {w} to decide)"),
+                    }
+                }
+                _ => String::new(),
+            };
+            (p, format!(" {} {}{count} ", p.index() + 1, p.title()))
+        })
+        .collect()
+}
+
 pub fn tabs(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let mut spans = Vec::new();
-    for p in Pane::ALL {
-        let count = match p {
-            Pane::Approvals => format!(" ({})", state.approvals.approvable_count()),
-            Pane::Verification => {
-                let n = state.active_verifications().count();
-                match (n, state.verification.awaiting_outcome()) {
-                    (0, 0) => String::new(),
-                    (n, 0) => format!(" ({n})"),
-                    (n, w) => format!(" ({n} · {w} to decide)"),
-                }
-            }
-            _ => String::new(),
-        };
-        let text = format!(" {} {}{count} ", p.index() + 1, p.title());
+    for (p, text) in tab_texts(state) {
         let style = if p == state.pane {
             theme.selected()
         } else {
@@ -174,8 +264,45 @@ pub fn message(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// The one-line prompts (`/` filter, `:` command line) sit where the message line is, always
+/// in the same place, with the cursor in them; the command line lists what it could complete.
+pub fn prompt_line(frame: &mut Frame, area: Rect, p: &Prompt, theme: &Theme) {
+    let lead = if p.purpose == Purpose::Command {
+        ":"
+    } else {
+        "/"
+    };
+    let value = p.fields.value(0);
+    let width = usize::from(area.width).saturating_sub(2).max(1);
+    let input = &p.fields.fields[0].input;
+    let scroll = input.visual_scroll(width);
+    let shown: String = value.chars().skip(scroll).take(width).collect();
+    let mut spans = vec![
+        Span::styled(lead, theme.selected()),
+        Span::raw(shown.clone()),
+    ];
+    if p.purpose == Purpose::Command {
+        let found = crate::tui::app::completions(value);
+        let hint = if value.trim().is_empty() {
+            p.fields.fields[0].hint.to_string()
+        } else if found.is_empty() {
+            "no such command".to_string()
+        } else {
+            found.join(" ")
+        };
+        spans.push(Span::styled(format!("   {hint}"), theme.dim()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    let x = area.x + 1 + (input.visual_cursor().saturating_sub(scroll)) as u16;
+    frame.set_cursor_position(ratatui::layout::Position::new(
+        x.min(area.x + area.width.saturating_sub(1)),
+        area.y,
+    ));
+}
+
 pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let hints: Vec<(&str, &str)> = match &state.modal {
+        _ if state.popup.is_some() => vec![("any key", "close"), ("m", "message log")],
         Some(Modal::Form(_)) => vec![
             ("Tab", "next field"),
             ("S-Tab", "previous"),
@@ -194,11 +321,31 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 ("Esc", "cancel"),
             ],
             Purpose::Filter => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
+            Purpose::Command => vec![("Tab", "complete"), ("Enter", "run"), ("Esc", "cancel")],
         },
-        Some(Modal::Help) | Some(Modal::Outcome(_)) => vec![("any key", "close")],
-        None => state.keymap.hints(state.pane.scope()),
+        Some(Modal::Outcome(_)) => vec![("any key", "close")],
+        Some(Modal::Scroll { .. }) => vec![
+            ("j/k", "scroll"),
+            ("PgUp/PgDn", "page"),
+            ("g/G", "top/end"),
+            ("Esc", "close"),
+        ],
+        None => state.keymap.offered(state.pane.scope(), |cmd| {
+            crate::tui::app::available(state, cmd).is_ok()
+        }),
     };
+    let undo = state
+        .windows
+        .undo
+        .as_ref()
+        .and_then(|u| u.left(state.now))
+        .filter(|_| state.modal.is_none())
+        .map(|left| format!("undo ({left} s)"));
     let mut spans = Vec::new();
+    if let Some(text) = &undo {
+        spans.push(Span::styled("u", theme.selected()));
+        spans.push(Span::styled(format!(" {text}  "), theme.warn()));
+    }
     for (key, what) in hints {
         spans.push(Span::styled(key.to_string(), theme.selected()));
         spans.push(Span::raw(format!(" {what}  ")));

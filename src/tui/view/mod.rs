@@ -4,6 +4,7 @@ mod actions;
 mod approvals;
 mod chrome;
 mod modal;
+pub mod scrolled;
 mod verification;
 mod windows;
 pub mod words;
@@ -11,7 +12,7 @@ pub mod words;
 #[cfg(test)]
 mod tests;
 
-use crate::tui::app::{Pane, State, WIDE_HEIGHT, WIDE_WIDTH};
+use crate::tui::app::{Modal, Pane, Purpose, State, WIDE_HEIGHT, WIDE_WIDTH};
 use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -33,13 +34,51 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
         return;
     }
+    let screen = layout(state, area);
+    chrome::header(frame, screen.header, state, theme);
+    if let Some(text) = chrome::banner_text(state) {
+        frame.render_widget(Paragraph::new(text).style(theme.banner()), screen.banner);
+    }
+    chrome::tabs(frame, screen.tabs, state, theme);
+    for (which, rect) in &screen.panes {
+        pane(frame, *which, *rect, state, theme);
+    }
+    let (activity, message, footer) = (screen.activity, screen.message, screen.footer);
+    chrome::activity(frame, activity, state, theme);
+    match &state.modal {
+        Some(Modal::Prompt(p)) if matches!(p.purpose, Purpose::Filter | Purpose::Command) => {
+            chrome::prompt_line(frame, message, p, theme)
+        }
+        _ => chrome::message(frame, message, state, theme),
+    }
+    chrome::footer(frame, footer, state, theme);
+    modal::draw(frame, area, state, theme);
+    if let Some(text) = &state.popup {
+        modal::error(frame, area, text, theme);
+    }
+}
+
+/// Where each part of the screen is: for drawing, and for the mouse, which must find what a
+/// click hit by the same arithmetic.
+pub struct Screen {
+    pub header: Rect,
+    pub banner: Rect,
+    pub tabs: Rect,
+    /// The panes on screen (one, or four side by side) and their outer rectangles.
+    pub panes: Vec<(Pane, Rect)>,
+    pub activity: Rect,
+    pub message: Rect,
+    pub footer: Rect,
+}
+
+pub fn layout(state: &State, area: Rect) -> Screen {
     let wide = area.width >= WIDE_WIDTH && area.height >= WIDE_HEIGHT;
     // The reducer decides redraws by the same rule.
-    let banner = chrome::banner_text(state);
+    let banner = chrome::banner_text(state).is_some();
     let activity_h = if wide { 8 } else { 4 };
-    let [header, banner_area, tabs, body, activity, message, footer] = Layout::vertical([
+    let [header, banner, tabs, body, activity, message, footer] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(u16::from(banner.is_some())),
+        Constraint::Length(u16::from(banner)),
         Constraint::Length(1),
         Constraint::Min(6),
         Constraint::Length(activity_h),
@@ -47,29 +86,77 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
         Constraint::Length(1),
     ])
     .areas(area);
-    chrome::header(frame, header, state, theme);
-    if let Some(text) = banner {
-        frame.render_widget(Paragraph::new(text).style(theme.banner()), banner_area);
-    }
-    chrome::tabs(frame, tabs, state, theme);
-    if wide {
+    let panes = if wide {
         let [top, bottom] =
             Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
         let [tl, tr] =
             Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(top);
         let [bl, br] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
             .areas(bottom);
-        pane(frame, Pane::Actions, tl, state, theme);
-        pane(frame, Pane::Approvals, tr, state, theme);
-        pane(frame, Pane::Windows, bl, state, theme);
-        pane(frame, Pane::Verification, br, state, theme);
+        vec![
+            (Pane::Actions, tl),
+            (Pane::Approvals, tr),
+            (Pane::Windows, bl),
+            (Pane::Verification, br),
+        ]
     } else {
-        pane(frame, state.pane, body, state, theme);
+        vec![(state.pane, body)]
+    };
+    Screen {
+        header,
+        banner,
+        tabs,
+        panes,
+        activity,
+        message,
+        footer,
     }
-    chrome::activity(frame, activity, state, theme);
-    chrome::message(frame, message, state, theme);
-    chrome::footer(frame, footer, state, theme);
-    modal::draw(frame, area, state, theme);
+}
+
+/// The item on row `y` of a list drawn in `list` from item `offset`, `per` rows an item.
+fn row_in(list: Rect, y: u16, offset: usize, per: usize, len: usize) -> Option<usize> {
+    if y < list.y || y >= list.y + list.height {
+        return None;
+    }
+    let i = offset + usize::from(y - list.y) / per.max(1);
+    (i < len).then_some(i)
+}
+
+/// What a click at (x, y) hits: a tab, or a row of a pane's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    Tab(Pane),
+    Pane(Pane),
+    Row(Pane, usize),
+}
+
+pub fn hit(state: &State, x: u16, y: u16) -> Option<Hit> {
+    let area = Rect::new(0, 0, state.size.0, state.size.1);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        return None;
+    }
+    let screen = layout(state, area);
+    if y == screen.tabs.y {
+        let mut left = screen.tabs.x;
+        for (p, text) in chrome::tab_texts(state) {
+            let w = text.chars().count() as u16;
+            if x >= left && x < left + w {
+                return Some(Hit::Tab(p));
+            }
+            left += w + 1;
+        }
+        return None;
+    }
+    let inside = |r: &Rect| x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height;
+    let (which, rect) = screen.panes.iter().find(|(_, r)| inside(r))?;
+    let inner = Block::default().borders(Borders::ALL).inner(*rect);
+    let row = match which {
+        Pane::Actions => actions::row_at(state, inner, y),
+        Pane::Approvals => approvals::row_at(state, inner, y),
+        Pane::Verification => verification::row_at(state, inner, y),
+        Pane::Windows => None,
+    };
+    Some(row.map_or(Hit::Pane(*which), |i| Hit::Row(*which, i)))
 }
 
 fn pane(frame: &mut Frame, which: Pane, area: Rect, state: &State, theme: &Theme) {

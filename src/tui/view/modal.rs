@@ -2,9 +2,8 @@
 
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::policy::Outcome;
-use crate::tui::app::{Confirmed, Modal, Purpose, State};
+use crate::tui::app::{Confirmed, Modal, Purpose, State, UNDO_SECS};
 use crate::tui::form::{ChangeForm, Fields, TICKET};
-use crate::tui::keymap::Scope;
 use crate::tui::theme::Theme;
 use crate::tui::view::words::risk_word;
 use ratatui::Frame;
@@ -16,17 +15,21 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let Some(modal) = &state.modal else { return };
     match modal {
-        Modal::Help => help(frame, area, state, theme),
+        Modal::Scroll { what, offset } => {
+            super::scrolled::draw(frame, area, state, what, *offset, theme)
+        }
         Modal::Form(form) => change_form(frame, area, form, theme),
         Modal::Outcome(c) => outcome(frame, area, c, theme),
         Modal::Confirm(what) => {
             let (title, text) = confirm_text(what, state);
             confirm(frame, area, title, &text, theme);
         }
+        // Drawn on the message line (chrome::prompt_line).
+        Modal::Prompt(p) if matches!(p.purpose, Purpose::Filter | Purpose::Command) => {}
         Modal::Prompt(p) => {
             let title = match p.purpose {
                 Purpose::DenyReason(id) => format!("Deny change #{id}"),
-                Purpose::Filter => "Filter the approval queue".into(),
+                Purpose::Filter | Purpose::Command => String::new(),
                 Purpose::PauseReason => "Pause all changes".into(),
                 Purpose::Freeze => "Announce a freeze (UTC)".into(),
             };
@@ -60,6 +63,18 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             )
         }
         Confirmed::Quit => ("Quit", "Quit CommandBridge?".into()),
+        Confirmed::Withdraw(id) => {
+            let what = changes
+                .get(id)
+                .map(|c| format!(" ({} on {}, {})", c.action, c.target, c.ticket))
+                .unwrap_or_default();
+            (
+                "Withdraw",
+                format!(
+                    "Withdraw your change #{id}{what}?\nIt is recorded as withdrawn and never runs; request it again if you need it."
+                ),
+            )
+        }
         Confirmed::Escalate(id) => {
             let what = state
                 .verification
@@ -72,7 +87,8 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             (
                 "Escalate",
                 format!(
-                    "Escalate {what}?\nThis declares a P2 incident with you as commander and PAUSES ALL CHANGES."
+                    "Escalate {what}?\nThis declares a P2 incident with you as commander and PAUSES ALL CHANGES. {}\nThe rollback of this change still runs during the pause.",
+                    held(state, "would be refused if approved while paused")
                 ),
             )
         }
@@ -88,7 +104,8 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             (
                 "Roll back",
                 format!(
-                    "Roll back change #{change_id} ({what})?\n{how}\nIt goes through the normal policy."
+                    "Roll back change #{change_id} ({what})?\n{how}\n{}",
+                    rollback_path(state, *change_id)
                 ),
             )
         }
@@ -96,6 +113,125 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             "Discard",
             "Discard the change request you are typing?".into(),
         ),
+        Confirmed::DiscardPrompt(p) => (
+            "Discard",
+            format!(
+                "Drop {} you typed? Nothing has been sent.",
+                p.purpose.doing()
+            ),
+        ),
+        Confirmed::Deny(id, p) => {
+            let what = changes
+                .get(id)
+                .map(|c| format!(" ({} on {}, by {})", c.action, c.target, c.requested_by))
+                .unwrap_or_default();
+            (
+                "Deny",
+                format!(
+                    "Deny change #{id}{what}?\nReason: {}\nThe requester sees the reason; the change never runs.",
+                    p.fields.value(0).trim()
+                ),
+            )
+        }
+        Confirmed::Freeze(p) => (
+            "Announce a freeze",
+            format!(
+                "Announce freeze '{}' from {} to {} UTC?\nWhile it is in force only low-risk actions and P1 incident changes run, for every team. {}",
+                p.fields.value(0).trim(),
+                p.fields.value(1).trim(),
+                p.fields.value(2).trim(),
+                held(state, "would be refused if approved during it")
+            ),
+        ),
+        Confirmed::RemoveFreeze(id) => {
+            let name = state
+                .windows
+                .freezes
+                .items()
+                .iter()
+                .find(|(f, _)| f == id)
+                .map(|(_, f)| {
+                    format!(
+                        "'{}' ({} to {} UTC)",
+                        f.name,
+                        f.starts_at.format("%a %d %b %H:%M"),
+                        f.ends_at.format("%a %d %b %H:%M")
+                    )
+                })
+                .unwrap_or_else(|| format!("#{id}"));
+            (
+                "Remove a freeze",
+                format!(
+                    "Remove freeze {name}?\nChanges may run again in its time, for every team. {}\nu undoes it for {UNDO_SECS} s.",
+                    held(state, "could run once approved")
+                ),
+            )
+        }
+        Confirmed::Pause(p) => (
+            "Pause all changes",
+            format!(
+                "Pause ALL changes? Reason: {}\nOnly low-risk actions and P1 incident changes run until an L2 or L3 resumes. {}",
+                p.fields.value(0).trim(),
+                held(state, "would be refused if approved while paused")
+            ),
+        ),
+        Confirmed::Resume => {
+            let since = state
+                .windows
+                .pause()
+                .map(|p| {
+                    format!(
+                        " (paused by {} at {}: {})",
+                        p.paused_by,
+                        p.paused_at.format("%H:%M"),
+                        p.reason
+                    )
+                })
+                .unwrap_or_default();
+            (
+                "Resume changes",
+                format!(
+                    "Resume changes{since}?\nEvery team may change things again. {}\nu undoes it for {UNDO_SECS} s.",
+                    held(state, "could run once approved")
+                ),
+            )
+        }
+    }
+}
+
+/// Which path a rollback takes: the emergency path of the incident its change's escalation
+/// declared (through the pause, with the commander's approval), or the normal policy.
+fn rollback_path(state: &State, change_id: i64) -> String {
+    let incident = state
+        .verification
+        .list
+        .items()
+        .iter()
+        .filter(|v| v.change_id == change_id)
+        .find_map(|v| v.incident.as_deref())
+        .and_then(|t| state.incidents.find(t))
+        .filter(|i| i.is_open());
+    let Some(i) = incident else {
+        return "It goes through the normal policy.".into();
+    };
+    let me = state.me.as_ref().map(|m| m.name.as_str());
+    let approver = if me == Some(i.commander.as_str()) {
+        "you command it, so an L2 or L3 other than you approves".to_string()
+    } else {
+        format!("its commander {} approves", i.commander)
+    };
+    format!(
+        "It answers incident {}: it runs even while changes are paused; {approver}.",
+        i.ticket
+    )
+}
+
+/// "3 pending changes …": how many changes waiting for approval a freeze or pause decides.
+fn held(state: &State, what: &str) -> String {
+    match state.approvals.pending_governed() {
+        0 => "No pending change is affected.".into(),
+        1 => format!("1 pending change {what}."),
+        n => format!("{n} pending changes {what}."),
     }
 }
 
@@ -121,22 +257,47 @@ fn popup(frame: &mut Frame, rect: Rect, title: &str, theme: &Theme) -> Rect {
     inner
 }
 
-fn confirm(frame: &mut Frame, area: Rect, title: &str, text: &str, theme: &Theme) {
+/// A popup as tall as its wrapped text plus a last line, at most the screen.
+fn boxed<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    mut lines: Vec<Line<'a>>,
+    last: Line<'a>,
+    theme: &Theme,
+) {
     let width = 64u16.min(area.width);
     let inner_w = width.saturating_sub(2).max(1) as usize;
-    let text_h: usize = text
-        .lines()
-        .map(|l| l.chars().count().div_ceil(inner_w).max(1))
+    // Wrapping at words takes a little more room than the characters alone: one row of slack
+    // per paragraph keeps the last line inside the border.
+    let text_h: usize = lines
+        .iter()
+        .map(|l| {
+            let w = l.width();
+            w.div_ceil(inner_w).max(1) + usize::from(w > inner_w)
+        })
         .sum();
     let rect = centered(area, width, text_h as u16 + 4);
     let inner = popup(frame, rect, title, theme);
-    let mut lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_string())).collect();
     lines.push(Line::raw(""));
-    lines.push(Line::from(vec![
+    lines.push(last);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
+}
+
+fn confirm(frame: &mut Frame, area: Rect, title: &str, text: &str, theme: &Theme) {
+    let lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_string())).collect();
+    let last = Line::from(vec![
         Span::styled(" y ", theme.selected()),
         Span::raw(" yes   any other key: no"),
-    ]));
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
+    ]);
+    boxed(frame, area, title, lines, last, theme);
+}
+
+/// An error too long for the message line, whole and wrapped.
+pub fn error(frame: &mut Frame, area: Rect, text: &str, theme: &Theme) {
+    let lines = vec![Line::styled(format!("✗ {text}"), theme.bad())];
+    let last = Line::styled("any key closes · m: the message log keeps it", theme.dim());
+    boxed(frame, area, "Not done", lines, last, theme);
 }
 
 /// Draws fields as "Label: value" lines with the hint dimmed, and puts the cursor in the
@@ -354,57 +515,4 @@ fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
     );
     let inner = popup(frame, rect, &format!("Change #{}", c.id), theme);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
-}
-
-fn help(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
-    let mut groups: Vec<Vec<Line>> = Vec::new();
-    for (scope, title) in [
-        (Scope::Global, "Everywhere"),
-        (Scope::Actions, "1 Actions"),
-        (Scope::Approvals, "2 Approvals"),
-        (Scope::Windows, "3 Windows"),
-        (Scope::Verification, "4 Verification"),
-    ] {
-        let bindings: Vec<_> = state
-            .keymap
-            .bindings
-            .iter()
-            .filter(|b| b.scope == scope)
-            .collect();
-        if bindings.is_empty() {
-            continue;
-        }
-        let mut lines = vec![Line::styled(
-            title,
-            Style::default().add_modifier(Modifier::BOLD),
-        )];
-        for b in bindings {
-            lines.push(Line::from(vec![
-                Span::styled(format!(" {:<6}", b.label), theme.good()),
-                Span::raw(b.help),
-            ]));
-        }
-        groups.push(lines);
-    }
-    let total: usize = groups.iter().map(Vec::len).sum();
-    let rect = centered(
-        area,
-        area.width.saturating_sub(2).min(150),
-        area.height.saturating_sub(2),
-    );
-    let inner = popup(frame, rect, "Keys · any key closes", theme);
-    // One column when it fits, else the global keys beside the pane keys.
-    if total <= inner.height as usize {
-        frame.render_widget(Paragraph::new(groups.concat()), inner);
-    } else {
-        let [left, right] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(inner);
-        let first = groups.remove(0);
-        frame.render_widget(Paragraph::new(first).wrap(Wrap { trim: false }), left);
-        frame.render_widget(
-            Paragraph::new(groups.concat()).wrap(Wrap { trim: false }),
-            right,
-        );
-    }
 }

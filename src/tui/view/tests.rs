@@ -34,12 +34,102 @@ fn every_pane_at_both_sizes() {
     }
 }
 
+/// `?` lists every key grouped by pane, and scrolls: at 80×24 the Verification keys are
+/// reached with G.
 #[test]
-fn help_overlay() {
+fn help_scrolls_to_the_last_pane() {
     let mut s = scene("bob", Level::L2);
     key(&mut s, KeyCode::Char('?'));
-    insta::assert_snapshot!("help_80x24", render(&s, 80, 24));
-    insta::assert_snapshot!("help_160x48", render(&s, 160, 48));
+    let top = render(&s, 80, 24);
+    assert!(
+        top.contains("Everywhere") && top.contains("j/k PgUp/PgDn"),
+        "{top}"
+    );
+    key(&mut s, KeyCode::Char('G'));
+    let end = render(&s, 80, 24);
+    assert!(
+        end.contains("4 Verification") && end.contains("escalate"),
+        "{end}"
+    );
+    insta::assert_snapshot!("help_80x24", end);
+    key(&mut s, KeyCode::Char('g'));
+    assert_eq!(render(&s, 80, 24), top);
+    insta::assert_snapshot!("help_160x48", {
+        s.size = (160, 48);
+        render(&s, 160, 48)
+    });
+    key(&mut s, KeyCode::Esc);
+    assert!(s.modal.is_none());
+}
+
+/// Enter on a row: everything about the change, scrollable, Esc back.
+#[test]
+fn the_full_change_view() {
+    let mut s = crate::tui::fixtures::escalated_scene("carol", Level::L3);
+    let mut c = s.approvals.changes()[&1].clone();
+    c.approvals = vec![crate::domain::approval::Approval {
+        approver: "dave".into(),
+        level: Level::L2,
+        comment: Some("checked the IP".into()),
+        at: crate::tui::fixtures::now(),
+    }];
+    c.params = [("ip".to_string(), "203.0.113.7".to_string())].into();
+    c.warnings = vec!["off-peak preferred: high-risk changes belong in the Off-peak window".into()];
+    update(&mut s, Msg::Changes(Ok(vec![c])));
+    key(&mut s, KeyCode::Char('2'));
+    while s.approvals.selected_change().map(|c| c.id) != Some(1) {
+        key(&mut s, KeyCode::Char('j'));
+    }
+    key(&mut s, KeyCode::Enter);
+    for (w, h) in [(80, 24), (160, 48)] {
+        s.size = (w, h);
+        let screen = render(&s, w, h);
+        assert!(
+            screen.contains("Change #1")
+                && screen.contains("dave (L2)")
+                && screen.contains("Reason"),
+            "{screen}"
+        );
+        insta::assert_snapshot!(format!("change_view_{w}x{h}"), screen);
+    }
+    s.size = (80, 24);
+    key(&mut s, KeyCode::Esc);
+    assert!(s.modal.is_none());
+    // The change under verification opens from the Verification pane too, with its verification.
+    key(&mut s, KeyCode::Char('4'));
+    key(&mut s, KeyCode::Enter);
+    key(&mut s, KeyCode::Char('G'));
+    let screen = render(&s, 80, 24);
+    assert!(
+        screen.contains("Verification") && screen.contains("incident INC-2026-1124-001"),
+        "{screen}"
+    );
+}
+
+/// A refusal too long for the message line opens whole in a popup, in the server's words;
+/// the message log keeps it after the popup is closed.
+#[test]
+fn an_error_popup_shows_all_of_a_refusal_and_the_log_keeps_it() {
+    let refusal = "changes are paused since 2026-11-24 10:20 UTC by carol: \"escalation of change #5\"; \
+        only low-risk actions, changes for a declared P1 incident and the rollback of the change \
+        that escalated may run. To resume, an L2 or L3 resumes changes once the incident is under \
+        control (dashboard: Windows pane; API: DELETE /api/v1/pause); you are L1: ask one of them";
+    for (w, h) in [(80, 24), (160, 48)] {
+        let mut s = scene("alice", Level::L1);
+        update(&mut s, Msg::Resize(w, h));
+        update(&mut s, Msg::Submitted(Err(refusal.into())));
+        let screen = render(&s, w, h);
+        assert!(
+            screen.contains("ask one of them"),
+            "the end of the refusal is cut off:\n{screen}"
+        );
+        insta::assert_snapshot!(format!("error_popup_{w}x{h}"), screen);
+        key(&mut s, KeyCode::Esc);
+        assert!(s.popup.is_none());
+        key(&mut s, KeyCode::Char('m'));
+        let log = render(&s, w, h);
+        assert!(log.contains("✗ changes are paused"), "{log}");
+    }
 }
 
 #[test]
@@ -159,4 +249,48 @@ fn an_emergency_change_says_so_in_the_queue_detail() {
         screen.contains(&format!("#{id} EMERGENCY for INC-2026-1124-001 · ")),
         "{screen}"
     );
+}
+
+/// 3 a.m. after an escalation: line 1 names the incident, its commander, its age and the pause
+/// at both sizes; the Verification pane lists it and says who escalated when.
+#[test]
+fn incident_header_and_the_incidents_section() {
+    let mut s = crate::tui::fixtures::escalated_scene("carol", Level::L3);
+    s.pane = Pane::Verification;
+    for (w, h) in [(80, 24), (160, 48)] {
+        let screen = render(&s, w, h);
+        let line1 = screen.lines().next().unwrap_or_default();
+        assert!(
+            line1.contains("INCIDENT INC-2026-1124-001 P2 · IC carol · 10m ago · PAUSED"),
+            "{w}×{h}: {line1}"
+        );
+        assert!(screen.contains("escalated 10:20 by carol"), "{screen}");
+        insta::assert_snapshot!(format!("incident_{w}x{h}"), screen);
+    }
+    // The rollback's confirmation says it runs through the pause, and who approves it.
+    key(&mut s, KeyCode::Char('r'));
+    let screen = render(&s, 80, 24);
+    assert!(
+        screen.contains("It answers incident") && screen.contains("you command it"),
+        "{screen}"
+    );
+}
+
+/// `/` and `:` prompt at one fixed place, the message line, at once; `:` lists completions.
+#[test]
+fn one_line_prompts_sit_on_the_message_line() {
+    let mut s = scene("bob", Level::L2);
+    key(&mut s, KeyCode::Char('2'));
+    key(&mut s, KeyCode::Char('/'));
+    let screen = render(&s, 80, 24);
+    let line = screen.lines().nth(22).unwrap_or_default();
+    assert!(line.starts_with("\"/"), "{screen}");
+    key(&mut s, KeyCode::Esc);
+    key(&mut s, KeyCode::Char(':'));
+    for c in "re".chars() {
+        key(&mut s, KeyCode::Char(c));
+    }
+    let screen = render(&s, 80, 24);
+    let line = screen.lines().nth(22).unwrap_or_default();
+    assert!(line.contains(":re   resume"), "{screen}");
 }

@@ -3,6 +3,7 @@
 
 use crate::domain::verification::Verification;
 use crate::domain::verification::VerificationState;
+use crate::domain::window::human_duration;
 use crate::tui::app::State;
 use crate::tui::theme::Theme;
 use crate::tui::view::{fit, scroll_offset};
@@ -15,6 +16,7 @@ use ratatui::widgets::Paragraph;
 const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
+    let area = incidents(frame, area, state, theme);
     let list = &state.verification.list;
     if list.is_empty() {
         frame.render_widget(
@@ -51,13 +53,115 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     frame.render_widget(Paragraph::new(lines), area);
 }
 
+/// How many incidents the Incidents section lists at most; the open ones come first.
+const INCIDENT_ROWS: usize = 3;
+
+/// The Incidents section at the top of the pane: declared incidents with their state, open
+/// ones first. Returns the area left for the verifications.
+fn incidents(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) -> Rect {
+    let all = state.incidents.all();
+    if incidents_height(state, area) == 0 {
+        return area;
+    }
+    let mut shown: Vec<_> = all.iter().filter(|i| i.is_open()).collect();
+    shown.extend(all.iter().filter(|i| !i.is_open()));
+    shown.truncate(INCIDENT_ROWS);
+    let w = area.width as usize;
+    let mut lines = vec![Line::styled(
+        format!(
+            "Incidents · {} open of {}",
+            state.incidents.open().count(),
+            all.len()
+        ),
+        theme.dim(),
+    )];
+    for i in shown {
+        let (word, style) = match i.closed_at {
+            None => ("OPEN  ", theme.bad()),
+            Some(_) => ("closed", theme.dim()),
+        };
+        let text = format!(
+            " {} {} · IC {} · {} ago · {}",
+            i.ticket,
+            i.priority,
+            i.commander,
+            human_duration(state.now - i.declared_at),
+            i.title
+        );
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {word}"), style),
+            Span::raw(fit(&text, w.saturating_sub(8))),
+        ]));
+    }
+    lines.push(Line::styled("Verifications", theme.dim()));
+    let h = (lines.len() as u16).min(area.height);
+    frame.render_widget(Paragraph::new(lines), Rect { height: h, ..area });
+    Rect {
+        y: area.y + h,
+        height: area.height - h,
+        ..area
+    }
+}
+
+/// Rows the Incidents section takes: a heading, up to [`INCIDENT_ROWS`] incidents and the
+/// Verifications heading; none on a short pane or with no incident.
+fn incidents_height(state: &State, area: Rect) -> u16 {
+    let n = state.incidents.all().len();
+    if n == 0 || area.height < 8 {
+        return 0;
+    }
+    (n.min(INCIDENT_ROWS) as u16 + 2).min(area.height)
+}
+
+/// The verification on row `y` of the pane's inner `area`, for a click.
+pub fn row_at(state: &State, area: Rect, y: u16) -> Option<usize> {
+    let skip = incidents_height(state, area);
+    let list_area = Rect {
+        y: area.y + skip,
+        height: area.height - skip,
+        ..area
+    };
+    let list = &state.verification.list;
+    let rows = (list_area.height as usize / 2).max(1);
+    let offset = scroll_offset(list.selected_index(), rows, list.len());
+    super::row_in(list_area, y, offset, 2, list.len())
+}
+
+/// What the countdown column says: the time left while the window runs, and once it is over,
+/// what ended it and when, never a bare "00:00".
+fn countdown(v: &Verification, state: &State) -> String {
+    let by = v
+        .decided_by
+        .as_ref()
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
+    match v.state {
+        VerificationState::Watching | VerificationState::Degraded => {
+            let left = (v.deadline - state.now).num_seconds().max(0);
+            format!("{:02}:{:02} left", left / 60, left % 60)
+        }
+        VerificationState::AwaitingOutcome => {
+            format!("deadline {} passed", v.deadline.format("%H:%M"))
+        }
+        VerificationState::Escalated => {
+            let at = v
+                .incident
+                .as_deref()
+                .and_then(|t| state.incidents.find(t))
+                .map(|i| format!(" {}", i.declared_at.format("%H:%M")))
+                .unwrap_or_default();
+            format!("escalated{at}{by}")
+        }
+        VerificationState::Verified => format!("verified{by}"),
+    }
+}
+
 fn state_word(v: &Verification) -> &'static str {
     match v.state {
         VerificationState::Watching => "watching",
         VerificationState::Degraded => "DEGRADED",
-        VerificationState::AwaitingOutcome => "DEADLINE: v verified / e escalate",
-        VerificationState::Verified => "verified",
-        VerificationState::Escalated => "ESCALATED",
+        VerificationState::AwaitingOutcome => "→ v verified / e escalate",
+        VerificationState::Verified | VerificationState::Escalated => "",
     }
 }
 
@@ -83,21 +187,26 @@ fn rows_for<'a>(
     let what = format!("#{} {} {}", v.change_id, v.action, v.target);
     let what_w = (w / 3).clamp(12, 36);
     let word = state_word(v);
-    let gauge_w = w
-        .saturating_sub(2 + what_w + 1 + 6 + 2 + word.len() + 1)
-        .clamp(4, 40);
-    let filled = ((left as f64 / total) * gauge_w as f64).round() as usize;
-    let filled = filled.min(gauge_w);
-    let first = Line::from(vec![
+    let clock = countdown(v, state);
+    let mut first = vec![
         Span::raw(if selected { "▶ " } else { "  " }),
         Span::raw(format!("{:<what_w$} ", fit(&what, what_w))),
-        Span::styled(format!("{:02}:{:02} ", left / 60, left % 60), state_style),
-        Span::styled(
+        Span::styled(format!("{clock} "), state_style),
+    ];
+    // The gauge only while there is time left to show.
+    if v.state.is_active() {
+        let gauge_w = w
+            .saturating_sub(2 + what_w + 1 + clock.chars().count() + 1 + 2 + word.len() + 1)
+            .clamp(4, 40);
+        let filled = ((left as f64 / total) * gauge_w as f64).round() as usize;
+        let filled = filled.min(gauge_w);
+        first.push(Span::styled(
             format!("[{}{}] ", "█".repeat(filled), "░".repeat(gauge_w - filled)),
             state_style,
-        ),
-        Span::styled(word, state_style),
-    ]);
+        ));
+    }
+    first.push(Span::styled(word, state_style));
+    let first = Line::from(first);
     let mut detail = vec![Span::raw("    ")];
     // Once the window is over, what it showed matters more than the last sample.
     if !v.state.is_active() {

@@ -99,7 +99,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Span::raw(" Freeze  "),
             Span::styled("┃", theme.bad()),
             Span::raw(format!(
-                " now {}  (UTC; [ ] week)",
+                " now {}  (UTC; h/l week)",
                 state.now.format("%a %H:%M")
             )),
         ])),
