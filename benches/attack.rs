@@ -56,6 +56,7 @@ fn loadavg() -> String {
 }
 
 fn main() -> Result<(), Failure> {
+    commandbridge::tls::install_provider();
     let streams = env_number("BENCH_STREAMS", 300)?;
     let half_open = env_number("BENCH_HALF_OPEN", 3_000)?;
     let fd_limit = env_number("BENCH_FD_LIMIT", 2_048)?;

@@ -133,6 +133,7 @@ impl Row {
 }
 
 fn main() -> Result<(), Failure> {
+    commandbridge::tls::install_provider();
     let n = env_number("BENCH_SUBSCRIBERS", 1000)?;
     let rounds = env_number("BENCH_ROUNDS", 30)?;
     // The bare server's sockets, its subscribers' and the real server's subscribers'.

@@ -65,6 +65,7 @@ const DEFAULT_VERIFICATION: &str = "[verification]\nduration_minutes = 15\ninter
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), Failure> {
+    commandbridge::tls::install_provider();
     if std::env::var_os(STUB_ENV).is_some() {
         return stub_main();
     }

@@ -283,3 +283,42 @@ async fn the_rollback_of_an_escalated_change_runs_during_the_pause_with_the_comm
         "the rollback does not end the pause"
     );
 }
+
+/// A rollback its requester withdraws never ran: it leaves room for a new rollback of the same
+/// change, as a denied one does.
+#[tokio::test]
+async fn a_withdrawn_rollback_leaves_room_for_a_new_one() {
+    let srv = TestServer::start_configured(clock_at(TUESDAY_10), |dir| {
+        verification_toml(0.05) + &rollback_actions(dir)
+    })
+    .await;
+    let (bob, carol) = (srv.client("bob"), srv.client("carol"));
+    let fo = executed(&bob, "failover-test", "CHG-4101", "db").await;
+    let rb = bob
+        .rollback(fo, &rollback_req("fail back", None))
+        .await
+        .expect("request the failback");
+    assert_eq!(rb.state, ChangeState::PendingApproval, "{rb:?}");
+    // While it is pending, it holds the change's one place.
+    api_error(bob.rollback(fo, &rollback_req("again", None)).await, 409);
+    let gone = bob
+        .withdraw(
+            rb.id,
+            &commandbridge::domain::api::WithdrawRequest {
+                reason: Some("wrong moment".into()),
+            },
+        )
+        .await
+        .expect("withdraw the rollback");
+    assert_eq!(gone.state, ChangeState::Withdrawn);
+    let again = bob
+        .rollback(fo, &rollback_req("fail back now", None))
+        .await
+        .expect("a new rollback after the withdrawn one");
+    assert_eq!(again.state, ChangeState::PendingApproval);
+    carol
+        .approve(again.id, &ApproveRequest::default())
+        .await
+        .expect("approve");
+    assert_eq!(settled(&carol, again.id).await.state, ChangeState::Executed);
+}

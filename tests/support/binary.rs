@@ -50,6 +50,8 @@ pub struct BinaryServer {
 
 impl BinaryServer {
     pub async fn start(options: BinaryOptions) -> BinaryServer {
+        // Tests build reqwest clients of their own, which need the process's TLS provider.
+        commandbridge::tls::install_provider();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut server = BinaryServer {
             db: Arc::new(

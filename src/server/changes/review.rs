@@ -194,9 +194,9 @@ pub async fn deny(
     let reason = required_text("reason", reason, 2000)?;
     let now = state.clock.now();
     let (mut tx, change) = open_pending(state, id, now).await?;
-    // The requester's own "deny" is a withdrawal, and is recorded as one (a rollback aside:
-    // see `withdraw`); otherwise only someone who could approve may deny.
-    if caller.name == change.requested_by && change.rollback_of.is_none() {
+    // The requester's own "deny" is a withdrawal, and is recorded as one; otherwise only
+    // someone who could approve may deny.
+    if caller.name == change.requested_by {
         return withdraw_in(state, tx, caller, change, Some(reason), now).await;
     }
     if caller.name != change.requested_by {
@@ -267,16 +267,6 @@ pub async fn withdraw(
             "only its requester ({}) may withdraw change #{id}; you are {}: a reviewer denies it \
              instead, with a reason",
             change.requested_by, caller.name
-        )));
-    }
-    // The database keeps one live rollback per change and counts every state but denied,
-    // expired and refused as live (migrations/0004), so a withdrawn rollback would block the
-    // next one until that index learns the new state.
-    if let Some(original) = change.rollback_of {
-        return Err(ServiceError::conflict(format!(
-            "change #{id} is the rollback of change #{original}, and a withdrawn rollback would \
-             block a new rollback of #{original}: deny it instead (with a reason), which leaves \
-             room for a new one"
         )));
     }
     withdraw_in(state, tx, caller, change, reason, now).await

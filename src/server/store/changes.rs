@@ -247,7 +247,7 @@ impl Tx {
     ) -> Result<Option<(i64, ChangeState)>, DbError> {
         let row = sqlx::query(
             "SELECT id, state FROM changes WHERE rollback_of = $1 \
-             AND state NOT IN ('denied', 'expired', 'refused')",
+             AND state NOT IN ('denied', 'expired', 'refused', 'withdrawn')",
         )
         .bind(original)
         .fetch_optional(&mut *self.inner)
@@ -256,7 +256,6 @@ impl Tx {
             .transpose()
     }
 
-    /// Inserts a change and returns it as stored (it has no approvals yet).
     /// Inserts a change. A unique index may refuse it (an Idempotency-Key used by a racing
     /// request, a second rollback): the caller handles that error and the transaction goes on,
     /// which PostgreSQL allows only after rolling back to a savepoint taken before the insert.
