@@ -181,6 +181,7 @@ async fn slowloris(
         let phase = phase.clone();
         let url = format!("{}/healthz", server.base);
         tokio::spawn(async move {
+            commandbridge::tls::install_provider();
             // No pooling: every probe is a new client that needs a new connection.
             let http = reqwest::Client::builder()
                 .pool_max_idle_per_host(0)

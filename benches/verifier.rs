@@ -209,6 +209,7 @@ async fn run(
         return Err(e.into());
     }
     let created = setup.elapsed();
+    commandbridge::tls::install_provider();
     let http = reqwest::Client::new();
     let active = |http: reqwest::Client, base: String, token: String| async move {
         let list: Vec<serde_json::Value> = http

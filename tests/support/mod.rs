@@ -141,7 +141,8 @@ impl TestServer {
     /// temporary directory (for log files the test actions write). The configuration is kept
     /// for restarts. An extra `[verification]` table replaces the default one.
     pub async fn start_configured(clock: Clock, extra: impl FnOnce(&Path) -> String) -> TestServer {
-        // Tests build reqwest clients of their own, which need the process's TLS provider.
+        // reqwest is built without a crypto provider of its own; the raw clients tests build
+        // need the process's (the library's clients install it themselves).
         commandbridge::tls::install_provider();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let extra_config = extra(dir.path());

@@ -157,6 +157,7 @@ async fn event_streams_are_capped_per_operator_and_in_total() {
         ..Default::default()
     })
     .await;
+    commandbridge::tls::install_provider();
     let http = reqwest::Client::new();
     let open = |who: &str| load::unread_stream(server.addr, server.token(who), 0);
     let refused = |who: &str| {
@@ -288,6 +289,7 @@ async fn change_lists_are_capped_and_the_cursor_walks_every_row() {
             .await
             .into_iter()
             .collect();
+    commandbridge::tls::install_provider();
     let http = reqwest::Client::new();
     let get = |query: &str| {
         http.get(format!("{}/api/v1/changes{query}", server.base))
@@ -396,6 +398,7 @@ async fn verification_lists_are_capped_to_the_latest() {
         crate::support::settled(&alice, change.id).await;
         ids.push(change.id);
     }
+    commandbridge::tls::install_provider();
     let http = reqwest::Client::new();
     let get = |query: &str| {
         http.get(format!("{}/api/v1/verifications{query}", server.base))
@@ -433,6 +436,7 @@ async fn when_every_connection_is_busy_a_newcomer_is_told_so() {
         assert_eq!(status, 200);
         streams.push(stream);
     }
+    commandbridge::tls::install_provider();
     let http = reqwest::Client::new();
     let healthz = || send(http.get(format!("{}/healthz", server.base)));
     let body = healthz().await.error(503);
