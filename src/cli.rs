@@ -287,4 +287,12 @@ pub enum IncidentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Close an incident (its commander, or an L2/L3): its ticket opens no emergency path any
+    /// more. A change pause stays until someone resumes.
+    Close {
+        /// The incident's ticket (INC-…) or id.
+        incident: String,
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -325,6 +325,16 @@ impl ApiClient {
     }
 
     /// `GET /incidents`.
+    /// `POST /incidents/{id}/close`.
+    pub async fn close_incident(&self, id: i64) -> Result<Incident, ClientError> {
+        self.send_with_body(
+            Method::POST,
+            &format!("/incidents/{id}/close"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     pub async fn incidents(&self) -> Result<Vec<Incident>, ClientError> {
         self.get("/incidents", &[]).await
     }

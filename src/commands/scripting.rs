@@ -292,6 +292,21 @@ pub async fn incident(cmd: &IncidentCommand) -> Result<()> {
             let incident = client.declare_incident(&req).await?;
             emit(*json, &incident, format_incident)
         }
+        IncidentCommand::Close { incident, json } => {
+            let client = connect()?;
+            let id = match incident.parse::<i64>() {
+                Ok(id) => id,
+                Err(_) => client
+                    .incidents()
+                    .await?
+                    .into_iter()
+                    .find(|i| i.ticket == *incident)
+                    .map(|i| i.id)
+                    .ok_or_else(|| eyre!("no incident {incident}: give its INC ticket or id"))?,
+            };
+            let closed = client.close_incident(id).await?;
+            emit(*json, &closed, format_incident)
+        }
         IncidentCommand::List { json } => {
             let client = connect()?;
             let incidents = client.incidents().await?;

@@ -47,6 +47,44 @@ pub async fn declare(
     Ok(incident)
 }
 
+/// `POST /incidents/{id}/close`: the incident is over. Its commander or an L2/L3 closes it; from
+/// then on its ticket opens no emergency path. A pause it caused stays until someone resumes.
+pub async fn close(state: &AppState, op: &Operator, id: i64) -> ServiceResult<Incident> {
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let Some(incident) = tx.incident(id).await? else {
+        return Err(ServiceError::not_found(format!("no incident #{id}")));
+    };
+    if op.name != incident.commander && op.level < crate::domain::Level::L2 {
+        return Err(ServiceError::forbidden(format!(
+            "only its commander ({}) or an L2 or L3 closes incident {}; you are {} {}",
+            incident.commander, incident.ticket, op.name, op.level
+        )));
+    }
+    let Some(closed) = tx.incident_close(id, now).await? else {
+        return Err(ServiceError::conflict(format!(
+            "incident {} is already closed",
+            incident.ticket
+        )));
+    };
+    tx.record(
+        now,
+        Record {
+            actor: &op.name,
+            kind: "incident.closed",
+            subject: format!("incident:{}", closed.ticket),
+            summary: format!(
+                "{} closed {} incident {}: {}",
+                op.name, closed.priority, closed.ticket, closed.title
+            ),
+            data: serde_json::to_value(&closed).unwrap_or_default(),
+        },
+    )
+    .await?;
+    commit(state, tx).await?;
+    Ok(closed)
+}
+
 /// Declares an incident inside `tx` and records it: the one place both a declaration and an
 /// escalation (of the verification of change `escalating`) go through, so both name a commander
 /// who exists.

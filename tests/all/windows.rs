@@ -198,3 +198,53 @@ async fn a_freeze_allows_only_low_risk_and_p1_response() {
     assert_eq!(done.state, ChangeState::Executed);
     assert_eq!(srv.runs_of("checkout-2"), 1);
 }
+
+/// An incident ends when its commander (or an L2/L3) closes it; it cannot be closed twice, and an
+/// L1 who does not command it may not close it.
+#[tokio::test]
+async fn an_incident_is_closed_by_its_commander_or_an_l2_once() {
+    let srv = TestServer::start(TUESDAY_10).await;
+    let inc = srv
+        .client("carol")
+        .declare_incident(&IncidentRequest {
+            priority: Priority::P1,
+            title: "checkout down".into(),
+            commander: "alice".into(),
+        })
+        .await
+        .expect("declare");
+    let other = srv
+        .client("carol")
+        .declare_incident(&IncidentRequest {
+            priority: Priority::P2,
+            title: "slow search".into(),
+            commander: "dave".into(),
+        })
+        .await
+        .expect("declare");
+    // alice (L1) commands the first: she may close it, not the other.
+    let (_, message) = api_error(srv.client("alice").close_incident(other.id).await, 403);
+    assert!(message.contains("only its commander (dave)"), "{message}");
+    let closed = srv
+        .client("alice")
+        .close_incident(inc.id)
+        .await
+        .expect("close");
+    assert!(closed.closed_at.is_some());
+    let (_, message) = api_error(srv.client("bob").close_incident(inc.id).await, 409);
+    assert!(message.contains("already closed"), "{message}");
+    api_error(srv.client("bob").close_incident(99_999).await, 404);
+    srv.client("bob")
+        .close_incident(other.id)
+        .await
+        .expect("an L2 closes it");
+    let audit = srv
+        .client("bob")
+        .audit(None, Some(1000))
+        .await
+        .expect("audit");
+    assert_eq!(
+        audit.iter().filter(|e| e.kind == "incident.closed").count(),
+        2
+    );
+}

@@ -1,7 +1,7 @@
 use crate::domain::api::{ErrorBody, IncidentRequest};
 use crate::domain::incident::Incident;
 use crate::server::AppState;
-use crate::server::api::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::server::api::error::{ApiError, ApiId, ApiJson, ApiQuery, ApiResult};
 use crate::server::auth::Caller;
 use axum::Json;
 use axum::extract::State;
@@ -46,4 +46,21 @@ pub async fn list(
         return Err(ApiError::invalid("limit must be between 1 and 500"));
     }
     Ok(Json(state.store.incidents(limit).await?))
+}
+
+/// Close an incident: it is over, and its ticket opens no emergency path any more. Its commander
+/// or an L2/L3 closes it. A change pause stays until someone resumes.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/close", tag = "incidents", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The incident's id")),
+    responses((status = 200, body = Incident), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Already closed", body = ErrorBody)))]
+pub async fn close(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    ApiId(id): ApiId,
+) -> ApiResult<Json<Incident>> {
+    Ok(Json(
+        crate::server::incidents::close(&state, &op, id).await?,
+    ))
 }

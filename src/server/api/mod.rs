@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(windows::remove_freeze))
         .routes(routes!(windows::pause, windows::resume))
         .routes(routes!(incidents::declare, incidents::list))
+        .routes(routes!(incidents::close))
         .routes(routes!(audit::list))
         .routes(routes!(events::stream))
         .routes(routes!(verifications::list))

@@ -182,6 +182,31 @@ impl Tx {
         Ok(times.into_iter().map(from_ms).collect())
     }
 
+    /// Closes an open incident; `None` when it is unknown or already closed.
+    pub async fn incident_close(
+        &mut self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Incident>, DbError> {
+        let row: Option<IncidentRow> = sqlx::query_as(
+            "UPDATE incidents SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL RETURNING *",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .fetch_optional(&mut *self.inner)
+        .await?;
+        row.map(IncidentRow::into_incident).transpose()
+    }
+
+    /// One incident by id.
+    pub async fn incident(&mut self, id: i64) -> Result<Option<Incident>, DbError> {
+        let row: Option<IncidentRow> = sqlx::query_as("SELECT * FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(IncidentRow::into_incident).transpose()
+    }
+
     pub async fn freeze_insert(
         &mut self,
         name: &str,
