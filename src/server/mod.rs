@@ -168,9 +168,15 @@ pub async fn start(
         Err(e) => tracing::error!(error = %e, "recovering interrupted changes failed"),
     }
     // Before serving: a stream must not open before the tail reader knows where it starts.
-    let tail = events::tail::start(&state.store, &state.events)
-        .await
-        .map_err(|e| std::io::Error::other(format!("reading the event table: {e}")))?;
+    let tail = match events::tail::start(&state.store, &state.events).await {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            batch_task.abort();
+            return Err(std::io::Error::other(format!(
+                "reading the event table: {e}"
+            )));
+        }
+    };
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let app = api::router(state.clone());

@@ -10,8 +10,8 @@ use axum::response::sse::{KeepAlive, Sse};
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Below the idle timeouts proxies apply by default (nginx's `proxy_read_timeout` and HAProxy's
-/// usual `timeout server` are 60 s and more).
+/// Below the idle timeouts of proxies as usually set up (nginx's default `proxy_read_timeout` is
+/// 60 s; Debian's stock haproxy.cfg has `timeout server 50s`), so an idle stream is not cut.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

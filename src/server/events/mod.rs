@@ -18,6 +18,8 @@ use tail::{Encoded, Live};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{Notify, watch};
 
+/// The streams' shared state. Live events flow only once [`tail::start`] has run for it
+/// (`server::start` does, before serving).
 #[derive(Clone)]
 pub struct EventBus {
     /// Wakes the tail reader.
