@@ -258,6 +258,14 @@ fn change(state: &State, id: i64) -> Vec<(Look, String)> {
     let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     field("Parameters", params.join(" "));
     field("Reason", c.reason.clone());
+    // What the reviewer approves: the argv, as fixed when the change was requested.
+    field(
+        "Runs",
+        match &c.command {
+            Some(argv) => crate::domain::action::display_argv(argv),
+            None => "the simulator (the action has no command)".into(),
+        },
+    );
     if let Some(inc) = &c.emergency {
         field("Emergency", format!("for incident {inc}"));
     }
