@@ -322,7 +322,10 @@ fn frame_times() -> Result<FrameTimes, Failure> {
         c.requested_by = "alice".into();
         c.requested_level = Level::L1;
         c.risk = Risk::High;
-        c.approvals_required = vec![Requirement::Level { min: Level::L2 }];
+        c.approvals_required = vec![Requirement::Level {
+            min: Level::L2,
+            count: 1,
+        }];
         c.state = ChangeState::PendingApproval;
         let e = event(
             1000 + k,

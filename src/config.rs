@@ -14,6 +14,9 @@ pub const DEFAULT_SERVER_TOML: &str = include_str!("../assets/default-server.tom
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub server: ServerSection,
+    /// `[approvals.<risk>]`: stricter approval rules, by risk (medium, high, critical).
+    #[serde(default)]
+    pub approvals: std::collections::BTreeMap<String, crate::domain::approval::ApprovalRule>,
     #[serde(default)]
     pub actions: Vec<ActionSpec>,
     #[serde(default)]
@@ -390,6 +393,14 @@ pub struct FreezeConfig {
 }
 
 impl ServerConfig {
+    /// The stricter approval rule for `risk`, if the configuration has one.
+    pub fn approval_rule(
+        &self,
+        risk: crate::domain::Risk,
+    ) -> Option<&crate::domain::approval::ApprovalRule> {
+        self.approvals.get(risk.as_str())
+    }
+
     pub fn embedded_default() -> ServerConfig {
         ServerConfig::parse(DEFAULT_SERVER_TOML, "embedded default")
             .expect("the embedded default configuration is valid (tested)")
@@ -485,6 +496,17 @@ impl ServerConfig {
                         }
                     }
                 }
+            }
+        }
+        for (risk, rule) in &self.approvals {
+            if !["medium", "high", "critical"].contains(&risk.as_str()) {
+                return Err(format!(
+                    "approvals.{risk}: a rule is for medium, high or critical risk (low-risk \
+                     changes need no approval)"
+                ));
+            }
+            if !(1..=5).contains(&rule.count) {
+                return Err(format!("approvals.{risk}.count must be from 1 to 5"));
             }
         }
         let pool = &self.server.database_pool;

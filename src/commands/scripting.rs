@@ -487,6 +487,14 @@ fn format_change(c: &Change) -> String {
         if let Some(needs) = needs_line(&c.approvals_required) {
             line(needs);
         }
+        for r in &c.approvals_required {
+            if matches!(r, Requirement::Level { count, .. } if *count > 1) {
+                line(format!(
+                    "  progress: {}",
+                    r.progress(&c.approvals, &c.requested_by)
+                ));
+            }
+        }
         line(format!("  expires: {}", when(c.expires_at)));
     }
     for a in &c.approvals {
@@ -695,7 +703,10 @@ mod tests {
             updated_at: t(10, 0),
             expires_at: t(14, 0),
             approvals: Vec::new(),
-            approvals_required: vec![Requirement::Level { min: Level::L2 }],
+            approvals_required: vec![Requirement::Level {
+                min: Level::L2,
+                count: 1,
+            }],
             warnings: Vec::new(),
             outcome_reason: None,
             decided_by: None,

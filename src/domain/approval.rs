@@ -22,34 +22,93 @@ pub struct Approval {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Requirement {
-    /// An approval by an operator of at least this level (the approval matrix).
-    Level { min: Level },
+    /// Approvals by `count` distinct operators of at least this level, never the requester: the
+    /// approval matrix (one), or the stricter rule of `[approvals.<risk>]` in the server config.
+    Level {
+        min: Level,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        #[schema(default = 1, minimum = 1, maximum = 5)]
+        count: u8,
+    },
     /// The approval of the incident commander (emergency changes).
     Commander { name: String, incident: String },
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn is_one(n: &u8) -> bool {
+    *n == 1
+}
+
+/// "L3" or "L2+": who may give a level approval.
+fn level_words(min: Level) -> String {
+    match min {
+        Level::L3 => "L3".into(),
+        min => format!("{min}+"),
+    }
 }
 
 impl Requirement {
     pub fn describe(&self) -> String {
         match self {
-            Requirement::Level { min: Level::L3 } => "L3 approval".to_string(),
-            Requirement::Level { min } => format!("{min}+ approval"),
+            Requirement::Level { min, count: 1 } => format!("{} approval", level_words(*min)),
+            Requirement::Level { min, count } => {
+                format!("{count} {} approvals", level_words(*min))
+            }
             Requirement::Commander { name, incident } => {
                 format!("approval of incident commander {name} ({incident})")
             }
         }
     }
 
-    fn met_by(&self, approval: &Approval) -> bool {
+    /// The approvals (never the requester's) that count towards this requirement.
+    fn counted<'a>(&self, approvals: &'a [Approval], requester: &str) -> Vec<&'a Approval> {
+        approvals
+            .iter()
+            .filter(|a| a.approver != requester)
+            .filter(|a| match self {
+                Requirement::Level { min, .. } => a.level >= *min,
+                Requirement::Commander { name, .. } => &a.approver == name,
+            })
+            .collect()
+    }
+
+    fn needed(&self) -> usize {
         match self {
-            Requirement::Level { min } => approval.level >= *min,
-            Requirement::Commander { name, .. } => &approval.approver == name,
+            Requirement::Level { count, .. } => usize::from(*count).max(1),
+            Requirement::Commander { .. } => 1,
+        }
+    }
+
+    /// How far the approvals given are: "1 of 2 L3 approvals: carol".
+    pub fn progress(&self, approvals: &[Approval], requester: &str) -> String {
+        let got: Vec<&str> = self
+            .counted(approvals, requester)
+            .iter()
+            .map(|a| a.approver.as_str())
+            .collect();
+        let of = match self {
+            Requirement::Level { min, .. } => format!("{} approvals", level_words(*min)),
+            Requirement::Commander { name, .. } => format!("approval of commander {name}"),
+        };
+        if got.is_empty() {
+            format!("0 of {} {of}", self.needed())
+        } else {
+            format!(
+                "{} of {} {of}: {}",
+                got.len().min(self.needed()),
+                self.needed(),
+                got.join(", ")
+            )
         }
     }
 
     /// Whether `op`'s approval would meet this requirement.
     pub fn can_be_met_by(&self, op: &Operator) -> bool {
         match self {
-            Requirement::Level { min } => op.level >= *min,
+            Requirement::Level { min, .. } => op.level >= *min,
             Requirement::Commander { name, .. } => &op.name == name,
         }
     }
@@ -64,12 +123,18 @@ pub fn unmet<'r>(
 ) -> Vec<&'r Requirement> {
     required
         .iter()
-        .filter(|req| {
-            !approvals
-                .iter()
-                .any(|a| a.approver != requester && req.met_by(a))
-        })
+        .filter(|req| req.counted(approvals, requester).len() < req.needed())
         .collect()
+}
+
+/// A stricter approval rule for one risk (`[approvals.<risk>]` in the server config): `count`
+/// distinct approvers of at least `min_level`, never the requester, for every change of that
+/// risk. Without one, the process's table applies (one approval of the level it names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRule {
+    pub count: u8,
+    pub min_level: Level,
 }
 
 /// Why an operator may not approve a change.
@@ -149,7 +214,10 @@ mod tests {
 
     #[test]
     fn approvers() {
-        let required = vec![Requirement::Level { min: Level::L3 }];
+        let required = vec![Requirement::Level {
+            min: Level::L3,
+            count: 1,
+        }];
         let bob = op("bob", Level::L2);
         let carol = op("carol", Level::L3);
         assert_eq!(

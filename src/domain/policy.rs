@@ -4,7 +4,7 @@
 //! approval arrives, so a window that closed in between refuses the change.
 
 use crate::domain::action::{ActionSpec, Risk};
-use crate::domain::approval::Requirement;
+use crate::domain::approval::{ApprovalRule, Requirement};
 use crate::domain::incident::{Incident, Priority};
 use crate::domain::level::Level;
 use crate::domain::operator::Operator;
@@ -26,6 +26,8 @@ pub struct PolicyInput<'a> {
     pub pause: Option<&'a Pause>,
     /// The incident declared in CommandBridge under this ticket, if any.
     pub incident: Option<&'a Incident>,
+    /// The server's stricter approval rule for this action's risk, if it has one.
+    pub approval_rule: Option<&'a ApprovalRule>,
     /// For the rollback of a change whose verification escalated: the incident that escalation
     /// declared. Undoing the change that caused an incident is that incident's response, so the
     /// rollback takes the emergency path (its commander approves) through the pause the
@@ -269,8 +271,18 @@ pub fn decide(input: &PolicyInput) -> Decision {
         }
     }
 
-    let needed = risk.approval_needed(requester.level);
+    let rule = input.approval_rule;
+    let needed = match rule {
+        Some(r) => Some(r.min_level),
+        None => risk.approval_needed(requester.level),
+    };
+    let count = rule.map_or(1, |r| r.count.max(1));
     match needed {
+        Some(min) if count > 1 => reasons.push(format!(
+            "{risk} risk: the server's approval rule asks for {count} distinct approvers of {}, \
+             never the requester",
+            an_approver_of(min)
+        )),
         Some(min) => reasons.push(format!(
             "{risk} risk requested by {}: needs the approval of {}",
             requester.level,
@@ -302,7 +314,7 @@ pub fn decide(input: &PolicyInput) -> Decision {
         }
     }
     if let Some(min) = level {
-        required.push(Requirement::Level { min });
+        required.push(Requirement::Level { min, count });
     }
 
     Decision {
@@ -406,6 +418,7 @@ mod tests {
                 pause: self.pause.then_some(&pause),
                 incident: self.incident.as_ref(),
                 escalated: self.escalated.as_ref(),
+                approval_rule: None,
             })
         }
     }
@@ -455,7 +468,7 @@ mod tests {
                 let d = case(risk, level, "CHG-1234", OFF_PEAK).decide();
                 assert_eq!(d.decision, outcome, "{risk} by {level}: {d:?}");
                 let expected: Vec<Requirement> = min
-                    .map(|min| Requirement::Level { min })
+                    .map(|min| Requirement::Level { min, count: 1 })
                     .into_iter()
                     .collect();
                 assert_eq!(d.approvals_required, expected, "{risk} by {level}");
@@ -515,7 +528,10 @@ mod tests {
         assert_eq!(d.decision, Outcome::NeedsApproval, "{d:?}");
         assert_eq!(
             d.approvals_required,
-            vec![Requirement::Level { min: Level::L2 }]
+            vec![Requirement::Level {
+                min: Level::L2,
+                count: 1
+            }]
         );
         assert_eq!(d.emergency.as_deref(), Some(t));
         // Or the level the risk needs, if higher.
@@ -523,7 +539,10 @@ mod tests {
         critical.incident = Some(incident(t, Priority::P1, "alice"));
         assert_eq!(
             critical.decide().approvals_required,
-            vec![Requirement::Level { min: Level::L3 }]
+            vec![Requirement::Level {
+                min: Level::L3,
+                count: 1
+            }]
         );
         // A closed incident allows nothing.
         let mut closed = incident(t, Priority::P1, "carol");
@@ -556,7 +575,13 @@ mod tests {
             ..carol
         };
         let left = unmet(&d.approvals_required, &[bob_commander], "alice");
-        assert_eq!(left, vec![&Requirement::Level { min: Level::L3 }]);
+        assert_eq!(
+            left,
+            vec![&Requirement::Level {
+                min: Level::L3,
+                count: 1
+            }]
+        );
     }
 
     /// The escalation's pause blocks everything but the one response the commander needs: the
@@ -589,7 +614,10 @@ mod tests {
         let d = c.decide();
         assert_eq!(
             d.approvals_required,
-            vec![Requirement::Level { min: Level::L2 }],
+            vec![Requirement::Level {
+                min: Level::L2,
+                count: 1
+            }],
             "{d:?}"
         );
         // Outside the windows too (the escalation's incident is P2).
@@ -640,7 +668,10 @@ mod tests {
                 (d.decision, d.approvals_required.clone()),
                 (
                     Outcome::NeedsApproval,
-                    vec![Requirement::Level { min: Level::L2 }]
+                    vec![Requirement::Level {
+                        min: Level::L2,
+                        count: 1
+                    }]
                 ),
                 "{rule:?}: {d:?}"
             );

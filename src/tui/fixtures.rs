@@ -51,7 +51,7 @@ pub fn change(
 ) -> Change {
     let created = now() - Duration::minutes(minutes_ago);
     let approvals_required = match risk.approval_needed(by_level) {
-        Some(min) => vec![Requirement::Level { min }],
+        Some(min) => vec![Requirement::Level { min, count: 1 }],
         None => vec![],
     };
     Change {

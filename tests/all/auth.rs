@@ -70,7 +70,10 @@ async fn level_and_own_change_violations_get_403() {
     assert_eq!(critical.state, ChangeState::PendingApproval);
     assert_eq!(
         critical.approvals_required,
-        vec![Requirement::Level { min: Level::L3 }]
+        vec![Requirement::Level {
+            min: Level::L3,
+            count: 1
+        }]
     );
     let (error, message) = api_error(alice.approve(critical.id, &approve()).await, 403);
     assert_eq!(error, "forbidden");

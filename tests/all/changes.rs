@@ -343,7 +343,10 @@ async fn emergency_change_needs_a_p1_or_p2_incident_and_its_commander() {
     assert_eq!(own.state, ChangeState::PendingApproval);
     assert_eq!(
         own.approvals_required,
-        vec![Requirement::Level { min: Level::L2 }]
+        vec![Requirement::Level {
+            min: Level::L2,
+            count: 1
+        }]
     );
     let done = dave
         .approve(own.id, &approve())
@@ -486,4 +489,113 @@ async fn a_change_runs_the_command_its_reviewers_saw_or_none() {
     assert_eq!(ran.state, ChangeState::Executed);
     let out = ran.output.expect("output");
     assert_eq!(out.stdout.trim(), "deploy web-1 --version=2.0");
+}
+
+// ---- approval thresholds ----------------------------------------------------------------------
+
+const TWO_L3: &str = "\n[approvals.critical]\ncount = 2\nmin_level = \"L3\"\n";
+
+/// `[approvals.critical] count = 2, min_level = "L3"`: two distinct L3s, never the requester,
+/// each once; the queue says how far it is; one eligible denial ends it; a pending change keeps
+/// the rule it was requested under when the configuration changes.
+#[tokio::test]
+async fn a_two_of_l3_rule_needs_two_distinct_l3s_and_one_denial_ends_it() {
+    let mut srv = TestServer::start_configured(clock_at(TUESDAY_10), |_| TWO_L3.into()).await;
+    srv.add_operator("erin", Level::L3).await;
+    let (alice, bob, carol, erin) = (
+        srv.client("alice"),
+        srv.client("bob"),
+        srv.client("carol"),
+        srv.client("erin"),
+    );
+    let c = create(
+        &alice,
+        &req("rotate-secrets", "CHG-1", "payments", json!({})),
+    )
+    .await;
+    assert_eq!(c.state, ChangeState::PendingApproval);
+    assert_eq!(
+        c.approvals_required,
+        vec![Requirement::Level {
+            min: Level::L3,
+            count: 2
+        }]
+    );
+    let after = carol
+        .approve(c.id, &approve())
+        .await
+        .expect("carol approves");
+    assert_eq!(
+        after.state,
+        ChangeState::PendingApproval,
+        "one of two is not enough"
+    );
+    assert_eq!(
+        after.approvals_required[0].progress(&after.approvals, &after.requested_by),
+        "1 of 2 L3 approvals: carol"
+    );
+    api_error(carol.approve(c.id, &approve()).await, 409);
+    api_error(bob.approve(c.id, &approve()).await, 403);
+    erin.approve(c.id, &approve()).await.expect("erin approves");
+    assert_eq!(settled(&alice, c.id).await.state, ChangeState::Executed);
+
+    // The requester's own approval never counts, whatever their level.
+    let own = create(
+        &carol,
+        &req("rotate-secrets", "CHG-1", "checkout", json!({})),
+    )
+    .await;
+    assert_eq!(
+        own.state,
+        ChangeState::PendingApproval,
+        "an L3 requester needs two others"
+    );
+    api_error(carol.approve(own.id, &approve()).await, 403);
+    // One denial by an eligible reviewer ends it.
+    let denied = erin
+        .deny(own.id, &deny("not during the sale"))
+        .await
+        .expect("deny");
+    assert_eq!(denied.state, ChangeState::Denied);
+
+    // A stricter rule changed away: the pending change keeps its own, a new one gets the new.
+    let kept = create(&alice, &req("rotate-secrets", "CHG-1", "search", json!({}))).await;
+    srv.restart_configured(clock_at(TUESDAY_10), "").await;
+    let carol = srv.client("carol");
+    let still = carol.approve(kept.id, &approve()).await.expect("approve");
+    assert_eq!(still.state, ChangeState::PendingApproval, "{still:?}");
+    let fresh = create(
+        &srv.client("alice"),
+        &req("rotate-secrets", "CHG-1", "ads", json!({})),
+    )
+    .await;
+    assert_eq!(
+        fresh.approvals_required,
+        vec![Requirement::Level {
+            min: Level::L3,
+            count: 1
+        }]
+    );
+    carol.approve(fresh.id, &approve()).await.expect("approve");
+    assert_eq!(settled(&carol, fresh.id).await.state, ChangeState::Executed);
+}
+
+#[test]
+fn an_approval_rule_is_checked_when_the_configuration_loads() {
+    use commandbridge::config::{DEFAULT_SERVER_TOML, ServerConfig};
+    for (rule, says) in [
+        (
+            "[approvals.critical]\ncount = 6\nmin_level = \"L3\"\n",
+            "approvals.critical.count",
+        ),
+        (
+            "[approvals.low]\ncount = 1\nmin_level = \"L2\"\n",
+            "approvals.low",
+        ),
+        ("[approvals.high]\ncount = 2\nmin_level = \"L9\"\n", "L9"),
+    ] {
+        let err =
+            ServerConfig::parse(&format!("{DEFAULT_SERVER_TOML}\n{rule}"), "test").expect_err(rule);
+        assert!(err.to_string().contains(says), "{rule}: {err}");
+    }
 }

@@ -99,6 +99,7 @@ impl Scenario {
             pause: self.pause.as_ref(),
             incident: self.incident.as_ref(),
             escalated: None,
+            approval_rule: None,
         })
     }
 
@@ -340,7 +341,7 @@ fn scenario_with(
 fn requirements() -> impl Strategy<Value = Vec<Requirement>> {
     let mut all: Vec<Requirement> = Level::ALL
         .into_iter()
-        .map(|min| Requirement::Level { min })
+        .map(|min| Requirement::Level { min, count: 1 })
         .collect();
     all.extend(POOL.iter().map(|n| Requirement::Commander {
         name: n.to_string(),

@@ -95,7 +95,10 @@ async fn rollback_runs_the_rollback_command_with_the_captured_value_through_the_
     assert_eq!(rb.rollback_of, Some(fo));
     assert_eq!(
         rb.approvals_required,
-        [Requirement::Level { min: Level::L3 }]
+        [Requirement::Level {
+            min: Level::L3,
+            count: 1
+        }]
     );
     let (_, message) = api_error(dave.approve(rb.id, &ApproveRequest::default()).await, 403);
     assert!(message.contains("L3"), "{message}");
@@ -177,9 +180,10 @@ async fn a_commanders_approval_does_not_stand_in_for_the_l3_a_rollback_needs() {
         rb.approvals_required.contains(&Requirement::Commander {
             name: "dave".into(),
             incident: inc.ticket.clone(),
-        }) && rb
-            .approvals_required
-            .contains(&Requirement::Level { min: Level::L3 }),
+        }) && rb.approvals_required.contains(&Requirement::Level {
+            min: Level::L3,
+            count: 1
+        }),
         "{:#?}",
         rb.approvals_required
     );
@@ -205,8 +209,10 @@ async fn a_commanders_approval_does_not_stand_in_for_the_l3_a_rollback_needs() {
     assert_eq!(done.state, ChangeState::Executed);
     // The record still says what it needed.
     assert!(
-        done.approvals_required
-            .contains(&Requirement::Level { min: Level::L3 }),
+        done.approvals_required.contains(&Requirement::Level {
+            min: Level::L3,
+            count: 1
+        }),
         "{:#?}",
         done.approvals_required
     );

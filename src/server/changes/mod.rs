@@ -92,6 +92,7 @@ async fn decide(
         pause: pause.as_ref(),
         incident: incident.as_ref(),
         escalated: escalated.as_ref(),
+        approval_rule: state.config.approval_rule(spec.risk),
     }))
 }
 
@@ -177,14 +178,14 @@ fn require_rollback_level(spec: &ActionSpec, requester: &Operator, d: &mut Decis
     let covered = d
         .approvals_required
         .iter()
-        .any(|r| matches!(r, approval::Requirement::Level { min: m } if *m >= min));
+        .any(|r| matches!(r, approval::Requirement::Level { min: m, .. } if *m >= min));
     if requester.level >= min || covered {
         return;
     }
     d.approvals_required
         .retain(|r| !matches!(r, approval::Requirement::Level { .. }));
     d.approvals_required
-        .push(approval::Requirement::Level { min });
+        .push(approval::Requirement::Level { min, count: 1 });
     d.reasons.push(format!(
         "the rollback of {} needs {min}: it waits for an {min} approval",
         spec.name

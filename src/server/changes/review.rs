@@ -127,6 +127,19 @@ pub async fn approve(
             d.reasons.join("; ")
         )));
     }
+    // A pending change keeps the approval rule it was requested under: a rule changed in the
+    // configuration since applies to new changes only.
+    if let Some(kept) = change
+        .approvals_required
+        .iter()
+        .find(|r| matches!(r, approval::Requirement::Level { .. }))
+    {
+        for r in d.approvals_required.iter_mut() {
+            if matches!(r, approval::Requirement::Level { .. }) {
+                *r = kept.clone();
+            }
+        }
+    }
     tx.change_set_requirements(
         id,
         &d.approvals_required,

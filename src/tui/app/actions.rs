@@ -164,7 +164,10 @@ mod tests {
         let preview = Preview {
             decision: crate::domain::policy::Outcome::NeedsApproval,
             reasons: vec!["high risk requested by L1".into()],
-            approvals_required: vec![Requirement::Level { min: Level::L2 }],
+            approvals_required: vec![Requirement::Level {
+                min: Level::L2,
+                count: 1,
+            }],
             warnings: vec!["off-peak preferred".into()],
         };
         update(&mut s, Msg::Preview(*g2, Ok(preview.clone())));

@@ -58,7 +58,10 @@ async fn a_self_declared_p1_does_not_let_an_l1_run_a_change_alone_during_a_freez
     assert_eq!(change.state, ChangeState::PendingApproval);
     assert_eq!(
         change.approvals_required,
-        vec![Requirement::Level { min: Level::L2 }]
+        vec![Requirement::Level {
+            min: Level::L2,
+            count: 1
+        }]
     );
     assert_eq!(change.emergency.as_deref(), Some(p1.ticket.as_str()));
     let (_, message) = api_error(alice.approve(change.id, &approve()).await, 403);
