@@ -34,17 +34,6 @@ const ATTACK_AT_MOST: Duration = Duration::from_secs(60);
 /// Probing goes on this long after the last half-open connection is made, all still held.
 const HOLD: Duration = Duration::from_secs(5);
 
-fn env_number(name: &str, default: usize) -> Result<usize, Failure> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("{name} must be a positive whole number").into()),
-        Err(_) => Ok(default),
-    }
-}
-
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -57,9 +46,9 @@ fn loadavg() -> String {
 
 fn main() -> Result<(), Failure> {
     commandbridge::tls::install_provider();
-    let streams = env_number("BENCH_STREAMS", 300)?;
-    let half_open = env_number("BENCH_HALF_OPEN", 3_000)?;
-    let fd_limit = env_number("BENCH_FD_LIMIT", 2_048)?;
+    let streams = support::load::env_number("BENCH_STREAMS", 300)?;
+    let half_open = support::load::env_number("BENCH_HALF_OPEN", 3_000)?;
+    let fd_limit = support::load::env_number("BENCH_FD_LIMIT", 2_048)?;
     let bin = std::env::var_os("CB_BIN").map(std::path::PathBuf::from);
     println!(
         "binary: {}",

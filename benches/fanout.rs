@@ -43,17 +43,6 @@ const ROUND_PATIENCE: Duration = Duration::from_secs(10);
 /// Between rounds, so one round's writes are done before the next POST.
 const PAUSE: Duration = Duration::from_millis(100);
 
-fn env_number(name: &str, default: usize) -> Result<usize, Failure> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("{name} must be a positive whole number").into()),
-        Err(_) => Ok(default),
-    }
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -142,8 +131,8 @@ impl Row {
 
 fn main() -> Result<(), Failure> {
     commandbridge::tls::install_provider();
-    let n = env_number("BENCH_SUBSCRIBERS", 1000)?;
-    let rounds = env_number("BENCH_ROUNDS", 30)?;
+    let n = support::load::env_number("BENCH_SUBSCRIBERS", 1000)?;
+    let rounds = support::load::env_number("BENCH_ROUNDS", 30)?;
     // The bare server's sockets, its subscribers' and the real server's subscribers'.
     raise_fd_limit(3 * n as u64 + 256)?;
     println!(

@@ -134,3 +134,16 @@ pub fn pending_request(i: usize) -> commandbridge::domain::api::ChangeRequest {
         reason: "throughput benchmark".into(),
     }
 }
+
+/// A benchmark's size from the environment (`BENCH_STREAMS=…`), or `default`: a positive whole
+/// number, or an error naming the variable.
+pub fn env_number(name: &str, default: usize) -> Result<usize, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{name} must be a positive whole number")),
+        Err(_) => Ok(default),
+    }
+}

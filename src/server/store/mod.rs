@@ -147,7 +147,6 @@ pub struct Store {
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
-    backend: Backend,
     owner: Arc<str>,
     inner: sqlx::Transaction<'static, sqlx::Any>,
     wrote_events: bool,
@@ -371,7 +370,6 @@ impl Store {
             Backend::Postgres => self.writer.begin_with(BEGIN_WRITE).await?,
         };
         Ok(Tx {
-            backend: self.backend,
             owner: self.owner.clone(),
             inner,
             wrote_events: false,
@@ -398,10 +396,6 @@ impl Store {
 impl Tx {
     pub fn conn(&mut self) -> &mut AnyConnection {
         &mut self.inner
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// Commits; returns whether events were written (so the caller wakes event listeners).
