@@ -7,7 +7,9 @@
 //!    over the servers, post high-risk `blacklist-ip` changes as an L1 with a CHG ticket inside
 //!    the Standard window, so each ends `pending_approval`. One server on SQLite; then 1, 2 and 3
 //!    replicas on PostgreSQL.
-//! 3. Targets (issue 9): 3 replicas ≥ 1.5 × 1 replica, 1 replica ≥ 0.5 × raw.
+//! 3. Targets (issue 9): 3 replicas ≥ 1.5 × 1 replica, 1 replica ≥ 0.5 × raw. Each phase also
+//!    prints how busy the whole machine was (`/proc/stat`): a phase near 100% is bound by this
+//!    machine, not by the server's design.
 //!
 //! `cargo bench --bench replicas`; `BENCH_SECONDS=N` sets each phase (default 8). Needs the
 //! PostgreSQL of `scripts/services.sh` (or `CB_TEST_POSTGRES`). Everything shares this machine's
@@ -32,6 +34,31 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 struct Rate {
     per_second: f64,
     p99_ms: f64,
+    /// How busy the whole machine was meanwhile: on a machine this small, the ceiling that no
+    /// change of the server's design can lift.
+    cpu_busy: Option<f64>,
+}
+
+/// The machine's CPU time so far (busy, total) in clock ticks, from `/proc/stat`.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: idle and iowait are not work.
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
+    Some((total - idle, total))
+}
+
+/// The share of the machine's CPU time spent busy between two readings of [`cpu_ticks`].
+fn busy_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (before?, after?);
+    (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
 }
 
 /// 32 clients, client `i` on server `i % n`, for `secs` (after a short warm-up).
@@ -48,6 +75,7 @@ async fn create_rate(servers: &[BinaryServer], secs: f64) -> Result<Rate, Failur
     }
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
+    let cpu_before = cpu_ticks();
     let mut tasks = Vec::new();
     for (i, c) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
@@ -74,13 +102,15 @@ async fn create_rate(servers: &[BinaryServer], secs: f64) -> Result<Rate, Failur
     Ok(Rate {
         per_second: total as f64 / started.elapsed().as_secs_f64(),
         p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        cpu_busy: busy_between(cpu_before, cpu_ticks()),
     })
 }
 
 /// PostgreSQL's own rate: 32 connections, one single-row INSERT per transaction.
-async fn raw_rate(url: &str, secs: f64) -> Result<f64, Failure> {
+async fn raw_rate(url: &str, secs: f64) -> Result<(f64, Option<f64>), Failure> {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
+    let cpu_before = cpu_ticks();
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let url = url.to_string();
@@ -108,7 +138,10 @@ async fn raw_rate(url: &str, secs: f64) -> Result<f64, Failure> {
     for t in tasks {
         total += t.await??;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    Ok((
+        total as f64 / started.elapsed().as_secs_f64(),
+        busy_between(cpu_before, cpu_ticks()),
+    ))
 }
 
 async fn servers(backend: Backend, n: usize) -> Vec<BinaryServer> {
@@ -124,6 +157,10 @@ async fn servers(backend: Backend, n: usize) -> Vec<BinaryServer> {
     }
     all.insert(0, first);
     all
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or("n/a".into(), |s| format!("{:.0}%", s * 100.0))
 }
 
 fn main() -> Result<(), Failure> {
@@ -146,19 +183,24 @@ fn main() -> Result<(), Failure> {
         );
         let dir = tempfile::tempdir()?;
         let raw_db = TestDb::create_on(Backend::Postgres, dir.path()).await;
-        let raw = raw_rate(&raw_db.url, secs).await?;
+        let (raw, raw_busy) = raw_rate(&raw_db.url, secs).await?;
         drop(raw_db);
         println!(
-            "{:<36} {:>10.0} commits/s",
-            "PostgreSQL raw single-row commits", raw
+            "{:<36} {:>10.0} commits/s                  CPU busy {}",
+            "PostgreSQL raw single-row commits",
+            raw,
+            percent(raw_busy)
         );
 
         let sqlite = servers(Backend::Sqlite, 1).await;
         let s = create_rate(&sqlite, secs).await?;
         drop(sqlite);
         println!(
-            "{:<36} {:>10.0} changes/s   p99 {:>6.1} ms",
-            "1 server, SQLite", s.per_second, s.p99_ms
+            "{:<36} {:>10.0} changes/s   p99 {:>6.1} ms   CPU busy {}",
+            "1 server, SQLite",
+            s.per_second,
+            s.p99_ms,
+            percent(s.cpu_busy)
         );
         let mut pg = Vec::new();
         for n in 1..=3 {
@@ -166,10 +208,11 @@ fn main() -> Result<(), Failure> {
             let r = create_rate(&replicas, secs).await?;
             drop(replicas);
             println!(
-                "{:<36} {:>10.0} changes/s   p99 {:>6.1} ms",
+                "{:<36} {:>10.0} changes/s   p99 {:>6.1} ms   CPU busy {}",
                 format!("{n} replica{} on PostgreSQL", if n > 1 { "s" } else { "" }),
                 r.per_second,
-                r.p99_ms
+                r.p99_ms,
+                percent(r.cpu_busy)
             );
             pg.push(r.per_second);
         }
