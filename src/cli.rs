@@ -8,11 +8,27 @@ use std::path::PathBuf;
 #[command(
     name = "commandbridge",
     version,
-    about = "Keyboard-first change control for on-call operations"
+    about = "Keyboard-first change control for on-call operations",
+    // `--read-only` belongs to the dashboard: `commandbridge --read-only serve` is an error,
+    // not a flag silently ignored.
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The dashboard's options when no subcommand is given (the dashboard is the default).
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+/// Options of the dashboard (`commandbridge`, `commandbridge tui`, `commandbridge demo`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DashboardArgs {
+    /// Watch only: keys that would change something (approve, deny, freeze, pause, rollback …)
+    /// are refused on the message line and not offered. Also `read_only = true` in the config;
+    /// an observer's dashboard is always read-only.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -20,7 +36,7 @@ pub enum Command {
     /// Start a server with demo data in a temporary database and open the dashboard.
     Demo(DemoArgs),
     /// Open the dashboard (the default) against the server from `login` or CB_SERVER/CB_TOKEN.
-    Tui,
+    Tui(DashboardArgs),
     /// Run the change-control server.
     Serve(ServeArgs),
     /// Manage operators directly in the server's database.
@@ -50,9 +66,11 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Whom to open the dashboard as: alice (L1), bob (L2) or carol (L3).
+    /// Whom to open the dashboard as: alice (L1), bob (L2), carol (L3) or olga (observer).
     #[arg(long = "as", value_name = "NAME", default_value = "bob")]
     pub as_user: String,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
     /// Start the demo's clock at this instant (RFC 3339). By default the real time, or the
     /// next Standard window when none is open.
     #[arg(long, value_name = "RFC3339")]
@@ -89,7 +107,7 @@ pub enum UserCommand {
     /// Create an operator and print their bearer token (shown once).
     Add {
         name: String,
-        #[arg(long, value_name = "L1|L2|L3")]
+        #[arg(long, value_name = "observer|L1|L2|L3")]
         level: String,
         #[command(flatten)]
         store: StoreArgs,

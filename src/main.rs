@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let owns_terminal = matches!(
         cli.command,
-        None | Some(Command::Tui) | Some(Command::Demo(_))
+        None | Some(Command::Tui(_)) | Some(Command::Demo(_))
     );
     let _guard = if owns_terminal {
         log_to_file()
@@ -54,7 +54,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            None | Some(Command::Tui) => dashboard::tui().await,
+            None => dashboard::tui(&cli.dashboard).await,
+            Some(Command::Tui(args)) => dashboard::tui(args).await,
             Some(Command::Demo(args)) => dashboard::demo(args).await,
             Some(Command::Serve(args)) => server_admin::serve(args).await,
             Some(Command::User(cmd)) => server_admin::user(cmd).await,

@@ -290,3 +290,85 @@ async fn x_asks_before_it_removes_a_freeze() {
         .unwrap();
     assert_eq!(freezes().await, 0, "{screen}");
 }
+
+/// Read-only, end to end: an L3 whose config says `read_only = true` presses x on a freeze and
+/// nothing is removed; an observer's dashboard is read-only without asking, and `tui
+/// --read-only` is too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_dashboard_acts_on_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cb.db").display());
+    let carol = user_add(&db, "carol", "L3");
+    let olga = user_add(&db, "olga", "observer");
+    let (_server, url) = serve(&db);
+    let api = ApiClient::new(&url, &carol).unwrap();
+    api.create_freeze(&FreezeRequest {
+        name: "Launch".into(),
+        starts_at: "2026-11-26T00:00:00Z".parse().unwrap(),
+        ends_at: "2026-11-27T00:00:00Z".parse().unwrap(),
+    })
+    .await
+    .unwrap();
+
+    // carol, on a wall screen: the config file asks for read-only.
+    let mut vars = sandbox(dir.path());
+    std::fs::create_dir_all(dir.path().join("cb-config")).unwrap();
+    std::fs::write(
+        dir.path().join("cb-config/config.toml"),
+        "read_only = true\n",
+    )
+    .unwrap();
+    vars.extend([format!("CB_SERVER={url}"), format!("CB_TOKEN={carol}")]);
+    let tmux = Tmux::start("e2e-read-only", (80, 24), &vars, &[BIN, "tui"]).unwrap();
+    let screen = tmux.wait_for("● live", Duration::from_secs(15)).unwrap();
+    assert!(screen.starts_with(" READ-ONLY "), "{screen}");
+    tmux.keys(&["3"]).unwrap();
+    tmux.wait_for("FREEZE 'Launch'", Duration::from_secs(5))
+        .unwrap();
+    tmux.keys(&["x"]).unwrap();
+    let screen = tmux
+        .wait_for(
+            "read-only: removing a freeze is not allowed here",
+            Duration::from_secs(3),
+        )
+        .unwrap();
+    assert!(!screen.contains("x remove freeze"), "{screen}");
+    tmux.keys(&["y"]).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calendar = api
+        .calendar(
+            "2026-11-23T00:00:00Z".parse().unwrap(),
+            "2026-11-30T00:00:00Z".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        calendar
+            .blocks
+            .iter()
+            .filter(|b| b.freeze_id.is_some())
+            .count(),
+        1,
+        "the freeze is still there"
+    );
+    drop(tmux);
+
+    // olga, an observer, without asking for anything; and `--read-only` on the command line.
+    std::fs::remove_file(dir.path().join("cb-config/config.toml")).unwrap();
+    for (token, args) in [
+        (&olga, vec![BIN]),
+        (&carol, vec![BIN, "tui", "--read-only"]),
+    ] {
+        let mut vars = sandbox(dir.path());
+        vars.extend([format!("CB_SERVER={url}"), format!("CB_TOKEN={token}")]);
+        let tmux = Tmux::start("e2e-observer", (80, 24), &vars, &args).unwrap();
+        let screen = tmux.wait_for("● live", Duration::from_secs(15)).unwrap();
+        assert!(screen.starts_with(" READ-ONLY "), "{args:?}: {screen}");
+        tmux.keys(&["3", "f"]).unwrap();
+        tmux.wait_for(
+            "read-only: announcing a freeze is not allowed here",
+            Duration::from_secs(3),
+        )
+        .unwrap();
+    }
+}

@@ -20,7 +20,7 @@ pub const TOKEN_ENV: &str = "CB_TOKEN";
 /// A PEM file of CA certificates trusted for an https server, besides the system's roots.
 pub const CA_FILE_ENV: &str = "CB_CA_FILE";
 
-const KNOWN_KEYS: &str = "server, token, ca_file, theme, mouse, [keys]";
+const KNOWN_KEYS: &str = "server, token, ca_file, theme, mouse, read_only, [keys]";
 
 /// What `config.toml` says. Every field is optional: environment variables can stand in.
 #[derive(Clone, Default, PartialEq)]
@@ -33,6 +33,8 @@ pub struct Settings {
     pub theme: Option<String>,
     /// `mouse = false` leaves the mouse to the terminal (the dashboard captures it by default).
     pub mouse: Option<bool>,
+    /// `read_only = true`: the dashboard acts on nothing (as `--read-only`), e.g. a wall screen.
+    pub read_only: Option<bool>,
     /// The `[keys]` table, as written; the TUI's keymap interprets and validates it.
     pub keys: BTreeMap<String, toml::Value>,
 }
@@ -46,6 +48,7 @@ impl fmt::Debug for Settings {
             .field("ca_file", &self.ca_file)
             .field("theme", &self.theme)
             .field("mouse", &self.mouse)
+            .field("read_only", &self.read_only)
             .field("keys", &self.keys)
             .finish()
     }
@@ -164,12 +167,19 @@ fn parse(text: &str, origin: &str, warnings: &mut Vec<String>) -> Settings {
             "token" => settings.token = string_setting(origin, &key, value, warnings),
             "ca_file" => settings.ca_file = string_setting(origin, &key, value, warnings),
             "theme" => settings.theme = string_setting(origin, &key, value, warnings),
-            "mouse" => match value {
-                toml::Value::Boolean(on) => settings.mouse = Some(on),
-                other => warnings.push(format!(
-                    "{origin}: 'mouse' must be true or false, not a {}; ignored",
-                    other.type_str()
-                )),
+            "mouse" => settings.mouse = switch_setting(origin, &key, value, warnings),
+            // A wall screen's owner meant it on: a value that is not a switch errs on the safe
+            // side, read-only, and says so.
+            "read_only" => match value {
+                toml::Value::Boolean(on) => settings.read_only = Some(on),
+                other => {
+                    warnings.push(format!(
+                        "{origin}: 'read_only' must be true or false, not a {}; read-only to be \
+                         safe",
+                        other.type_str()
+                    ));
+                    settings.read_only = Some(true);
+                }
             },
             "keys" => match value {
                 toml::Value::Table(keys) => settings.keys = keys.into_iter().collect(),
@@ -184,6 +194,25 @@ fn parse(text: &str, origin: &str, warnings: &mut Vec<String>) -> Settings {
         }
     }
     settings
+}
+
+/// A `true`/`false` entry; anything else is named in a warning and ignored.
+fn switch_setting(
+    origin: &str,
+    key: &str,
+    value: toml::Value,
+    warnings: &mut Vec<String>,
+) -> Option<bool> {
+    match value {
+        toml::Value::Boolean(on) => Some(on),
+        other => {
+            warnings.push(format!(
+                "{origin}: '{key}' must be true or false, not a {}; ignored",
+                other.type_str()
+            ));
+            None
+        }
+    }
 }
 
 fn string_setting(
@@ -423,6 +452,22 @@ mod tests {
             warnings
                 .iter()
                 .any(|w| w.contains("'keys' must be a table"))
+        );
+    }
+
+    #[test]
+    fn read_only_is_a_switch_and_a_bad_value_errs_on_the_safe_side() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        fs::write(&path, "read_only = true\n").expect("write");
+        let (s, warnings) = load_from(&path);
+        assert_eq!((s.read_only, warnings.len()), (Some(true), 0));
+        fs::write(&path, "read_only = \"yes\"\n").expect("write");
+        let (s, warnings) = load_from(&path);
+        assert_eq!(s.read_only, Some(true));
+        assert!(
+            warnings[0].contains("'read_only' must be true or false"),
+            "{warnings:?}"
         );
     }
 

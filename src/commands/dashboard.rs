@@ -1,7 +1,7 @@
 //! `commandbridge` / `commandbridge tui`, and `commandbridge demo`: the only place that starts
 //! a server and the dashboard in one process.
 
-use crate::cli::DemoArgs;
+use crate::cli::{DashboardArgs, DemoArgs};
 use crate::client::{ApiClient, settings};
 use crate::commands::demo_service;
 use crate::config::ServerConfig;
@@ -15,10 +15,9 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use std::collections::BTreeMap;
 
-/// The dashboard's preferences from the client config; each bad entry becomes a warning.
-/// The dashboard's options from the config file: theme, keys and mouse, with the warnings of
-/// anything in it that could not be used.
-fn preferences(mut warnings: Vec<String>, notice: Option<String>) -> Options {
+/// The dashboard's options from the config file (theme, keys, mouse, read-only) and the
+/// command line, with the warnings of anything in the file that could not be used.
+fn preferences(args: &DashboardArgs, mut warnings: Vec<String>, notice: Option<String>) -> Options {
     let (file, _) = settings::load();
     let (theme, bad_theme) = Theme::from_env(file.theme.as_deref());
     let (keymap, bad_keys) = Keymap::with_overrides(&file.keys);
@@ -30,27 +29,31 @@ fn preferences(mut warnings: Vec<String>, notice: Option<String>) -> Options {
         warnings,
         notice,
         mouse: file.mouse.unwrap_or(true),
+        // Either asks for it; nothing on the command line turns the file's `true` off.
+        read_only: args.read_only || file.read_only.unwrap_or(false),
     }
 }
 
-pub async fn tui() -> Result<()> {
+pub async fn tui(args: &DashboardArgs) -> Result<()> {
     let (creds, warnings) = settings::resolve().map_err(|e| eyre!("{e}"))?;
     let client = ApiClient::with_ca_file(&creds.server, &creds.token, creds.ca_file.as_deref())
         .map_err(|e| eyre!("{e}"))?;
-    runtime::run(client, preferences(warnings, None)).await
+    runtime::run(client, preferences(args, warnings, None)).await
 }
 
-const DEMO_USERS: [(&str, Level); 4] = [
+const DEMO_USERS: [(&str, Level); 5] = [
     ("alice", Level::L1),
     ("bob", Level::L2),
     ("carol", Level::L3),
     ("dave", Level::L2),
+    // Watches, changes nothing: `demo --as olga` opens a read-only dashboard.
+    ("olga", Level::Observer),
 ];
 
 pub async fn demo(args: &DemoArgs) -> Result<()> {
-    let Some(&(me, _)) = DEMO_USERS.iter().find(|(n, _)| *n == args.as_user) else {
+    let Some(&(me, my_level)) = DEMO_USERS.iter().find(|(n, _)| *n == args.as_user) else {
         return Err(eyre!(
-            "--as must be alice (L1), bob (L2) or carol (L3), not '{}'",
+            "--as must be alice (L1), bob (L2), carol (L3) or olga (observer), not '{}'",
             args.as_user
         ));
     };
@@ -91,13 +94,22 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     .await;
     let notice = match seeded {
         Ok(()) => format!(
-            "demo: server {base}, you are {me}; {clock_note}. Try 2 (Approvals), a to approve, ? for keys. '{}' degrades in a minute (4).",
+            "demo: server {base}, you are {me}; {clock_note}. {} '{}' degrades in a minute (4).",
+            if my_level.is_observer() {
+                "You watch (observer): ? lists the keys that work."
+            } else {
+                "Try 2 (Approvals), a to approve, ? for keys."
+            },
             demo_service::DEGRADING
         ),
         Err(e) => format!("demo: seeding stopped early: {e}"),
     };
     let (_, load_warnings) = settings::load();
-    let result = runtime::run(client(me)?, preferences(load_warnings, Some(notice))).await;
+    let result = runtime::run(
+        client(me)?,
+        preferences(&args.dashboard, load_warnings, Some(notice)),
+    )
+    .await;
     running.stop().await;
     service_task.abort();
     drop(dir);

@@ -33,13 +33,15 @@ impl Risk {
     }
 
     /// The process's approval matrix: the level whose approval a requester of `requester` level
-    /// needs before a change of this risk runs, or `None` when they execute directly.
+    /// needs before a change of this risk runs, or `None` when they execute directly. Observers
+    /// request nothing (the services refuse them first); their row is L1's so that this table
+    /// never lets them further than an L1.
     pub fn approval_needed(self, requester: Level) -> Option<Level> {
         match (self, requester) {
             (Risk::Low | Risk::Medium, _) => None,
-            (Risk::High, Level::L1) => Some(Level::L2),
+            (Risk::High, Level::Observer | Level::L1) => Some(Level::L2),
             (Risk::High, _) => None,
-            (Risk::Critical, Level::L1 | Level::L2) => Some(Level::L3),
+            (Risk::Critical, Level::Observer | Level::L1 | Level::L2) => Some(Level::L3),
             (Risk::Critical, Level::L3) => None,
         }
     }

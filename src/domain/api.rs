@@ -71,7 +71,8 @@ pub struct CatalogEntry {
     pub has_command: bool,
     /// True when a rollback can be run from CommandBridge; false means it is manual.
     pub has_rollback_command: bool,
-    /// "run", "needs L2+ approval" or "needs L3 approval", for the caller's level.
+    /// "run", "needs L2+ approval" or "needs L3 approval", for the caller's level; "nothing
+    /// (observer)" for an observer.
     pub you_may: String,
 }
 

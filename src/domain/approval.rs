@@ -134,7 +134,21 @@ pub fn unmet<'r>(
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRule {
     pub count: u8,
+    #[serde(deserialize_with = "approver_level")]
     pub min_level: Level,
+}
+
+/// An approval rule's level: L1, L2 or L3. An observer approves nothing, so a rule naming
+/// observers could never be met; the config is refused naming the key instead.
+fn approver_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Level, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.parse::<Level>() {
+        Ok(Level::Observer) => Err(serde::de::Error::custom(
+            "min_level must be L1, L2 or L3: observers approve nothing",
+        )),
+        Ok(level) => Ok(level),
+        Err(e) => Err(serde::de::Error::custom(e)),
+    }
 }
 
 /// Why an operator may not approve a change.
@@ -172,6 +186,12 @@ pub fn may_approve(
     if approver.name == requester {
         return Err(ApprovalRefusal::OwnChange);
     }
+    // Not even as the commander an emergency change names: observers change nothing.
+    if approver.level.is_observer() {
+        return Err(ApprovalRefusal::NotEligible(
+            crate::domain::level::Act::Approve.observer_refusal(),
+        ));
+    }
     if approvals.iter().any(|a| a.approver == approver.name) {
         return Err(ApprovalRefusal::AlreadyApproved);
     }
@@ -194,6 +214,9 @@ pub fn may_approve(
 
 /// A short phrase for the catalog: what this operator may do with an action of this risk.
 pub fn may_do(risk: Risk, level: Level) -> String {
+    if level.is_observer() {
+        return "nothing (observer)".into();
+    }
     match risk.approval_needed(level) {
         None => "run".into(),
         Some(Level::L3) => "needs L3 approval".into(),
@@ -233,5 +256,29 @@ mod tests {
         assert_eq!(may_do(Risk::High, Level::L1), "needs L2+ approval");
         assert_eq!(may_do(Risk::Critical, Level::L2), "needs L3 approval");
         assert_eq!(may_do(Risk::Critical, Level::L3), "run");
+    }
+
+    #[test]
+    fn observers_approve_nothing_and_name_no_rule() {
+        // Even as the commander an emergency change names, an observer's approval is refused.
+        let required = vec![Requirement::Commander {
+            name: "olga".into(),
+            incident: "INC-1".into(),
+        }];
+        let err = may_approve(&required, &[], "alice", &op("olga", Level::Observer)).unwrap_err();
+        assert!(
+            err.message().starts_with("observers cannot approve"),
+            "{err:?}"
+        );
+        assert_eq!(may_do(Risk::Low, Level::Observer), "nothing (observer)");
+        let rule: Result<ApprovalRule, _> = toml::from_str("count = 2\nmin_level = \"observer\"");
+        assert!(
+            rule.unwrap_err()
+                .to_string()
+                .contains("observers approve nothing"),
+            "an approval rule may not name observers"
+        );
+        let rule: ApprovalRule = toml::from_str("count = 2\nmin_level = \"L3\"").unwrap();
+        assert_eq!(rule.min_level, Level::L3);
     }
 }

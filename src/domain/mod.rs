@@ -21,7 +21,7 @@ pub use action::{ActionSpec, ParamKind, ParamSpec, Risk};
 pub use approval::{Approval, Requirement};
 pub use change::{Change, ChangeState};
 pub use incident::{Incident, Priority};
-pub use level::Level;
+pub use level::{Act, Level};
 pub use operator::Operator;
 pub use policy::{Decision, Outcome, PolicyInput};
 pub use ticket::{Ticket, TicketKind};

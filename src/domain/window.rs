@@ -1,6 +1,6 @@
 //! Deployment windows, freezes and change pauses: when a change may run.
 
-use crate::domain::level::Level;
+use crate::domain::level::{Act, Level};
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -191,6 +191,13 @@ impl Governance {
 
     /// Whether an operator of `level` may take this action; if not, a sentence that says who may.
     pub fn allowed(self, level: Level) -> Result<(), String> {
+        let act = match self {
+            Governance::AnnounceFreeze => Act::Freeze,
+            Governance::RemoveFreeze => Act::RemoveFreeze,
+            Governance::Pause => Act::Pause,
+            Governance::Resume => Act::Resume,
+        };
+        act.may(level)?;
         let what = match self {
             Governance::AnnounceFreeze => "announcing a freeze",
             Governance::RemoveFreeze => "removing a freeze",

@@ -60,6 +60,12 @@ impl ServiceError {
     }
 }
 
+/// Refuses an observer any `act` (the API edge already did, in `api/observers.rs`; this keeps
+/// the services safe for any other caller).
+pub fn may(act: crate::domain::Act, op: &crate::domain::Operator) -> ServiceResult<()> {
+    act.may(op.level).map_err(ServiceError::Forbidden)
+}
+
 /// Free text such as a reason, checked by the domain's rule (`domain/text.rs`).
 pub fn required_text(field: &str, value: &str, max: usize) -> ServiceResult<String> {
     crate::domain::text::required_text(field, value, max).map_err(ServiceError::Invalid)

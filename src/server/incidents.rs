@@ -22,6 +22,7 @@ pub async fn declare(
     op: &Operator,
     req: &IncidentRequest,
 ) -> ServiceResult<Incident> {
+    crate::server::error::may(crate::domain::Act::DeclareIncident, op)?;
     let title = required_text("title", &req.title, 200)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
@@ -50,6 +51,7 @@ pub async fn declare(
 /// `POST /incidents/{id}/close`: the incident is over. Its commander or an L2/L3 closes it; from
 /// then on its ticket opens no emergency path. A pause it caused stays until someone resumes.
 pub async fn close(state: &AppState, op: &Operator, id: i64) -> ServiceResult<Incident> {
+    crate::server::error::may(crate::domain::Act::CloseIncident, op)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
     let Some(incident) = tx.incident(id).await? else {

@@ -30,6 +30,7 @@ pub async fn end(
     id: i64,
     req: &OutcomeRequest,
 ) -> ServiceResult<Verification> {
+    crate::server::error::may(crate::domain::Act::Outcome, caller)?;
     let note = match req.note.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(n) => Some(required_text("note", n, 2000)?),

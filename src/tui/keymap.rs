@@ -90,6 +90,59 @@ impl Command {
     }
 }
 
+impl Command {
+    /// What the command would change on the server, as "read-only: … is not allowed here" says
+    /// it; `None` for a key that only looks (moves, panes, filters, detail, help, quit). The one
+    /// mark a read-only dashboard (`--read-only`, `read_only = true`, an observer) filters the
+    /// keys, the footer and `?` by. No wildcard: a new command must say which it is.
+    pub fn acts(self) -> Option<&'static str> {
+        match self {
+            Command::Approve => Some("approving a change"),
+            Command::Deny => Some("denying a change"),
+            Command::Withdraw => Some("withdrawing a change"),
+            Command::AddFreeze => Some("announcing a freeze"),
+            Command::RemoveFreeze => Some("removing a freeze"),
+            Command::Pause => Some("pausing changes"),
+            Command::Resume => Some("resuming changes"),
+            Command::Undo => Some("undoing a freeze removal or a resume"),
+            Command::MarkVerified => Some("recording a verification outcome"),
+            Command::Escalate => Some("escalating a verification"),
+            Command::Rollback => Some("rolling a change back"),
+            Command::Quit
+            | Command::ForceQuit
+            | Command::Help
+            | Command::Messages
+            | Command::CommandLine
+            | Command::Copy
+            | Command::NextPane
+            | Command::PrevPane
+            | Command::GoPane(_)
+            | Command::Move(_)
+            | Command::Open
+            | Command::Filter
+            | Command::Refresh
+            | Command::PrevWeek
+            | Command::NextWeek => None,
+        }
+    }
+}
+
+impl Command {
+    /// The `?` text on a read-only dashboard, for a key whose usual text names what it acts on
+    /// (Enter requests in the Actions pane; `:` offers freeze, pause and resume).
+    pub fn read_only_help(self) -> Option<&'static str> {
+        match self {
+            Command::Open => Some(
+                "open the full change of the selected row, scrollable (Approvals, Verification)",
+            ),
+            Command::CommandLine => {
+                Some("command line: incident, change N, messages, help, q (Tab completes)")
+            }
+            _ => None,
+        }
+    }
+}
+
 pub type Chord = (KeyCode, KeyModifiers);
 
 pub struct Binding {

@@ -24,6 +24,9 @@ pub struct Options {
     /// Capture the mouse (clicks and the wheel); `mouse = false` in the config leaves it to
     /// the terminal, for selecting text.
     pub mouse: bool,
+    /// `--read-only` or `read_only = true`: keys that act are refused (an observer's dashboard
+    /// is read-only whatever this says).
+    pub read_only: bool,
 }
 
 /// Runs the dashboard until the user quits. The terminal is restored on every way out.
@@ -53,6 +56,7 @@ async fn event_loop(
     let mut state = State::new(client.server(), now());
     state.warnings = options.warnings;
     state.keymap = options.keymap;
+    state.read_only = options.read_only;
     if let Ok(size) = terminal.size() {
         state.size = (size.width, size.height);
     }

@@ -593,6 +593,10 @@ fn an_approval_rule_is_checked_when_the_configuration_loads() {
             "approvals.low",
         ),
         ("[approvals.high]\ncount = 2\nmin_level = \"L9\"\n", "L9"),
+        (
+            "[approvals.high]\ncount = 1\nmin_level = \"observer\"\n",
+            "observers approve nothing",
+        ),
     ] {
         let err =
             ServerConfig::parse(&format!("{DEFAULT_SERVER_TOML}\n{rule}"), "test").expect_err(rule);

@@ -16,6 +16,7 @@ mod changes;
 mod cloudwatch;
 mod events;
 mod input;
+mod observers;
 mod policy;
 mod proxy;
 mod replicas;

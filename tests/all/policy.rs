@@ -476,6 +476,22 @@ proptest! {
         }
     }
 
+    /// An observer's approval is refused whatever the change needs, even when the observer is
+    /// the commander it names (issue 12: observers change nothing).
+    #[test]
+    fn observers_never_approve(s in scenario(), extra in requirements(), name in name()) {
+        let d = s.decide();
+        let observer = Operator { name, level: Level::Observer };
+        prop_assume!(observer.name != s.requester.name);
+        for required in [&d.approvals_required, &extra] {
+            let refused = may_approve(required, &s.approvals, &s.requester.name, &observer);
+            prop_assert!(
+                matches!(&refused, Err(ApprovalRefusal::NotEligible(m)) if m.starts_with("observers cannot")),
+                "{:?}", refused
+            );
+        }
+    }
+
     /// (d) Low-risk actions are never blocked and never need approvals.
     #[test]
     fn low_risk_actions_run_directly(s in scenario_with(action(&[Risk::Low]), ticket())) {

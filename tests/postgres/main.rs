@@ -19,6 +19,8 @@ mod changes;
 mod events;
 #[path = "../all/input.rs"]
 mod input;
+#[path = "../all/observers.rs"]
+mod observers;
 #[path = "../all/proxy.rs"]
 mod proxy;
 #[path = "../all/replicas.rs"]

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod incidents;
 pub mod me;
+pub mod observers;
 pub mod system;
 pub mod verifications;
 pub mod windows;
@@ -69,8 +70,15 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(changes::rollback))
         .routes(routes!(system::healthz))
         .split_for_parts();
+    // Every API route, read or write: observers' writes stop here (`observers.rs`), before any
+    // handler reads a body. Routes added below are reads outside the API (the document, metrics).
+    let api = api.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        observers::refuse_writes,
+    ));
     let mut doc = doc;
     document_body_errors(&mut doc);
+    document_observer_refusal(&mut doc);
     let doc = std::sync::Arc::new(doc);
     api.route(
         "/api/v1/openapi.json",
@@ -90,24 +98,26 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
+/// A documented error response: an `ErrorBody` under `description`.
+fn error(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
 /// Every operation that takes a body can answer 413 (over [`BODY_LIMIT`]) and 415 (not sent as
 /// JSON): the extractors in `error.rs` produce both for every handler, so they are documented
 /// here for every handler, in one place, rather than in each annotation.
 fn document_body_errors(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-    let error = |description: &str| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
-                .build(),
-        )
-    };
     for item in doc.paths.paths.values_mut() {
         for op in [
             &mut item.post,
@@ -128,6 +138,29 @@ fn document_body_errors(doc: &mut utoipa::openapi::OpenApi) {
             responses
                 .entry("415".into())
                 .or_insert_with(|| error("The body is missing or not sent as application/json"));
+        }
+    }
+}
+
+/// Every write operation answers 403 to an observer (`observers.rs`), whatever else it
+/// documents; said here once, like the body errors above.
+fn document_observer_refusal(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.responses
+                .responses
+                .entry("403".into())
+                .or_insert_with(|| {
+                    error("Not allowed for this operator (observers change nothing)")
+                });
         }
     }
 }

@@ -55,6 +55,7 @@ pub async fn preview(
     caller: &Operator,
     req: &ChangeRequest,
 ) -> ServiceResult<Preview> {
+    crate::server::error::may(crate::domain::Act::Preview, caller)?;
     let c = check(state, req, false)?;
     // A read connection: a preview records nothing, so it never waits for the writer.
     let mut conn = state.store.read().await?;
@@ -95,6 +96,7 @@ pub async fn create(
     req: &ChangeRequest,
     idempotency_key: Option<&str>,
 ) -> ServiceResult<Created> {
+    crate::server::error::may(crate::domain::Act::Request, caller)?;
     let c = check(state, req, true)?;
     let fp = fingerprint(req);
     if let Some(key) = idempotency_key
@@ -264,6 +266,7 @@ pub async fn rollback(
     id: i64,
     req: &crate::domain::api::RollbackRequest,
 ) -> ServiceResult<Created> {
+    crate::server::error::may(crate::domain::Act::Rollback, caller)?;
     let original = state
         .store
         .change(id)

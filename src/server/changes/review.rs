@@ -204,6 +204,7 @@ pub async fn deny(
     id: i64,
     reason: &str,
 ) -> ServiceResult<Change> {
+    crate::server::error::may(crate::domain::Act::Deny, caller)?;
     let reason = required_text("reason", reason, 2000)?;
     let now = state.clock.now();
     let (mut tx, change) = open_pending(state, id, now).await?;
@@ -269,6 +270,7 @@ pub async fn withdraw(
     id: i64,
     reason: Option<&str>,
 ) -> ServiceResult<Change> {
+    crate::server::error::may(crate::domain::Act::Withdraw, caller)?;
     let reason = match reason.map(str::trim) {
         None | Some("") => None,
         Some(r) => Some(required_text("reason", r, 2000)?),

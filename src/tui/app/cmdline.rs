@@ -20,20 +20,41 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("quit", "quit (also :q)"),
 ];
 
-/// The commands whose name starts with what is typed (its first word).
-pub fn completions(typed: &str) -> Vec<&'static str> {
+/// The lines that do what a key does (and so act, or not, as that key: the keymap says).
+fn as_key(name: &str) -> Option<Command> {
+    match name {
+        "freeze" => Some(Command::AddFreeze),
+        "pause" => Some(Command::Pause),
+        "resume" => Some(Command::Resume),
+        _ => None,
+    }
+}
+
+/// The commands whose name starts with what is typed (its first word). A read-only dashboard
+/// offers none that would act; typed whole, one still answers why not.
+pub fn completions(typed: &str, read_only: bool) -> Vec<&'static str> {
     let word = typed.trim_start().split(' ').next().unwrap_or("");
     COMMANDS
         .iter()
         .map(|(name, _)| *name)
         .filter(|name| name.starts_with(word))
+        .filter(|name| !read_only || as_key(name).and_then(Command::acts).is_none())
         .collect()
+}
+
+/// What the empty command line suggests.
+pub fn placeholder(read_only: bool) -> &'static str {
+    if read_only {
+        "incident, change N, messages, help, q; Tab completes"
+    } else {
+        "freeze, pause, resume, incident, change N, messages, help, q; Tab completes"
+    }
 }
 
 /// Tab: the typed word becomes the one command it can start, or the longest start all the
 /// candidates share.
-pub fn complete(typed: &str) -> Option<String> {
-    let found = completions(typed);
+pub fn complete(typed: &str, read_only: bool) -> Option<String> {
+    let found = completions(typed, read_only);
     let first = found.first()?;
     let shared = found.iter().fold(first.to_string(), |acc, name| {
         acc.chars()
@@ -59,7 +80,11 @@ pub(super) fn run(state: &mut State, line: &str) -> Vec<Effect> {
     let arg = words.next();
     // A unique start is enough (":fr" is :freeze), as with Tab.
     let exact = COMMANDS.iter().find(|(name, _)| *name == word);
-    let name = match (exact, completions(word).as_slice(), word) {
+    let name = match (
+        exact,
+        completions(word, state.is_read_only()).as_slice(),
+        word,
+    ) {
         (_, _, "q") => "quit",
         (Some((name, _)), _, _) => name,
         (None, [one], _) => one,
@@ -90,9 +115,7 @@ pub(super) fn run(state: &mut State, line: &str) -> Vec<Effect> {
             ),
             _ => state.say(Tone::Error, "which change? e.g. :change 42"),
         },
-        "freeze" => return on_pane(state, Pane::Windows, Command::AddFreeze),
-        "pause" => return on_pane(state, Pane::Windows, Command::Pause),
-        "resume" => return on_pane(state, Pane::Windows, Command::Resume),
+        name if let Some(cmd) = as_key(name) => return on_pane(state, Pane::Windows, cmd),
         "incident" | "verification" => show(state, Pane::Verification),
         "approvals" => show(state, Pane::Approvals),
         "actions" => show(state, Pane::Actions),
@@ -118,6 +141,10 @@ mod tests {
     use crate::tui::fixtures::{code, key, scene, typed};
     use crossterm::event::KeyCode;
 
+    fn complete_rw(typed: &str) -> Option<String> {
+        complete(typed, false)
+    }
+
     fn line(s: &mut State, text: &str) -> Vec<Effect> {
         update(s, key(':'));
         assert!(matches!(&s.modal, Some(Modal::Prompt(p)) if p.purpose == Purpose::Command));
@@ -127,15 +154,15 @@ mod tests {
 
     #[test]
     fn tab_completes_the_command() {
-        assert_eq!(complete("fr").as_deref(), Some("freeze "));
-        assert_eq!(complete("p").as_deref(), Some("pause "));
-        assert_eq!(complete("re"), Some("resume ".into()));
+        assert_eq!(complete_rw("fr").as_deref(), Some("freeze "));
+        assert_eq!(complete_rw("p").as_deref(), Some("pause "));
+        assert_eq!(complete_rw("re"), Some("resume ".into()));
         assert_eq!(
-            complete("a"),
+            complete_rw("a"),
             None,
             "approvals and actions share only the a"
         );
-        assert_eq!(complete("zz"), None);
+        assert_eq!(complete_rw("zz"), None);
         let mut s = scene("carol", Level::L3);
         update(&mut s, key(':'));
         typed(&mut s, "ch");
@@ -177,5 +204,29 @@ mod tests {
         assert!(alice.message.as_ref().unwrap().1.contains("L2"));
         line(&mut alice, "q");
         assert!(alice.quit);
+    }
+
+    #[test]
+    fn read_only_offers_no_acting_line_and_refuses_one_typed_whole() {
+        assert_eq!(complete("fr", true), None);
+        assert_eq!(completions("", true).len(), COMMANDS.len() - 3);
+        assert!(!placeholder(true).contains("freeze"));
+        let mut s = scene("carol", Level::L3);
+        s.read_only = true;
+        for (typed, what) in [
+            ("freeze", "announcing a freeze"),
+            ("pause", "pausing changes"),
+            ("resume", "resuming changes"),
+        ] {
+            assert!(line(&mut s, typed).is_empty(), "{typed} sent something");
+            assert!(s.modal.is_none(), "{typed} opened a prompt");
+            let said = &s.message.as_ref().unwrap().1;
+            assert_eq!(said, &format!("read-only: {what} is not allowed here"));
+        }
+        line(&mut s, "change 2");
+        assert!(
+            matches!(s.modal, Some(Modal::Scroll { .. })),
+            "looking still works"
+        );
     }
 }

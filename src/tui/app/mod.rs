@@ -13,13 +13,14 @@ mod incidents;
 mod list;
 mod modal;
 mod mouse;
+mod read_only;
 mod verification;
 mod windows;
 
 pub use actions::ActionsPane;
 pub use activity::ActivityPane;
 pub use approvals::{ApprovalsPane, Stance};
-pub use cmdline::{COMMANDS, completions};
+pub use cmdline::{COMMANDS, completions, placeholder};
 pub use incidents::Incidents;
 pub use list::{Motion, SelectList};
 pub use modal::{Confirmed, Modal, Prompt, Purpose, Scrolled};
@@ -221,6 +222,8 @@ pub struct State {
     pub keymap: Keymap,
     /// A verification degraded or reached its deadline while another pane was shown.
     pub alert: Option<String>,
+    /// `--read-only` or `read_only = true`: no key that acts (see [`State::is_read_only`]).
+    pub read_only: bool,
 }
 
 impl State {
@@ -248,6 +251,7 @@ impl State {
             warnings: Vec::new(),
             keymap: Keymap::default(),
             alert: None,
+            read_only: false,
         }
     }
 
@@ -295,6 +299,13 @@ impl State {
 
     pub fn level(&self) -> Option<Level> {
         self.me.as_ref().map(|m| m.level)
+    }
+
+    /// Whether keys that act are refused here: asked for (`--read-only`, `read_only = true`,
+    /// an L3 on a wall screen), or the operator is an observer, whom the server refuses anyway
+    /// (learnt from `/me`).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only || self.level().is_some_and(Level::is_observer)
     }
 
     /// Puts a message on the message line and in the log; an error longer than the line also
@@ -477,6 +488,7 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
 /// the keys that pass, and a key that does not says why at once, before any prompt opens. The
 /// server decides in the end; this asks the same rules first.
 pub fn available(state: &State, cmd: Command) -> Result<(), String> {
+    read_only::check(state, cmd)?;
     match cmd {
         Command::Approve | Command::Deny | Command::Withdraw => approvals::check(state, cmd),
         Command::AddFreeze
@@ -518,7 +530,7 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
                 Purpose::Command,
                 vec![crate::tui::form::Field::new(
                     ":",
-                    "freeze, pause, resume, incident, change N, messages, help, q; Tab completes",
+                    cmdline::placeholder(state.is_read_only()),
                 )],
             )));
         }

@@ -219,7 +219,7 @@ fn submitted(state: &mut State, prompt: Prompt) -> Vec<Effect> {
 fn prompt_key(state: &mut State, mut prompt: Prompt, key: KeyEvent) -> Vec<Effect> {
     // Tab on the command line completes the command instead of moving between fields.
     if prompt.purpose == Purpose::Command && key.code == KeyCode::Tab {
-        if let Some(done) = cmdline::complete(prompt.fields.value(0)) {
+        if let Some(done) = cmdline::complete(prompt.fields.value(0), state.is_read_only()) {
             prompt.fields.fields[0].input = tui_input::Input::new(done);
         }
         state.modal = Some(Modal::Prompt(prompt));

@@ -81,11 +81,20 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 Span::raw(a.rollback.clone()),
             ]),
             Line::styled(
-                if a.has_command {
-                    "Runs its configured command. Enter: request it."
-                } else {
-                    "Simulated (no command configured). Enter: request it."
-                },
+                format!(
+                    "{}{}",
+                    if a.has_command {
+                        "Runs its configured command."
+                    } else {
+                        "Simulated (no command configured)."
+                    },
+                    // A read-only dashboard requests nothing (`app/read_only.rs`).
+                    if state.is_read_only() {
+                        ""
+                    } else {
+                        " Enter: request it."
+                    }
+                ),
                 theme.dim(),
             ),
         ];

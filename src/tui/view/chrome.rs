@@ -135,8 +135,15 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     };
     let server = state.server.trim_start_matches("http://").to_string();
     let (window, severity) = state_line(state);
+    // First on the line and never dropped for room: whoever glances at the screen knows keys
+    // will not act. The word says it; the colour only repeats it.
+    let read_only = if state.is_read_only() {
+        " READ-ONLY "
+    } else {
+        ""
+    };
     // The state line comes first: on a narrow screen the connection keeps only its mark.
-    let full = who.chars().count() + word.len() + window.chars().count() + 9;
+    let full = read_only.len() + who.chars().count() + word.len() + window.chars().count() + 9;
     let conn = if full <= area.width as usize {
         format!("{mark} {word}")
     } else {
@@ -149,9 +156,18 @@ pub fn header(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     };
     // Who I am, the connection and the window matter most; the name and server go first when
     // the line is short.
-    let essential = who.chars().count() + conn.chars().count() + window.chars().count() + 8;
+    let essential =
+        read_only.len() + who.chars().count() + conn.chars().count() + window.chars().count() + 8;
     let room = area.width as usize;
     let mut spans = Vec::new();
+    if !read_only.is_empty() {
+        spans.push(Span::styled(
+            read_only,
+            theme
+                .warn()
+                .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        ));
+    }
     if essential + server.chars().count() + 17 <= room {
         spans.push(Span::styled(
             " CommandBridge │",
@@ -266,7 +282,7 @@ pub fn message(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
 
 /// The one-line prompts (`/` filter, `:` command line) sit where the message line is, always
 /// in the same place, with the cursor in them; the command line lists what it could complete.
-pub fn prompt_line(frame: &mut Frame, area: Rect, p: &Prompt, theme: &Theme) {
+pub fn prompt_line(frame: &mut Frame, area: Rect, state: &State, p: &Prompt, theme: &Theme) {
     let lead = if p.purpose == Purpose::Command {
         ":"
     } else {
@@ -282,7 +298,7 @@ pub fn prompt_line(frame: &mut Frame, area: Rect, p: &Prompt, theme: &Theme) {
         Span::raw(shown.clone()),
     ];
     if p.purpose == Purpose::Command {
-        let found = crate::tui::app::completions(value);
+        let found = crate::tui::app::completions(value, state.is_read_only());
         let hint = if value.trim().is_empty() {
             p.fields.fields[0].hint.to_string()
         } else if found.is_empty() {

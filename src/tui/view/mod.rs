@@ -47,7 +47,7 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme) {
     chrome::activity(frame, activity, state, theme);
     match &state.modal {
         Some(Modal::Prompt(p)) if matches!(p.purpose, Purpose::Filter | Purpose::Command) => {
-            chrome::prompt_line(frame, message, p, theme)
+            chrome::prompt_line(frame, message, state, p, theme)
         }
         _ => chrome::message(frame, message, state, theme),
     }

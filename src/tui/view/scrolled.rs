@@ -177,6 +177,15 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 fn help(state: &State) -> Vec<(Look, String)> {
     let mut out = Vec::new();
+    // Read-only: only the keys that work are listed (the keymap marks the others, once).
+    let read_only = state.is_read_only();
+    if read_only {
+        out.push((
+            Look::Heading,
+            "READ-ONLY: keys that would change something are not listed".to_string(),
+        ));
+        out.push((Look::Plain, String::new()));
+    }
     for (scope, heading) in [
         (Scope::Global, "Everywhere"),
         (Scope::Actions, "1 Actions"),
@@ -189,16 +198,21 @@ fn help(state: &State) -> Vec<(Look, String)> {
             .bindings
             .iter()
             .filter(|b| b.scope == scope)
+            .filter(|b| !read_only || b.command.acts().is_none())
             .collect();
         if bindings.is_empty() {
             continue;
         }
-        if !out.is_empty() {
+        if out.last().is_some_and(|(_, line)| !line.is_empty()) {
             out.push((Look::Plain, String::new()));
         }
         out.push((Look::Heading, heading.to_string()));
         for b in bindings {
-            out.push((Look::Plain, format!("  {:<8}{}", b.label, b.help)));
+            let text = match b.command.read_only_help() {
+                Some(text) if read_only => text,
+                _ => b.help,
+            };
+            out.push((Look::Plain, format!("  {:<8}{text}", b.label)));
         }
     }
     out

@@ -294,3 +294,69 @@ fn one_line_prompts_sit_on_the_message_line() {
     let line = screen.lines().nth(22).unwrap_or_default();
     assert!(line.contains(":re   resume"), "{screen}");
 }
+
+/// Read-only (`--read-only`, or an observer): the header says READ-ONLY first, the footer offers
+/// only keys that work, and `?` lists only those.
+#[test]
+fn read_only_header_footer_and_help() {
+    let mut s = scene("carol", Level::L3);
+    s.read_only = true;
+    key(&mut s, KeyCode::Char('2'));
+    for (w, h) in [(80, 24), (160, 48)] {
+        s.size = (w, h);
+        let screen = render(&s, w, h);
+        let header = screen.lines().next().unwrap_or_default();
+        assert!(header.starts_with("\" READ-ONLY "), "{screen}");
+        for acting in ["approve", "deny", "withdraw", "freeze", "pause"] {
+            let footer = screen.lines().nth(usize::from(h) - 1).unwrap_or_default();
+            assert!(!footer.contains(acting), "{acting} offered: {footer}");
+        }
+        insta::assert_snapshot!(format!("read_only_approvals_{w}x{h}"), screen);
+    }
+    key(&mut s, KeyCode::Char('?'));
+    for (w, h) in [(80, 24), (160, 48)] {
+        s.size = (w, h);
+        let screen = render(&s, w, h);
+        assert!(
+            screen.contains("READ-ONLY: keys that would change"),
+            "{screen}"
+        );
+        insta::assert_snapshot!(format!("read_only_help_{w}x{h}"), screen);
+    }
+    // Scrolled to its end, `?` still lists no key that acts, in any pane.
+    key(&mut s, KeyCode::Char('G'));
+    s.size = (80, 24);
+    let end = render(&s, 80, 24);
+    for acting in [
+        "approve the",
+        "deny the",
+        "announce a",
+        "pause all",
+        "escalate:",
+        "roll the",
+    ] {
+        assert!(!end.contains(acting), "{acting} listed: {end}");
+    }
+}
+
+/// An observer's dashboard is read-only without `--read-only`: the header says so, beside the
+/// operator's level, and a key that would act answers on the message line.
+#[test]
+fn an_observers_dashboard() {
+    let mut s = scene("olga", Level::Observer);
+    key(&mut s, KeyCode::Char('2'));
+    key(&mut s, KeyCode::Char('a'));
+    for (w, h) in [(80, 24), (160, 48)] {
+        s.size = (w, h);
+        let screen = render(&s, w, h);
+        assert!(
+            screen.contains("READ-ONLY") && screen.contains("olga observer"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("read-only: approving a change is not allowed here"),
+            "{screen}"
+        );
+        insta::assert_snapshot!(format!("observer_approvals_{w}x{h}"), screen);
+    }
+}
