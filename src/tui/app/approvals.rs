@@ -368,6 +368,13 @@ pub(super) fn decided(state: &mut State, r: Result<Change, String>) -> Vec<Effec
                     format!("approved change #{}; it still {}", c.id, needs(&c))
                 }
                 ChangeState::Withdrawn => format!("change #{} withdrawn", c.id),
+                ChangeState::Scheduled => format!(
+                    "approved: change #{} is scheduled for {}",
+                    c.id,
+                    c.run_at
+                        .map(|t| t.format("%a %H:%M UTC").to_string())
+                        .unwrap_or_default()
+                ),
                 s => format!("change #{} is now {s}", c.id),
             };
             show_outcome(state, c, text);
