@@ -329,6 +329,14 @@ async fn with_block_a_conflicting_change_is_refused() {
         )) && message.contains("conflicts = \"block\""),
         "{message}"
     );
+    // A low-risk (read-only) action neither conflicts nor is held back.
+    let logs = create(
+        &bob,
+        &req("pull-logs", "CHG-1", "checkout", json!({"lines": 5})),
+    )
+    .await;
+    assert!(logs.conflicts.is_empty());
+    assert_ne!(logs.state, ChangeState::Refused);
     // After its verification would end, the target is free.
     let later = create(
         &bob,
