@@ -5,7 +5,7 @@ use super::{Confirmed, Effect, Modal, SelectList, State, Tone, approvals};
 use crate::domain::api::{CatalogEntry, Preview};
 use crate::domain::change::{Change, ChangeState};
 use crate::tui::form::{ChangeForm, FieldKey};
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 #[derive(Debug, Default)]
 pub struct ActionsPane {
@@ -30,6 +30,12 @@ pub(super) fn form_key(state: &mut State, mut form: Box<ChangeForm>, key: KeyEve
         state.modal = Some(Modal::Form(form));
         state.dirty = false;
         return Vec::new();
+    }
+    // Ctrl-N: schedule into the next window the preview named, or back to "run now".
+    if key.code == KeyCode::Char('n') && key.modifiers.contains(KeyModifiers::CONTROL) {
+        let effects = toggle_schedule(state, &mut form);
+        state.modal = Some(Modal::Form(form));
+        return effects;
     }
     let mut effects = Vec::new();
     match form.fields.key(key) {
@@ -71,6 +77,33 @@ pub(super) fn preview_arrived(
     Vec::new()
 }
 
+/// Schedules the request into the next usable window (when the preview says only the window
+/// refuses it now), or, when it is scheduled, back to running as soon as allowed. The preview
+/// is asked again, so what it shows is what submitting does.
+fn toggle_schedule(state: &mut State, form: &mut ChangeForm) -> Vec<Effect> {
+    if form.run_at.take().is_some() {
+        state.say(Tone::Info, "the change runs as soon as it is allowed");
+    } else if let Some(w) = form.schedulable() {
+        let text = format!(
+            "scheduled for the {} window opening {}",
+            w.kind,
+            w.opens_at.format("%a %H:%M UTC")
+        );
+        form.run_at = Some(crate::domain::schedule::NEXT_WINDOW.to_string());
+        state.say(Tone::Info, text);
+    } else {
+        // Short enough for the message line: a popup would take the next key.
+        state.say(
+            Tone::Error,
+            "Ctrl-N: the preview offers no window to schedule this change into",
+        );
+        return Vec::new();
+    }
+    // The answer for the old request would be stale.
+    form.preview = None;
+    ask_preview(form)
+}
+
 /// One preview in flight at a time; edits meanwhile ask for one more when it returns.
 fn ask_preview(form: &mut ChangeForm) -> Vec<Effect> {
     if !form.previewable() {
@@ -91,12 +124,17 @@ fn ask_preview(form: &mut ChangeForm) -> Vec<Effect> {
 pub(super) fn submitted(state: &mut State, r: Result<Change, String>) {
     match r {
         Ok(c) => {
-            let text = match c.state {
-                ChangeState::PendingApproval => format!(
+            let text = match (c.state, c.run_at) {
+                (ChangeState::PendingApproval, _) => format!(
                     "change #{} is waiting for approval: it is in the Approvals queue (2)",
                     c.id
                 ),
-                s => format!("change #{} {s}", c.id),
+                (ChangeState::Scheduled, Some(t)) => format!(
+                    "change #{} is scheduled for {}",
+                    c.id,
+                    t.format("%a %Y-%m-%d %H:%M UTC")
+                ),
+                (s, _) => format!("change #{} {s}", c.id),
             };
             approvals::show_outcome(state, c.clone(), text);
             state.modal = Some(Modal::Outcome(Box::new(c)));
@@ -117,7 +155,7 @@ mod tests {
     use crate::domain::approval::Requirement;
     use crate::domain::{Level, Risk};
     use crate::tui::fixtures::{change, code, key, scene, typed};
-    use crossterm::event::KeyCode;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     #[test]
     fn request_flow_previews_live_and_submits_the_typed_request() {
@@ -169,6 +207,9 @@ mod tests {
                 count: 1,
             }],
             warnings: vec!["off-peak preferred".into()],
+            run_at: None,
+            next_window: None,
+            conflicts: Vec::new(),
         };
         update(&mut s, Msg::Preview(*g2, Ok(preview.clone())));
         let Some(Modal::Form(f)) = &s.modal else {
@@ -225,5 +266,65 @@ mod tests {
                 .1
                 .contains("outside the deployment windows")
         );
+    }
+
+    /// When the preview says only the window refuses the change, Ctrl-N schedules it into the
+    /// next window (and asks the preview again with it); Ctrl-N again runs it now.
+    #[test]
+    fn ctrl_n_schedules_a_window_refused_request_into_the_next_window() {
+        use crate::domain::api::NextWindow;
+        use crate::domain::policy::Outcome;
+        let ctrl_n = Msg::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('1'));
+        update(&mut s, code(KeyCode::Enter));
+        typed(&mut s, "CHG-1");
+        update(&mut s, code(KeyCode::Tab));
+        let asked = typed(&mut s, "checkout");
+        let Some(Effect::Preview(g, _)) = asked.first() else {
+            panic!("{asked:?}")
+        };
+        // Nothing to schedule yet: Ctrl-N says why and asks nothing.
+        assert!(update(&mut s, ctrl_n.clone()).is_empty());
+        assert!(s.message.as_ref().unwrap().1.contains("offers no window"));
+        assert!(s.popup.is_none(), "the form keeps the keys");
+        let opens = crate::tui::fixtures::now() + chrono::Duration::hours(11);
+        let refused = Preview {
+            decision: Outcome::Blocked,
+            reasons: vec!["outside the deployment windows".into()],
+            approvals_required: vec![],
+            warnings: vec![],
+            run_at: None,
+            next_window: Some(NextWindow {
+                kind: crate::domain::WindowKind::OffPeak,
+                opens_at: opens,
+            }),
+            conflicts: vec![],
+        };
+        // Answers for the older requests typed meanwhile; the newest carries the refusal.
+        let mut g = *g;
+        while let [Effect::Preview(next, _)] =
+            update(&mut s, Msg::Preview(g, Ok(refused.clone()))).as_slice()
+        {
+            g = *next;
+        }
+        update(&mut s, Msg::Preview(g, Ok(refused.clone())));
+        let again = update(&mut s, ctrl_n.clone());
+        let [Effect::Preview(_, req)] = again.as_slice() else {
+            panic!("{again:?}")
+        };
+        assert_eq!(req.run_at.as_deref(), Some("next_window"));
+        assert!(s.message.as_ref().unwrap().1.contains("Off-peak window"));
+        let Some(Modal::Form(f)) = &s.modal else {
+            panic!()
+        };
+        assert_eq!(f.request().run_at.as_deref(), Some("next_window"));
+        assert!(f.schedulable().is_none(), "no longer offered once chosen");
+        // Ctrl-N again: back to running it now (once the preview in flight answers).
+        update(&mut s, ctrl_n);
+        let Some(Modal::Form(f)) = &s.modal else {
+            panic!()
+        };
+        assert_eq!(f.request().run_at, None);
     }
 }

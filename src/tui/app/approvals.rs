@@ -25,6 +25,8 @@ pub struct ApprovalsPane {
     approvable: usize,
     /// Who is looking: what they may approve decides the stance and the count.
     operator: Option<Operator>,
+    /// The live changes by target, for the conflict marks.
+    live: super::conflicts::LiveTargets,
 }
 
 /// What the operator can do about a pending change, for the queue.
@@ -112,6 +114,16 @@ impl ApprovalsPane {
             .count()
     }
 
+    /// The changes `c` conflicts with (see `conflicts.rs`).
+    pub fn conflicts_of(&self, c: &Change, now: DateTime<Utc>) -> Vec<i64> {
+        self.live.conflicts_of(&self.changes, c, now)
+    }
+
+    /// Pending changes on `c`'s target requested after it.
+    pub fn newer_pending(&self, c: &Change) -> Vec<&Change> {
+        self.live.newer_pending(&self.changes, c)
+    }
+
     pub fn approvable_count(&self) -> usize {
         self.approvable
     }
@@ -138,6 +150,7 @@ impl ApprovalsPane {
         if self.is_older(&c) {
             return;
         }
+        self.live.replace(self.changes.get(&c.id), &c);
         if let Some(old) = self.changes.get(&c.id) {
             self.approvable -= usize::from(self.counts(old));
             if self.shows(old) {
@@ -219,6 +232,7 @@ impl ApprovalsPane {
     /// The queue and the approvable count from scratch: after a reload, or when the filter or
     /// who is looking changed.
     fn rebuild(&mut self) {
+        self.live.rebuild(self.changes.values());
         let (ids, approvable) = self.sorted();
         self.queue.set_items(ids);
         self.approvable = approvable;
@@ -354,6 +368,13 @@ pub(super) fn decided(state: &mut State, r: Result<Change, String>) -> Vec<Effec
                     format!("approved change #{}; it still {}", c.id, needs(&c))
                 }
                 ChangeState::Withdrawn => format!("change #{} withdrawn", c.id),
+                ChangeState::Scheduled => format!(
+                    "approved: change #{} is scheduled for {}",
+                    c.id,
+                    c.run_at
+                        .map(|t| t.format("%a %H:%M UTC").to_string())
+                        .unwrap_or_default()
+                ),
                 s => format!("change #{} is now {s}", c.id),
             };
             show_outcome(state, c, text);
