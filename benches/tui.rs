@@ -542,6 +542,7 @@ async fn memory() -> Result<Memory, Failure> {
                     )]
                     .into(),
                     reason: "credential stuffing from one address".into(),
+                    run_at: None,
                 };
                 let c = client.create_change(&req, None).await?;
                 if c.state != ChangeState::PendingApproval {

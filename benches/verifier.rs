@@ -195,6 +195,7 @@ async fn run(
                     target: service(i),
                     params: BTreeMap::new(),
                     reason: "verifier bench".into(),
+                    run_at: None,
                 };
                 bob.create_change(&req, None)
                     .await

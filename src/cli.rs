@@ -152,6 +152,11 @@ pub struct ChangeSpecArgs {
     /// Action parameter as NAME=VALUE; repeat for several.
     #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+    /// Schedule it instead of running it now: `next-window` (the next window the action may
+    /// use; Off-peak for high and critical risk), or an RFC 3339 time such as
+    /// 2026-11-24T22:00:00Z.
+    #[arg(long, value_name = "next-window|TIME")]
+    pub at: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +208,14 @@ pub enum ChangeCommand {
     },
     /// Deny a pending change.
     Deny {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a scheduled change (yours, or any as an L2+); it never runs.
+    Cancel {
         id: i64,
         #[arg(long)]
         reason: String,

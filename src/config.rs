@@ -29,6 +29,42 @@ pub struct ServerConfig {
     pub services: Vec<ServiceConfig>,
     #[serde(default)]
     pub ticket_webhook: Option<WebhookConfig>,
+    /// `[policy]`: how the server treats conflicting changes.
+    #[serde(default)]
+    pub policy: PolicySection,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// `warn` (default): a change whose active period overlaps another's on the same target is
+    /// recorded with the conflict, which its reviewers see; `block`: it is refused (409).
+    #[serde(default)]
+    pub conflicts: ConflictMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ConflictMode {
+    #[default]
+    Warn,
+    Block,
+}
+
+impl TryFrom<String> for ConflictMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "warn" => Ok(ConflictMode::Warn),
+            "block" => Ok(ConflictMode::Block),
+            other => Err(format!(
+                "policy.conflicts = \"{}\" is not a mode: use \"warn\" (record and show \
+                 conflicts) or \"block\" (refuse a conflicting change)",
+                other.chars().take(32).collect::<String>()
+            )),
+        }
+    }
 }
 
 /// How long and how often an executed change is watched.
@@ -315,6 +351,10 @@ pub struct ServerSection {
     pub database_pool: DatabasePool,
     #[serde(default = "default_ttl")]
     pub approval_ttl_minutes: i64,
+    /// A scheduled change that could not start within this many minutes of its `run_at` ends
+    /// `missed` instead of running late.
+    #[serde(default = "default_schedule_grace")]
+    pub schedule_grace_minutes: i64,
     /// Seconds a client gets to send a complete request head, and how long an idle keep-alive
     /// connection is kept: a client that sends nothing must not hold a descriptor for ever. A
     /// request body gets three times as long.
@@ -380,6 +420,10 @@ fn default_ttl() -> i64 {
     240
 }
 
+fn default_schedule_grace() -> i64 {
+    10
+}
+
 fn default_header_timeout() -> f64 {
     10.0
 }
@@ -435,6 +479,11 @@ impl ServerConfig {
         })?;
         if self.server.approval_ttl_minutes <= 0 {
             return Err("server.approval_ttl_minutes must be a positive number of minutes".into());
+        }
+        if !(1..=1440).contains(&self.server.schedule_grace_minutes) {
+            return Err(
+                "server.schedule_grace_minutes must be from 1 to 1440 minutes, e.g. 10".into(),
+            );
         }
         let timeout = self.server.header_timeout_seconds;
         if !(timeout > 0.0 && timeout <= 300.0) {
@@ -651,6 +700,29 @@ mod tests {
 
     fn with(extra: &str) -> Result<ServerConfig, String> {
         ServerConfig::parse(&format!("{DEFAULT_SERVER_TOML}\n{extra}"), "test.toml")
+    }
+
+    #[test]
+    fn scheduling_and_conflict_settings_default_and_name_their_key() {
+        let cfg = ServerConfig::embedded_default();
+        assert_eq!(cfg.server.schedule_grace_minutes, 10);
+        assert_eq!(cfg.policy.conflicts, ConflictMode::Warn);
+        let cfg = with("[policy]\nconflicts = \"block\"\n").expect("block is a mode");
+        assert_eq!(cfg.policy.conflicts, ConflictMode::Block);
+        let err = with("[policy]\nconflicts = \"blok\"\n").unwrap_err();
+        assert!(
+            err.contains("policy.conflicts = \"blok\"") && err.contains("\"block\""),
+            "{err}"
+        );
+        for bad in ["0", "-5", "1441"] {
+            let err =
+                ServerConfig::parse(&format!("[server]\nschedule_grace_minutes = {bad}\n"), "t")
+                    .unwrap_err();
+            assert!(
+                err.contains("server.schedule_grace_minutes"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

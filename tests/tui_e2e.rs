@@ -95,6 +95,7 @@ async fn an_l2_sees_a_request_arrive_and_approves_it_with_the_keys() {
                 target: "edge-1".into(),
                 params: [("ip".to_string(), serde_json::json!("203.0.113.7"))].into(),
                 reason: "credential stuffing".into(),
+                run_at: None,
             },
             None,
         )
@@ -173,6 +174,7 @@ async fn a_commander_escalates_then_rolls_back_during_the_pause() {
                 target: "search".into(),
                 params: [("replicas".to_string(), serde_json::json!(12))].into(),
                 reason: "campaign traffic".into(),
+                run_at: None,
             },
             None,
         )

@@ -8,8 +8,8 @@ pub mod settings;
 pub mod sse;
 
 use crate::domain::api::{
-    ApproveRequest, AuditEntry, Calendar, CatalogEntry, ChangeRequest, DenyRequest, ErrorBody,
-    FreezeRequest, Health, IncidentRequest, Me, OutcomeRequest, PauseRequest, Preview,
+    ApproveRequest, AuditEntry, Calendar, CancelRequest, CatalogEntry, ChangeRequest, DenyRequest,
+    ErrorBody, FreezeRequest, Health, IncidentRequest, Me, OutcomeRequest, PauseRequest, Preview,
     RollbackRequest, WindowStatus, WithdrawRequest,
 };
 use crate::domain::calendar::{CalendarState, Feed, FeedCreated, FeedRequest};
@@ -278,6 +278,12 @@ impl ApiClient {
     /// `POST /changes/{id}/withdraw`: the requester takes back their pending change.
     pub async fn withdraw(&self, id: i64, req: &WithdrawRequest) -> Result<Change, ClientError> {
         self.send_with_body(Method::POST, &format!("/changes/{id}/withdraw"), req)
+            .await
+    }
+
+    /// `POST /changes/{id}/cancel`: cancels a scheduled change (its requester, or an L2+).
+    pub async fn cancel(&self, id: i64, req: &CancelRequest) -> Result<Change, ClientError> {
+        self.send_with_body(Method::POST, &format!("/changes/{id}/cancel"), req)
             .await
     }
 

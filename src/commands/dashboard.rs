@@ -159,6 +159,7 @@ impl Ask<'_> {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
             reason: self.reason.into(),
+            run_at: None,
         };
         self.by
             .create_change(&req, None)

@@ -9,8 +9,8 @@ use crate::cli::{
 };
 use crate::client::{ApiClient, settings};
 use crate::domain::api::{
-    ApproveRequest, ChangeRequest, DenyRequest, IncidentRequest, OutcomeKind, OutcomeRequest,
-    Preview, RollbackRequest, WindowStatus,
+    ApproveRequest, CancelRequest, ChangeRequest, DenyRequest, IncidentRequest, OutcomeKind,
+    OutcomeRequest, Preview, RollbackRequest, WindowStatus,
 };
 use crate::domain::approval::Requirement;
 use crate::domain::change::{Change, ChangeState};
@@ -139,6 +139,13 @@ pub async fn change(cmd: &ChangeCommand) -> Result<()> {
                 reason: reason.clone(),
             };
             let change = client.deny(*id, &req).await?;
+            emit(*json, &change, format_change)
+        }
+        ChangeCommand::Cancel { id, reason, json } => {
+            let req = CancelRequest {
+                reason: reason.clone(),
+            };
+            let change = client.cancel(*id, &req).await?;
             emit(*json, &change, format_change)
         }
         ChangeCommand::Rollback {
@@ -359,6 +366,8 @@ fn change_request(spec: &ChangeSpecArgs) -> Result<ChangeRequest> {
         target: spec.target.clone(),
         params: parse_params(&spec.params)?,
         reason: spec.reason.clone(),
+        // `next-window` and `next_window` both name the next window; the server checks a time.
+        run_at: spec.at.clone(),
     })
 }
 
@@ -391,7 +400,9 @@ fn settled(change: &Change) -> Result<()> {
         ChangeState::Refused
         | ChangeState::Denied
         | ChangeState::Expired
-        | ChangeState::Withdrawn => bail!(
+        | ChangeState::Withdrawn
+        | ChangeState::Missed
+        | ChangeState::Cancelled => bail!(
             "change #{} was {}: {}",
             change.id,
             change.state,
@@ -484,6 +495,12 @@ fn format_change(c: &Change) -> String {
         ));
     }
     line(format!("  reason: {}", c.reason));
+    if let Some(t) = c.run_at {
+        line(format!("  run at: {}", when(t)));
+    }
+    for conflict in &c.conflicts {
+        line(format!("  conflict: {}", conflict.message));
+    }
     if let Some(why) = &c.outcome_reason {
         match &c.decided_by {
             Some(by) => line(format!("  {}: {why} (by {by})", c.state)),
@@ -574,6 +591,21 @@ fn format_preview(req: &ChangeRequest, p: &Preview) -> String {
     lines.extend(p.reasons.iter().map(|r| format!("  reason: {r}")));
     lines.extend(needs_line(&p.approvals_required));
     lines.extend(p.warnings.iter().map(|w| format!("  warning: {w}")));
+    if let Some(t) = p.run_at {
+        lines.push(format!("  run at: {}", when(t)));
+    }
+    if let Some(w) = &p.next_window {
+        lines.push(format!(
+            "  next window: {} opens {} (--at next-window schedules it)",
+            w.kind,
+            when(w.opens_at)
+        ));
+    }
+    lines.extend(
+        p.conflicts
+            .iter()
+            .map(|c| format!("  conflict: {}", c.message)),
+    );
     lines.join("\n")
 }
 
@@ -722,6 +754,8 @@ mod tests {
             emergency: None,
             captured: None,
             command: None,
+            run_at: None,
+            conflicts: Vec::new(),
         }
     }
 
@@ -828,6 +862,9 @@ mod tests {
             reasons: vec!["a freeze is in force until Monday".into()],
             approvals_required: Vec::new(),
             warnings: vec!["no rollback tested".into()],
+            run_at: None,
+            next_window: None,
+            conflicts: Vec::new(),
         };
         assert_eq!(
             format_preview(&req, &p),

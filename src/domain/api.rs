@@ -2,6 +2,7 @@
 
 use crate::domain::action::{ActionSpec, ParamSpec, Risk};
 use crate::domain::approval::Requirement;
+use crate::domain::change::Conflict;
 use crate::domain::incident::Priority;
 use crate::domain::level::Level;
 use crate::domain::policy::Outcome;
@@ -103,6 +104,11 @@ pub struct ChangeRequest {
     #[schema(value_type = Object)]
     pub params: BTreeMap<String, serde_json::Value>,
     pub reason: String,
+    /// Schedule the change instead of running it now: an RFC 3339 time
+    /// (`2026-11-24T22:00:00Z`), or `next_window` for the next opening of a window the action
+    /// may use (Off-peak preferred for high and critical risk). Absent: run as soon as allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
 }
 
 /// JSON objects without duplicate keys, at every depth.
@@ -197,6 +203,24 @@ pub struct Preview {
     pub reasons: Vec<String>,
     pub approvals_required: Vec<Requirement>,
     pub warnings: Vec<String>,
+    /// The time the change would be scheduled for, when the request has a `run_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Set when only the window refuses the change now: the next usable window, which
+    /// `run_at: "next_window"` would schedule it into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window: Option<NextWindow>,
+    /// Other changes on the same target whose active periods overlap this one's.
+    #[serde(default)]
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Cancel a scheduled change (or one waiting for approval with a `run_at`); a reason is
+/// required.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

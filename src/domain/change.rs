@@ -22,10 +22,17 @@ pub enum ChangeState {
     Refused,
     /// Taken back by its requester before anyone decided it.
     Withdrawn,
+    /// Approved (or needing no approval) and waiting for its `run_at`.
+    Scheduled,
+    /// A scheduled change that could not start within the grace period after its `run_at`
+    /// (the server was down, its approvals came too late): it was not run late.
+    Missed,
+    /// A scheduled change cancelled by its requester or an L2+ before it ran.
+    Cancelled,
 }
 
 impl ChangeState {
-    pub const ALL: [ChangeState; 8] = [
+    pub const ALL: [ChangeState; 11] = [
         ChangeState::PendingApproval,
         ChangeState::Executing,
         ChangeState::Executed,
@@ -34,6 +41,9 @@ impl ChangeState {
         ChangeState::Expired,
         ChangeState::Refused,
         ChangeState::Withdrawn,
+        ChangeState::Scheduled,
+        ChangeState::Missed,
+        ChangeState::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,12 +56,18 @@ impl ChangeState {
             ChangeState::Expired => "expired",
             ChangeState::Refused => "refused",
             ChangeState::Withdrawn => "withdrawn",
+            ChangeState::Scheduled => "scheduled",
+            ChangeState::Missed => "missed",
+            ChangeState::Cancelled => "cancelled",
         }
     }
 
     /// Whether the change is decided for good: nothing may move it any more.
     pub fn is_final(self) -> bool {
-        !matches!(self, ChangeState::PendingApproval | ChangeState::Executing)
+        !matches!(
+            self,
+            ChangeState::PendingApproval | ChangeState::Executing | ChangeState::Scheduled
+        )
     }
 }
 
@@ -72,6 +88,30 @@ impl FromStr for ChangeState {
                 format!("unknown state '{s}': use one of {}", all.join(", "))
             })
     }
+}
+
+/// Another change on the same target whose active period overlaps this one's: pending, scheduled
+/// (from its `run_at` to the end of its verification), executing or under verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Conflict {
+    /// The other change.
+    pub change_id: i64,
+    pub action: String,
+    pub target: String,
+    pub state: ChangeState,
+    /// Who requested the other change.
+    pub requested_by: String,
+    /// `pending`, `scheduled`, `executing` or `under verification`: what makes it active.
+    pub activity: String,
+    /// When its active period starts, if it has not yet (a scheduled change's `run_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    /// When its active period ends, if known (the end of its verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// The sentence, e.g. "conflicts with #12 restart-pods on checkout (under verification
+    /// until 10:45 UTC, by dave)".
+    pub message: String,
 }
 
 /// What the command printed and how it ended.
@@ -132,4 +172,10 @@ pub struct Change {
     /// requested: what its reviewers approve. Absent when the simulator stands in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// When a scheduled change is to run; absent for a change that runs as soon as it may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// The conflicts the server warned about when the change was requested.
+    #[serde(default)]
+    pub conflicts: Vec<Conflict>,
 }

@@ -13,6 +13,7 @@ pub mod incident;
 pub mod level;
 pub mod operator;
 pub mod policy;
+pub mod schedule;
 pub mod text;
 pub mod ticket;
 pub mod verification;

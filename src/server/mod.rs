@@ -188,6 +188,7 @@ pub async fn start(
         batch_task,
         tokio::spawn(sweep_expired(state.clone())),
         tokio::spawn(changes::recover_periodically(state.clone())),
+        tokio::spawn(changes::schedule_periodically(state.clone())),
         tokio::spawn(verifier::run(state.clone(), prober.clone())),
     ];
     workers.extend(tail);

@@ -82,6 +82,8 @@ pub fn change(
         emergency: None,
         captured: None,
         command: None,
+        run_at: None,
+        conflicts: Vec::new(),
     }
 }
 

@@ -128,6 +128,9 @@ pub struct ChangeForm {
     pub preview_in_flight: bool,
     pub preview_stale: bool,
     pub submitting: bool,
+    /// `Some("next_window")` once the requester chose to schedule the change into the next
+    /// window the preview named (Ctrl-N); `None` runs it as soon as allowed.
+    pub run_at: Option<String>,
 }
 
 pub const TICKET: usize = 0;
@@ -166,6 +169,7 @@ impl ChangeForm {
             preview_in_flight: false,
             preview_stale: false,
             submitting: false,
+            run_at: None,
         }
     }
 
@@ -198,6 +202,16 @@ impl ChangeForm {
             target: self.fields.value(TARGET).trim().to_string(),
             params,
             reason: self.fields.value(TARGET + 1 + n).trim().to_string(),
+            run_at: self.run_at.clone(),
+        }
+    }
+
+    /// The next window the preview offers to schedule the change into: shown when only the
+    /// window refuses it now.
+    pub fn schedulable(&self) -> Option<&crate::domain::api::NextWindow> {
+        match &self.preview {
+            Some(Ok(p)) if self.run_at.is_none() => p.next_window.as_ref(),
+            _ => None,
         }
     }
 

@@ -56,6 +56,7 @@ impl Theme {
         match s {
             ChangeState::Executed => self.fg(Color::Green),
             ChangeState::Executing | ChangeState::PendingApproval => self.fg(Color::Yellow),
+            ChangeState::Scheduled => self.fg(Color::Cyan),
             _ => self.fg(Color::Red),
         }
     }

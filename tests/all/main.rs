@@ -22,6 +22,7 @@ mod proxy;
 mod replicas;
 mod restart;
 mod rollback;
+mod schedule;
 mod security;
 mod system;
 mod tls;

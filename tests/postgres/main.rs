@@ -29,6 +29,8 @@ mod replicas;
 mod restart;
 #[path = "../all/rollback.rs"]
 mod rollback;
+#[path = "../all/schedule.rs"]
+mod schedule;
 #[path = "../all/security/mod.rs"]
 mod security;
 #[path = "../all/system.rs"]

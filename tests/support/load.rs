@@ -132,6 +132,7 @@ pub fn pending_request(i: usize) -> commandbridge::domain::api::ChangeRequest {
         target: format!("edge-{:02}", i % 32),
         params: [("ip".to_string(), serde_json::json!("203.0.113.7"))].into(),
         reason: "throughput benchmark".into(),
+        run_at: None,
     }
 }
 

@@ -461,6 +461,7 @@ pub fn req(action: &str, ticket: &str, target: &str, params: serde_json::Value) 
         target: target.to_string(),
         params,
         reason: format!("test: {action} on {target}"),
+        run_at: None,
     }
 }
 

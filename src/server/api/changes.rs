@@ -1,5 +1,5 @@
 use crate::domain::api::{
-    ApproveRequest, ChangeRequest, DenyRequest, ErrorBody, Preview, RollbackRequest,
+    ApproveRequest, CancelRequest, ChangeRequest, DenyRequest, ErrorBody, Preview, RollbackRequest,
     WithdrawRequest,
 };
 use crate::domain::change::{Change, ChangeState};
@@ -26,12 +26,15 @@ pub async fn preview(
 }
 
 /// Request a change. It runs at once when the policy allows; a command still running after a
-/// moment leaves the change `executing`.
+/// moment leaves the change `executing`. With `run_at` it is scheduled instead: `scheduled`
+/// (or `pending_approval` until approved), run at its time if the policy still allows it then.
+/// With `[policy] conflicts = "block"`, a change that conflicts with another on its target is
+/// refused (409); otherwise the conflicts are recorded on it.
 #[utoipa::path(post, path = "/api/v1/changes", tag = "changes", security(("bearer" = [])),
     request_body = ChangeRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same change")),
     responses((status = 201, body = Change), (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = Change),
-        (status = 401, body = ErrorBody), (status = 409, description = "Refused by a window, freeze or pause", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 409, description = "Refused by a window, freeze or pause, or by a conflict with `[policy] conflicts = \"block\"`", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -190,6 +193,24 @@ pub async fn withdraw(
     Ok(Json(
         flow::withdraw(&state, &op, id, body.reason.as_deref()).await?,
     ))
+}
+
+/// Cancel a scheduled change, or one waiting for approval with a `run_at` (a reason is
+/// required): its requester, or an L2 or L3. It ends `cancelled` and never runs.
+#[utoipa::path(post, path = "/api/v1/changes/{id}/cancel", tag = "changes", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Change id")), request_body = CancelRequest,
+    responses((status = 200, body = Change), (status = 401, body = ErrorBody),
+        (status = 403, description = "Neither its requester nor an L2 or L3", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not scheduled (already started, decided, or without a run_at)", body = ErrorBody),
+        (status = 422, description = "No reason given", body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(op): Caller,
+    ApiId(id): ApiId,
+    ApiJson(body): ApiJson<CancelRequest>,
+) -> ApiResult<Json<Change>> {
+    Ok(Json(flow::cancel(&state, &op, id, &body.reason).await?))
 }
 
 /// Deny a pending change (a reason is required). The requester's own is recorded as withdrawn.

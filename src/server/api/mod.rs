@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(changes::approve))
         .routes(routes!(changes::deny))
         .routes(routes!(changes::withdraw))
+        .routes(routes!(changes::cancel))
         .routes(routes!(windows::calendar))
         .routes(routes!(windows::current))
         .routes(routes!(calendar::at))

@@ -11,11 +11,13 @@ pub mod recovery;
 mod request;
 mod review;
 mod run;
+pub mod schedule;
 
 pub use recovery::{recover_interrupted, recover_periodically};
 pub use request::{Created, create, preview, rollback};
 pub use review::{approve, deny, expire_due, withdraw};
 use run::{failure, start_and_wait};
+pub use schedule::{cancel, run_due, schedule_periodically};
 
 use crate::domain::action::{self, validate_target};
 use crate::domain::api::{ChangeRequest, Preview};
@@ -100,6 +102,78 @@ fn refusal_message(d: &Decision) -> String {
     d.reasons.join("; ")
 }
 
+/// Why a stored change may not run after all.
+enum Refusal {
+    /// The catalog renders another argv than its reviewers approved.
+    Command(String),
+    /// The policy, asked again, blocks it.
+    Policy(String),
+}
+
+/// The policy again, for a stored change about to run (at its last approval, and at its
+/// scheduled time): its reviewers approved the argv they were shown, so a catalog that changed
+/// it since refuses it, never runs a different command under their names; and the policy as of
+/// `at` must still let it through. The decision keeps the approval rule the change was requested
+/// under: a rule changed in the configuration since applies to new changes only.
+async fn recheck(
+    state: &AppState,
+    tx: &mut Tx,
+    spec: &ActionSpec,
+    change: &Change,
+    at: DateTime<Utc>,
+) -> ServiceResult<Result<Decision, Refusal>> {
+    if let Some(frozen) = tx.change_planned_command(change.id).await? {
+        let captured = match change.rollback_of {
+            Some(original) => Some(tx.change(original).await?.and_then(|o| o.captured)),
+            None => None,
+        };
+        let now_planned = spec.planned_argv(
+            &change.target,
+            &change.params,
+            captured.as_ref().map(Option::as_deref),
+        );
+        if now_planned != frozen {
+            return Ok(Err(Refusal::Command(
+                "the action's command changed since this change was requested; request it again"
+                    .into(),
+            )));
+        }
+    }
+    let ticket = Ticket::parse(&change.ticket).map_err(ServiceError::invalid)?;
+    let requester = Operator {
+        name: change.requested_by.clone(),
+        level: change.requested_level,
+    };
+    let mut d = decide(
+        state,
+        tx.conn(),
+        spec,
+        &ticket,
+        &requester,
+        at,
+        change.rollback_of,
+    )
+    .await?;
+    if change.rollback_of.is_some() && d.decision != Outcome::Blocked {
+        require_rollback_level(spec, &requester, &mut d);
+    }
+    if d.decision == Outcome::Blocked {
+        return Ok(Err(Refusal::Policy(refusal_message(&d))));
+    }
+    if let Some(kept) = change
+        .approvals_required
+        .iter()
+        .find(|r| matches!(r, approval::Requirement::Level { .. }))
+    {
+        for r in d.approvals_required.iter_mut() {
+            if matches!(r, approval::Requirement::Level { .. }) {
+                *r = kept.clone();
+            }
+        }
+    }
+    Ok(Ok(d))
+}
+
 /// What a new change is: an action on a target with its parameters, under a ticket, and why.
 struct What<'a> {
     spec: &'a ActionSpec,
@@ -136,6 +210,8 @@ fn new_change<'a>(
         rollback_of: None,
         emergency: d.emergency.as_deref(),
         command: what.spec.planned_argv(what.target, what.params, None),
+        run_at: None,
+        conflicts: &[],
     }
 }
 

@@ -1,7 +1,10 @@
 //! Requesting a change: input checks, the preview, create (with idempotent replay, in a shared
 //! group commit, see `store/batch.rs`) and the rollback of an executed change.
 
+use super::schedule::{self as sched};
 use super::*;
+use crate::domain::policy::Rule;
+use crate::domain::schedule::RunAt;
 
 /// A request that passed input checks.
 struct Checked<'a> {
@@ -10,6 +13,7 @@ struct Checked<'a> {
     target: String,
     params: BTreeMap<String, String>,
     reason: String,
+    run_at: Option<RunAt>,
 }
 
 /// Input checks; a preview may come before the reason is typed.
@@ -41,12 +45,19 @@ fn check<'a>(
     } else {
         String::new()
     };
+    let run_at = req
+        .run_at
+        .as_deref()
+        .map(RunAt::parse)
+        .transpose()
+        .map_err(ServiceError::invalid)?;
     Ok(Checked {
         spec,
         ticket,
         target: req.target.clone(),
         params,
         reason,
+        run_at,
     })
 }
 
@@ -56,24 +67,55 @@ pub async fn preview(
     req: &ChangeRequest,
 ) -> ServiceResult<Preview> {
     let c = check(state, req, false)?;
+    let now = state.clock.now();
     // A read connection: a preview records nothing, so it never waits for the writer.
     let mut conn = state.store.read().await?;
+    let run_at = sched::resolve_run_at(state, &mut conn, c.spec, c.run_at, now).await?;
+    // A scheduled change is judged as of its time (and again when that comes).
     let d = decide(
         state,
         &mut conn,
         c.spec,
         &c.ticket,
         caller,
-        state.clock.now(),
+        run_at.unwrap_or(now),
         None,
     )
     .await?;
-    Ok(Preview {
+    sched::check_schedulable(run_at, &d)?;
+    let mut preview = Preview {
         decision: d.decision,
-        reasons: d.reasons,
-        approvals_required: d.approvals_required,
-        warnings: d.warnings,
-    })
+        reasons: d.reasons.clone(),
+        approvals_required: d.approvals_required.clone(),
+        warnings: d.warnings.clone(),
+        run_at,
+        next_window: None,
+        conflicts: Vec::new(),
+    };
+    if d.decision == Outcome::Blocked {
+        // Refused only by the window: say when the next usable one opens.
+        if run_at.is_none() && d.blocked_by == Some(Rule::Window) {
+            preview.next_window = sched::next_window(state, &mut conn, c.spec, now).await?;
+            if let Some(w) = &preview.next_window {
+                preview.reasons.push(format!(
+                    "run_at: \"{}\" would schedule it for the {} window opening {}",
+                    crate::domain::schedule::NEXT_WINDOW,
+                    w.kind,
+                    w.opens_at.format("%a %Y-%m-%d %H:%M UTC")
+                ));
+            }
+        }
+        return Ok(preview);
+    }
+    drop(conn);
+    let live = state.store.changes_live_on(&c.target).await?;
+    preview.conflicts =
+        sched::conflicts_among(state, sched::period(state, run_at, &d, now), &live, now);
+    if let Some(refusal) = sched::blocked_by_conflicts(state, &preview.conflicts) {
+        preview.decision = Outcome::Blocked;
+        preview.reasons.push(refusal);
+    }
+    Ok(preview)
 }
 
 /// What an Idempotency-Key stands for: the whole request (Stripe's rule), so a retry with the
@@ -106,11 +148,12 @@ pub async fn create(
     let job_state = state.clone();
     let requester = caller.clone();
     let spec = c.spec.clone();
-    let (ticket, target, params, reason) = (
+    let (ticket, target, params, reason, asked_run_at) = (
         c.ticket.clone(),
         c.target.clone(),
         c.params.clone(),
         c.reason.clone(),
+        c.run_at,
     );
     let key = idempotency_key.map(str::to_string);
     let fp_job = fp.clone();
@@ -119,13 +162,26 @@ pub async fn create(
         Box::pin(async move {
             let state = &job_state;
             let now = state.clock.now();
-            let d = match decide(state, tx.conn(), &spec, &ticket, &requester, now, None).await {
+            let run_at =
+                match sched::resolve_run_at(state, tx.conn(), &spec, asked_run_at, now).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = out_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+            let when = run_at.unwrap_or(now);
+            let d = match decide(state, tx.conn(), &spec, &ticket, &requester, when, None).await {
                 Ok(d) => d,
                 Err(e) => {
                     let _ = out_tx.send(Err(e));
                     return Ok(());
                 }
             };
+            if let Err(e) = sched::check_schedulable(run_at, &d) {
+                let _ = out_tx.send(Err(e));
+                return Ok(());
+            }
             if d.decision == Outcome::Blocked {
                 let detail = serde_json::json!({
                     "action": spec.name, "ticket": ticket.as_str(), "target": target,
@@ -136,7 +192,21 @@ pub async fn create(
                 let _ = out_tx.send(Err(ServiceError::refused(refusal_message(&d))));
                 return Ok(());
             }
-            let run_now = d.decision == Outcome::Execute;
+            let live = tx.changes_live_on(&target).await?;
+            let found =
+                sched::conflicts_among(state, sched::period(state, run_at, &d, now), &live, now);
+            if let Some(refusal) = sched::blocked_by_conflicts(state, &found) {
+                let detail = serde_json::json!({
+                    "action": spec.name, "ticket": ticket.as_str(), "target": target,
+                    "params": params, "rule": "conflict", "reasons": [refusal],
+                    "conflicts": found,
+                });
+                tx.audit(now, &requester.name, "change.blocked", "change:-", &detail)
+                    .await?;
+                let _ = out_tx.send(Err(ServiceError::conflict(refusal)));
+                return Ok(());
+            }
+            let run_now = d.decision == Outcome::Execute && run_at.is_none();
             let what = What {
                 spec: &spec,
                 ticket: &ticket,
@@ -144,11 +214,17 @@ pub async fn create(
                 params: &params,
                 reason: &reason,
             };
-            let new = NewChange {
+            let mut new = NewChange {
                 idempotency_key: key.as_deref(),
                 fingerprint: Some(&fp_job),
+                run_at,
+                conflicts: &found,
+                expires_at: sched::expires_at(state, run_at, now),
                 ..new_change(state, what, &requester, now, &d)
             };
+            if run_at.is_some() && d.decision == Outcome::Execute {
+                new.state = ChangeState::Scheduled;
+            }
             let change = match tx.change_insert(new).await {
                 Ok(c) => c,
                 // Two retries with one key raced; the first one's change is the answer.
@@ -161,15 +237,21 @@ pub async fn create(
             if run_now {
                 tx.execution_claim(change.id, now).await?;
             }
-            let summary = format!(
+            let mut summary = format!(
                 "{} requested {}{} on {} ({}){}",
                 requester.name,
                 emergency_mark(&d),
                 spec.name,
                 target,
                 ticket,
-                outlook(run_now, &d)
+                match run_at {
+                    Some(t) => sched::outlook_scheduled(t, &d),
+                    None => outlook(run_now, &d),
+                }
             );
+            for c in &found {
+                summary.push_str(&format!("; {}", c.message));
+            }
             record(
                 tx,
                 now,

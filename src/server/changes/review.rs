@@ -79,67 +79,24 @@ pub async fn approve(
             change.action
         ))
     })?;
-    // Reviewers approved the argv they were shown: a catalog that changed it since is a
-    // refusal, never a different command run under their names.
-    if let Some(frozen) = tx.change_planned_command(id).await? {
-        let captured = match change.rollback_of {
-            Some(original) => Some(tx.change(original).await?.and_then(|o| o.captured)),
-            None => None,
-        };
-        let now_planned = spec.planned_argv(
-            &change.target,
-            &change.params,
-            captured.as_ref().map(Option::as_deref),
-        );
-        if now_planned != frozen {
-            let why =
-                "the action's command changed since this change was requested; request it again";
-            refuse_at_approval(state, tx, change, caller, now, why, why).await?;
+    // A scheduled change is judged as of its time; it is judged again when that comes.
+    let judged_at = change.run_at.filter(|t| *t > now).unwrap_or(now);
+    let d = match recheck(state, &mut tx, spec, &change, judged_at).await? {
+        Ok(d) => d,
+        Err(Refusal::Command(why)) => {
+            refuse_at_approval(state, tx, change, caller, now, &why, &why).await?;
             return Err(ServiceError::refused(format!(
                 "change #{id} was refused: {why}"
             )));
         }
-    }
-    let ticket = Ticket::parse(&change.ticket).map_err(ServiceError::invalid)?;
-    let requester = Operator {
-        name: change.requested_by.clone(),
-        level: change.requested_level,
-    };
-    let mut d = decide(
-        state,
-        tx.conn(),
-        spec,
-        &ticket,
-        &requester,
-        now,
-        change.rollback_of,
-    )
-    .await?;
-    if change.rollback_of.is_some() && d.decision != Outcome::Blocked {
-        require_rollback_level(spec, &requester, &mut d);
-    }
-    if d.decision == Outcome::Blocked {
-        let why = refusal_message(&d);
-        refuse_at_approval(state, tx, change, caller, now, &why, &d.reasons.join("; ")).await?;
-        return Err(ServiceError::refused(format!(
-            "your approval was recorded, but change #{id} was refused: the policy no longer allows \
-             it ({})",
-            d.reasons.join("; ")
-        )));
-    }
-    // A pending change keeps the approval rule it was requested under: a rule changed in the
-    // configuration since applies to new changes only.
-    if let Some(kept) = change
-        .approvals_required
-        .iter()
-        .find(|r| matches!(r, approval::Requirement::Level { .. }))
-    {
-        for r in d.approvals_required.iter_mut() {
-            if matches!(r, approval::Requirement::Level { .. }) {
-                *r = kept.clone();
-            }
+        Err(Refusal::Policy(why)) => {
+            refuse_at_approval(state, tx, change, caller, now, &why, &why).await?;
+            return Err(ServiceError::refused(format!(
+                "your approval was recorded, but change #{id} was refused: the policy no longer \
+                 allows it ({why})"
+            )));
         }
-    }
+    };
     tx.change_set_requirements(
         id,
         &d.approvals_required,
@@ -148,7 +105,24 @@ pub async fn approve(
     )
     .await?;
     let missing = approval::unmet(&d.approvals_required, &approvals, &change.requested_by);
-    let run_now = missing.is_empty();
+    let run_now = missing.is_empty() && change.run_at.is_none();
+    let scheduled = missing.is_empty() && change.run_at.is_some();
+    if scheduled
+        && !tx
+            .change_transition(
+                id,
+                ChangeState::PendingApproval,
+                ChangeState::Scheduled,
+                now,
+                None,
+                Some(&caller.name),
+            )
+            .await?
+    {
+        return Err(ServiceError::conflict(format!(
+            "change #{id} was decided by someone else first"
+        )));
+    }
     if run_now {
         let moved = tx
             .change_transition(
@@ -171,6 +145,14 @@ pub async fn approve(
         format!(
             "{} approved change #{id} ({} on {}): runs now",
             caller.name, updated.action, updated.target
+        )
+    } else if let (true, Some(t)) = (scheduled, updated.run_at) {
+        format!(
+            "{} approved change #{id} ({} on {}): scheduled for {}",
+            caller.name,
+            updated.action,
+            updated.target,
+            t.format("%a %Y-%m-%d %H:%M UTC")
         )
     } else {
         let needs: Vec<String> = missing.iter().map(|r| r.describe()).collect();
@@ -367,6 +349,16 @@ async fn pending(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> ServiceResult<Serv
         } else {
             ServiceError::Conflict(message)
         }));
+    }
+    if let Some(run_at) = change.run_at
+        && change.expires_at <= now
+    {
+        // A scheduled change waits for its approvals until its time and the grace period:
+        // past them it missed its time (see `schedule.rs`), whoever notices first.
+        let grace = change.expires_at - run_at;
+        let why = crate::domain::schedule::missed_reason(change.state, run_at, grace);
+        super::schedule::miss_one(tx, &change, change.state, run_at, grace, now).await?;
+        return Ok(Err(ServiceError::Conflict(format!("change #{id} {why}"))));
     }
     if change.expires_at <= now {
         expire_one(tx, id, now).await?;

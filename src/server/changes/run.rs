@@ -16,6 +16,12 @@ pub(super) async fn start_and_wait(state: &AppState, change: Change) -> ServiceR
         .ok_or_else(|| ServiceError::not_found(format!("no change #{id}")))
 }
 
+/// Starts the command of a change that is `executing` in the background (the scheduler's start:
+/// nobody waits for its answer).
+pub(super) fn start(state: &AppState, change: Change) {
+    tokio::spawn(execute(state.clone(), change));
+}
+
 async fn execute(state: AppState, change: Change) {
     let id = change.id;
     // While the command runs, this server's lease on it is renewed: other replicas take over

@@ -24,6 +24,10 @@ pub struct NewChange<'a> {
     pub emergency: Option<&'a str>,
     /// The argv it will run (`None`: the simulator), fixed now for its reviewers.
     pub command: Option<Vec<String>>,
+    /// When a scheduled change runs.
+    pub run_at: Option<DateTime<Utc>>,
+    /// The conflicts warned about at request.
+    pub conflicts: &'a [Conflict],
 }
 
 /// How long a running execution's lease lasts; its server renews it every third of this.
@@ -106,10 +110,20 @@ impl Store {
                         .await?
                 }
             };
-        let Some(oldest) = rows.last().map(|r| r.id) else {
+        self.with_approvals(rows).await
+    }
+
+    /// The changes of `rows` with their approvals, read in one query over their id range.
+    pub(super) async fn with_approvals(
+        &self,
+        rows: Vec<ChangeRow>,
+    ) -> Result<Vec<Change>, DbError> {
+        let (Some(oldest), Some(newest)) = (
+            rows.iter().map(|r| r.id).min(),
+            rows.iter().map(|r| r.id).max(),
+        ) else {
             return Ok(Vec::new());
         };
-        let newest = rows[0].id;
         let approval_rows = sqlx::query(
             "SELECT change_id, approver, level, comment, at FROM approvals \
              WHERE change_id BETWEEN $1 AND $2 ORDER BY at",
@@ -212,9 +226,12 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Pending changes past their approval time limit. A scheduled one (with a `run_at`) is the
+    /// scheduler's: it misses its time rather than expires (`changes/schedule.rs`).
     pub async fn change_ids_expired(&self, now: DateTime<Utc>) -> Result<Vec<i64>, DbError> {
         sqlx::query_scalar(
-            "SELECT id FROM changes WHERE state = 'pending_approval' AND expires_at <= $1 ORDER BY id",
+            "SELECT id FROM changes WHERE state = 'pending_approval' AND expires_at <= $1 \
+             AND run_at IS NULL ORDER BY id",
         )
         .bind(ms(now))
         .fetch_all(&self.reader)
@@ -283,9 +300,9 @@ impl Tx {
         let row: ChangeRow = sqlx::query_as(
             "INSERT INTO changes (state, action, risk, ticket, target, params, reason, requested_by, \
              requested_level, created_at, updated_at, expires_at, requirements, warnings, \
-             idempotency_key, fingerprint, rollback_of, emergency, command) \
+             idempotency_key, fingerprint, rollback_of, emergency, command, run_at, conflicts) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18) \
+             $17, $18, $19, $20) \
              RETURNING *",
         )
         .bind(c.state.as_str())
@@ -306,6 +323,8 @@ impl Tx {
         .bind(c.rollback_of)
         .bind(c.emergency.map(str::to_string))
         .bind(to_json(&c.command))
+        .bind(c.run_at.map(ms))
+        .bind((!c.conflicts.is_empty()).then(|| to_json(c.conflicts)))
         .fetch_one(&mut *self.inner)
         .await?;
         row.into_change(Vec::new())

@@ -7,7 +7,8 @@
 //! One file per resource: `operators.rs`, `changes.rs` (changes, approvals, executions),
 //! `policy.rs` (freezes, the pause, incidents: what the policy reads), `audit.rs` (the audit
 //! chain and the event table), `verification.rs` (verifications and samples), `outbox.rs` (the
-//! ticket webhook's messages). Each holds the `impl Store` (reads on a pooled reader connection)
+//! ticket webhook's messages), `schedule.rs` (scheduled changes, the live changes a new one may
+//! conflict with). Each holds the `impl Store` (reads on a pooled reader connection)
 //! and `impl Tx` (reads and writes inside the write transaction) of its resource.
 //!
 //! Naming rule: resource first, then verb: `change_insert`, `freeze_delete`, `outbox_due`. A
@@ -23,13 +24,14 @@ pub mod operators;
 pub mod outbox;
 pub mod policy;
 mod rows;
+pub mod schedule;
 pub mod schema;
 pub mod verification;
 
 use crate::domain::api::{AuditEntry, Event};
 use crate::domain::approval::Approval;
 use crate::domain::approval::Requirement;
-use crate::domain::change::{Change, ChangeState, ExecutionOutput};
+use crate::domain::change::{Change, ChangeState, Conflict, ExecutionOutput};
 use crate::domain::incident::Incident;
 use crate::domain::operator::Operator;
 use crate::domain::{Freeze, Level, Pause};
@@ -46,6 +48,7 @@ use std::time::Duration;
 
 pub use audit::{AuditSnapshot, GENESIS_HASH, RawAuditRow, audit_hash};
 pub use changes::{CommandProcess, EXECUTION_LEASE_MS, ExecutionLease, NewChange};
+pub use schedule::LiveChange;
 pub use schema::SchemaState;
 
 pub type DbError = sqlx::Error;

@@ -48,6 +48,8 @@ pub struct ChangeRow {
     emergency: Option<String>,
     captured: Option<String>,
     command: Option<String>,
+    run_at: Option<i64>,
+    conflicts: Option<String>,
 }
 
 impl ChangeRow {
@@ -93,6 +95,13 @@ impl ChangeRow {
                 .map(|c| decode(serde_json::from_str::<Option<Vec<String>>>(c)))
                 .transpose()?
                 .flatten(),
+            run_at: self.run_at.map(from_ms),
+            conflicts: self
+                .conflicts
+                .as_deref()
+                .map(|c| decode(serde_json::from_str(c)))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }

@@ -5,7 +5,7 @@ use super::{Confirmed, Effect, Modal, SelectList, State, Tone, approvals};
 use crate::domain::api::{CatalogEntry, Preview};
 use crate::domain::change::{Change, ChangeState};
 use crate::tui::form::{ChangeForm, FieldKey};
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 #[derive(Debug, Default)]
 pub struct ActionsPane {
@@ -30,6 +30,12 @@ pub(super) fn form_key(state: &mut State, mut form: Box<ChangeForm>, key: KeyEve
         state.modal = Some(Modal::Form(form));
         state.dirty = false;
         return Vec::new();
+    }
+    // Ctrl-N: schedule into the next window the preview named, or back to "run now".
+    if key.code == KeyCode::Char('n') && key.modifiers.contains(KeyModifiers::CONTROL) {
+        let effects = toggle_schedule(state, &mut form);
+        state.modal = Some(Modal::Form(form));
+        return effects;
     }
     let mut effects = Vec::new();
     match form.fields.key(key) {
@@ -71,6 +77,33 @@ pub(super) fn preview_arrived(
     Vec::new()
 }
 
+/// Schedules the request into the next usable window (when the preview says only the window
+/// refuses it now), or, when it is scheduled, back to running as soon as allowed. The preview
+/// is asked again, so what it shows is what submitting does.
+fn toggle_schedule(state: &mut State, form: &mut ChangeForm) -> Vec<Effect> {
+    if form.run_at.take().is_some() {
+        state.say(Tone::Info, "the change runs as soon as it is allowed");
+    } else if let Some(w) = form.schedulable() {
+        let text = format!(
+            "scheduled for the {} window opening {}",
+            w.kind,
+            w.opens_at.format("%a %H:%M UTC")
+        );
+        form.run_at = Some(crate::domain::schedule::NEXT_WINDOW.to_string());
+        state.say(Tone::Info, text);
+    } else {
+        state.say(
+            Tone::Error,
+            "Ctrl-N schedules a change into the next window when only the window refuses it; \
+             the preview does not say so for this one",
+        );
+        return Vec::new();
+    }
+    // The answer for the old request would be stale.
+    form.preview = None;
+    ask_preview(form)
+}
+
 /// One preview in flight at a time; edits meanwhile ask for one more when it returns.
 fn ask_preview(form: &mut ChangeForm) -> Vec<Effect> {
     if !form.previewable() {
@@ -91,12 +124,17 @@ fn ask_preview(form: &mut ChangeForm) -> Vec<Effect> {
 pub(super) fn submitted(state: &mut State, r: Result<Change, String>) {
     match r {
         Ok(c) => {
-            let text = match c.state {
-                ChangeState::PendingApproval => format!(
+            let text = match (c.state, c.run_at) {
+                (ChangeState::PendingApproval, _) => format!(
                     "change #{} is waiting for approval: it is in the Approvals queue (2)",
                     c.id
                 ),
-                s => format!("change #{} {s}", c.id),
+                (ChangeState::Scheduled, Some(t)) => format!(
+                    "change #{} is scheduled for {}",
+                    c.id,
+                    t.format("%a %Y-%m-%d %H:%M UTC")
+                ),
+                (s, _) => format!("change #{} {s}", c.id),
             };
             approvals::show_outcome(state, c.clone(), text);
             state.modal = Some(Modal::Outcome(Box::new(c)));
@@ -169,6 +207,9 @@ mod tests {
                 count: 1,
             }],
             warnings: vec!["off-peak preferred".into()],
+            run_at: None,
+            next_window: None,
+            conflicts: Vec::new(),
         };
         update(&mut s, Msg::Preview(*g2, Ok(preview.clone())));
         let Some(Modal::Form(f)) = &s.modal else {

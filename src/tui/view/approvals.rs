@@ -110,7 +110,16 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 spans.push(Span::raw(format!("{:<tkt_w$} ", fit(&c.ticket, tkt_w))));
             }
             spans.push(Span::raw(format!("{:<by_w$} ", fit(&c.requested_by, by_w))));
-            spans.push(Span::styled(fit(&stance, need_w), stance_style));
+            // Words and symbols first, colour second: "⚠ #12" conflicts, "⏲ 22:00" scheduled.
+            let marks = marks(c, state);
+            let marks_w = marks.chars().count().min(need_w);
+            if marks_w > 0 {
+                spans.push(Span::styled(fit(&marks, marks_w), theme.warn()));
+            }
+            spans.push(Span::styled(
+                fit(&stance, need_w.saturating_sub(marks_w)),
+                stance_style,
+            ));
             let line = Line::from(spans);
             if selected {
                 line.style(theme.selected())
@@ -127,6 +136,32 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Paragraph::new(detail_lines(c, state, theme)).wrap(Wrap { trim: true }),
             detail,
         );
+    }
+}
+
+/// The queue's marks before the status: "⚠ #12 " when the change conflicts with others on its
+/// target, "⏲ 22:00 " when it is scheduled (a day name when not today).
+fn marks(c: &Change, state: &State) -> String {
+    let mut out = String::new();
+    let conflicts = state.approvals.conflicts_of(c, state.now);
+    if let Some(first) = conflicts.first() {
+        out.push_str(&format!("⚠ #{first}"));
+        if conflicts.len() > 1 {
+            out.push_str(&format!("+{}", conflicts.len() - 1));
+        }
+        out.push(' ');
+    }
+    if let Some(t) = c.run_at {
+        out.push_str(&format!("⏲ {} ", short_time(t, state)));
+    }
+    out
+}
+
+fn short_time(t: chrono::DateTime<chrono::Utc>, state: &State) -> String {
+    if t.date_naive() == state.now.date_naive() {
+        t.format("%H:%M").to_string()
+    } else {
+        t.format("%a %H:%M").to_string()
     }
 }
 
@@ -208,6 +243,31 @@ fn detail_lines<'a>(c: &'a Change, state: &State, theme: &Theme) -> Vec<Line<'a>
             c.expires_at.format("%H:%M UTC")
         )),
     ]));
+    if let Some(t) = c.run_at {
+        lines.push(Line::from(vec![
+            Span::styled("Scheduled: ", theme.dim()),
+            Span::raw(format!(
+                "runs {} (in {}) once approved, if the policy still allows it then",
+                t.format("%a %Y-%m-%d %H:%M UTC"),
+                human_duration(t - state.now)
+            )),
+        ]));
+    }
+    for conflict in &c.conflicts {
+        lines.push(Line::styled(
+            format!("⚠ {}", conflict.message),
+            theme.warn(),
+        ));
+    }
+    for other in state.approvals.newer_pending(c) {
+        lines.push(Line::styled(
+            format!(
+                "⚠ newer request on {}: #{} {} by {}",
+                other.target, other.id, other.action, other.requested_by
+            ),
+            theme.warn(),
+        ));
+    }
     for w in &c.warnings {
         lines.push(Line::styled(format!("⚠ {w}"), theme.warn()));
     }

@@ -6,6 +6,7 @@ use crate::tui::app::{Confirmed, Modal, Purpose, State, UNDO_SECS};
 use crate::tui::form::{ChangeForm, Fields, TICKET};
 use crate::tui::theme::Theme;
 use crate::tui::view::words::risk_word;
+use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Modifier, Style};
@@ -18,7 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         Modal::Scroll { what, offset } => {
             super::scrolled::draw(frame, area, state, what, *offset, theme)
         }
-        Modal::Form(form) => change_form(frame, area, form, theme),
+        Modal::Form(form) => change_form(frame, area, form, state.now, theme),
         Modal::Outcome(c) => outcome(frame, area, c, theme),
         Modal::Confirm(what) => {
             let (title, text) = confirm_text(what, state);
@@ -43,8 +44,8 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
     let changes = state.approvals.changes();
     match what {
         Confirmed::Approve(id) => {
-            let what = changes
-                .get(id)
+            let change = changes.get(id);
+            let what = change
                 .map(|c| {
                     format!(
                         "{} on {} ({}, {} risk)",
@@ -55,11 +56,31 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
                     )
                 })
                 .unwrap_or_default();
+            let when = match change.and_then(|c| c.run_at) {
+                Some(t) => format!(
+                    "If it is the last approval it is scheduled for {}.",
+                    t.format("%a %Y-%m-%d %H:%M UTC")
+                ),
+                None => "If it is the last approval it runs at once.".into(),
+            };
+            // A newer request on the same target may supersede this one: say so before it runs.
+            let newer: Vec<String> = change
+                .map(|c| state.approvals.newer_pending(c))
+                .unwrap_or_default()
+                .iter()
+                .map(|o| format!("#{} {} by {}", o.id, o.action, o.requested_by))
+                .collect();
+            let warning = if newer.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\n⚠ A NEWER change on the same target is pending: {}. Approve this older one anyway?",
+                    newer.join(", ")
+                )
+            };
             (
                 "Approve",
-                format!(
-                    "Approve change #{id}: {what}?\nIf it is the last approval it runs at once."
-                ),
+                format!("Approve change #{id}: {what}?\n{when}{warning}"),
             )
         }
         Confirmed::Quit => ("Quit", "Quit CommandBridge?".into()),
@@ -369,7 +390,13 @@ fn prompt(frame: &mut Frame, area: Rect, title: &str, fields: &Fields, theme: &T
     field_lines(frame, inner, fields, theme);
 }
 
-fn change_form(frame: &mut Frame, area: Rect, form: &ChangeForm, theme: &Theme) {
+fn change_form(
+    frame: &mut Frame,
+    area: Rect,
+    form: &ChangeForm,
+    now: DateTime<Utc>,
+    theme: &Theme,
+) {
     let rect = centered(
         area,
         area.width.saturating_sub(4).min(120),
@@ -417,9 +444,15 @@ fn change_form(frame: &mut Frame, area: Rect, form: &ChangeForm, theme: &Theme) 
         )),
         Some(Err(e)) => lines.push(Line::styled(format!("✗ {e}"), theme.bad())),
         Some(Ok(p)) => {
-            let (head, style) = match p.decision {
-                Outcome::Execute => ("▶ RUNS NOW when you submit".to_string(), theme.good()),
-                Outcome::NeedsApproval => {
+            let (head, style) = match (p.decision, p.run_at) {
+                (Outcome::Execute, None) => {
+                    ("▶ RUNS NOW when you submit".to_string(), theme.good())
+                }
+                (Outcome::Execute, Some(t)) => (
+                    format!("⏲ SCHEDULED for {} when you submit", schedule_time(t, now)),
+                    theme.good(),
+                ),
+                (Outcome::NeedsApproval, _) => {
                     let needs: Vec<String> =
                         p.approvals_required.iter().map(|r| r.describe()).collect();
                     (
@@ -427,14 +460,35 @@ fn change_form(frame: &mut Frame, area: Rect, form: &ChangeForm, theme: &Theme) 
                         theme.warn(),
                     )
                 }
-                Outcome::Blocked => ("⛔ BLOCKED".to_string(), theme.bad()),
+                (Outcome::Blocked, _) => ("⛔ BLOCKED".to_string(), theme.bad()),
             };
             lines.push(Line::styled(head, style.add_modifier(Modifier::BOLD)));
+            if let (Outcome::NeedsApproval, Some(t)) = (p.decision, p.run_at) {
+                lines.push(Line::styled(
+                    format!("⏲ then runs at {}", schedule_time(t, now)),
+                    theme.good(),
+                ));
+            }
             for r in &p.reasons {
                 lines.push(Line::raw(format!("· {r}")));
             }
             for w in &p.warnings {
                 lines.push(Line::styled(format!("⚠ {w}"), theme.warn()));
+            }
+            for c in &p.conflicts {
+                lines.push(Line::styled(format!("⚠ {}", c.message), theme.warn()));
+            }
+            if let Some(w) = form.schedulable() {
+                lines.push(Line::styled(
+                    format!(
+                        "⏲ Ctrl-N schedules it for the {} window opening {}",
+                        w.kind,
+                        schedule_time(w.opens_at, now)
+                    ),
+                    theme.good().add_modifier(Modifier::BOLD),
+                ));
+            } else if form.run_at.is_some() {
+                lines.push(Line::styled("Ctrl-N: run it now instead", theme.dim()));
             }
         }
     }
@@ -458,6 +512,15 @@ fn change_form(frame: &mut Frame, area: Rect, form: &ChangeForm, theme: &Theme) 
     );
 }
 
+/// `Tue 22:00 UTC (in 3h05m)`: when a scheduled change runs, and how soon.
+fn schedule_time(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!(
+        "{} (in {})",
+        t.format("%a %H:%M UTC"),
+        crate::domain::window::human_duration(t - now)
+    )
+}
+
 fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
     let width = area.width.saturating_sub(6).min(100);
     let mut lines = vec![Line::from(vec![
@@ -479,6 +542,19 @@ fn outcome(frame: &mut Frame, area: Rect, c: &Change, theme: &Theme) {
             "The command is running; its outcome appears in Activity.",
         )),
         _ => {}
+    }
+    if let (Some(t), ChangeState::PendingApproval | ChangeState::Scheduled) = (c.run_at, c.state) {
+        lines.push(Line::raw(format!(
+            "Scheduled for {}: the server checks the policy again then and runs it once; \
+             not started within the grace period, it ends missed.",
+            t.format("%a %Y-%m-%d %H:%M UTC")
+        )));
+    }
+    for conflict in &c.conflicts {
+        lines.push(Line::styled(
+            format!("⚠ {}", conflict.message),
+            theme.warn(),
+        ));
     }
     if let Some(r) = &c.outcome_reason {
         lines.push(Line::styled(r.clone(), theme.bad()));

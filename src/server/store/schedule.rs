@@ -1,0 +1,133 @@
+//! Scheduled changes (`changes.run_at`) and the live changes a new one may conflict with.
+//!
+//! The scheduler (`changes/schedule.rs`) asks which changes are due and when the next one is;
+//! the calendar asks which are scheduled in a range. Claiming a due change is the ordinary
+//! conditional [`Tx::change_transition`] (`scheduled` → `executing`) plus
+//! [`Tx::execution_claim`]: the database settles which replica runs it.
+
+use super::*;
+use sqlx::FromRow;
+
+/// A change that may overlap a new one on its target, with the deadline of its running
+/// verification when it is executed and still being watched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveChange {
+    pub change: Change,
+    pub verification_until: Option<DateTime<Utc>>,
+}
+
+/// How many live changes on one target a conflict check reads: more than this on one target
+/// is a queue nobody reviews one by one, and the first ones name the problem.
+const LIVE_PER_TARGET: i64 = 50;
+
+const LIVE_ON_TARGET: &str = "SELECT c.*, v.deadline AS verification_until FROM changes c \
+     LEFT JOIN verifications v ON v.change_id = c.id AND v.state IN ('watching', 'degraded') \
+     WHERE c.target = $1 AND (c.state IN ('pending_approval', 'scheduled', 'executing') \
+     OR (c.state = 'executed' AND v.id IS NOT NULL)) ORDER BY c.id DESC LIMIT $2";
+
+fn live_from_rows(rows: Vec<AnyRow>) -> Result<Vec<(ChangeRow, Option<i64>)>, DbError> {
+    rows.iter()
+        .map(|r| Ok((ChangeRow::from_row(r)?, r.try_get("verification_until")?)))
+        .collect()
+}
+
+impl Store {
+    /// The changes with a `run_at` in `[from, to)` that may still run (`pending_approval` or
+    /// `scheduled`), by `run_at`, with their approvals. The calendar and the dashboard show
+    /// these; a change's `state` says whether it still waits for approval.
+    pub async fn changes_scheduled(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Change>, DbError> {
+        // Changes that may still run at their `run_at`: waiting for approval, or scheduled.
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT * FROM changes WHERE run_at >= $1 AND run_at < $2 \
+             AND state IN ('pending_approval', 'scheduled') ORDER BY run_at, id",
+        )
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut changes = self.with_approvals(rows).await?;
+        changes.sort_by_key(|c| (c.run_at, c.id));
+        Ok(changes)
+    }
+
+    /// The changes whose `run_at` has come (at or before `now`) and that are still waiting:
+    /// (id, state, run_at), oldest first.
+    pub async fn changes_due(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(i64, ChangeState, DateTime<Utc>)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, state, run_at FROM changes WHERE run_at <= $1 \
+             AND state IN ('pending_approval', 'scheduled') ORDER BY run_at, id",
+        )
+        .bind(ms(now))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    parse_col(r, "state")?,
+                    from_ms(r.try_get("run_at")?),
+                ))
+            })
+            .collect()
+    }
+
+    /// The earliest `run_at` of a change still waiting to run, for the scheduler's wake-up.
+    pub async fn schedule_next(&self) -> Result<Option<DateTime<Utc>>, DbError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(run_at) FROM changes WHERE state IN ('pending_approval', 'scheduled')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(next.map(from_ms))
+    }
+
+    /// The changes on `target` that are live: pending, scheduled, executing, or executed and
+    /// under verification. Newest first.
+    pub async fn changes_live_on(&self, target: &str) -> Result<Vec<LiveChange>, DbError> {
+        let rows = sqlx::query(LIVE_ON_TARGET)
+            .bind(target.to_string())
+            .bind(LIVE_PER_TARGET)
+            .fetch_all(&self.reader)
+            .await?;
+        let rows = live_from_rows(rows)?;
+        let until: BTreeMap<i64, Option<i64>> = rows.iter().map(|(r, v)| (r.id, *v)).collect();
+        let changes = self
+            .with_approvals(rows.into_iter().map(|(r, _)| r).collect())
+            .await?;
+        Ok(changes
+            .into_iter()
+            .map(|change| LiveChange {
+                verification_until: until.get(&change.id).copied().flatten().map(from_ms),
+                change,
+            })
+            .collect())
+    }
+}
+
+impl Tx {
+    /// [`Store::changes_live_on`] inside the write transaction (approvals are not read: a
+    /// conflict names the change, not who approved it).
+    pub async fn changes_live_on(&mut self, target: &str) -> Result<Vec<LiveChange>, DbError> {
+        let rows = sqlx::query(LIVE_ON_TARGET)
+            .bind(target.to_string())
+            .bind(LIVE_PER_TARGET)
+            .fetch_all(&mut *self.inner)
+            .await?;
+        live_from_rows(rows)?
+            .into_iter()
+            .map(|(row, until)| {
+                Ok(LiveChange {
+                    change: row.into_change(Vec::new())?,
+                    verification_until: until.map(from_ms),
+                })
+            })
+            .collect()
+    }
+}
