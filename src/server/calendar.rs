@@ -13,6 +13,7 @@ use crate::domain::api::OpenWindow;
 use crate::domain::calendar::{
     CalendarOpen, CalendarState, Feed, FeedCreated, RiskAt, TransitionBody,
 };
+use crate::domain::change::{Change, ChangeState};
 use crate::domain::operator::Operator;
 use crate::domain::policy::{self, PolicyInput};
 use crate::domain::window::{Freeze, Interval, WindowKind, next_transition};
@@ -227,8 +228,56 @@ pub async fn feed_events(state: &AppState, now: DateTime<Utc>) -> ServiceResult<
             transparent: false,
         });
     }
+    // Scheduled changes, one whose time has just come included until its grace period ends
+    // (it may still start): from `run_at` to the end of its verification, the stretch in which
+    // it conflicts with others on its target.
+    let grace = Duration::minutes(state.config.server.schedule_grace_minutes);
+    let verification = state.config.verification.duration();
+    for c in state.store.changes_scheduled(now - grace, to).await? {
+        let Some(run_at) = c.run_at else { continue };
+        events.push(change_event(&c, run_at, verification));
+    }
     events.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.uid.cmp(&b.uid)));
     Ok(events)
+}
+
+/// `change-42@commandbridge`: a change has one occurrence, its scheduled run.
+fn change_event(c: &Change, run_at: DateTime<Utc>, verification: Duration) -> ics::Event {
+    let waiting = if c.state == ChangeState::PendingApproval {
+        " (awaiting approval)"
+    } else {
+        ""
+    };
+    let mut description = vec![
+        format!(
+            "Change #{} {} on {} ({} risk), ticket {}, requested by {} ({}).",
+            c.id, c.action, c.target, c.risk, c.ticket, c.requested_by, c.requested_level
+        ),
+        format!("State: {}{waiting}.", c.state),
+        format!("Reason: {}", c.reason),
+        format!(
+            "Runs at {} if the policy still allows it then, and is watched for {} minutes \
+             after.",
+            run_at.format("%Y-%m-%d %H:%M UTC"),
+            verification.num_minutes()
+        ),
+    ];
+    if !c.conflicts.is_empty() {
+        description.extend(
+            c.conflicts
+                .iter()
+                .map(|x| format!("Conflict: {}", x.message)),
+        );
+    }
+    ics::Event {
+        uid: format!("change-{}@commandbridge", c.id),
+        start: run_at,
+        end: run_at + verification.max(Duration::minutes(1)),
+        summary: format!("#{} {} on {}{waiting}", c.id, c.action, c.target),
+        description: description.join("\n"),
+        category: "change",
+        transparent: false,
+    }
 }
 
 fn overlaps(f: &Freeze, iv: Interval) -> bool {

@@ -502,3 +502,95 @@ async fn the_cli_answers_window_at_and_exports_the_servers_feed() {
     assert!(ok && out.starts_with("revoked #1"), "{out}{err}");
     assert_eq!(reqwest::get(url).await.expect("fetch").status(), 401);
 }
+
+#[tokio::test]
+async fn scheduled_changes_are_in_the_feed_until_they_can_no_longer_run() {
+    use commandbridge::domain::ChangeState;
+    use commandbridge::domain::api::CancelRequest;
+    let srv = TestServer::start(TUESDAY_10).await;
+    let (alice, bob) = (srv.client("alice"), srv.client("bob"));
+    let scheduled = |action: &str, target: &str, run_at: &str| {
+        let mut r = req(action, "CHG-7100", target, json!({}));
+        r.run_at = Some(run_at.into());
+        r
+    };
+    // bob (L2) needs no approval for a high-risk change: scheduled at once. alice (L1) does.
+    let tonight = create(
+        &bob,
+        &scheduled("record-high", "checkout", "2026-11-24T23:00:00Z"),
+    )
+    .await;
+    assert_eq!(tonight.state, ChangeState::Scheduled);
+    // A reason with every character TEXT escaping is about reads back exactly.
+    let reason = "leak, again; see \\runbook\nstep 2";
+    let mut r = scheduled("record-high", "search", "next_window");
+    r.reason = reason.into();
+    let waiting = create(&alice, &r).await;
+    assert_eq!(waiting.state, ChangeState::PendingApproval);
+    let dropped = create(
+        &bob,
+        &scheduled("record-medium", "web", "2026-11-25T23:00:00Z"),
+    )
+    .await;
+    bob.cancel(
+        dropped.id,
+        &CancelRequest {
+            reason: "done by hand".into(),
+        },
+    )
+    .await
+    .expect("cancel");
+
+    let text = bob.calendar_ics().await.expect("feed");
+    let Some(cal) = icalendar::parse(&text) else {
+        return;
+    };
+    let changes: Vec<_> = cal
+        .events
+        .iter()
+        .filter(|e| e.categories == ["change"])
+        .collect();
+    assert_eq!(changes.len(), 2, "the cancelled one is gone: {changes:?}");
+    let ev = changes
+        .iter()
+        .find(|e| e.uid == format!("change-{}@commandbridge", tonight.id))
+        .expect("bob's scheduled change");
+    assert_eq!(ev.start, "2026-11-24T23:00:00Z");
+    // Its active period: until the end of its verification (15 minutes by default).
+    assert_eq!(ev.end, "2026-11-24T23:15:00Z");
+    assert_eq!(
+        ev.summary,
+        format!("#{} record-high on checkout", tonight.id)
+    );
+    assert!(
+        ev.description.contains("requested by bob"),
+        "{}",
+        ev.description
+    );
+    let ev = changes
+        .iter()
+        .find(|e| e.uid == format!("change-{}@commandbridge", waiting.id))
+        .expect("alice's change, waiting for approval");
+    // The next window a high-risk change may use: tonight's Off-peak.
+    assert_eq!(ev.start, "2026-11-24T22:00:00Z");
+    assert!(
+        ev.summary.ends_with("on search (awaiting approval)"),
+        "{}",
+        ev.summary
+    );
+    assert!(
+        ev.description.contains(&format!("Reason: {reason}")),
+        "{}",
+        ev.description
+    );
+    // Same UIDs on the next fetch.
+    let again = icalendar::parse(&bob.calendar_ics().await.expect("feed")).expect("parsed");
+    let uids = |events: &[icalendar::ParsedEvent]| {
+        events
+            .iter()
+            .filter(|e| e.categories == ["change"])
+            .map(|e| e.uid.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(uids(&again.events), uids(&cal.events));
+}
