@@ -244,6 +244,9 @@ pub fn conflicts<'a>(
                 _ => (None, None),
             };
             let detail = match (from, until) {
+                (Some(f), _) if c.state == ChangeState::PendingApproval => {
+                    format!("scheduled for {}, waiting for approval", short_time(f, now))
+                }
                 (Some(f), _) => format!("{activity} for {}", short_time(f, now)),
                 (None, Some(u)) => format!("{activity} until {}", short_time(u, now)),
                 (None, None) => activity.to_string(),

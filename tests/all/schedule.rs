@@ -307,8 +307,8 @@ async fn with_block_a_conflicting_change_is_refused() {
     assert_eq!(error, "conflict");
     assert!(
         message.contains(&format!(
-            "conflicts with #{} record-high on checkout (scheduled, waiting for approval for \
-             22:00 UTC, by alice)",
+            "conflicts with #{} record-high on checkout (scheduled for 22:00 UTC, waiting for \
+             approval, by alice)",
             first.id
         )) && message.contains("conflicts = \"block\""),
         "{message}"

@@ -310,7 +310,12 @@ async fn run_one(state: &AppState, id: i64, now: DateTime<Utc>) -> ServiceResult
 pub async fn run_due(state: &AppState) -> ServiceResult<usize> {
     let now = state.clock.now();
     let mut n = 0;
-    for (id, _, _) in state.store.changes_due(now).await? {
+    for (id, st, run_at) in state.store.changes_due(now).await? {
+        // One still waiting for approval within its grace period needs nothing yet; no write
+        // transaction for it every second.
+        if st == ChangeState::PendingApproval && !rules::missed(run_at, now, grace(state)) {
+            continue;
+        }
         if run_one(state, id, now).await? {
             n += 1;
         }

@@ -92,10 +92,10 @@ fn toggle_schedule(state: &mut State, form: &mut ChangeForm) -> Vec<Effect> {
         form.run_at = Some(crate::domain::schedule::NEXT_WINDOW.to_string());
         state.say(Tone::Info, text);
     } else {
+        // Short enough for the message line: a popup would take the next key.
         state.say(
             Tone::Error,
-            "Ctrl-N schedules a change into the next window when only the window refuses it; \
-             the preview does not say so for this one",
+            "Ctrl-N: the preview offers no window to schedule this change into",
         );
         return Vec::new();
     }
@@ -155,7 +155,7 @@ mod tests {
     use crate::domain::approval::Requirement;
     use crate::domain::{Level, Risk};
     use crate::tui::fixtures::{change, code, key, scene, typed};
-    use crossterm::event::KeyCode;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     #[test]
     fn request_flow_previews_live_and_submits_the_typed_request() {
@@ -266,5 +266,65 @@ mod tests {
                 .1
                 .contains("outside the deployment windows")
         );
+    }
+
+    /// When the preview says only the window refuses the change, Ctrl-N schedules it into the
+    /// next window (and asks the preview again with it); Ctrl-N again runs it now.
+    #[test]
+    fn ctrl_n_schedules_a_window_refused_request_into_the_next_window() {
+        use crate::domain::api::NextWindow;
+        use crate::domain::policy::Outcome;
+        let ctrl_n = Msg::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, key('1'));
+        update(&mut s, code(KeyCode::Enter));
+        typed(&mut s, "CHG-1");
+        update(&mut s, code(KeyCode::Tab));
+        let asked = typed(&mut s, "checkout");
+        let Some(Effect::Preview(g, _)) = asked.first() else {
+            panic!("{asked:?}")
+        };
+        // Nothing to schedule yet: Ctrl-N says why and asks nothing.
+        assert!(update(&mut s, ctrl_n.clone()).is_empty());
+        assert!(s.message.as_ref().unwrap().1.contains("offers no window"));
+        assert!(s.popup.is_none(), "the form keeps the keys");
+        let opens = crate::tui::fixtures::now() + chrono::Duration::hours(11);
+        let refused = Preview {
+            decision: Outcome::Blocked,
+            reasons: vec!["outside the deployment windows".into()],
+            approvals_required: vec![],
+            warnings: vec![],
+            run_at: None,
+            next_window: Some(NextWindow {
+                kind: crate::domain::WindowKind::OffPeak,
+                opens_at: opens,
+            }),
+            conflicts: vec![],
+        };
+        // Answers for the older requests typed meanwhile; the newest carries the refusal.
+        let mut g = *g;
+        while let [Effect::Preview(next, _)] =
+            update(&mut s, Msg::Preview(g, Ok(refused.clone()))).as_slice()
+        {
+            g = *next;
+        }
+        update(&mut s, Msg::Preview(g, Ok(refused.clone())));
+        let again = update(&mut s, ctrl_n.clone());
+        let [Effect::Preview(_, req)] = again.as_slice() else {
+            panic!("{again:?}")
+        };
+        assert_eq!(req.run_at.as_deref(), Some("next_window"));
+        assert!(s.message.as_ref().unwrap().1.contains("Off-peak window"));
+        let Some(Modal::Form(f)) = &s.modal else {
+            panic!()
+        };
+        assert_eq!(f.request().run_at.as_deref(), Some("next_window"));
+        assert!(f.schedulable().is_none(), "no longer offered once chosen");
+        // Ctrl-N again: back to running it now (once the preview in flight answers).
+        update(&mut s, ctrl_n);
+        let Some(Modal::Form(f)) = &s.modal else {
+            panic!()
+        };
+        assert_eq!(f.request().run_at, None);
     }
 }

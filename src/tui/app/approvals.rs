@@ -10,7 +10,7 @@ use crate::tui::keymap::Command;
 use crate::tui::view::words::needs;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
 pub struct ApprovalsPane {
@@ -25,17 +25,8 @@ pub struct ApprovalsPane {
     approvable: usize,
     /// Who is looking: what they may approve decides the stance and the count.
     operator: Option<Operator>,
-    /// The live changes (pending, scheduled, executing) by target, kept as changes arrive:
-    /// what the queue marks as conflicting without scanning every change per row.
-    live_by_target: BTreeMap<String, BTreeSet<i64>>,
-}
-
-/// Whether a change keeps its target busy as far as the dashboard knows.
-fn is_live(c: &Change) -> bool {
-    matches!(
-        c.state,
-        ChangeState::PendingApproval | ChangeState::Scheduled | ChangeState::Executing
-    )
+    /// The live changes by target, for the conflict marks.
+    live: super::conflicts::LiveTargets,
 }
 
 /// What the operator can do about a pending change, for the queue.
@@ -123,43 +114,14 @@ impl ApprovalsPane {
             .count()
     }
 
-    /// The changes #c conflicts with: those the server named when it was requested (while
-    /// their active period lasts) and the other live changes on its target.
+    /// The changes `c` conflicts with (see `conflicts.rs`).
     pub fn conflicts_of(&self, c: &Change, now: DateTime<Utc>) -> Vec<i64> {
-        let stored = c.conflicts.iter().filter(|k| {
-            let other = self.changes.get(&k.change_id);
-            k.until.is_none_or(|u| u > now)
-                && other.is_none_or(|o| is_live(o) || o.state == ChangeState::Executed)
-        });
-        let live = self.live_by_target.get(&c.target).into_iter().flatten();
-        let ids: BTreeSet<i64> = stored
-            .map(|k| k.change_id)
-            .chain(live.copied())
-            .filter(|id| *id != c.id)
-            .collect();
-        ids.into_iter().collect()
+        self.live.conflicts_of(&self.changes, c, now)
     }
 
-    /// Pending changes on #c's target requested after it: approving #c first may undo or
-    /// collide with what they were asked for, so the approval's confirmation names them.
+    /// Pending changes on `c`'s target requested after it.
     pub fn newer_pending(&self, c: &Change) -> Vec<&Change> {
-        self.live_by_target
-            .get(&c.target)
-            .into_iter()
-            .flatten()
-            .filter(|id| **id > c.id)
-            .filter_map(|id| self.changes.get(id))
-            .filter(|o| o.state == ChangeState::PendingApproval)
-            .collect()
-    }
-
-    fn unindex(&mut self, target: &str, id: i64) {
-        if let Some(ids) = self.live_by_target.get_mut(target) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.live_by_target.remove(target);
-            }
-        }
+        self.live.newer_pending(&self.changes, c)
     }
 
     pub fn approvable_count(&self) -> usize {
@@ -188,15 +150,7 @@ impl ApprovalsPane {
         if self.is_older(&c) {
             return;
         }
-        if let Some(target) = self.changes.get(&c.id).map(|o| o.target.clone()) {
-            self.unindex(&target, c.id);
-        }
-        if is_live(&c) {
-            self.live_by_target
-                .entry(c.target.clone())
-                .or_default()
-                .insert(c.id);
-        }
+        self.live.replace(self.changes.get(&c.id), &c);
         if let Some(old) = self.changes.get(&c.id) {
             self.approvable -= usize::from(self.counts(old));
             if self.shows(old) {
@@ -278,16 +232,7 @@ impl ApprovalsPane {
     /// The queue and the approvable count from scratch: after a reload, or when the filter or
     /// who is looking changed.
     fn rebuild(&mut self) {
-        self.live_by_target.clear();
-        let live: Vec<(String, i64)> = self
-            .changes
-            .values()
-            .filter(|c| is_live(c))
-            .map(|c| (c.target.clone(), c.id))
-            .collect();
-        for (target, id) in live {
-            self.live_by_target.entry(target).or_default().insert(id);
-        }
+        self.live.rebuild(self.changes.values());
         let (ids, approvable) = self.sorted();
         self.queue.set_items(ids);
         self.approvable = approvable;
@@ -423,6 +368,13 @@ pub(super) fn decided(state: &mut State, r: Result<Change, String>) -> Vec<Effec
                     format!("approved change #{}; it still {}", c.id, needs(&c))
                 }
                 ChangeState::Withdrawn => format!("change #{} withdrawn", c.id),
+                ChangeState::Scheduled => format!(
+                    "approved: change #{} is scheduled for {}",
+                    c.id,
+                    c.run_at
+                        .map(|t| t.format("%a %H:%M UTC").to_string())
+                        .unwrap_or_default()
+                ),
                 s => format!("change #{} is now {s}", c.id),
             };
             show_outcome(state, c, text);

@@ -9,6 +9,7 @@ mod actions;
 mod activity;
 mod approvals;
 mod cmdline;
+mod conflicts;
 mod incidents;
 mod list;
 mod modal;

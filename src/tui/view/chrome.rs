@@ -303,13 +303,23 @@ pub fn prompt_line(frame: &mut Frame, area: Rect, p: &Prompt, theme: &Theme) {
 pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
     let hints: Vec<(&str, &str)> = match &state.modal {
         _ if state.popup.is_some() => vec![("any key", "close"), ("m", "message log")],
-        Some(Modal::Form(_)) => vec![
-            ("Tab", "next field"),
-            ("S-Tab", "previous"),
-            ("Enter", "next / submit"),
-            ("Esc", "cancel"),
-            ("C-c", "quit"),
-        ],
+        Some(Modal::Form(form)) => {
+            // C-n is offered only while the preview names a window to schedule into (or one
+            // is chosen); S-Tab makes room for it at 80 columns.
+            let schedule = if form.schedulable().is_some() {
+                Some(("C-n", "schedule"))
+            } else {
+                form.run_at.as_ref().map(|_| ("C-n", "run now"))
+            };
+            let mut hints = vec![("Tab", "next field")];
+            if schedule.is_none() {
+                hints.push(("S-Tab", "previous"));
+            }
+            hints.push(("Enter", "next / submit"));
+            hints.extend(schedule);
+            hints.extend([("Esc", "cancel"), ("C-c", "quit")]);
+            hints
+        }
         Some(Modal::Confirm(_)) => vec![("y", "yes"), ("any other key", "no")],
         Some(Modal::Prompt(p)) => match p.purpose {
             Purpose::DenyReason(_) | Purpose::PauseReason => {
