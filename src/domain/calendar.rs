@@ -98,12 +98,33 @@ pub struct CalendarState {
 }
 
 /// `POST /calendar/feeds`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct FeedRequest {
     /// What the feed is for, e.g. "team calendar"; shown in the list. Default: "calendar feed".
     #[serde(default)]
     pub label: String,
+}
+
+/// A JSON object only. serde's derived struct reader also takes an array (`[]` or `["x"]`,
+/// fields by position), which the OpenAPI document does not allow; with every field optional,
+/// `[]` would pass as `{}`.
+impl<'de> Deserialize<'de> for FeedRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Object {
+            #[serde(default)]
+            label: String,
+        }
+        let value = serde_json::Value::deserialize(d)?;
+        if !value.is_object() {
+            return Err(serde::de::Error::custom(
+                "the body must be a JSON object, e.g. {\"label\": \"team calendar\"}",
+            ));
+        }
+        let o: Object = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
+        Ok(FeedRequest { label: o.label })
+    }
 }
 
 /// A feed URL's record; its secret is never shown again after creation.
@@ -128,4 +149,25 @@ pub struct FeedCreated {
     /// The feed's path and query on this server, e.g.
     /// `/api/v1/calendar.ics?feed=cbf_…`: prefix the server's public address.
     pub path: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_request_is_an_object() {
+        let ok = |s: &str| serde_json::from_str::<FeedRequest>(s).map(|r| r.label);
+        assert_eq!(ok("{}").unwrap(), "");
+        assert_eq!(ok(r#"{"label":"ops"}"#).unwrap(), "ops");
+        for bad in [
+            "[]",
+            r#"["ops"]"#,
+            r#"{"lable":"ops"}"#,
+            r#"{"label":1}"#,
+            "null",
+        ] {
+            assert!(ok(bad).is_err(), "{bad}");
+        }
+    }
 }
