@@ -773,6 +773,32 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduled_change_shows_its_time_and_conflicts() {
+        let mut c = change(14, ChangeState::Scheduled);
+        c.run_at = Some(t(22, 0));
+        c.conflicts.push(crate::domain::change::Conflict {
+            change_id: 12,
+            action: "restart-pods".into(),
+            target: "edge-1".into(),
+            state: ChangeState::Executed,
+            requested_by: "dave".into(),
+            activity: "under verification".into(),
+            from: None,
+            until: Some(t(22, 10)),
+            message: "conflicts with #12 restart-pods on edge-1 (under verification until \
+                      22:10 UTC, by dave)"
+                .into(),
+        });
+        let text = format_change(&c);
+        assert!(text.starts_with("#14 scheduled "), "{text}");
+        assert!(text.contains("  run at: 2025-01-06 22:00 UTC"), "{text}");
+        assert!(
+            text.contains("  conflict: conflicts with #12 restart-pods on edge-1"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn an_executed_change_shows_approvals_and_output() {
         let mut c = change(3, ChangeState::Executed);
         c.approvals.push(Approval {

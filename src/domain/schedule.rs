@@ -217,10 +217,18 @@ fn short_time(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// Whether a change of `risk` takes part in conflicts: a low-risk action is read-only by the
+/// process's table (pull-logs: "execute directly", no window, not watched afterwards), so it
+/// neither keeps a target busy nor is held back by a change that does.
+pub fn may_conflict(risk: Risk) -> bool {
+    risk != Risk::Low
+}
+
 /// The changes among `live` (on the same target, with the deadline of a running verification)
 /// whose active period overlaps `mine`, each with its sentence: "conflicts with #12
 /// restart-pods on checkout (under verification until 10:45 UTC, by dave)". `except` is the
-/// change itself, when it is already stored.
+/// change itself, when it is already stored. Low-risk changes are left out (see
+/// [`may_conflict`]).
 pub fn conflicts<'a>(
     mine: Period,
     live: impl IntoIterator<Item = (&'a Change, Option<DateTime<Utc>>)>,
@@ -230,7 +238,7 @@ pub fn conflicts<'a>(
 ) -> Vec<Conflict> {
     let mut out: Vec<Conflict> = live
         .into_iter()
-        .filter(|(c, _)| Some(c.id) != except)
+        .filter(|(c, _)| Some(c.id) != except && may_conflict(c.risk))
         .filter_map(|(c, until)| {
             let (period, activity) = active(c, until, now, verification)?;
             if !period.overlaps(&mine) {
@@ -435,5 +443,10 @@ mod tests {
         assert!(conflicts(after, live, None, now, ver).is_empty());
         // A change does not conflict with itself.
         assert!(conflicts(later, live, Some(13), now, ver).is_empty());
+        // A low-risk (read-only) change keeps no target busy.
+        let mut logs = change(17, ChangeState::Executing, None);
+        logs.risk = Risk::Low;
+        assert!(conflicts(mine, [(&logs, None)], None, now, ver).is_empty());
+        assert!(!may_conflict(Risk::Low) && may_conflict(Risk::Medium));
     }
 }

@@ -6,9 +6,9 @@ use crate::support::binary::{BinaryOptions, BinaryServer};
 use crate::support::*;
 use chrono::Duration as Span;
 use commandbridge::client::ApiClient;
-use commandbridge::domain::api::{CancelRequest, ChangeRequest, FreezeRequest};
+use commandbridge::domain::api::{CancelRequest, ChangeRequest, FreezeRequest, IncidentRequest};
 use commandbridge::domain::policy::Outcome;
-use commandbridge::domain::{Change, ChangeState, WindowKind};
+use commandbridge::domain::{Change, ChangeState, Priority, WindowKind};
 use serde_json::json;
 use std::time::Duration;
 
@@ -241,6 +241,22 @@ async fn only_scheduled_changes_are_cancelled_and_bad_run_at_is_explained() {
             422,
         );
     }
+    // The emergency path is for incident response now, not for a plan.
+    let p2 = bob
+        .declare_incident(&IncidentRequest {
+            priority: Priority::P2,
+            title: "checkout down".into(),
+            commander: "carol".into(),
+        })
+        .await
+        .expect("declare P2");
+    let emergency = ChangeRequest {
+        run_at: Some("2026-11-28T12:00:00Z".into()),
+        ..req("record-medium", &p2.ticket, "web", json!({}))
+    };
+    let (error, message) = api_error(bob.create_change(&emergency, None).await, 422);
+    assert_eq!(error, "invalid");
+    assert!(message.contains("emergency path"), "{message}");
     // A time outside every window is refused now, as it would be then.
     let (error, message) = api_error(
         bob.create_change(
@@ -313,6 +329,14 @@ async fn with_block_a_conflicting_change_is_refused() {
         )) && message.contains("conflicts = \"block\""),
         "{message}"
     );
+    // A low-risk (read-only) action neither conflicts nor is held back.
+    let logs = create(
+        &bob,
+        &req("pull-logs", "CHG-1", "checkout", json!({"lines": 5})),
+    )
+    .await;
+    assert!(logs.conflicts.is_empty());
+    assert_ne!(logs.state, ChangeState::Refused);
     // After its verification would end, the target is free.
     let later = create(
         &bob,

@@ -109,8 +109,13 @@ pub async fn preview(
     }
     drop(conn);
     let live = state.store.changes_live_on(&c.target).await?;
-    preview.conflicts =
-        sched::conflicts_among(state, sched::period(state, run_at, &d, now), &live, now);
+    preview.conflicts = sched::conflicts_among(
+        state,
+        c.spec,
+        sched::period(state, run_at, &d, now),
+        &live,
+        now,
+    );
     if let Some(refusal) = sched::blocked_by_conflicts(state, &preview.conflicts) {
         preview.decision = Outcome::Blocked;
         preview.reasons.push(refusal);
@@ -193,8 +198,13 @@ pub async fn create(
                 return Ok(());
             }
             let live = tx.changes_live_on(&target).await?;
-            let found =
-                sched::conflicts_among(state, sched::period(state, run_at, &d, now), &live, now);
+            let found = sched::conflicts_among(
+                state,
+                &spec,
+                sched::period(state, run_at, &d, now),
+                &live,
+                now,
+            );
             if let Some(refusal) = sched::blocked_by_conflicts(state, &found) {
                 let detail = serde_json::json!({
                     "action": spec.name, "ticket": ticket.as_str(), "target": target,

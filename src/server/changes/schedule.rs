@@ -91,13 +91,18 @@ pub(super) fn check_schedulable(run_at: Option<DateTime<Utc>>, d: &Decision) -> 
     }
 }
 
-/// The conflicts of a new change on `target` that keeps it busy for `mine`, among `live`.
+/// The conflicts of a new change of `spec` that keeps its target busy for `mine`, among `live`
+/// (the live changes on that target).
 pub(super) fn conflicts_among(
     state: &AppState,
+    spec: &ActionSpec,
     mine: rules::Period,
     live: &[LiveChange],
     now: DateTime<Utc>,
 ) -> Vec<Conflict> {
+    if !rules::may_conflict(spec.risk) {
+        return Vec::new();
+    }
     rules::conflicts(
         mine,
         live.iter().map(|l| (&l.change, l.verification_until)),

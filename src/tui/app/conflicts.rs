@@ -14,12 +14,14 @@ pub struct LiveTargets {
     by_target: BTreeMap<String, BTreeSet<i64>>,
 }
 
-/// Whether a change keeps its target busy, as far as the dashboard knows.
+/// Whether a change keeps its target busy, as far as the dashboard knows (a low-risk, read-only
+/// one never does: the server's rule, `domain/schedule.rs`).
 fn is_live(c: &Change) -> bool {
-    matches!(
-        c.state,
-        ChangeState::PendingApproval | ChangeState::Scheduled | ChangeState::Executing
-    )
+    crate::domain::schedule::may_conflict(c.risk)
+        && matches!(
+            c.state,
+            ChangeState::PendingApproval | ChangeState::Scheduled | ChangeState::Executing
+        )
 }
 
 impl LiveTargets {
