@@ -3,45 +3,44 @@
 //! prints the server's body); the feed is the server's, never encoded a second time here.
 
 use super::scripting::{connect, emit, outcome_str, when};
-use crate::cli::{CalendarCommand, WindowCommand};
+use crate::cli::CalendarCommand;
 use crate::client::ApiClient;
 use crate::domain::calendar::{CalendarOpen, CalendarState, Feed, FeedCreated, FeedRequest};
 use color_eyre::eyre::{Result, WrapErr};
+use std::io::Write as _;
+use std::path::Path;
 
-/// `commandbridge window at` and `window export`.
-pub async fn window(client: &ApiClient, cmd: &WindowCommand) -> Result<()> {
-    match cmd {
-        WindowCommand::At { time, json } => {
-            let state = client.window_at(time).await?;
-            emit(*json, &state, format_state)
+/// `commandbridge window at TIME`: the server reads TIME (RFC 3339 or `now`) and says what is
+/// wrong with it, so the CLI and the API give the same message.
+pub async fn window_at(client: &ApiClient, time: &str, json: bool) -> Result<()> {
+    let state = client.window_at(time).await?;
+    emit(json, &state, format_state)
+}
+
+/// `commandbridge window export --ics`: the server's feed as it is, to a file or stdout.
+pub async fn export_ics(client: &ApiClient, output: Option<&Path>) -> Result<()> {
+    let body = client.calendar_ics().await?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, &body)
+                .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+            let events = body.matches("BEGIN:VEVENT").count();
+            eprintln!("wrote {} ({events} events)", path.display());
+            Ok(())
         }
-        WindowCommand::Export { ics: _, output } => {
-            let body = client.calendar_ics().await?;
-            match output {
-                Some(path) => {
-                    std::fs::write(path, &body)
-                        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
-                    let events = body.matches("BEGIN:VEVENT").count();
-                    eprintln!("wrote {} ({events} events)", path.display());
-                    Ok(())
+        // The body already ends in CRLF: print it as it is.
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(body.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).wrap_err("cannot write output")
                 }
-                // The body already ends in CRLF: print it as it is.
-                None => {
-                    use std::io::Write as _;
-                    let mut stdout = std::io::stdout().lock();
-                    match stdout
-                        .write_all(body.as_bytes())
-                        .and_then(|()| stdout.flush())
-                    {
-                        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                            Err(e).wrap_err("cannot write output")
-                        }
-                        _ => Ok(()),
-                    }
-                }
+                _ => Ok(()),
             }
         }
-        WindowCommand::Now { .. } => unreachable!("`window now` is scripting.rs's"),
     }
 }
 

@@ -276,8 +276,9 @@ pub async fn window(cmd: &WindowCommand) -> Result<()> {
             let status = client.current_window().await?;
             emit(*json, &status, format_window)
         }
-        WindowCommand::At { .. } | WindowCommand::Export { .. } => {
-            super::calendar::window(&client, cmd).await
+        WindowCommand::At { time, json } => super::calendar::window_at(&client, time, *json).await,
+        WindowCommand::Export { ics: _, output } => {
+            super::calendar::export_ics(&client, output.as_deref()).await
         }
     }
 }

@@ -35,7 +35,7 @@ const FEED_REFRESH_MINUTES: u32 = 15;
 const PLANNED_TICKET: &str = "CHG-1";
 
 /// Freezes from the configuration and those announced over the API.
-async fn all_freezes(state: &AppState) -> ServiceResult<Vec<Freeze>> {
+pub(crate) async fn all_freezes(state: &AppState) -> ServiceResult<Vec<Freeze>> {
     let mut freezes = state.config.configured_freezes();
     freezes.extend(state.store.freezes().await?);
     Ok(freezes)
