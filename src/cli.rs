@@ -56,6 +56,9 @@ pub enum Command {
     /// Deployment windows.
     #[command(subcommand)]
     Window(WindowCommand),
+    /// The calendar feed (iCalendar) for calendar apps: secret feed URLs, listed and revoked.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
     /// Incidents.
     #[command(subcommand)]
     Incident(IncidentCommand),
@@ -294,6 +297,49 @@ pub enum VerificationCommand {
 pub enum WindowCommand {
     /// What is open now, what opens next, any freeze or pause.
     Now {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the policy would say at TIME: the window open, any freeze or pause, per risk
+    /// whether a planned (CHG) change may run, and the next transition.
+    At {
+        /// An RFC 3339 instant (2026-12-07T22:30:00Z), or `now`.
+        time: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the calendar (windows, freezes, scheduled changes; next 8 weeks) as the server's
+    /// iCalendar feed.
+    Export {
+        /// iCalendar (RFC 5545), the only format so far; required so a later format is a flag.
+        #[arg(long, required = true)]
+        ics: bool,
+        /// Write to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Create a feed URL for a calendar app; its secret grants nothing but the feed and is
+    /// shown once.
+    FeedUrl {
+        /// What the feed is for, shown in `calendar feeds`.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List feed URLs (never their secrets).
+    Feeds {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a feed URL (its creator, or an L3); the calendar apps using it get 401.
+    Revoke {
+        /// The feed's id, from `calendar feeds`.
+        id: i64,
         #[arg(long)]
         json: bool,
     },

@@ -1,6 +1,6 @@
 use clap::Parser;
 use commandbridge::cli::{Cli, Command};
-use commandbridge::commands::{dashboard, scripting, server_admin};
+use commandbridge::commands::{calendar, dashboard, scripting, server_admin};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -64,6 +64,7 @@ fn main() -> ExitCode {
             Some(Command::Login(args)) => scripting::login(args).await,
             Some(Command::Change(cmd)) => scripting::change(cmd).await,
             Some(Command::Window(cmd)) => scripting::window(cmd).await,
+            Some(Command::Calendar(cmd)) => calendar::calendar(cmd).await,
             Some(Command::Incident(cmd)) => scripting::incident(cmd).await,
             Some(Command::Verification(cmd)) => scripting::verification(cmd).await,
         }

@@ -12,6 +12,7 @@ use crate::domain::api::{
     ErrorBody, FreezeRequest, Health, IncidentRequest, Me, OutcomeRequest, PauseRequest, Preview,
     RollbackRequest, WindowStatus, WithdrawRequest,
 };
+use crate::domain::calendar::{CalendarState, Feed, FeedCreated, FeedRequest};
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::incident::Incident;
 use crate::domain::verification::{Verification, VerificationDetail};
@@ -302,6 +303,42 @@ impl ApiClient {
     /// `GET /windows/current`: what is open now, what opens next, any freeze or pause.
     pub async fn current_window(&self) -> Result<WindowStatus, ClientError> {
         self.get("/windows/current", &[]).await
+    }
+
+    /// `GET /windows/at?time=…`: what the policy would say at `time` (RFC 3339, or `now`); the
+    /// server checks the text and says what is wrong with it.
+    pub async fn window_at(&self, time: &str) -> Result<CalendarState, ClientError> {
+        self.get("/windows/at", &[("time", time.to_string())]).await
+    }
+
+    /// `GET /calendar.ics`: the iCalendar feed, as the server encodes it.
+    pub async fn calendar_ics(&self) -> Result<String, ClientError> {
+        let req = self.request(Method::GET, self.url("/calendar.ics", &[])?);
+        let resp = self.send(req).await?;
+        resp.text().await.map_err(|e| self.transport(&e))
+    }
+
+    /// `POST /calendar/feeds`: a feed URL for calendar apps; its secret is in this answer only.
+    pub async fn create_calendar_feed(
+        &self,
+        req: &FeedRequest,
+    ) -> Result<FeedCreated, ClientError> {
+        self.send_with_body(Method::POST, "/calendar/feeds", req)
+            .await
+    }
+
+    /// `GET /calendar/feeds`.
+    pub async fn calendar_feeds(&self) -> Result<Vec<Feed>, ClientError> {
+        self.get("/calendar/feeds", &[]).await
+    }
+
+    /// `DELETE /calendar/feeds/{id}`.
+    pub async fn revoke_calendar_feed(&self, id: i64) -> Result<Feed, ClientError> {
+        let req = self.request(
+            Method::DELETE,
+            self.url(&format!("/calendar/feeds/{id}"), &[])?,
+        );
+        self.send_json(req).await
     }
 
     /// `POST /freezes`.

@@ -161,6 +161,11 @@ struct Ask<'a> {
 
 impl Ask<'_> {
     async fn send(&self) -> Result<crate::domain::change::Change> {
+        self.send_at(None).await
+    }
+
+    /// The request with a `run_at` (RFC 3339 or `next_window`): scheduled, not run now.
+    async fn send_at(&self, run_at: Option<&str>) -> Result<crate::domain::change::Change> {
         let req = ChangeRequest {
             action: self.action.into(),
             ticket: self.ticket.into(),
@@ -171,7 +176,7 @@ impl Ask<'_> {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
             reason: self.reason.into(),
-            run_at: None,
+            run_at: run_at.map(str::to_string),
         };
         self.by
             .create_change(&req, None)
@@ -308,5 +313,29 @@ async fn seed(
         })
         .await
         .map_err(e)?;
+    // The denied drill asked again as carol said, scheduled into the next Off-peak window (it
+    // waits for an L2's approval), and a cache purge of bob's scheduled there too: the Windows
+    // pane marks both in the grid and counts down to them.
+    let next = Some(crate::domain::schedule::NEXT_WINDOW);
+    ask(
+        alice,
+        "failover-region",
+        "CHG-release-v2",
+        "payments",
+        vec![("region", "eu-west-2".into())],
+        "region drill, off-peak as carol asked",
+    )
+    .send_at(next)
+    .await?;
+    ask(
+        bob,
+        "purge-cache",
+        "CHG-4716",
+        "catalog",
+        vec![],
+        "new price list goes live overnight",
+    )
+    .send_at(next)
+    .await?;
     Ok(())
 }

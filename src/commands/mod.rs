@@ -1,5 +1,6 @@
 //! What each subcommand does; `main.rs` only dispatches here.
 
+pub mod calendar;
 pub mod dashboard;
 pub mod demo_service;
 pub mod scripting;

@@ -276,6 +276,10 @@ pub async fn window(cmd: &WindowCommand) -> Result<()> {
             let status = client.current_window().await?;
             emit(*json, &status, format_window)
         }
+        WindowCommand::At { time, json } => super::calendar::window_at(&client, time, *json).await,
+        WindowCommand::Export { ics: _, output } => {
+            super::calendar::export_ics(&client, output.as_deref()).await
+        }
     }
 }
 
@@ -368,7 +372,7 @@ fn change_request(spec: &ChangeSpecArgs) -> Result<ChangeRequest> {
     })
 }
 
-fn connect() -> Result<ApiClient> {
+pub(super) fn connect() -> Result<ApiClient> {
     let (creds, warnings) = settings::resolve()?;
     for warning in warnings {
         eprintln!("warning: {warning}");
@@ -413,7 +417,11 @@ fn settled(change: &Change) -> Result<()> {
 }
 
 /// Prints the server's body as pretty JSON, or the human form.
-fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
+pub(super) fn emit<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> Result<()> {
     let text = if json {
         serde_json::to_string_pretty(value).wrap_err("cannot print the answer as JSON")?
     } else {
@@ -423,7 +431,7 @@ fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -
 }
 
 /// `println!`, except that a reader who went away (`| head`) is not a panic.
-fn out(text: &str) -> Result<()> {
+pub(super) fn out(text: &str) -> Result<()> {
     let mut stdout = io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).wrap_err("cannot write output"),
@@ -431,11 +439,11 @@ fn out(text: &str) -> Result<()> {
     }
 }
 
-fn when(t: DateTime<Utc>) -> String {
+pub(super) fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn outcome_str(o: Outcome) -> &'static str {
+pub(super) fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Execute => "execute",
         Outcome::NeedsApproval => "needs_approval",

@@ -7,6 +7,7 @@
 pub mod action;
 pub mod api;
 pub mod approval;
+pub mod calendar;
 pub mod change;
 pub mod incident;
 pub mod level;

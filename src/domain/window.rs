@@ -212,6 +212,87 @@ impl Governance {
     }
 }
 
+/// What the calendar says at one instant: the window open (Standard wins an overlap, as in
+/// [`Schedule::open_at`]) and the freeze in force. A change pause is left out: it has no end
+/// until someone resumes changes, so it never makes a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phase {
+    pub window: Option<WindowKind>,
+    pub freeze: Option<String>,
+}
+
+impl Phase {
+    pub fn at(schedule: &Schedule, freezes: &[Freeze], t: DateTime<Utc>) -> Phase {
+        Phase {
+            window: schedule.open_at(t).map(|(k, _)| k),
+            freeze: freezes
+                .iter()
+                .find(|f| f.active_at(t))
+                .map(|f| f.name.clone()),
+        }
+    }
+}
+
+/// The first instant after `t` at which the [`Phase`] differs, and the phases either side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub at: DateTime<Utc>,
+    pub before: Phase,
+    pub after: Phase,
+}
+
+impl Transition {
+    /// "Standard window closes", "Off-peak window opens; freeze 'Q4 freeze' ends".
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        match (&self.before.freeze, &self.after.freeze) {
+            (Some(a), Some(b)) if a != b => {
+                parts.push(format!("freeze '{a}' ends and freeze '{b}' starts"))
+            }
+            (Some(a), None) => parts.push(format!("freeze '{a}' ends")),
+            (None, Some(b)) => parts.push(format!("freeze '{b}' starts")),
+            _ => {}
+        }
+        match (self.before.window, self.after.window) {
+            (Some(a), Some(b)) if a != b => {
+                parts.push(format!("{a} window closes and {b} window opens"))
+            }
+            (Some(a), None) => parts.push(format!("{a} window closes")),
+            (None, Some(b)) => parts.push(format!("{b} window opens")),
+            _ => {}
+        }
+        parts.join("; ")
+    }
+}
+
+/// The next transition after `t`: a window opening or closing (looked for within two weeks, as
+/// [`Schedule::next_opening`]), or a freeze starting or ending (at any distance). Only the
+/// instants where a block starts or ends can change the phase, so only those are examined.
+pub fn next_transition(
+    schedule: &Schedule,
+    freezes: &[Freeze],
+    t: DateTime<Utc>,
+) -> Option<Transition> {
+    let mut edges: Vec<DateTime<Utc>> = schedule
+        .occurrences(t, t + Duration::days(14))
+        .into_iter()
+        .flat_map(|(_, iv)| [iv.start, iv.end])
+        .chain(freezes.iter().flat_map(|f| [f.starts_at, f.ends_at]))
+        .filter(|e| *e > t)
+        .collect();
+    edges.sort();
+    edges.dedup();
+    let before = Phase::at(schedule, freezes, t);
+    edges.into_iter().find_map(|at| {
+        let after = Phase::at(schedule, freezes, at);
+        (after != before).then(|| Transition {
+            at,
+            before: before.clone(),
+            after,
+        })
+    })
+}
+
 /// `2h13m`, `47m`, `3d4h`: how a countdown reads in a status line.
 pub fn human_duration(d: Duration) -> String {
     let mins = d.num_minutes().max(0);
@@ -339,6 +420,72 @@ pub(crate) mod tests {
             .filter(|(k, _)| *k == WindowKind::OffPeak)
             .count();
         assert_eq!((standard, off_peak), (3, 5));
+    }
+
+    fn freeze(name: &str, from: &str, to: &str) -> Freeze {
+        Freeze {
+            id: Some(7),
+            name: name.into(),
+            starts_at: at(from),
+            ends_at: at(to),
+            created_by: None,
+        }
+    }
+
+    #[test]
+    fn next_transition_follows_windows_and_freezes() {
+        let s = seed();
+        let next = |t: &str, freezes: &[Freeze]| {
+            let tr = next_transition(&s, freezes, at(t)).expect("a transition");
+            (tr.at, tr.describe())
+        };
+        // Inside Tuesday's Standard window: it closes at 16:00.
+        assert_eq!(
+            next("2026-11-24T10:00:00Z", &[]),
+            (at("2026-11-24T16:00:00Z"), "Standard window closes".into())
+        );
+        // Saturday: nothing until Monday's Off-peak.
+        assert_eq!(
+            next("2026-11-28T12:00:00Z", &[]),
+            (at("2026-11-30T22:00:00Z"), "Off-peak window opens".into())
+        );
+        // A boundary instant belongs to what starts there.
+        assert_eq!(
+            next("2026-11-24T16:00:00Z", &[]),
+            (at("2026-11-24T22:00:00Z"), "Off-peak window opens".into())
+        );
+        // A freeze starting inside a window comes first, and its end is the next one after.
+        let f = [freeze(
+            "Q4 freeze",
+            "2026-11-24T12:00:00Z",
+            "2026-11-24T14:00:00Z",
+        )];
+        assert_eq!(
+            next("2026-11-24T10:00:00Z", &f),
+            (
+                at("2026-11-24T12:00:00Z"),
+                "freeze 'Q4 freeze' starts".into()
+            )
+        );
+        assert_eq!(
+            next("2026-11-24T12:30:00Z", &f),
+            (at("2026-11-24T14:00:00Z"), "freeze 'Q4 freeze' ends".into())
+        );
+        // A freeze ending as a window opens: both said, freeze first.
+        let f = [freeze(
+            "weekend",
+            "2026-11-28T00:00:00Z",
+            "2026-11-30T22:00:00Z",
+        )];
+        assert_eq!(
+            next("2026-11-29T12:00:00Z", &f).1,
+            "freeze 'weekend' ends; Off-peak window opens"
+        );
+        // No windows and no freezes: nothing ever changes.
+        assert_eq!(
+            next_transition(&Schedule::default(), &[], at("2026-11-24T10:00:00Z")),
+            None
+        );
     }
 
     #[test]

@@ -18,6 +18,15 @@ pub fn new_token() -> Result<String, getrandom::Error> {
     Ok(format!("cb_{}", hex::encode(bytes)))
 }
 
+/// A new calendar feed secret: `cbf_` and 64 hex digits. It is kept apart from operators'
+/// tokens (its own table, `store/calendar.rs`), so as a bearer token it names no operator (401
+/// everywhere), and [`FeedReader`] accepts it on the feed alone.
+pub fn new_feed_secret() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("cbf_{}", hex::encode(bytes)))
+}
+
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -88,5 +97,52 @@ impl TokenCache {
             map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
         }
         map.insert(hash, (op, Instant::now()));
+    }
+}
+
+/// Who reads the calendar feed: an operator by bearer token, as on every other route, or a
+/// calendar app by the feed secret in `?feed=` (apps cannot send a header). A revoked secret is
+/// refused from the commit of its revocation on: feeds are read seldom, so no cache.
+pub enum FeedReader {
+    Operator(Operator),
+    Feed(crate::domain::calendar::Feed),
+}
+
+#[derive(serde::Deserialize)]
+struct FeedQuery {
+    feed: Option<String>,
+}
+
+impl FromRequestParts<AppState> for FeedReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            let Caller(op) = Caller::from_request_parts(parts, state).await?;
+            return Ok(FeedReader::Operator(op));
+        }
+        let secret = axum::extract::Query::<FeedQuery>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|q| q.0.feed)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "send 'Authorization: Bearer <token>', or use a feed URL with ?feed=SECRET \
+                     (from 'commandbridge calendar feed-url')",
+                )
+            })?;
+        let hash = token_hash(secret.trim());
+        match state.store.calendar_feed_by_secret_hash(&hash).await? {
+            Some((feed, stored)) if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) => {
+                Ok(FeedReader::Feed(feed))
+            }
+            _ => Err(ApiError::unauthorized(
+                "unknown or revoked feed secret: create a new feed URL with \
+                 'commandbridge calendar feed-url'",
+            )),
+        }
     }
 }

@@ -3,12 +3,14 @@
 pub mod api;
 pub mod audit_check;
 pub mod auth;
+pub mod calendar;
 pub mod changes;
 pub mod clock;
 pub mod cloudwatch;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod ics;
 pub mod incidents;
 pub mod listener;
 pub mod metrics;

@@ -221,11 +221,14 @@ async fn load_changes(
     client: &ApiClient,
 ) -> Result<Vec<crate::domain::change::Change>, ClientError> {
     use crate::domain::change::ChangeState;
-    let (pending, recent) = tokio::join!(
+    // Every scheduled change too, however old its request: the Windows pane shows them.
+    let (pending, scheduled, recent) = tokio::join!(
         client.changes_following(Some(ChangeState::PendingApproval), None, None),
+        client.changes_following(Some(ChangeState::Scheduled), None, None),
         client.changes(None, Some(200))
     );
     let mut all = pending?.items;
+    all.extend(scheduled?.items);
     all.extend(recent?);
     Ok(all)
 }

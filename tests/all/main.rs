@@ -12,6 +12,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod calendar;
 mod changes;
 mod cloudwatch;
 mod events;

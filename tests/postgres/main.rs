@@ -13,6 +13,8 @@ mod support;
 mod audit;
 #[path = "../all/auth.rs"]
 mod auth;
+#[path = "../all/calendar.rs"]
+mod calendar;
 #[path = "../all/changes.rs"]
 mod changes;
 #[path = "../all/events.rs"]

@@ -8,6 +8,7 @@
 pub mod binary;
 pub mod db;
 pub mod fakes;
+pub mod icalendar;
 pub mod load;
 pub mod moto;
 pub mod python;
@@ -51,6 +52,7 @@ pub const ERROR_CODES: &[&str] = &[
     "rate_limited",
     "too_many_streams",
     "unavailable",
+    "bad_request",
 ];
 
 pub fn at(s: &str) -> DateTime<Utc> {

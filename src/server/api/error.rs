@@ -32,6 +32,10 @@ impl ApiError {
             internal: None,
         }
     }
+    /// A request the server cannot read at all (a query parameter missing or malformed).
+    pub fn bad_request(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m)
+    }
     pub fn invalid(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
     }

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod audit;
+pub mod calendar;
 pub mod changes;
 pub mod error;
 pub mod events;
@@ -42,6 +43,13 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The calendar feed's secret (`server/calendar.rs`): good for GET /calendar.ics only.
+        components.add_security_scheme(
+            "feed_secret",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Query(
+                utoipa::openapi::security::ApiKeyValue::new("feed"),
+            )),
+        );
     }
 }
 
@@ -58,6 +66,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(changes::cancel))
         .routes(routes!(windows::calendar))
         .routes(routes!(windows::current))
+        .routes(routes!(calendar::at))
+        .routes(routes!(calendar::ics))
+        .routes(routes!(calendar::create_feed, calendar::feeds))
+        .routes(routes!(calendar::revoke_feed))
         .routes(routes!(windows::add_freeze))
         .routes(routes!(windows::remove_freeze))
         .routes(routes!(windows::pause, windows::resume))

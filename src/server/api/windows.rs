@@ -17,9 +17,7 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Deserialize;
 
 async fn all_freezes(state: &AppState) -> ApiResult<Vec<Freeze>> {
-    let mut freezes = state.config.configured_freezes();
-    freezes.extend(state.store.freezes().await?);
-    Ok(freezes)
+    Ok(crate::server::calendar::all_freezes(state).await?)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

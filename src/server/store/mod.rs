@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod calendar;
 pub mod changes;
 pub mod operators;
 pub mod outbox;

@@ -26,7 +26,7 @@ pub use incidents::Incidents;
 pub use list::{Motion, SelectList};
 pub use modal::{Confirmed, Modal, Prompt, Purpose, Scrolled};
 pub use verification::VerificationPane;
-pub use windows::{UNDO_SECS, Undo, WindowsPane};
+pub use windows::{UNDO_SECS, Undo, WindowsPane, scheduled_in_week};
 
 use crate::domain::api::{
     ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
@@ -387,6 +387,10 @@ fn tick(state: &mut State, now: DateTime<Utc>) -> Vec<Effect> {
     let counting = (countdown_shown && state.active_verifications().next().is_some())
         || state.verification.deadline_passed(before, now);
     state.dirty = counting || before.timestamp() / 60 != now.timestamp() / 60;
+    // A scheduled change under a minute from its time counts down in seconds (Windows pane).
+    if (state.wide() || state.pane == Pane::Windows) && windows::counting_down(state) {
+        state.dirty = true;
+    }
     // The footer counts the undo down each second, and drops it when it runs out.
     if let Some(u) = &state.windows.undo {
         if u.left(now).is_none() {

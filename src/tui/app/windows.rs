@@ -3,6 +3,7 @@
 use super::{Confirmed, Effect, Modal, Prompt, Purpose, SelectList, State, Tone};
 use crate::domain::Level;
 use crate::domain::api::{Calendar, FreezeRequest, PauseRequest, WindowStatus};
+use crate::domain::change::{Change, ChangeState};
 use crate::domain::window::Governance;
 use crate::tui::form::{Field, Fields};
 use crate::tui::keymap::Command;
@@ -102,6 +103,37 @@ impl WindowsPane {
         self.calendar = Some(c);
         self.freezes.set_items(removable);
     }
+}
+
+/// The scheduled changes whose time falls in the week shown, by time: approved ones and those
+/// still waiting for approval (they run at their time once approved). The dashboard's changes
+/// are the Approvals pane's (kept current by the event stream; the runtime loads every
+/// scheduled one at start), so the grid and the queue never disagree.
+pub fn scheduled_in_week(state: &State) -> Vec<&Change> {
+    let (from, to) = state.windows.week_range(state.now);
+    let mut out: Vec<&Change> = state
+        .approvals
+        .changes()
+        .values()
+        .filter(|c| {
+            matches!(
+                c.state,
+                ChangeState::Scheduled | ChangeState::PendingApproval
+            ) && c.run_at.is_some_and(|t| from <= t && t < to)
+        })
+        .collect();
+    out.sort_by_key(|c| (c.run_at, c.id));
+    out
+}
+
+/// Whether a scheduled change shown in the Windows pane is less than a minute from its time:
+/// its countdown then reads in seconds, so each tick changes the screen. Further off, it reads
+/// in minutes and the minute's turn redraws it (DESIGN.md: a tick redraws only what counts).
+pub(super) fn counting_down(state: &State) -> bool {
+    scheduled_in_week(state).iter().any(|c| {
+        c.run_at
+            .is_some_and(|t| t > state.now && t - state.now <= Duration::seconds(60))
+    })
 }
 
 /// Whether the operator may take a governance action now, and if not, why (the domain's rule
@@ -306,6 +338,97 @@ mod tests {
     use super::*;
     use crate::tui::fixtures::{code, key, now, scene, typed};
     use crossterm::event::KeyCode;
+
+    /// A change scheduled `minutes` from the fixture's now: `Scheduled`, or waiting for its
+    /// approval when `approved` is false.
+    pub(crate) fn scheduled(id: i64, minutes: i64, approved: bool) -> Change {
+        let mut c = crate::tui::fixtures::change(
+            id,
+            "restart-pods",
+            crate::domain::Risk::Medium,
+            "dave",
+            Level::L2,
+            1,
+        );
+        c.state = if approved {
+            ChangeState::Scheduled
+        } else {
+            ChangeState::PendingApproval
+        };
+        c.run_at = Some(now() + Duration::minutes(minutes));
+        c
+    }
+
+    #[test]
+    fn the_week_shows_the_scheduled_changes_whose_time_falls_in_it() {
+        let mut s = scene("bob", Level::L2);
+        let tonight = scheduled(20, 11 * 60 + 30, true);
+        let waiting = scheduled(21, 36 * 60, false);
+        let next_week = scheduled(22, 7 * 24 * 60, true);
+        let mut cancelled = scheduled(23, 60, true);
+        cancelled.state = ChangeState::Cancelled;
+        update(
+            &mut s,
+            Msg::Changes(Ok(vec![
+                waiting.clone(),
+                tonight.clone(),
+                next_week.clone(),
+                cancelled,
+            ])),
+        );
+        update(&mut s, key('3'));
+        let ids = |s: &State| {
+            scheduled_in_week(s)
+                .iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(&s),
+            vec![20, 21],
+            "this week's, by time; not the cancelled one"
+        );
+        // The next week shows the next week's.
+        update(&mut s, key(']'));
+        assert_eq!(ids(&s), vec![22]);
+        update(&mut s, key('['));
+        // The event stream keeps it current: one that ran leaves the list.
+        let mut ran = tonight;
+        ran.state = ChangeState::Executing;
+        ran.updated_at = now();
+        update(
+            &mut s,
+            Msg::ServerEvent(Box::new(crate::tui::fixtures::event(
+                90,
+                "change.started",
+                "change #20 started",
+                serde_json::to_value(&ran).unwrap(),
+            ))),
+        );
+        assert_eq!(ids(&s), vec![21]);
+    }
+
+    /// Minutes-long countdowns change on the minute's turn; under a minute the countdown
+    /// reads in seconds and each tick redraws, but only while the Windows pane is on screen.
+    #[test]
+    fn a_scheduled_change_counts_down_in_seconds_only_in_its_last_minute() {
+        let mut s = crate::tui::fixtures::scene_with("bob", Level::L2, vec![], vec![]);
+        let mut soon = scheduled(30, 0, true);
+        soon.run_at = Some(now() + Duration::seconds(45));
+        update(&mut s, Msg::Changes(Ok(vec![scheduled(31, 120, true)])));
+        update(&mut s, key('3'));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(1)));
+        assert!(!s.dirty, "2 hours off: the minute's turn redraws it");
+        update(&mut s, Msg::Changes(Ok(vec![soon])));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(2)));
+        assert!(s.dirty, "45 s off: counting down in seconds");
+        update(&mut s, key('2'));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(3)));
+        assert!(!s.dirty, "the countdown is on another pane");
+        update(&mut s, key('3'));
+        update(&mut s, Msg::Tick(now() + Duration::seconds(50)));
+        assert!(!s.dirty, "its time passed: nothing counts any more");
+    }
 
     #[test]
     fn windows_keys_respect_levels() {

@@ -13,6 +13,8 @@ pub mod words;
 mod schedule_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod windows_tests;
 
 use crate::tui::app::{Modal, Pane, Purpose, State, WIDE_HEIGHT, WIDE_WIDTH};
 use crate::tui::theme::Theme;

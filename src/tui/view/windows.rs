@@ -1,6 +1,11 @@
-//! Pane 3: a week of deployment windows and freezes in UTC, with a "now" marker.
+//! Pane 3: a week of deployment windows and freezes in UTC, with a "now" marker, and the
+//! scheduled changes of that week: "⏲" in the slot of their time, listed under the grid with a
+//! countdown to their start.
 
+use crate::domain::change::{Change, ChangeState};
+use crate::domain::window::human_duration;
 use crate::tui::app::State;
+use crate::tui::app::scheduled_in_week;
 use crate::tui::theme::Theme;
 use crate::tui::view::chrome::window_summary;
 use crate::tui::view::fit;
@@ -48,6 +53,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         scale,
     );
 
+    let scheduled = scheduled_in_week(state);
     let mut lines = Vec::new();
     for d in 0..7 {
         let day_start = cal.from + Duration::days(d);
@@ -80,8 +86,16 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 Some("off_peak") => ("▒", theme.off_peak_block()),
                 _ => ("·", theme.dim()),
             };
+            let change_here = scheduled
+                .iter()
+                .any(|c| c.run_at.is_some_and(|r| r >= t && r < t_end));
             if now_here {
                 spans.push(Span::styled("┃", theme.bad()));
+            } else if change_here {
+                spans.push(Span::styled(
+                    SCHEDULED_MARK,
+                    theme.state(ChangeState::Scheduled),
+                ));
             } else {
                 spans.push(Span::styled(ch, style));
             }
@@ -97,6 +111,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             Span::raw(" Off-peak  "),
             Span::styled("╳", theme.freeze_block()),
             Span::raw(" Freeze  "),
+            Span::styled(SCHEDULED_MARK, theme.state(ChangeState::Scheduled)),
+            Span::raw(" Change  "),
             Span::styled("┃", theme.bad()),
             Span::raw(format!(
                 " now {}  (UTC; h/l week)",
@@ -138,10 +154,23 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
             theme.bad(),
         ));
     }
+    for c in &scheduled {
+        info.push(scheduled_line(c, state, theme));
+    }
+    // More than the room under the grid: the last line says how many are left out.
+    let room = rest.height as usize;
+    if info.len() > room && room > 0 {
+        let hidden = info.len() - room + 1;
+        info.truncate(room - 1);
+        info.push(Line::styled(
+            format!("  … {hidden} more (see the Approvals pane or `change list`)"),
+            theme.dim(),
+        ));
+    }
     if info.is_empty() {
         info.push(Line::styled(
             format!(
-                "  no freeze this week · now {:02}:{:02} UTC",
+                "  no freeze or scheduled change this week · now {:02}:{:02} UTC",
                 state.now.hour(),
                 state.now.minute()
             ),
@@ -149,4 +178,40 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         ));
     }
     frame.render_widget(Paragraph::new(info), rest);
+}
+
+/// The grid's mark for a scheduled change, as the Approvals queue marks one ("⏲ 22:00").
+const SCHEDULED_MARK: &str = "⏲";
+
+/// "⏲ #42 Tue 22:00 · in 11h30m · scheduled · restart-pods on checkout by bob": when and the
+/// countdown first, so a narrow pane cuts the tail, never the time.
+fn scheduled_line<'a>(c: &Change, state: &State, theme: &Theme) -> Line<'a> {
+    let Some(run_at) = c.run_at else {
+        return Line::default();
+    };
+    let countdown = if run_at > state.now {
+        format!("in {}", human_duration(run_at - state.now))
+    } else {
+        "due now".to_string()
+    };
+    let status = if c.state == ChangeState::PendingApproval {
+        "awaiting approval"
+    } else {
+        "scheduled"
+    };
+    Line::from(vec![
+        Span::raw("  "),
+        Span::styled(
+            format!("{SCHEDULED_MARK} #{}", c.id),
+            theme.state(ChangeState::Scheduled),
+        ),
+        Span::raw(format!(" {} · ", run_at.format("%a %H:%M"))),
+        Span::styled(countdown, theme.warn()),
+        Span::raw(" · "),
+        Span::styled(status, theme.state(c.state)),
+        Span::raw(format!(
+            " · {} on {} by {}",
+            c.action, c.target, c.requested_by
+        )),
+    ])
 }
