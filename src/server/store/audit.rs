@@ -167,32 +167,42 @@ impl Tx {
         if self.pending.is_empty() {
             return Ok(false);
         }
-        if self.shared {
-            sqlx::query(APPEND_LOCK).execute(&mut *self.inner).await?;
-        }
-        // Read under the lock: another server may have appended since this one last did.
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        let (mut seq, mut hash) = match head {
-            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-            None => (0, GENESIS_HASH.to_string()),
-        };
+        let (mut seq, mut hash) = self.lock_head().await?;
         let pending = std::mem::take(&mut self.pending);
+        let wrote_events = pending.iter().any(|p| p.event.is_some());
         for chunk in pending.chunks(APPEND_CHUNK) {
-            let mut rows = Vec::with_capacity(chunk.len());
+            let mut links = Vec::with_capacity(chunk.len());
             for p in chunk {
                 let prev = std::mem::take(&mut hash);
                 seq += 1;
                 hash = audit_hash(seq, p.at, &p.actor, &p.kind, &p.subject, &p.detail, &prev);
-                rows.push((seq, prev, hash.clone()));
+                links.push((seq, prev, hash.clone()));
             }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(values_insert(
+            let events: Vec<&Pending> = chunk.iter().filter(|p| p.event.is_some()).collect();
+            let audit_sql = values_insert(
                 "INSERT INTO audit_log (seq, at, actor, kind, subject, detail, prev_hash, hash)",
                 8,
+                0,
                 chunk.len(),
-            )));
-            for (p, (seq, prev, hash)) in chunk.iter().zip(rows) {
+            );
+            let events_sql = |first| {
+                values_insert(
+                    "INSERT INTO events (at, kind, actor, summary, data)",
+                    5,
+                    first,
+                    events.len(),
+                )
+            };
+            // PostgreSQL takes both inserts in one statement (one round trip, under the append
+            // lock); SQLite, in process and without data-modifying WITH, in two.
+            let together = self.postgres && !events.is_empty();
+            let sql = if together {
+                format!("WITH audit AS ({audit_sql}) {}", events_sql(8 * chunk.len()))
+            } else {
+                audit_sql
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (p, (seq, prev, hash)) in chunk.iter().zip(links) {
                 q = q
                     .bind(seq)
                     .bind(p.at)
@@ -203,37 +213,61 @@ impl Tx {
                     .bind(prev)
                     .bind(hash);
             }
+            if together {
+                q = bind_events(q, &events);
+            }
             // The trigger audit_head_follows moves the head in the same statement.
             q.execute(&mut *self.inner).await?;
-        }
-        let events: Vec<&Pending> = pending.iter().filter(|p| p.event.is_some()).collect();
-        for chunk in events.chunks(APPEND_CHUNK) {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(values_insert(
-                "INSERT INTO events (at, kind, actor, summary, data)",
-                5,
-                chunk.len(),
-            )));
-            for p in chunk {
-                let (summary, data) = p.event.clone().unwrap_or_default();
-                q = q
-                    .bind(p.at)
-                    .bind(p.kind.clone())
-                    .bind(p.actor.clone())
-                    .bind(summary)
-                    .bind(data);
+            if !together && !events.is_empty() {
+                let q = sqlx::query(sqlx::AssertSqlSafe(events_sql(0)));
+                bind_events(q, &events).execute(&mut *self.inner).await?;
             }
-            q.execute(&mut *self.inner).await?;
         }
-        Ok(!events.is_empty())
+        Ok(wrote_events)
+    }
+
+    /// The chain head, read after taking the append lock where one is needed, in one round
+    /// trip: a simple-protocol message of two statements, each with its own snapshot, so the
+    /// read sees every append committed before the lock was granted.
+    async fn lock_head(&mut self) -> Result<(i64, String), DbError> {
+        const HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
+        let rows = if self.shared {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{APPEND_LOCK}; {HEAD}")))
+                .fetch_all(&mut *self.inner)
+                .await?
+        } else {
+            sqlx::query(HEAD).fetch_all(&mut *self.inner).await?
+        };
+        // The lock's own row (a count) has one column; the head's has two.
+        match rows.iter().find(|r| r.columns().len() == 2) {
+            Some(r) => Ok((r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?)),
+            None => Ok((0, GENESIS_HASH.to_string())),
+        }
     }
 }
 
-/// `INSERT … VALUES ($1, …), ($k+1, …), …` for `rows` rows of `columns` values each.
-fn values_insert(head: &str, columns: usize, rows: usize) -> String {
+fn bind_events<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    events: &[&Pending],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for p in events {
+        let (summary, data) = p.event.clone().unwrap_or_default();
+        q = q
+            .bind(p.at)
+            .bind(p.kind.clone())
+            .bind(p.actor.clone())
+            .bind(summary)
+            .bind(data);
+    }
+    q
+}
+
+/// `INSERT … VALUES ($first+1, …), …` for `rows` rows of `columns` values each.
+fn values_insert(head: &str, columns: usize, first: usize, rows: usize) -> String {
     let mut sql = format!("{head} VALUES ");
     for r in 0..rows {
         let params: Vec<String> = (1..=columns)
-            .map(|c| format!("${}", r * columns + c))
+            .map(|c| format!("${}", first + r * columns + c))
             .collect();
         if r > 0 {
             sql.push_str(", ");

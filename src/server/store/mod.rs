@@ -126,7 +126,7 @@ const BEGIN_SHARED: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(541023856
 /// event ids taken under it and released only after the commit is visible, so they become
 /// visible in commit order (what `server/events` relies on). Exclusive writers need not take
 /// it: no shared writer is open beside them.
-const APPEND_LOCK: &str = "SELECT pg_advisory_xact_lock(54102385645305858)";
+const APPEND_LOCK: &str = "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(54102385645305858)) AS l";
 
 /// The channel on which a PostgreSQL commit that wrote events wakes every replica's tail
 /// reader (`server/events.rs`): a statement trigger on `events` notifies it
@@ -157,6 +157,7 @@ pub struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Any>,
     /// Opened by [`Store::write_shared`] on PostgreSQL: must take the append lock to append.
     shared: bool,
+    postgres: bool,
     /// Audit entries and events to append at the commit (`audit.rs`).
     pending: Vec<audit::Pending>,
 }
@@ -390,6 +391,7 @@ impl Store {
             owner: self.owner.clone(),
             inner,
             shared: shared && self.backend == Backend::Postgres,
+            postgres: self.backend == Backend::Postgres,
             pending: Vec::new(),
         })
     }
