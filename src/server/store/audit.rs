@@ -197,7 +197,10 @@ impl Tx {
             // lock); SQLite, in process and without data-modifying WITH, in two.
             let together = self.postgres && !events.is_empty();
             let sql = if together {
-                format!("WITH audit AS ({audit_sql}) {}", events_sql(8 * chunk.len()))
+                format!(
+                    "WITH audit AS ({audit_sql}) {}",
+                    events_sql(8 * chunk.len())
+                )
             } else {
                 audit_sql
             };

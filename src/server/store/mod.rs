@@ -126,7 +126,8 @@ const BEGIN_SHARED: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(541023856
 /// event ids taken under it and released only after the commit is visible, so they become
 /// visible in commit order (what `server/events` relies on). Exclusive writers need not take
 /// it: no shared writer is open beside them.
-const APPEND_LOCK: &str = "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(54102385645305858)) AS l";
+const APPEND_LOCK: &str =
+    "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(54102385645305858)) AS l";
 
 /// The channel on which a PostgreSQL commit that wrote events wakes every replica's tail
 /// reader (`server/events.rs`): a statement trigger on `events` notifies it
