@@ -312,6 +312,21 @@ mod tests {
         assert!(firsts.iter().all(|e| Arc::ptr_eq(e, &firsts[0])));
     }
 
+    /// With nobody joined, the tail reader only moves its head; a stream that joins then gets
+    /// what is committed after it joined, from the feed, and resumes older ids from the table.
+    #[tokio::test]
+    async fn a_stream_joining_a_tail_that_had_nobody_to_feed_misses_nothing() {
+        let f = Fixture::start(64, 0).await;
+        f.commit(5).await;
+        f.published(5).await;
+        assert_eq!(f.bus.live.join().1, 5, "the head is the newest event");
+        let mut fresh = f.subscribe(5);
+        let mut resuming = f.subscribe(3);
+        f.commit(2).await;
+        assert_eq!(next_seqs(&mut fresh, 2).await, vec![6, 7]);
+        assert_eq!(next_seqs(&mut resuming, 4).await, vec![4, 5, 6, 7]);
+    }
+
     #[tokio::test]
     async fn closing_ends_a_waiting_subscriber() {
         let f = Fixture::start(8, 1).await;

@@ -100,6 +100,22 @@ impl Live {
     fn start_at(&self, seq: i64) {
         self.lock().seq = seq;
     }
+
+    /// Whether no stream is joined: then nobody needs the events themselves.
+    fn idle(&self) -> bool {
+        self.lock().tx.receiver_count() == 0
+    }
+
+    /// Moves the head to `seq` without publishing what lies before it, if still no stream is
+    /// joined (under the lock `join` takes, so a stream that joins meanwhile keeps its events).
+    fn skip_to(&self, seq: i64) -> bool {
+        let mut head = self.lock();
+        let skip = head.tx.receiver_count() == 0 && seq > head.seq;
+        if skip {
+            head.seq = seq;
+        }
+        skip
+    }
 }
 
 /// Starts the tail reader (and, on PostgreSQL, its listener) after the newest event committed
@@ -154,6 +170,20 @@ async fn run(store: Store, bus: EventBus, mut last: i64) {
 
 /// Publishes every event committed after `last`, advancing it.
 async fn publish_new(store: &Store, live: &Live, last: &mut i64) -> Result<(), DbError> {
+    // With no stream joined, reading and encoding every event (on every replica, for every
+    // commit of any replica) would be work for nobody: the newest id is enough. Ids become
+    // visible in commit order (`store/mod.rs`, APPEND_LOCK), so nothing at or below it can
+    // still appear.
+    if live.idle() {
+        let newest = store.event_last_seq().await?;
+        if live.skip_to(newest) {
+            *last = newest;
+            return Ok(());
+        }
+        if newest <= *last {
+            return Ok(());
+        }
+    }
     loop {
         let page = store.events_after(*last, TAIL_PAGE).await?;
         let more = page.len() as i64 == TAIL_PAGE;

@@ -109,27 +109,36 @@ impl Store {
     }
 }
 
+/// An audit entry (and the event, if it is a state change) waiting for the commit.
+pub(super) struct Pending {
+    at: i64,
+    actor: String,
+    kind: String,
+    subject: String,
+    detail: String,
+    /// The event's summary and data; `None` for an audit entry without an event.
+    event: Option<(String, String)>,
+}
+
+/// Rows per INSERT when appending: well under SQLite's limit on bound parameters.
+const APPEND_CHUNK: usize = 64;
+
 impl Tx {
-    /// Appends the audit entry (hash-chained) and the event of a state change.
-    pub async fn record(&mut self, now: DateTime<Utc>, r: Record<'_>) -> Result<i64, DbError> {
-        self.audit(now, r.actor, r.kind, &r.subject, &r.data)
-            .await?;
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO events (at, kind, actor, summary, data) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING seq",
-        )
-        .bind(ms(now))
-        .bind(r.kind.to_string())
-        .bind(r.actor.to_string())
-        .bind(r.summary)
-        .bind(r.data.to_string())
-        .fetch_one(&mut *self.inner)
-        .await?;
-        self.wrote_events = true;
-        Ok(seq)
+    /// Adds the audit entry (hash-chained) and the event of a state change to this
+    /// transaction; both are written at its commit (see [`Tx::flush`]).
+    pub async fn record(&mut self, now: DateTime<Utc>, r: Record<'_>) -> Result<(), DbError> {
+        self.pending.push(Pending {
+            at: ms(now),
+            actor: r.actor.to_string(),
+            kind: r.kind.to_string(),
+            subject: r.subject,
+            detail: r.data.to_string(),
+            event: Some((r.summary, r.data.to_string())),
+        });
+        Ok(())
     }
 
-    /// Appends an audit entry without an event (e.g. a refused request, which changes nothing).
+    /// Adds an audit entry without an event (e.g. a refused request, which changes nothing).
     pub async fn audit(
         &mut self,
         now: DateTime<Utc>,
@@ -138,70 +147,137 @@ impl Tx {
         subject: &str,
         detail: &serde_json::Value,
     ) -> Result<(), DbError> {
-        let at = ms(now);
-        let detail = detail.to_string();
-        // First try the head this process last committed (or appended in this transaction):
-        // one statement, which writes nothing if the stored head has moved since.
-        let guess = self
-            .new_head
-            .clone()
-            .or_else(|| lock(&self.known_head).clone());
-        let mut appended = None;
-        if let Some((prev_seq, prev_hash)) = guess {
-            let seq = prev_seq + 1;
-            let hash = audit_hash(seq, at, actor, kind, subject, &detail, &prev_hash);
-            let done = sqlx::query(
-                "INSERT INTO audit_log (seq, at, actor, kind, subject, detail, prev_hash, hash) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-                 WHERE (SELECT seq FROM audit_head WHERE id = 1) = $9 \
-                 AND (SELECT hash FROM audit_head WHERE id = 1) = $7",
-            )
-            .bind(seq)
-            .bind(at)
-            .bind(actor.to_string())
-            .bind(kind.to_string())
-            .bind(subject.to_string())
-            .bind(detail.clone())
-            .bind(prev_hash)
-            .bind(hash.clone())
-            .bind(prev_seq)
-            .execute(&mut *self.inner)
-            .await?;
-            if done.rows_affected() == 1 {
-                appended = Some((seq, hash));
-            }
-        }
-        let (seq, hash) = match appended {
-            Some(h) => h,
-            None => {
-                let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-                    .fetch_optional(&mut *self.inner)
-                    .await?;
-                let (prev_seq, prev_hash) = match head {
-                    Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-                    None => (0, GENESIS_HASH.to_string()),
-                };
-                let seq = prev_seq + 1;
-                let hash = audit_hash(seq, at, actor, kind, subject, &detail, &prev_hash);
-                sqlx::query(
-                    "INSERT INTO audit_log (seq, at, actor, kind, subject, detail, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(seq)
-                .bind(at)
-                .bind(actor.to_string())
-                .bind(kind.to_string())
-                .bind(subject.to_string())
-                .bind(detail)
-                .bind(prev_hash)
-                .bind(hash.clone())
-                .execute(&mut *self.inner)
-                .await?;
-                (seq, hash)
-            }
-        };
-        // The trigger audit_head_follows moves the head in the same statement.
-        self.new_head = Some((seq, hash));
+        self.pending.push(Pending {
+            at: ms(now),
+            actor: actor.to_string(),
+            kind: kind.to_string(),
+            subject: subject.to_string(),
+            detail: detail.to_string(),
+            event: None,
+        });
         Ok(())
     }
+
+    /// Appends the transaction's audit entries and events, just before its commit: the only
+    /// moment the chain and the event ids need the writers in line. A shared writer on
+    /// PostgreSQL (`Store::write_shared`) takes the append lock for it, held to the commit, so
+    /// the chain stays unbroken and event ids become visible in commit order; an exclusive
+    /// writer already excludes every other. Returns whether events were written.
+    pub(super) async fn flush(&mut self) -> Result<bool, DbError> {
+        if self.pending.is_empty() {
+            return Ok(false);
+        }
+        let (mut seq, mut hash) = self.lock_head().await?;
+        let pending = std::mem::take(&mut self.pending);
+        let wrote_events = pending.iter().any(|p| p.event.is_some());
+        for chunk in pending.chunks(APPEND_CHUNK) {
+            let mut links = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                let prev = std::mem::take(&mut hash);
+                seq += 1;
+                hash = audit_hash(seq, p.at, &p.actor, &p.kind, &p.subject, &p.detail, &prev);
+                links.push((seq, prev, hash.clone()));
+            }
+            let events: Vec<&Pending> = chunk.iter().filter(|p| p.event.is_some()).collect();
+            let audit_sql = values_insert(
+                "INSERT INTO audit_log (seq, at, actor, kind, subject, detail, prev_hash, hash)",
+                8,
+                0,
+                chunk.len(),
+            );
+            let events_sql = |first| {
+                values_insert(
+                    "INSERT INTO events (at, kind, actor, summary, data)",
+                    5,
+                    first,
+                    events.len(),
+                )
+            };
+            // PostgreSQL takes both inserts in one statement (one round trip, under the append
+            // lock); SQLite, in process and without data-modifying WITH, in two.
+            let together = self.postgres && !events.is_empty();
+            let sql = if together {
+                format!(
+                    "WITH audit AS ({audit_sql}) {}",
+                    events_sql(8 * chunk.len())
+                )
+            } else {
+                audit_sql
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (p, (seq, prev, hash)) in chunk.iter().zip(links) {
+                q = q
+                    .bind(seq)
+                    .bind(p.at)
+                    .bind(p.actor.clone())
+                    .bind(p.kind.clone())
+                    .bind(p.subject.clone())
+                    .bind(p.detail.clone())
+                    .bind(prev)
+                    .bind(hash);
+            }
+            if together {
+                q = bind_events(q, &events);
+            }
+            // The trigger audit_head_follows moves the head in the same statement.
+            q.execute(&mut *self.inner).await?;
+            if !together && !events.is_empty() {
+                let q = sqlx::query(sqlx::AssertSqlSafe(events_sql(0)));
+                bind_events(q, &events).execute(&mut *self.inner).await?;
+            }
+        }
+        Ok(wrote_events)
+    }
+
+    /// The chain head, read after taking the append lock where one is needed, in one round
+    /// trip: a simple-protocol message of two statements, each with its own snapshot, so the
+    /// read sees every append committed before the lock was granted.
+    async fn lock_head(&mut self) -> Result<(i64, String), DbError> {
+        const HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
+        let rows = if self.shared {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{APPEND_LOCK}; {HEAD}")))
+                .fetch_all(&mut *self.inner)
+                .await?
+        } else {
+            sqlx::query(HEAD).fetch_all(&mut *self.inner).await?
+        };
+        // The lock's own row (a count) has one column; the head's has two.
+        match rows.iter().find(|r| r.columns().len() == 2) {
+            Some(r) => Ok((r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?)),
+            None => Ok((0, GENESIS_HASH.to_string())),
+        }
+    }
+}
+
+fn bind_events<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    events: &[&Pending],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for p in events {
+        let (summary, data) = p.event.clone().unwrap_or_default();
+        q = q
+            .bind(p.at)
+            .bind(p.kind.clone())
+            .bind(p.actor.clone())
+            .bind(summary)
+            .bind(data);
+    }
+    q
+}
+
+/// `INSERT … VALUES ($first+1, …), …` for `rows` rows of `columns` values each.
+fn values_insert(head: &str, columns: usize, first: usize, rows: usize) -> String {
+    let mut sql = format!("{head} VALUES ");
+    for r in 0..rows {
+        let params: Vec<String> = (1..=columns)
+            .map(|c| format!("${}", first + r * columns + c))
+            .collect();
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        sql.push_str(&params.join(", "));
+        sql.push(')');
+    }
+    sql
 }

@@ -2,7 +2,8 @@
 //!
 //! Writes go through [`Store::write`], which opens a `BEGIN IMMEDIATE` transaction on the single
 //! writer connection; [`Tx::record`] then adds the audit entry and the event of a state change
-//! to the same transaction, so a row, its audit entry and its event commit together or not at all.
+//! to the same transaction (appended at its commit), so a row, its audit entry and its event
+//! commit together or not at all.
 //!
 //! One file per resource: `operators.rs`, `changes.rs` (changes, approvals, executions),
 //! `policy.rs` (freezes, the pause, incidents: what the policy reads), `audit.rs` (the audit
@@ -113,15 +114,24 @@ impl Default for PoolSettings {
     }
 }
 
-/// The advisory lock every PostgreSQL write transaction takes first: writes from all replicas
-/// run one at a time, as SQLite's `BEGIN IMMEDIATE` makes them on one server. That is what
-/// keeps the audit chain unbroken, hands out event ids in commit order (an id is taken under
-/// the lock, and the lock is released only after the commit is visible) and lets each
-/// decision see every commit before it. Group commit (`batch.rs`) keeps its cost per request
-/// low.
+/// The advisory lock every PostgreSQL write transaction takes first. Taken exclusively
+/// ([`Store::write`]), it runs writes from all replicas one at a time, as SQLite's
+/// `BEGIN IMMEDIATE` does on one server: each decision sees every commit before it. Change
+/// requests, the hot path, take it shared ([`Store::write_shared`]): they run side by side on
+/// several replicas, while anything they read (freezes, the pause, incidents) is written only
+/// under the exclusive lock, so it cannot change under a decision. Shared writers line up for
+/// the audit chain and the event ids only at their commit ([`APPEND_LOCK`], `Tx::flush`).
 ///
 /// Sent with the BEGIN, as one simple-protocol message: one round trip for both.
 const BEGIN_WRITE: &str = "BEGIN; SELECT pg_advisory_xact_lock(54102385645305857)";
+const BEGIN_SHARED: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(54102385645305857)";
+
+/// Held by a shared writer from its audit append to its commit: one unbroken hash chain, and
+/// event ids taken under it and released only after the commit is visible, so they become
+/// visible in commit order (what `server/events` relies on). Exclusive writers need not take
+/// it: no shared writer is open beside them.
+const APPEND_LOCK: &str =
+    "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(54102385645305858)) AS l";
 
 /// The channel on which a PostgreSQL commit that wrote events wakes every replica's tail
 /// reader (`server/events.rs`): a statement trigger on `events` notifies it
@@ -139,9 +149,6 @@ pub struct Store {
     url: String,
     reader: AnyPool,
     writer: AnyPool,
-    /// The audit chain's head as of the last commit from this process, so an append needs no
-    /// read first. Another process may have moved it: appends check and fall back.
-    audit_head: Arc<Mutex<Option<(i64, String)>>>,
     /// Freezes and the pause, read on every decision but changed rarely: kept with the
     /// `policy_version` they were read at, and used only while a read of that one-row table
     /// (in the deciding transaction) still shows it. A freeze committed by another replica
@@ -153,10 +160,11 @@ pub struct Store {
 pub struct Tx {
     owner: Arc<str>,
     inner: sqlx::Transaction<'static, sqlx::Any>,
-    wrote_events: bool,
-    known_head: Arc<Mutex<Option<(i64, String)>>>,
-    /// The head after this transaction's appends, published on commit.
-    new_head: Option<(i64, String)>,
+    /// Opened by [`Store::write_shared`] on PostgreSQL: must take the append lock to append.
+    shared: bool,
+    postgres: bool,
+    /// Audit entries and events to append at the commit (`audit.rs`).
+    pending: Vec<audit::Pending>,
 }
 
 /// What a state change tells the audit log and the event stream.
@@ -329,7 +337,6 @@ impl Store {
             url: url.to_string(),
             reader,
             writer,
-            audit_head: Arc::default(),
             policy_cache: Arc::default(),
         }
     }
@@ -368,17 +375,29 @@ impl Store {
         crate::server::executor::server_retired(&self.owner);
     }
 
+    /// A write transaction that excludes every other writer (on PostgreSQL, of every replica).
     pub async fn write(&self) -> Result<Tx, DbError> {
-        let inner = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin_with(BEGIN_WRITE).await?,
+        self.begin(false).await
+    }
+
+    /// A write transaction that may run beside other shared ones on other replicas (see
+    /// [`BEGIN_WRITE`]): for writes that read nothing a concurrent shared writer changes.
+    pub async fn write_shared(&self) -> Result<Tx, DbError> {
+        self.begin(true).await
+    }
+
+    async fn begin(&self, shared: bool) -> Result<Tx, DbError> {
+        let inner = match (self.backend, shared) {
+            (Backend::Sqlite, _) => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            (Backend::Postgres, false) => self.writer.begin_with(BEGIN_WRITE).await?,
+            (Backend::Postgres, true) => self.writer.begin_with(BEGIN_SHARED).await?,
         };
         Ok(Tx {
             owner: self.owner.clone(),
             inner,
-            wrote_events: false,
-            known_head: self.audit_head.clone(),
-            new_head: None,
+            shared: shared && self.backend == Backend::Postgres,
+            postgres: self.backend == Backend::Postgres,
+            pending: Vec::new(),
         })
     }
 
@@ -402,13 +421,22 @@ impl Tx {
         &mut self.inner
     }
 
-    /// Commits; returns whether events were written (so the caller wakes event listeners).
-    pub async fn commit(self) -> Result<bool, DbError> {
+    /// Appends the audit entries and events, then commits; returns whether events were
+    /// written (so the caller wakes event listeners).
+    pub async fn commit(mut self) -> Result<bool, DbError> {
+        let events = self.flush().await?;
         self.inner.commit().await?;
-        if let Some(head) = self.new_head {
-            *lock(&self.known_head) = Some(head);
-        }
-        Ok(self.wrote_events)
+        Ok(events)
+    }
+
+    /// How many audit entries wait for the commit: a savepoint's mark (`batch.rs`).
+    pub(super) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets the entries added since `mark`, as a rollback to a savepoint forgets its writes.
+    pub(super) fn pending_truncate(&mut self, mark: usize) {
+        self.pending.truncate(mark);
     }
 }
 
