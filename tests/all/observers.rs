@@ -4,6 +4,7 @@
 
 use crate::support::*;
 use commandbridge::domain::api::{FreezeRequest, IncidentRequest};
+use commandbridge::domain::calendar::FeedRequest;
 use commandbridge::domain::{Act, ChangeState, Level, Operator, Priority};
 use commandbridge::server::error::ServiceError;
 use reqwest::Method;
@@ -15,7 +16,8 @@ const METHODS: [&str; 8] = [
 ];
 
 /// A server with an observer (olga) and one of everything a path can name, made by the others:
-/// a pending change, an executed change under verification, a freeze and an incident. Returns
+/// a pending change, an executed change under verification, a freeze, an incident and a
+/// calendar feed. Returns
 /// the id each path's resource (its segment after `/api/v1/`) takes.
 async fn scene() -> (TestServer, BTreeMap<&'static str, i64>) {
     let mut srv = TestServer::start(TUESDAY_10).await;
@@ -52,7 +54,14 @@ async fn scene() -> (TestServer, BTreeMap<&'static str, i64>) {
         })
         .await
         .expect("an L3 declares an incident");
+    let feed = carol
+        .create_calendar_feed(&FeedRequest {
+            label: "observed feed".into(),
+        })
+        .await
+        .expect("an L3 makes a calendar feed URL");
     let ids = BTreeMap::from([
+        ("calendar", feed.feed.id),
         ("changes", pending.id),
         ("verifications", verification.id),
         ("freezes", freeze.id.expect("an API freeze has an id")),
@@ -86,6 +95,30 @@ fn fill(path: &str, ids: &BTreeMap<&str, i64>) -> String {
     out
 }
 
+/// A value for each required query parameter the document lists, e.g. `?time=now`.
+fn required_query(path: &str, op: &serde_json::Value) -> String {
+    const VALUES: [(&str, &str); 1] = [("time", "now")];
+    let params = op["parameters"].as_array().cloned().unwrap_or_default();
+    let pairs: Vec<String> = params
+        .iter()
+        .filter(|p| p["in"] == "query" && p["required"] == true)
+        .map(|p| {
+            let name = p["name"].as_str().unwrap_or_default();
+            let value = VALUES.iter().find(|(n, _)| *n == name).unwrap_or_else(|| {
+                panic!(
+                    "{path}: no value for the required query parameter '{name}': add one to VALUES"
+                )
+            });
+            format!("{name}={}", value.1)
+        })
+        .collect();
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
+}
+
 #[tokio::test]
 async fn observers_read_every_get_and_are_refused_every_write_of_the_openapi_document() {
     let (srv, ids) = scene().await;
@@ -97,7 +130,7 @@ async fn observers_read_every_get_and_are_refused_every_write_of_the_openapi_doc
     for (path, item) in paths {
         let item = item.as_object().expect("a path item");
         for (method, op) in item.iter().filter(|(m, _)| METHODS.contains(&m.as_str())) {
-            let url = fill(path, &ids);
+            let url = format!("{}{}", fill(path, &ids), required_query(path, op));
             let verb = Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
             let what = format!("{} {path}", verb);
             if verb == Method::GET {
