@@ -127,12 +127,12 @@ fn error(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response>
     )
 }
 
-/// Every operation that takes a body can answer 413 (over [`BODY_LIMIT`]) and 415 (not sent as
-/// JSON): the extractors in `error.rs` produce both for every handler, so they are documented
-/// here for every handler, in one place, rather than in each annotation.
-fn document_body_errors(doc: &mut utoipa::openapi::OpenApi) {
-    for item in doc.paths.paths.values_mut() {
-        for op in [
+/// Every operation that writes (POST, PUT, PATCH, DELETE) in the document.
+fn write_operations(
+    doc: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.post,
             &mut item.put,
             &mut item.patch,
@@ -140,41 +140,32 @@ fn document_body_errors(doc: &mut utoipa::openapi::OpenApi) {
         ]
         .into_iter()
         .flatten()
-        {
-            if op.request_body.is_none() {
-                continue;
-            }
-            let responses = &mut op.responses.responses;
-            responses
-                .entry("413".into())
-                .or_insert_with(|| error("The body is over the 64 KiB limit"));
-            responses
-                .entry("415".into())
-                .or_insert_with(|| error("The body is missing or not sent as application/json"));
-        }
+    })
+}
+
+/// Every operation that takes a body can answer 413 (over [`BODY_LIMIT`]) and 415 (not sent as
+/// JSON): the extractors in `error.rs` produce both for every handler, so they are documented
+/// here for every handler, in one place, rather than in each annotation.
+fn document_body_errors(doc: &mut utoipa::openapi::OpenApi) {
+    for op in write_operations(doc).filter(|op| op.request_body.is_some()) {
+        let responses = &mut op.responses.responses;
+        responses
+            .entry("413".into())
+            .or_insert_with(|| error("The body is over the 64 KiB limit"));
+        responses
+            .entry("415".into())
+            .or_insert_with(|| error("The body is missing or not sent as application/json"));
     }
 }
 
 /// Every write operation answers 403 to an observer (`observers.rs`), whatever else it
 /// documents; said here once, like the body errors above.
 fn document_observer_refusal(doc: &mut utoipa::openapi::OpenApi) {
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            op.responses
-                .responses
-                .entry("403".into())
-                .or_insert_with(|| {
-                    error("Not allowed for this operator (observers change nothing)")
-                });
-        }
+    for op in write_operations(doc) {
+        op.responses
+            .responses
+            .entry("403".into())
+            .or_insert_with(|| error("Not allowed for this operator (observers change nothing)"));
     }
 }
 
