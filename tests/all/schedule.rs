@@ -352,6 +352,37 @@ async fn with_block_a_conflicting_change_is_refused() {
     );
 }
 
+/// The attack: fill the target with changes that cannot conflict (read-only ones, and ones on
+/// other nights), more than a check names, so the real conflict falls out of what it reads.
+#[tokio::test]
+async fn changes_that_cannot_conflict_do_not_hide_one_that_does() {
+    let srv = TestServer::start_configured(clock_at(BEFORE_OFF_PEAK), |_| {
+        "[policy]\nconflicts = \"block\"\n".into()
+    })
+    .await;
+    let (alice, bob) = (srv.client("alice"), srv.client("bob"));
+    let first = create(&alice, &scheduled("record-high", "db2", "next_window")).await;
+    // Weekday nights in the Off-peak window, none near the first change.
+    let nights = [
+        "11-25", "11-26", "11-27", "12-01", "12-02", "12-03", "12-04", "12-08", "12-09", "12-10",
+        "12-11", "12-15",
+    ];
+    for day in nights {
+        let mut logs = req("pull-logs", "CHG-3", "db2", json!({"lines": 1}));
+        logs.run_at = Some("2026-12-01T12:00:00Z".into());
+        create(&bob, &logs).await;
+        let night = format!("2026-{day}T23:00:00Z");
+        let other = create(&bob, &scheduled("record-medium", "db2", &night)).await;
+        assert_eq!(other.state, ChangeState::Scheduled, "{night}");
+    }
+    let conflicting = scheduled("record-medium", "db2", "2026-11-24T22:05:00Z");
+    let (_, message) = api_error(bob.create_change(&conflicting, None).await, 409);
+    assert!(
+        message.contains(&format!("conflicts with #{} record-high on db2", first.id)),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn a_change_still_waiting_for_approval_after_the_grace_period_is_missed() {
     let mut srv = TestServer::start(BEFORE_OFF_PEAK).await;

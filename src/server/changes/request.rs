@@ -109,14 +109,12 @@ pub async fn preview(
         return Ok(preview);
     }
     drop(conn);
-    let live = state.store.changes_live_on(&c.target).await?;
-    preview.conflicts = sched::conflicts_among(
-        state,
-        c.spec,
-        sched::period(state, run_at, &d, now),
-        &live,
-        now,
-    );
+    let mine = sched::period(state, run_at, &d, now);
+    let live = state
+        .store
+        .changes_live_on(&c.target, &mine, state.config.verification.duration())
+        .await?;
+    preview.conflicts = sched::conflicts_among(state, c.spec, mine, &live, now);
     if let Some(refusal) = sched::blocked_by_conflicts(state, &preview.conflicts) {
         preview.decision = Outcome::Blocked;
         preview.reasons.push(refusal);
@@ -199,14 +197,16 @@ pub async fn create(
                 let _ = out_tx.send(Err(ServiceError::refused(refusal_message(&d))));
                 return Ok(());
             }
-            let live = tx.changes_live_on(&target).await?;
-            let found = sched::conflicts_among(
-                state,
-                &spec,
-                sched::period(state, run_at, &d, now),
-                &live,
-                now,
-            );
+            let mine = sched::period(state, run_at, &d, now);
+            let live = tx
+                .changes_live_on(
+                    &target,
+                    &mine,
+                    state.config.verification.duration(),
+                    sched::conflicts_block(state),
+                )
+                .await?;
+            let found = sched::conflicts_among(state, &spec, mine, &live, now);
             if let Some(refusal) = sched::blocked_by_conflicts(state, &found) {
                 let detail = serde_json::json!({
                     "action": spec.name, "ticket": ticket.as_str(), "target": target,

@@ -153,8 +153,13 @@ pub(super) fn outlook_scheduled(t: DateTime<Utc>, d: &Decision) -> String {
 }
 
 /// With `[policy] conflicts = "block"`, the refusal of a conflicting change (409).
+/// Whether the server refuses conflicting changes (`[policy] conflicts = "block"`).
+pub(super) fn conflicts_block(state: &AppState) -> bool {
+    state.config.policy.conflicts == ConflictMode::Block
+}
+
 pub(super) fn blocked_by_conflicts(state: &AppState, found: &[Conflict]) -> Option<String> {
-    if state.config.policy.conflicts != ConflictMode::Block || found.is_empty() {
+    if !conflicts_block(state) || found.is_empty() {
         return None;
     }
     let each: Vec<&str> = found.iter().map(|c| c.message.as_str()).collect();

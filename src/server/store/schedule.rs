@@ -6,6 +6,7 @@
 //! [`Tx::execution_claim`]: the database settles which replica runs it.
 
 use super::*;
+use crate::domain::schedule::Period;
 use sqlx::FromRow;
 
 /// A change that may overlap a new one on its target, with the deadline of its running
@@ -16,14 +17,36 @@ pub struct LiveChange {
     pub verification_until: Option<DateTime<Utc>>,
 }
 
-/// How many live changes on one target a conflict check reads: more than this on one target
-/// is a queue nobody reviews one by one, and the first ones name the problem.
-const LIVE_PER_TARGET: i64 = 50;
+/// How many conflicting changes a check names, newest first: the database filters by risk and
+/// by overlap before it counts, so a pile of changes that cannot conflict (low-risk ones, or
+/// ones at other times) never pushes a real conflict out of the list; more than this on one
+/// target is a queue nobody reviews one by one, and the newest name the problem.
+const CONFLICTS_NAMED: i64 = 10;
 
+/// The live changes on `$1` whose active period may overlap `[$2, $3]` (ms; `$4` is the
+/// verification time), a superset of what `domain::schedule::conflicts` keeps: the same
+/// periods as its `active`, compared inclusively. Read newest first along `changes_by_target`
+/// (`migrations/*/0011_conflict_lookup.sql`), so a target with a long history stops early.
 const LIVE_ON_TARGET: &str = "SELECT c.*, v.deadline AS verification_until FROM changes c \
      LEFT JOIN verifications v ON v.change_id = c.id AND v.state IN ('watching', 'degraded') \
-     WHERE c.target = $1 AND (c.state IN ('pending_approval', 'scheduled', 'executing') \
-     OR (c.state = 'executed' AND v.id IS NOT NULL)) ORDER BY c.id DESC LIMIT $2";
+     WHERE c.target = $1 AND c.risk <> 'low' AND ( \
+       (c.state = 'pending_approval' AND c.run_at IS NULL \
+        AND c.created_at <= $3 AND c.expires_at + $4 >= $2) \
+       OR (c.state IN ('pending_approval', 'scheduled') AND c.run_at IS NOT NULL \
+        AND c.run_at <= $3 AND c.run_at + $4 >= $2) \
+       OR (c.state = 'scheduled' AND c.run_at IS NULL) \
+       OR (c.state = 'executing' AND c.updated_at <= $3) \
+       OR (c.state = 'executed' AND v.id IS NOT NULL AND c.updated_at <= $3 AND v.deadline >= $2)) \
+     ORDER BY c.id DESC LIMIT $5";
+
+/// The window a conflict lookup asks about, in the statement's terms.
+fn lookup_bounds(mine: &Period, verification: chrono::Duration) -> (i64, i64, i64) {
+    (
+        ms(mine.start),
+        mine.end.map_or(i64::MAX, ms),
+        verification.num_milliseconds(),
+    )
+}
 
 fn live_from_rows(rows: Vec<AnyRow>) -> Result<Vec<(ChangeRow, Option<i64>)>, DbError> {
     rows.iter()
@@ -90,10 +113,19 @@ impl Store {
 
     /// The changes on `target` that are live: pending, scheduled, executing, or executed and
     /// under verification. Newest first.
-    pub async fn changes_live_on(&self, target: &str) -> Result<Vec<LiveChange>, DbError> {
+    pub async fn changes_live_on(
+        &self,
+        target: &str,
+        mine: &Period,
+        verification: chrono::Duration,
+    ) -> Result<Vec<LiveChange>, DbError> {
+        let (from, to, verify) = lookup_bounds(mine, verification);
         let rows = sqlx::query(LIVE_ON_TARGET)
             .bind(target.to_string())
-            .bind(LIVE_PER_TARGET)
+            .bind(from)
+            .bind(to)
+            .bind(verify)
+            .bind(CONFLICTS_NAMED)
             .fetch_all(&self.reader)
             .await?;
         let rows = live_from_rows(rows)?;
@@ -114,10 +146,32 @@ impl Store {
 impl Tx {
     /// [`Store::changes_live_on`] inside the write transaction (approvals are not read: a
     /// conflict names the change, not who approved it).
-    pub async fn changes_live_on(&mut self, target: &str) -> Result<Vec<LiveChange>, DbError> {
+    ///
+    /// With `exclusive` (the server refuses conflicts), the lookup first takes a lock on the
+    /// target for the rest of the transaction: shared writers on other replicas
+    /// (`Store::write_shared`) would otherwise both find the target free and both go ahead.
+    pub async fn changes_live_on(
+        &mut self,
+        target: &str,
+        mine: &Period,
+        verification: chrono::Duration,
+        exclusive: bool,
+    ) -> Result<Vec<LiveChange>, DbError> {
+        if exclusive && self.shared {
+            sqlx::query(
+                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7, hashtext($1))) AS l",
+            )
+            .bind(target.to_string())
+            .fetch_one(&mut *self.inner)
+            .await?;
+        }
+        let (from, to, verify) = lookup_bounds(mine, verification);
         let rows = sqlx::query(LIVE_ON_TARGET)
             .bind(target.to_string())
-            .bind(LIVE_PER_TARGET)
+            .bind(from)
+            .bind(to)
+            .bind(verify)
+            .bind(CONFLICTS_NAMED)
             .fetch_all(&mut *self.inner)
             .await?;
         live_from_rows(rows)?
