@@ -130,6 +130,28 @@ async fn a_freeze_announced_in_between_refuses_it() {
 }
 
 #[tokio::test]
+async fn a_scheduled_change_of_a_revoked_operator_does_not_run() {
+    let srv = TestServer::start(BEFORE_OFF_PEAK).await;
+    let c = create(
+        &srv.client("dave"),
+        &scheduled("record-medium", "payments", "next_window"),
+    )
+    .await;
+    assert_eq!(
+        c.state,
+        ChangeState::Scheduled,
+        "an L2's medium change needs nobody"
+    );
+    commandbridge::server::users::revoke(srv.store(), "dave")
+        .await
+        .expect("revoke dave");
+    let refused = wait_for(&srv.client("carol"), c.id, ChangeState::Refused, 10).await;
+    let why = refused.outcome_reason.expect("a reason");
+    assert!(why.contains("dave's access was revoked"), "{why}");
+    assert!(srv.runs().is_empty(), "never ran: {:?}", srv.runs());
+}
+
+#[tokio::test]
 async fn a_server_stopped_across_the_start_time_ends_it_missed_after_restart() {
     let mut srv = TestServer::start(BEFORE_OFF_PEAK).await;
     let bob = srv.client("bob");
@@ -257,6 +279,14 @@ async fn only_scheduled_changes_are_cancelled_and_bad_run_at_is_explained() {
     let (error, message) = api_error(bob.create_change(&emergency, None).await, 422);
     assert_eq!(error, "invalid");
     assert!(message.contains("emergency path"), "{message}");
+    // Also when its time is inside a window, where the policy would not need the incident: by
+    // then it might, and a schedule never takes that path.
+    let in_window = ChangeRequest {
+        run_at: Some("next_window".into()),
+        ..req("record-high", &p2.ticket, "web", json!({}))
+    };
+    let (_, message) = api_error(bob.create_change(&in_window, None).await, 422);
+    assert!(message.contains("incident ticket"), "{message}");
     // A time outside every window is refused now, as it would be then.
     let (error, message) = api_error(
         bob.create_change(

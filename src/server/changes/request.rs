@@ -83,7 +83,7 @@ pub async fn preview(
         None,
     )
     .await?;
-    sched::check_schedulable(run_at, &d)?;
+    sched::check_schedulable(run_at, &c.ticket, &d)?;
     let mut preview = Preview {
         decision: d.decision,
         reasons: d.reasons.clone(),
@@ -183,7 +183,7 @@ pub async fn create(
                     return Ok(());
                 }
             };
-            if let Err(e) = sched::check_schedulable(run_at, &d) {
+            if let Err(e) = sched::check_schedulable(run_at, &ticket, &d) {
                 let _ = out_tx.send(Err(e));
                 return Ok(());
             }

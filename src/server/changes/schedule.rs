@@ -13,6 +13,7 @@ use crate::domain::api::NextWindow;
 use crate::domain::change::Conflict;
 use crate::domain::level::Level;
 use crate::domain::schedule::{self as rules, RunAt};
+use crate::domain::ticket::{Ticket, TicketKind};
 use crate::server::store::LiveChange;
 
 /// How often the scheduler looks for due changes at the most; it wakes earlier when a `run_at`
@@ -79,16 +80,26 @@ pub(super) async fn resolve_run_at(
 
 /// A scheduled change runs in a window, on the ordinary path: the emergency path is for
 /// incident response now, not for a plan.
-pub(super) fn check_schedulable(run_at: Option<DateTime<Utc>>, d: &Decision) -> ServiceResult<()> {
-    match (&d.emergency, run_at) {
-        (Some(incident), Some(t)) => Err(ServiceError::invalid(format!(
-            "at {} this change would take the emergency path of incident {incident}, which is \
-             for incident response now, not for a schedule: request it without run_at, or \
-             schedule it into a window with a CHG ticket",
+pub(super) fn check_schedulable(
+    run_at: Option<DateTime<Utc>>,
+    ticket: &Ticket,
+    d: &Decision,
+) -> ServiceResult<()> {
+    let Some(t) = run_at else {
+        return Ok(());
+    };
+    // An incident ticket is refused whatever the decision at run_at says: the incident may be
+    // declared by then, and its emergency path would then let the change past the window.
+    if ticket.kind == TicketKind::Incident || d.emergency.is_some() {
+        return Err(ServiceError::invalid(format!(
+            "{} is an incident ticket: its emergency path is for incident response now, not for \
+             a schedule (it would run at {} outside the windows' rules); request it without \
+             run_at, or schedule it into a window with a CHG ticket",
+            ticket.as_str(),
             when(t)
-        ))),
-        _ => Ok(()),
+        )));
     }
+    Ok(())
 }
 
 /// The conflicts of a new change of `spec` that keeps its target busy for `mine`, among `live`
@@ -260,6 +271,15 @@ async fn run_one(state: &AppState, id: i64, now: DateTime<Utc>) -> ServiceResult
         refuse_due(state, tx, &change, now, &why).await?;
         return Ok(true);
     };
+    // Its requester's access may have been revoked since: nobody would then stand behind it.
+    if !tx.operator_exists(&change.requested_by).await? {
+        let why = format!(
+            "{}'s access was revoked before its time; an active operator must request it again",
+            change.requested_by
+        );
+        refuse_due(state, tx, &change, now, &why).await?;
+        return Ok(true);
+    }
     let d = match recheck(state, &mut tx, spec, &change, now).await? {
         Ok(d) => d,
         Err(Refusal::Command(why) | Refusal::Policy(why)) => {
@@ -267,6 +287,16 @@ async fn run_one(state: &AppState, id: i64, now: DateTime<Utc>) -> ServiceResult
             return Ok(true);
         }
     };
+    // A schedule never takes the emergency path (see `check_schedulable`), even if the policy
+    // at its time would offer it.
+    if let Some(incident) = &d.emergency {
+        let why = format!(
+            "at its time it would take the emergency path of incident {incident}, which a \
+             scheduled change never does; request it again under a CHG ticket"
+        );
+        refuse_due(state, tx, &change, now, &why).await?;
+        return Ok(true);
+    }
     let missing = approval::unmet(
         &d.approvals_required,
         &change.approvals,
