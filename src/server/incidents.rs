@@ -100,11 +100,22 @@ pub(crate) async fn declare_in(
     escalating: Option<i64>,
 ) -> ServiceResult<Incident> {
     let commander = commander.trim();
-    if !tx.operator_exists(commander).await? {
-        return Err(ServiceError::invalid(format!(
-            "commander '{}' is not an operator: name an existing operator",
-            commander.chars().take(64).collect::<String>()
-        )));
+    match tx.operator_level(commander).await? {
+        None => {
+            return Err(ServiceError::invalid(format!(
+                "commander '{}' is not an operator: name an existing operator",
+                commander.chars().take(64).collect::<String>()
+            )));
+        }
+        // A commander approves the incident's emergency changes and closes it: an observer
+        // can do neither, so the incident would wait for an approval that never comes.
+        Some(crate::domain::Level::Observer) => {
+            return Err(ServiceError::invalid(format!(
+                "commander '{commander}' is an observer, who approves nothing: name an L1, L2 \
+                 or L3 operator"
+            )));
+        }
+        Some(_) => {}
     }
     let incident = tx
         .incident_insert(

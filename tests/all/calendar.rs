@@ -237,6 +237,19 @@ async fn a_feed_secret_reads_the_feed_and_nothing_else_until_revoked() {
     // A bearer token still reads the feed.
     bob.calendar_ics().await.expect("bob reads the feed");
 
+    // A feed lives no longer than its creator's access.
+    let alices = alice
+        .create_calendar_feed(&FeedRequest {
+            label: "alice's".into(),
+        })
+        .await
+        .expect("alice creates a feed URL");
+    assert_eq!(send(srv.raw(Method::GET, &alices.path)).await.status, 200);
+    commandbridge::server::users::revoke(srv.store(), "alice")
+        .await
+        .expect("revoke alice");
+    send(srv.raw(Method::GET, &alices.path)).await.error(401);
+
     // Both steps are audited, and the audit never holds the secret.
     let audit = carol.audit(None, Some(500)).await.expect("audit");
     let kinds: Vec<_> = audit

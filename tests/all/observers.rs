@@ -318,3 +318,22 @@ async fn user_add_makes_an_observer() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// A commander approves the incident's emergency changes and closes it: an observer could do
+/// neither, and the incident would wait forever.
+#[tokio::test]
+async fn an_observer_cannot_be_named_an_incidents_commander() {
+    let mut srv = TestServer::start(TUESDAY_10).await;
+    srv.add_operator("olga", Level::Observer).await;
+    let declared = srv
+        .client("alice")
+        .declare_incident(&IncidentRequest {
+            priority: Priority::P2,
+            title: "checkout down".into(),
+            commander: "olga".into(),
+        })
+        .await;
+    let (error, message) = api_error(declared, 422);
+    assert_eq!(error, "invalid");
+    assert!(message.contains("'olga' is an observer"), "{message}");
+}

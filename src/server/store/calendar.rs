@@ -41,7 +41,9 @@ impl Store {
         hash: &str,
     ) -> Result<Option<(Feed, String)>, DbError> {
         let row = sqlx::query(select_feeds!(
-            "FROM calendar_feeds WHERE secret_sha256 = $1 AND revoked_at IS NULL"
+            "FROM calendar_feeds WHERE secret_sha256 = $1 AND revoked_at IS NULL \
+             AND EXISTS (SELECT 1 FROM operators o WHERE o.name = calendar_feeds.created_by \
+             AND o.revoked_at IS NULL)"
         ))
         .bind(hash.to_string())
         .fetch_optional(&self.reader)

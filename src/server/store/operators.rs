@@ -101,12 +101,15 @@ impl Tx {
     }
 
     pub async fn operator_exists(&mut self, name: &str) -> Result<bool, DbError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM operators WHERE name = $1 AND revoked_at IS NULL",
-        )
-        .bind(name.to_string())
-        .fetch_one(&mut *self.inner)
-        .await?;
-        Ok(n > 0)
+        Ok(self.operator_level(name).await?.is_some())
+    }
+
+    /// The level of the operator `name`, if they exist and are not revoked.
+    pub async fn operator_level(&mut self, name: &str) -> Result<Option<Level>, DbError> {
+        let row = sqlx::query("SELECT level FROM operators WHERE name = $1 AND revoked_at IS NULL")
+            .bind(name.to_string())
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(|r| parse_col(&r, "level")).transpose()
     }
 }
