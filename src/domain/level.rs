@@ -74,6 +74,8 @@ pub enum Act {
     Resume,
     DeclareIncident,
     CloseIncident,
+    Cancel,
+    CalendarFeed,
     /// A write the table above does not name yet (a new endpoint): still refused.
     Other,
 }
@@ -99,6 +101,11 @@ impl Act {
             Act::Resume => ("resume changes", "an L2 or L3"),
             Act::DeclareIncident => ("declare incidents", ANY),
             Act::CloseIncident => ("close incidents", "the commander or an L2 or L3"),
+            Act::Cancel => (
+                "cancel scheduled changes",
+                "the change's requester or an L2 or L3",
+            ),
+            Act::CalendarFeed => ("create or revoke calendar feed URLs", ANY),
             Act::Other => ("change anything", ANY),
         }
     }

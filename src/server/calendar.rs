@@ -305,6 +305,7 @@ pub async fn create_feed(
     op: &Operator,
     label: &str,
 ) -> ServiceResult<FeedCreated> {
+    crate::server::error::may(crate::domain::Act::CalendarFeed, op)?;
     let label = match label.trim() {
         "" => "calendar feed".to_string(),
         l => crate::domain::text::required_text("label", l, 120).map_err(ServiceError::Invalid)?,
@@ -339,6 +340,7 @@ pub async fn feeds(state: &AppState) -> ServiceResult<Vec<Feed>> {
 
 /// Revokes feed `id`: its creator or an L3 may. From the commit on, its secret is refused.
 pub async fn revoke_feed(state: &AppState, op: &Operator, id: i64) -> ServiceResult<Feed> {
+    crate::server::error::may(crate::domain::Act::CalendarFeed, op)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
     let feed = tx

@@ -50,6 +50,8 @@ fn act(method: &Method, path: &str) -> Act {
         "/pause" => Act::Resume,
         "/incidents" if post => Act::DeclareIncident,
         "/incidents/{id}/close" => Act::CloseIncident,
+        "/changes/{id}/cancel" => Act::Cancel,
+        "/calendar/feeds" | "/calendar/feeds/{id}" => Act::CalendarFeed,
         _ => Act::Other,
     }
 }

@@ -388,6 +388,7 @@ pub async fn cancel(
     id: i64,
     reason: &str,
 ) -> ServiceResult<Change> {
+    crate::server::error::may(crate::domain::Act::Cancel, caller)?;
     let reason = required_text("reason", reason, 2000)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
