@@ -10,7 +10,8 @@ use crate::domain::schedule::Period;
 use sqlx::FromRow;
 
 /// A change that may overlap a new one on its target, with the deadline of its running
-/// verification when it is executed and still being watched.
+/// verification when it is executed and still being watched. Only what a conflict names is
+/// filled in (see `LIVE_ON_TARGET`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveChange {
     pub change: Change,
@@ -27,7 +28,15 @@ const CONFLICTS_NAMED: i64 = 10;
 /// verification time), a superset of what `domain::schedule::conflicts` keeps: the same
 /// periods as its `active`, compared inclusively. Read newest first along `changes_by_target`
 /// (`migrations/*/0011_conflict_lookup.sql`), so a target with a long history stops early.
-const LIVE_ON_TARGET: &str = "SELECT c.*, v.deadline AS verification_until FROM changes c \
+/// Only the columns a conflict reads are read; the bulky ones (its own conflicts, output,
+/// captured output, command, JSON lists) come back empty, so a busy target costs little.
+const LIVE_ON_TARGET: &str = "SELECT c.id, c.state, c.action, c.risk, c.ticket, c.target, \
+     CAST('{}' AS TEXT) AS params, c.reason, c.requested_by, c.requested_level, c.created_at, \
+     c.updated_at, c.expires_at, CAST('[]' AS TEXT) AS requirements, \
+     CAST('[]' AS TEXT) AS warnings, CAST(NULL AS TEXT) AS outcome_reason, \
+     CAST(NULL AS TEXT) AS decided_by, CAST(NULL AS TEXT) AS output, c.rollback_of, \
+     c.emergency, CAST(NULL AS TEXT) AS captured, CAST(NULL AS TEXT) AS command, c.run_at, \
+     CAST(NULL AS TEXT) AS conflicts, v.deadline AS verification_until FROM changes c \
      LEFT JOIN verifications v ON v.change_id = c.id AND v.state IN ('watching', 'degraded') \
      WHERE c.target = $1 AND c.risk <> 'low' AND ( \
        (c.state = 'pending_approval' AND c.run_at IS NULL \
