@@ -476,3 +476,26 @@ async fn two_replicas_run_a_scheduled_change_exactly_once() {
         );
     }
 }
+
+/// One token cannot fill the reviewers' queue, the calendar feed and the scheduler's passes
+/// with schedules: past the quota a new one is refused, saying what to do; changes without a
+/// time are not counted.
+#[tokio::test]
+async fn one_operator_cannot_schedule_without_end() {
+    let srv = TestServer::start(BEFORE_OFF_PEAK).await;
+    let bob = srv.client("bob");
+    let quota = commandbridge::server::changes::schedule::SCHEDULED_PER_OPERATOR;
+    for i in 0..quota {
+        let mut logs = req("pull-logs", "CHG-3", &format!("t{i}"), json!({"lines": 1}));
+        logs.run_at = Some("2026-12-01T12:00:00Z".into());
+        create(&bob, &logs).await;
+    }
+    let mut one_more = req("pull-logs", "CHG-3", "t-last", json!({"lines": 1}));
+    one_more.run_at = Some("2026-12-01T12:00:00Z".into());
+    let (error, message) = api_error(bob.create_change(&one_more, None).await, 429);
+    assert_eq!(error, "rate_limited");
+    assert!(message.contains("cancel some"), "{message}");
+    // Another operator, and bob's changes without a time, are not held back.
+    create(&srv.client("dave"), &one_more).await;
+    create(&bob, &req("pull-logs", "CHG-3", "now", json!({"lines": 1}))).await;
+}

@@ -35,7 +35,8 @@ pub async fn preview(
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same change")),
     responses((status = 201, body = Change), (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = Change),
         (status = 401, body = ErrorBody), (status = 409, description = "Refused by a window, freeze or pause, or by a conflict with `[policy] conflicts = \"block\"`", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "This operator already has as many changes waiting for their time as allowed (a run_at); cancel some", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Caller(op): Caller,

@@ -149,6 +149,9 @@ pub async fn create(
     {
         return Ok(done);
     }
+    if c.run_at.is_some() {
+        sched::check_schedule_quota(state, caller).await?;
+    }
     // The decision and the writes run as one job of a shared commit (group commit).
     let job_state = state.clone();
     let requester = caller.clone();

@@ -110,6 +110,17 @@ impl Store {
             .collect()
     }
 
+    /// How many changes `name` requested that still wait for their `run_at`.
+    pub async fn changes_waiting_by(&self, name: &str) -> Result<i64, DbError> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM changes WHERE requested_by = $1 AND run_at IS NOT NULL \
+             AND state IN ('pending_approval', 'scheduled')",
+        )
+        .bind(name.to_string())
+        .fetch_one(&self.reader)
+        .await
+    }
+
     /// The earliest `run_at` of a change still waiting to run, for the scheduler's wake-up.
     pub async fn schedule_next(&self) -> Result<Option<DateTime<Utc>>, DbError> {
         let next: Option<i64> = sqlx::query_scalar(
