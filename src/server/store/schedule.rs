@@ -57,7 +57,22 @@ fn lookup_bounds(mine: &Period, verification: chrono::Duration) -> (i64, i64, i6
     )
 }
 
-fn live_from_rows(rows: Vec<AnyRow>) -> Result<Vec<(ChangeRow, Option<i64>)>, DbError> {
+/// The rows of `LIVE_ON_TARGET`, for both the preview's read and the request's transaction.
+async fn select_live(
+    conn: &mut AnyConnection,
+    target: &str,
+    mine: &Period,
+    verification: chrono::Duration,
+) -> Result<Vec<(ChangeRow, Option<i64>)>, DbError> {
+    let (from, to, verify) = lookup_bounds(mine, verification);
+    let rows = sqlx::query(LIVE_ON_TARGET)
+        .bind(target.to_string())
+        .bind(from)
+        .bind(to)
+        .bind(verify)
+        .bind(CONFLICTS_NAMED)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|r| Ok((ChangeRow::from_row(r)?, r.try_get("verification_until")?)))
         .collect()
@@ -139,16 +154,9 @@ impl Store {
         mine: &Period,
         verification: chrono::Duration,
     ) -> Result<Vec<LiveChange>, DbError> {
-        let (from, to, verify) = lookup_bounds(mine, verification);
-        let rows = sqlx::query(LIVE_ON_TARGET)
-            .bind(target.to_string())
-            .bind(from)
-            .bind(to)
-            .bind(verify)
-            .bind(CONFLICTS_NAMED)
-            .fetch_all(&self.reader)
-            .await?;
-        let rows = live_from_rows(rows)?;
+        let mut conn = self.reader.acquire().await?;
+        let rows = select_live(&mut conn, target, mine, verification).await?;
+        drop(conn);
         let until: BTreeMap<i64, Option<i64>> = rows.iter().map(|(r, v)| (r.id, *v)).collect();
         let changes = self
             .with_approvals(rows.into_iter().map(|(r, _)| r).collect())
@@ -185,16 +193,8 @@ impl Tx {
             .fetch_one(&mut *self.inner)
             .await?;
         }
-        let (from, to, verify) = lookup_bounds(mine, verification);
-        let rows = sqlx::query(LIVE_ON_TARGET)
-            .bind(target.to_string())
-            .bind(from)
-            .bind(to)
-            .bind(verify)
-            .bind(CONFLICTS_NAMED)
-            .fetch_all(&mut *self.inner)
-            .await?;
-        live_from_rows(rows)?
+        select_live(&mut self.inner, target, mine, verification)
+            .await?
             .into_iter()
             .map(|(row, until)| {
                 Ok(LiveChange {
