@@ -46,7 +46,7 @@ pub struct AppState {
     pub outbox: Arc<tokio::sync::Notify>,
     pub tokens: Arc<auth::TokenCache>,
     /// Shares commits between concurrent change requests.
-    pub batcher: store::batch::Batcher,
+    pub batcher: changes::CreateBatcher,
 }
 
 /// How long a stopping server lets requests in flight finish.
@@ -145,7 +145,7 @@ pub async fn start(
         ),
         None => None,
     };
-    let (batcher, batch_task) = store::batch::Batcher::start(store.clone());
+    let (batcher, batch_queue) = changes::CreateBatcher::channel();
     let limits = listener::Limits::for_config(&config.server);
     let state = AppState {
         batcher,
@@ -161,6 +161,11 @@ pub async fn start(
         outbox: Arc::default(),
         tokens: Arc::default(),
     };
+    let batch_task = state.batcher.start(
+        state.store.clone(),
+        batch_queue,
+        changes::create_handler(state.clone()),
+    );
     match changes::recover_interrupted(&state).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(

@@ -413,6 +413,72 @@ async fn changes_that_cannot_conflict_do_not_hide_one_that_does() {
     );
 }
 
+/// Requests that arrive together share one transaction (`store/batch.rs`), and do their
+/// lookups together: yet each one on a busy target names every earlier one there (the ten
+/// newest), as it would have alone, and the batches did share commits.
+#[tokio::test]
+async fn requests_that_share_a_commit_still_see_each_other() {
+    let srv = TestServer::start(TUESDAY_10).await;
+    let alice = srv.client("alice");
+    let before = srv.state().batcher.batches();
+    let requests: Vec<ChangeRequest> = (0..24)
+        .map(|i| {
+            let target = if i % 2 == 0 { "checkout" } else { "search" };
+            req("record-high", &format!("CHG-{i}"), target, json!({}))
+        })
+        .collect();
+    let made = futures::future::join_all(requests.iter().map(|r| alice.create_change(r, None))).await;
+    let mut by_target: std::collections::BTreeMap<String, Vec<Change>> = Default::default();
+    for c in made {
+        let c = c.expect("create");
+        assert_eq!(c.state, ChangeState::PendingApproval);
+        by_target.entry(c.target.clone()).or_default().push(c);
+    }
+    for (target, mut changes) in by_target {
+        assert_eq!(changes.len(), 12, "{target}");
+        changes.sort_by_key(|c| c.id);
+        for (k, c) in changes.iter().enumerate() {
+            let named: Vec<i64> = c.conflicts.iter().map(|x| x.change_id).collect();
+            let earlier: Vec<i64> = changes[k.saturating_sub(10)..k].iter().map(|e| e.id).collect();
+            assert_eq!(named, earlier, "change #{} on {target}", c.id);
+        }
+    }
+    let batches = srv.state().batcher.batches() - before;
+    assert!(batches < 24, "24 concurrent requests took {batches} transactions");
+}
+
+/// With block, requests for one target that arrive together: exactly one goes ahead, the
+/// others are refused naming it, and each refusal is audited.
+#[tokio::test]
+async fn with_block_of_requests_arriving_together_one_goes_ahead() {
+    let srv = TestServer::start_configured(clock_at(TUESDAY_10), |_| {
+        "[policy]\nconflicts = \"block\"\n".into()
+    })
+    .await;
+    let alice = srv.client("alice");
+    let requests: Vec<ChangeRequest> = (0..6)
+        .map(|i| req("record-high", &format!("CHG-{i}"), "payments", json!({})))
+        .collect();
+    let made = futures::future::join_all(requests.iter().map(|r| alice.create_change(r, None))).await;
+    let ahead: Vec<&Change> = made.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ahead.len(), 1, "{made:?}");
+    let first = ahead[0].id;
+    for r in made.into_iter().filter(|r| r.is_err()) {
+        let (error, message) = api_error(r, 409);
+        assert_eq!(error, "conflict");
+        assert!(
+            message.contains(&format!("conflicts with #{first} record-high on payments")),
+            "{message}"
+        );
+    }
+    let audit = srv.client("carol").audit(None, None).await.expect("audit");
+    let refused = audit
+        .iter()
+        .filter(|e| e.kind == "change.blocked" && e.detail["rule"] == "conflict")
+        .count();
+    assert_eq!(refused, 5);
+}
+
 #[tokio::test]
 async fn a_change_still_waiting_for_approval_after_the_grace_period_is_missed() {
     let mut srv = TestServer::start(BEFORE_OFF_PEAK).await;

@@ -192,8 +192,16 @@ impl BinaryServer {
         .await
         .expect("the server starts within 30 s");
         let base = found.unwrap_or_else(|out| panic!("the server did not start:\n{out}"));
-        // Keep reading stderr so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep reading stderr so the server never blocks on a full pipe; CB_SERVER_STDERR=1
+        // shows it (the server's warnings, when a benchmark or a test behaves oddly).
+        let show = std::env::var_os("CB_SERVER_STDERR").is_some();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if show {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
         self.addr = base
             .trim_start_matches("http://")
             .parse()

@@ -14,7 +14,7 @@ mod run;
 pub mod schedule;
 
 pub use recovery::{recover_interrupted, recover_periodically};
-pub use request::{Created, create, preview, rollback};
+pub use request::{CreateBatcher, Created, create, create_handler, preview, rollback};
 pub use review::{approve, deny, expire_due, withdraw};
 use run::{failure, start_and_wait};
 pub use schedule::{cancel, run_due, schedule_periodically};
@@ -28,11 +28,10 @@ use crate::domain::incident::Incident;
 use crate::domain::operator::Operator;
 use crate::domain::policy::{self, Decision, Outcome, PolicyInput};
 use crate::domain::verification::VerificationState;
-use crate::domain::{ActionSpec, Freeze, Risk, Ticket};
+use crate::domain::{ActionSpec, Freeze, Pause, Risk, Ticket};
 use crate::server::AppState;
 use crate::server::error::{ServiceError, ServiceResult, required_text};
 use crate::server::executor;
-use crate::server::store::batch::Job;
 use crate::server::store::{NewChange, Record, Tx};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
@@ -82,20 +81,52 @@ async fn decide(
         None => None,
     };
     let (stored, pause, incident) = state.store.policy_context(conn, ticket.as_str()).await?;
-    let mut freezes: Vec<Freeze> = state.config.configured_freezes();
-    freezes.extend(stored);
-    Ok(policy::decide(&PolicyInput {
+    let freezes = with_configured(state, stored);
+    let reads = Reads {
+        freezes: &freezes,
+        pause: pause.as_ref(),
+        incident: incident.as_ref(),
+        escalated: escalated.as_ref(),
+    };
+    Ok(decide_on(state, &reads, spec, ticket, requester, now))
+}
+
+/// Every freeze the policy knows: the configuration's and the announced ones.
+fn with_configured(state: &AppState, stored: Vec<Freeze>) -> Vec<Freeze> {
+    let mut all = state.config.configured_freezes();
+    all.extend(stored);
+    all
+}
+
+/// What a decision reads besides the request: read by [`decide`], or once for a batch of
+/// requests (`request.rs`).
+struct Reads<'a> {
+    freezes: &'a [Freeze],
+    pause: Option<&'a Pause>,
+    incident: Option<&'a Incident>,
+    escalated: Option<&'a Incident>,
+}
+
+fn decide_on(
+    state: &AppState,
+    reads: &Reads<'_>,
+    spec: &ActionSpec,
+    ticket: &Ticket,
+    requester: &Operator,
+    now: DateTime<Utc>,
+) -> Decision {
+    policy::decide(&PolicyInput {
         action: spec,
         ticket,
         requester,
         now,
         schedule: &state.config.windows,
-        freezes: &freezes,
-        pause: pause.as_ref(),
-        incident: incident.as_ref(),
-        escalated: escalated.as_ref(),
+        freezes: reads.freezes,
+        pause: reads.pause,
+        incident: reads.incident,
+        escalated: reads.escalated,
         approval_rule: state.config.approval_rule(spec.risk),
-    }))
+    })
 }
 
 fn refusal_message(d: &Decision) -> String {

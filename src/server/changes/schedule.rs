@@ -32,9 +32,7 @@ fn grace(state: &AppState) -> Duration {
 async fn freezes(state: &AppState, conn: &mut AnyConnection) -> ServiceResult<Vec<Freeze>> {
     // An empty ticket names no incident: only the freezes and the pause are read.
     let (stored, _, _) = state.store.policy_context(conn, "").await?;
-    let mut all = state.config.configured_freezes();
-    all.extend(stored);
-    Ok(all)
+    Ok(with_configured(state, stored))
 }
 
 /// The next usable window for `spec` after `now` (see [`rules::next_window`]).

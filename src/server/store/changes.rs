@@ -30,6 +30,10 @@ pub struct NewChange<'a> {
     pub conflicts: &'a [Conflict],
 }
 
+/// Rows per multi-row INSERT of changes: 1,280 bound values, well under SQLite's and
+/// PostgreSQL's limits (a batch of requests is smaller still, `store/batch.rs`).
+const INSERT_CHUNK: usize = 64;
+
 /// How long a running execution's lease lasts; its server renews it every third of this.
 pub const EXECUTION_LEASE_MS: i64 = 15_000;
 
@@ -279,12 +283,12 @@ impl Tx {
     pub async fn change_insert(&mut self, c: NewChange<'_>) -> Result<Change, DbError> {
         let may_conflict = c.idempotency_key.is_some() || c.rollback_of.is_some();
         if !may_conflict {
-            return self.change_insert_unguarded(c).await;
+            return self.one_inserted(std::slice::from_ref(&c)).await;
         }
         sqlx::query("SAVEPOINT change_insert")
             .execute(&mut *self.inner)
             .await?;
-        let inserted = self.change_insert_unguarded(c).await;
+        let inserted = self.one_inserted(std::slice::from_ref(&c)).await;
         if inserted.is_err() {
             sqlx::query("ROLLBACK TO SAVEPOINT change_insert")
                 .execute(&mut *self.inner)
@@ -296,38 +300,75 @@ impl Tx {
         inserted
     }
 
-    async fn change_insert_unguarded(&mut self, c: NewChange<'_>) -> Result<Change, DbError> {
-        let row: ChangeRow = sqlx::query_as(
-            "INSERT INTO changes (state, action, risk, ticket, target, params, reason, requested_by, \
-             requested_level, created_at, updated_at, expires_at, requirements, warnings, \
-             idempotency_key, fingerprint, rollback_of, emergency, command, run_at, conflicts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20) \
-             RETURNING *",
-        )
-        .bind(c.state.as_str())
-        .bind(c.action.to_string())
-        .bind(c.risk.as_str())
-        .bind(c.ticket.to_string())
-        .bind(c.target.to_string())
-        .bind(to_json(c.params))
-        .bind(c.reason.to_string())
-        .bind(c.requester.name.clone())
-        .bind(c.requester.level.as_str())
-        .bind(ms(c.now))
-        .bind(ms(c.expires_at))
-        .bind(to_json(&c.requirements))
-        .bind(to_json(&c.warnings))
-        .bind(c.idempotency_key.map(str::to_string))
-        .bind(c.fingerprint.map(str::to_string))
-        .bind(c.rollback_of)
-        .bind(c.emergency.map(str::to_string))
-        .bind(to_json(&c.command))
-        .bind(c.run_at.map(ms))
-        .bind((!c.conflicts.is_empty()).then(|| to_json(c.conflicts)))
-        .fetch_one(&mut *self.inner)
-        .await?;
-        row.into_change(Vec::new())
+    async fn one_inserted(&mut self, c: &[NewChange<'_>]) -> Result<Change, DbError> {
+        self.changes_insert(c)
+            .await?
+            .pop()
+            .ok_or(DbError::RowNotFound)
+    }
+
+    /// Inserts new changes in one statement (a batch of requests, `changes/request.rs`) and
+    /// returns them as stored, in the order given. Changes that may meet a unique index (an
+    /// Idempotency-Key, a rollback) go through [`Tx::change_insert`], whose savepoint keeps a
+    /// violation from aborting the transaction.
+    pub async fn changes_insert(&mut self, new: &[NewChange<'_>]) -> Result<Vec<Change>, DbError> {
+        const COLUMNS: usize = 20;
+        let mut changes = Vec::with_capacity(new.len());
+        for chunk in new.chunks(INSERT_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let p = |c: usize| format!("${}", r * COLUMNS + c);
+                    // created_at and updated_at start as one value, bound once.
+                    let cols: Vec<String> = (1..=10).chain([10]).chain(11..=COLUMNS).map(p).collect();
+                    format!("({})", cols.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO changes (state, action, risk, ticket, target, params, reason, \
+                 requested_by, requested_level, created_at, updated_at, expires_at, requirements, \
+                 warnings, idempotency_key, fingerprint, rollback_of, emergency, command, run_at, \
+                 conflicts) VALUES {} RETURNING *",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, ChangeRow>(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                q = q
+                    .bind(c.state.as_str())
+                    .bind(c.action.to_string())
+                    .bind(c.risk.as_str())
+                    .bind(c.ticket.to_string())
+                    .bind(c.target.to_string())
+                    .bind(to_json(c.params))
+                    .bind(c.reason.to_string())
+                    .bind(c.requester.name.clone())
+                    .bind(c.requester.level.as_str())
+                    .bind(ms(c.now))
+                    .bind(ms(c.expires_at))
+                    .bind(to_json(&c.requirements))
+                    .bind(to_json(&c.warnings))
+                    .bind(c.idempotency_key.map(str::to_string))
+                    .bind(c.fingerprint.map(str::to_string))
+                    .bind(c.rollback_of)
+                    .bind(c.emergency.map(str::to_string))
+                    .bind(to_json(&c.command))
+                    .bind(c.run_at.map(ms))
+                    .bind((!c.conflicts.is_empty()).then(|| to_json(c.conflicts)));
+            }
+            let mut rows = q.fetch_all(&mut *self.inner).await?;
+            // RETURNING promises no order; ids are handed out in the order of VALUES.
+            rows.sort_by_key(|r| r.id);
+            for row in rows {
+                changes.push(row.into_change(Vec::new())?);
+            }
+        }
+        if changes.len() != new.len() {
+            return Err(DbError::Protocol(format!(
+                "inserted {} changes, returned {}",
+                new.len(),
+                changes.len()
+            )));
+        }
+        Ok(changes)
     }
 
     pub async fn approval_insert(

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 pub use audit::{AuditSnapshot, GENESIS_HASH, RawAuditRow, audit_hash};
 pub use changes::{CommandProcess, EXECUTION_LEASE_MS, ExecutionLease, NewChange};
-pub use schedule::LiveChange;
+pub use schedule::{LiveAsk, LiveChange};
 pub use schema::SchemaState;
 
 pub type DbError = sqlx::Error;
@@ -427,16 +427,6 @@ impl Tx {
         let events = self.flush().await?;
         self.inner.commit().await?;
         Ok(events)
-    }
-
-    /// How many audit entries wait for the commit: a savepoint's mark (`batch.rs`).
-    pub(super) fn pending_len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Forgets the entries added since `mark`, as a rollback to a savepoint forgets its writes.
-    pub(super) fn pending_truncate(&mut self, mark: usize) {
-        self.pending.truncate(mark);
     }
 }
 

@@ -24,57 +24,134 @@ pub struct LiveChange {
 /// target is a queue nobody reviews one by one, and the newest name the problem.
 const CONFLICTS_NAMED: i64 = 10;
 
-/// The live changes on `$1` whose active period may overlap `[$2, $3]` (ms; `$4` is the
-/// verification time), a superset of what `domain::schedule::conflicts` keeps: the same
+/// The live changes on `{t}` whose active period may overlap `[{lo}, {hi}]` (ms; `{v}` is
+/// the verification time), a superset of what `domain::schedule::conflicts` keeps: the same
 /// periods as its `active`, compared inclusively. Read newest first along `changes_by_target`
 /// (`migrations/*/0011_conflict_lookup.sql`), so a target with a long history stops early.
 /// Only the columns a conflict reads are read; the bulky ones (its own conflicts, output,
 /// captured output, command, JSON lists) come back empty, so a busy target costs little.
+///
+/// The running verification is asked in subqueries, not joined: every condition is then on
+/// `changes` alone, and PostgreSQL walks the index backwards and stops at the limit, where a
+/// join made it read and sort the target's whole history (20 ms for a batch, against 0.4 ms).
 const LIVE_ON_TARGET: &str = "SELECT c.id, c.state, c.action, c.risk, c.ticket, c.target, \
      CAST('{}' AS TEXT) AS params, c.reason, c.requested_by, c.requested_level, c.created_at, \
      c.updated_at, c.expires_at, CAST('[]' AS TEXT) AS requirements, \
      CAST('[]' AS TEXT) AS warnings, CAST(NULL AS TEXT) AS outcome_reason, \
      CAST(NULL AS TEXT) AS decided_by, CAST(NULL AS TEXT) AS output, c.rollback_of, \
      c.emergency, CAST(NULL AS TEXT) AS captured, CAST(NULL AS TEXT) AS command, c.run_at, \
-     CAST(NULL AS TEXT) AS conflicts, v.deadline AS verification_until FROM changes c \
-     LEFT JOIN verifications v ON v.change_id = c.id AND v.state IN ('watching', 'degraded') \
-     WHERE c.target = $1 AND c.risk <> 'low' AND ( \
+     CAST(NULL AS TEXT) AS conflicts, (SELECT MAX(v.deadline) FROM verifications v \
+       WHERE v.change_id = c.id AND v.state IN ('watching', 'degraded')) AS verification_until \
+     FROM changes c WHERE c.target = {t} AND c.risk <> 'low' AND ( \
        (c.state = 'pending_approval' AND c.run_at IS NULL \
-        AND c.created_at <= $3 AND c.expires_at + $4 >= $2) \
+        AND c.created_at <= {hi} AND c.expires_at + {v} >= {lo}) \
        OR (c.state IN ('pending_approval', 'scheduled') AND c.run_at IS NOT NULL \
-        AND c.run_at <= $3 AND c.run_at + $4 >= $2) \
+        AND c.run_at <= {hi} AND c.run_at + {v} >= {lo}) \
        OR (c.state = 'scheduled' AND c.run_at IS NULL) \
-       OR (c.state = 'executing' AND c.updated_at <= $3) \
-       OR (c.state = 'executed' AND v.id IS NOT NULL AND c.updated_at <= $3 AND v.deadline >= $2)) \
-     ORDER BY c.id DESC LIMIT $5";
+       OR (c.state = 'executing' AND c.updated_at <= {hi}) \
+       OR (c.state = 'executed' AND c.updated_at <= {hi} AND EXISTS (SELECT 1 FROM \
+        verifications v WHERE v.change_id = c.id AND v.state IN ('watching', 'degraded') \
+        AND v.deadline >= {lo}))) \
+     ORDER BY c.id DESC LIMIT {n}";
 
-/// The window a conflict lookup asks about, in the statement's terms.
-fn lookup_bounds(mine: &Period, verification: chrono::Duration) -> (i64, i64, i64) {
-    (
-        ms(mine.start),
-        mine.end.map_or(i64::MAX, ms),
-        verification.num_milliseconds(),
-    )
+/// One conflict lookup: a target, and the period a new change would keep it busy.
+pub struct LiveAsk<'a> {
+    pub target: &'a str,
+    pub period: Period,
 }
 
-/// The rows of `LIVE_ON_TARGET`, for both the preview's read and the request's transaction.
+/// The statement that answers `asks` lookups at once, with the verification time as `$1` and
+/// each ask's (number, target, start, end) after it.
+///
+/// PostgreSQL: the asks as a VALUES list, each joined LATERAL to one [`LIVE_ON_TARGET`], so
+/// the lookup is planned once however many asks there are (as sixteen parts of a UNION ALL it
+/// was planned sixteen times at every execution: 4 to 15 ms). SQLite, which has no LATERAL and
+/// compiles a statement once: each lookup in a subquery of its own, joined by UNION ALL.
+fn live_sql(postgres: bool, asks: usize) -> String {
+    let lookup = |t: &str, lo: &str, hi: &str| {
+        LIVE_ON_TARGET
+            .replace("{t}", t)
+            .replace("{lo}", lo)
+            .replace("{hi}", hi)
+            .replace("{v}", "$1")
+            .replace("{n}", &CONFLICTS_NAMED.to_string())
+    };
+    let p = |k: usize, i: usize| format!("${}", 2 + k * 4 + i);
+    if postgres {
+        let values: Vec<String> = (0..asks)
+            .map(|k| {
+                format!(
+                    "(CAST({} AS BIGINT), CAST({} AS TEXT), CAST({} AS BIGINT), CAST({} AS BIGINT))",
+                    p(k, 0),
+                    p(k, 1),
+                    p(k, 2),
+                    p(k, 3)
+                )
+            })
+            .collect();
+        format!(
+            "SELECT a.ask, q.* FROM (VALUES {}) AS a(ask, t, lo, hi) CROSS JOIN LATERAL ({}) AS q",
+            values.join(", "),
+            lookup("a.t", "a.lo", "a.hi")
+        )
+    } else {
+        (0..asks)
+            .map(|k| {
+                format!(
+                    "SELECT CAST({} AS BIGINT) AS ask, q{k}.* FROM ({}) AS q{k}",
+                    p(k, 0),
+                    lookup(&p(k, 1), &p(k, 2), &p(k, 3))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    }
+}
+
+/// The rows of the lookups, per ask in the order given: for both the preview's read and the
+/// requests' transaction. One round trip however many asks a batch of requests has.
 async fn select_live(
     conn: &mut AnyConnection,
-    target: &str,
-    mine: &Period,
+    postgres: bool,
+    asks: &[LiveAsk<'_>],
     verification: chrono::Duration,
-) -> Result<Vec<(ChangeRow, Option<i64>)>, DbError> {
-    let (from, to, verify) = lookup_bounds(mine, verification);
-    let rows = sqlx::query(LIVE_ON_TARGET)
-        .bind(target.to_string())
-        .bind(from)
-        .bind(to)
-        .bind(verify)
-        .bind(CONFLICTS_NAMED)
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((ChangeRow::from_row(r)?, r.try_get("verification_until")?)))
+) -> Result<Vec<Vec<(ChangeRow, Option<i64>)>>, DbError> {
+    let mut found: Vec<Vec<(ChangeRow, Option<i64>)>> = asks.iter().map(|_| Vec::new()).collect();
+    if asks.is_empty() {
+        return Ok(found);
+    }
+    let sql = live_sql(postgres, asks.len());
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(verification.num_milliseconds());
+    for (k, a) in asks.iter().enumerate() {
+        q = q
+            .bind(k as i64)
+            .bind(a.target.to_string())
+            .bind(ms(a.period.start))
+            .bind(a.period.end.map_or(i64::MAX, ms));
+    }
+    for r in q.fetch_all(&mut *conn).await? {
+        let ask: i64 = r.try_get("ask")?;
+        let slot = usize::try_from(ask)
+            .ok()
+            .and_then(|k| found.get_mut(k))
+            .ok_or_else(|| DbError::Protocol(format!("a conflict lookup answered ask {ask}")))?;
+        slot.push((ChangeRow::from_row(&r)?, r.try_get("verification_until")?));
+    }
+    // Neither form promises an order across asks; within one, newest first.
+    for rows in &mut found {
+        rows.sort_by_key(|(r, _)| std::cmp::Reverse(r.id));
+    }
+    Ok(found)
+}
+
+fn live_changes(rows: Vec<(ChangeRow, Option<i64>)>) -> Result<Vec<LiveChange>, DbError> {
+    rows.into_iter()
+        .map(|(row, until)| {
+            Ok(LiveChange {
+                change: row.into_change(Vec::new())?,
+                verification_until: until.map(from_ms),
+            })
+        })
         .collect()
 }
 
@@ -155,7 +232,15 @@ impl Store {
         verification: chrono::Duration,
     ) -> Result<Vec<LiveChange>, DbError> {
         let mut conn = self.reader.acquire().await?;
-        let rows = select_live(&mut conn, target, mine, verification).await?;
+        let ask = LiveAsk {
+            target,
+            period: *mine,
+        };
+        let postgres = self.backend == Backend::Postgres;
+        let rows = select_live(&mut conn, postgres, std::slice::from_ref(&ask), verification)
+            .await?
+            .pop()
+            .unwrap_or_default();
         drop(conn);
         let until: BTreeMap<i64, Option<i64>> = rows.iter().map(|(r, v)| (r.id, *v)).collect();
         let changes = self
@@ -172,36 +257,44 @@ impl Store {
 }
 
 impl Tx {
-    /// [`Store::changes_live_on`] inside the write transaction (approvals are not read: a
-    /// conflict names the change, not who approved it).
-    ///
-    /// With `exclusive` (the server refuses conflicts), the lookup first takes a lock on the
-    /// target for the rest of the transaction: shared writers on other replicas
-    /// (`Store::write_shared`) would otherwise both find the target free and both go ahead.
+    /// [`Store::changes_live_on`] for several lookups, inside the write transaction, in one
+    /// round trip (approvals are not read: a conflict names the change, not who approved it).
     pub async fn changes_live_on(
         &mut self,
-        target: &str,
-        mine: &Period,
+        asks: &[LiveAsk<'_>],
         verification: chrono::Duration,
-        exclusive: bool,
-    ) -> Result<Vec<LiveChange>, DbError> {
-        if exclusive && self.shared {
-            sqlx::query(
-                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7, hashtext($1))) AS l",
-            )
-            .bind(target.to_string())
-            .fetch_one(&mut *self.inner)
-            .await?;
-        }
-        select_live(&mut self.inner, target, mine, verification)
+    ) -> Result<Vec<Vec<LiveChange>>, DbError> {
+        select_live(&mut self.inner, self.postgres, asks, verification)
             .await?
             .into_iter()
-            .map(|(row, until)| {
-                Ok(LiveChange {
-                    change: row.into_change(Vec::new())?,
-                    verification_until: until.map(from_ms),
-                })
-            })
+            .map(live_changes)
             .collect()
+    }
+
+    /// Locks `targets` for the rest of the transaction, for a server that refuses conflicts:
+    /// shared writers on other replicas (`Store::write_shared`) would otherwise both find a
+    /// target free and both go ahead. All at once and in one order (sorted, then locked as the
+    /// rows come), so two batches never wait for each other crosswise. Nothing to do for an
+    /// exclusive writer, which no other writer runs beside.
+    pub async fn targets_lock(&mut self, targets: &[&str]) -> Result<(), DbError> {
+        if !self.shared || targets.is_empty() {
+            return Ok(());
+        }
+        let mut sorted: Vec<&str> = targets.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let values: Vec<String> = (1..=sorted.len()).map(|i| format!("(${i})")).collect();
+        // Volatile functions in the select list are evaluated after the sort.
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7, hashtext(t)) \
+             FROM (VALUES {}) AS v(t) ORDER BY t) AS l",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in sorted {
+            q = q.bind(t.to_string());
+        }
+        q.fetch_one(&mut *self.inner).await?;
+        Ok(())
     }
 }
