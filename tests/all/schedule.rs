@@ -427,7 +427,8 @@ async fn requests_that_share_a_commit_still_see_each_other() {
             req("record-high", &format!("CHG-{i}"), target, json!({}))
         })
         .collect();
-    let made = futures::future::join_all(requests.iter().map(|r| alice.create_change(r, None))).await;
+    let made =
+        futures::future::join_all(requests.iter().map(|r| alice.create_change(r, None))).await;
     let mut by_target: std::collections::BTreeMap<String, Vec<Change>> = Default::default();
     for c in made {
         let c = c.expect("create");
@@ -439,12 +440,18 @@ async fn requests_that_share_a_commit_still_see_each_other() {
         changes.sort_by_key(|c| c.id);
         for (k, c) in changes.iter().enumerate() {
             let named: Vec<i64> = c.conflicts.iter().map(|x| x.change_id).collect();
-            let earlier: Vec<i64> = changes[k.saturating_sub(10)..k].iter().map(|e| e.id).collect();
+            let earlier: Vec<i64> = changes[k.saturating_sub(10)..k]
+                .iter()
+                .map(|e| e.id)
+                .collect();
             assert_eq!(named, earlier, "change #{} on {target}", c.id);
         }
     }
     let batches = srv.state().batcher.batches() - before;
-    assert!(batches < 24, "24 concurrent requests took {batches} transactions");
+    assert!(
+        batches < 24,
+        "24 concurrent requests took {batches} transactions"
+    );
 }
 
 /// With block, requests for one target that arrive together: exactly one goes ahead, the
@@ -459,7 +466,8 @@ async fn with_block_of_requests_arriving_together_one_goes_ahead() {
     let requests: Vec<ChangeRequest> = (0..6)
         .map(|i| req("record-high", &format!("CHG-{i}"), "payments", json!({})))
         .collect();
-    let made = futures::future::join_all(requests.iter().map(|r| alice.create_change(r, None))).await;
+    let made =
+        futures::future::join_all(requests.iter().map(|r| alice.create_change(r, None))).await;
     let ahead: Vec<&Change> = made.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(ahead.len(), 1, "{made:?}");
     let first = ahead[0].id;

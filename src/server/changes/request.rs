@@ -343,8 +343,14 @@ async fn judge(
             "action": job.spec.name, "ticket": job.ticket.as_str(), "target": job.target,
             "params": job.params, "rule": d.blocked_by, "reasons": d.reasons,
         });
-        tx.audit(now, &job.requester.name, "change.blocked", "change:-", &detail)
-            .await?;
+        tx.audit(
+            now,
+            &job.requester.name,
+            "change.blocked",
+            "change:-",
+            &detail,
+        )
+        .await?;
         return Ok(Err(ServiceError::refused(refusal_message(&d))));
     }
     Ok(Ok((run_at, d)))
@@ -380,8 +386,14 @@ async fn insert_round(
                 "params": job.params, "rule": "conflict", "reasons": [refusal],
                 "conflicts": found,
             });
-            tx.audit(now, &job.requester.name, "change.blocked", "change:-", &detail)
-                .await?;
+            tx.audit(
+                now,
+                &job.requester.name,
+                "change.blocked",
+                "change:-",
+                &detail,
+            )
+            .await?;
             out[g.slot] = Some(Err(ServiceError::conflict(refusal)));
             continue;
         }

@@ -23,8 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The work of one batch inside its transaction: one result per job, in the jobs' order. An
 /// `Err` rolls the batch back (and each job is tried again alone).
-pub type Handler<J, R> =
-    Arc<dyn for<'a> Fn(&'a mut Tx, &'a [J]) -> BoxFuture<'a, Result<Vec<R>, DbError>> + Send + Sync>;
+pub type Handler<J, R> = Arc<
+    dyn for<'a> Fn(&'a mut Tx, &'a [J]) -> BoxFuture<'a, Result<Vec<R>, DbError>> + Send + Sync,
+>;
 
 /// A [`Handler`] from a closure (the bound lets the compiler see the closure's lifetimes).
 pub fn handler<J, R, F>(f: F) -> Handler<J, R>

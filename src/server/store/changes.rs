@@ -319,7 +319,8 @@ impl Tx {
                 .map(|r| {
                     let p = |c: usize| format!("${}", r * COLUMNS + c);
                     // created_at and updated_at start as one value, bound once.
-                    let cols: Vec<String> = (1..=10).chain([10]).chain(11..=COLUMNS).map(p).collect();
+                    let cols: Vec<String> =
+                        (1..=10).chain([10]).chain(11..=COLUMNS).map(p).collect();
                     format!("({})", cols.join(", "))
                 })
                 .collect();

@@ -121,6 +121,9 @@ async fn select_live(
         return Ok(found);
     }
     let sql = live_sql(postgres, asks.len());
+    // Kept as a prepared statement: its plan is made in a batch transaction, where bitmap
+    // scans and sorts are off (`BEGIN_SHARED`), so it walks `changes_by_target` backwards
+    // whatever the table looked like when it was planned.
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(verification.num_milliseconds());
     for (k, a) in asks.iter().enumerate() {
         q = q
@@ -237,10 +240,15 @@ impl Store {
             period: *mine,
         };
         let postgres = self.backend == Backend::Postgres;
-        let rows = select_live(&mut conn, postgres, std::slice::from_ref(&ask), verification)
-            .await?
-            .pop()
-            .unwrap_or_default();
+        let rows = select_live(
+            &mut conn,
+            postgres,
+            std::slice::from_ref(&ask),
+            verification,
+        )
+        .await?
+        .pop()
+        .unwrap_or_default();
         drop(conn);
         let until: BTreeMap<i64, Option<i64>> = rows.iter().map(|(r, v)| (r.id, *v)).collect();
         let changes = self
