@@ -8,6 +8,7 @@
 mod actions;
 mod activity;
 mod approvals;
+mod cancel;
 mod cmdline;
 mod conflicts;
 mod incidents;
@@ -26,11 +27,15 @@ pub use incidents::Incidents;
 pub use list::{Motion, SelectList};
 pub use modal::{Confirmed, Modal, Prompt, Purpose, Scrolled};
 pub use verification::VerificationPane;
-pub use windows::{UNDO_SECS, Undo, WindowsPane, scheduled_in_week};
+pub use windows::{
+    Row as WindowsRow, UNDO_SECS, Undo, WindowsPane, scheduled_in_week,
+    selected_row as selected_windows_row,
+};
 
 use crate::domain::api::{
-    ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
-    OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus, WithdrawRequest,
+    ApproveRequest, Calendar, CancelRequest, CatalogEntry, ChangeRequest, DenyRequest, Event,
+    FreezeRequest, Me, OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus,
+    WithdrawRequest,
 };
 use crate::domain::change::Change;
 use crate::domain::verification::Verification;
@@ -113,7 +118,7 @@ pub enum Msg {
     RolledBack(Result<Change, String>),
     Preview(u64, Result<Preview, String>),
     Submitted(Result<Change, String>),
-    /// An approval or a denial went through (or not).
+    /// An approval, a denial, a withdrawal or a cancellation went through (or not).
     ChangeDecided(Result<Change, String>),
     /// A freeze, pause or resume went through (or not); the text says which.
     GovernanceDone(Result<String, String>),
@@ -166,6 +171,8 @@ pub enum Effect {
     Approve(i64, ApproveRequest),
     Deny(i64, DenyRequest),
     Withdraw(i64, WithdrawRequest),
+    /// Cancel change #id, which waits for its time.
+    Cancel(i64, CancelRequest),
     AddFreeze(FreezeRequest),
     RemoveFreeze(i64),
     Pause(PauseRequest),
@@ -504,6 +511,7 @@ pub fn available(state: &State, cmd: Command) -> Result<(), String> {
         Command::MarkVerified | Command::Escalate | Command::Rollback => {
             verification::check(state, cmd)
         }
+        Command::Cancel => cancel::check(state),
         Command::Copy => copied(state).map(|_| ()),
         Command::Open if state.pane == Pane::Windows => {
             Err("nothing opens in the Windows pane: f announces a freeze".into())
@@ -549,7 +557,7 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
             match state.pane {
                 Pane::Actions => state.actions.list.go(motion, page),
                 Pane::Approvals => state.approvals.go(motion, page),
-                Pane::Windows => state.windows.freezes.go(motion, page),
+                Pane::Windows => windows::go(state, motion, page),
                 Pane::Verification => state.verification.list.go(motion, page),
             }
         }
@@ -580,6 +588,7 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
         Command::MarkVerified | Command::Escalate | Command::Rollback => {
             return verification::command(state, cmd);
         }
+        Command::Cancel => cancel::command(state),
     }
     Vec::new()
 }

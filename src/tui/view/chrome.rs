@@ -347,6 +347,8 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 ("Esc", "cancel"),
             ],
             Purpose::Filter => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
+            // "Esc cancel" under "Cancel change #6" would read as the opposite of what it does.
+            Purpose::CancelReason(_) => vec![("Enter", "cancel the change"), ("Esc", "keep it")],
             Purpose::Command => vec![("Tab", "complete"), ("Enter", "run"), ("Esc", "cancel")],
         },
         Some(Modal::Outcome(_)) => vec![("any key", "close")],

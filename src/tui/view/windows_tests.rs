@@ -88,3 +88,31 @@ fn the_windows_pane_marks_and_lists_scheduled_changes() {
         insta::assert_snapshot!(format!("windows_scheduled_{w}x{h}"), screen);
     }
 }
+
+/// `C` on #6 in the list: the prompt names the change and when it was to run, and the footer
+/// says what Enter and Esc do in words that cannot be read backwards.
+#[test]
+fn the_cancel_prompt_names_the_change_and_its_time() {
+    use crate::tui::fixtures::{key, typed};
+    for (w, h) in [(80, 24), (160, 48)] {
+        let mut s = with_scheduled(w, h);
+        update(&mut s, key('j'));
+        update(&mut s, key('C'));
+        typed(&mut s, "customer asked to wait");
+        let screen = render(&s, w, h);
+        assert!(screen.contains("Cancel change #6"), "{screen}");
+        assert!(
+            screen.contains("restart-pods on payments · CHG-4706 · by dave"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("scheduled for Tue 24 Nov 22:00 UTC (in 11h30m)"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("Enter cancel the change  Esc keep it"),
+            "{screen}"
+        );
+        insta::assert_snapshot!(format!("cancel_prompt_{w}x{h}"), screen);
+    }
+}
