@@ -374,9 +374,21 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         spans.push(Span::styled("u", theme.selected()));
         spans.push(Span::styled(format!(" {text}  "), theme.warn()));
     }
+    // Whole hints only: one cut at the edge ("? help  q") reads as a key that does nothing.
+    // The two spaces after the last one may fall off the edge.
+    let used: usize = spans.iter().map(Span::width).sum();
+    let mut room = (usize::from(area.width) + 2).saturating_sub(used);
     for (key, what) in hints {
-        spans.push(Span::styled(key.to_string(), theme.selected()));
-        spans.push(Span::raw(format!(" {what}  ")));
+        let hint = [
+            Span::styled(key.to_string(), theme.selected()),
+            Span::raw(format!(" {what}  ")),
+        ];
+        let width: usize = hint.iter().map(Span::width).sum();
+        if width > room {
+            break;
+        }
+        room -= width;
+        spans.extend(hint);
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

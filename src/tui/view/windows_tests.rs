@@ -116,3 +116,20 @@ fn the_cancel_prompt_names_the_change_and_its_time() {
         insta::assert_snapshot!(format!("cancel_prompt_{w}x{h}"), screen);
     }
 }
+
+/// With a scheduled change selected, the footer offers `C cancel`; at 80 columns what no
+/// longer fits is left out whole, never cut to a bare key.
+#[test]
+fn the_footer_offers_cancel_and_leaves_out_whole_hints_that_do_not_fit() {
+    use crate::tui::fixtures::key;
+    let mut s = with_scheduled(80, 24);
+    update(&mut s, key('j'));
+    let screen = render(&s, 80, 24);
+    let footer = screen.lines().last().unwrap_or_default().trim_matches('"');
+    assert!(footer.contains("C cancel"), "{footer}");
+    assert!(footer.trim_end().ends_with("? help"), "{footer}");
+    let s = with_scheduled(160, 48);
+    let screen = render(&s, 160, 48);
+    let footer = screen.lines().last().unwrap_or_default().trim_matches('"');
+    assert!(footer.trim_end().ends_with("q quit"), "{footer}");
+}
