@@ -110,7 +110,7 @@ impl Purpose {
             Purpose::Filter => "the filter",
             Purpose::Command => "the command",
             Purpose::Freeze => "the freeze",
-            Purpose::CancelReason(_) => "the cancellation",
+            Purpose::CancelReason(_) => "the cancellation reason",
         }
     }
 
