@@ -136,7 +136,7 @@ impl Command {
     pub fn read_only_help(self) -> Option<&'static str> {
         match self {
             Command::Open => Some(
-                "open the full change of the selected row, scrollable (Approvals, Verification)",
+                "open the full change of the selected row, scrollable (Approvals, Windows, Verification)",
             ),
             Command::CommandLine => {
                 Some("command line: incident, change N, messages, help, q (Tab completes)")
@@ -305,7 +305,7 @@ pub static KEYMAP: &[Binding] = &[
         [(KeyCode::Enter, NONE)],
         "Enter",
         Command::Open,
-        "open the selected row: the request form (Actions), or the full change, scrollable (Approvals, Verification)",
+        "open the selected row: the request form (Actions), or the full change, scrollable (other panes)",
         Some("open")
     ),
     b!(

@@ -513,9 +513,10 @@ pub fn available(state: &State, cmd: Command) -> Result<(), String> {
         }
         Command::Cancel => cancel::check(state),
         Command::Copy => copied(state).map(|_| ()),
-        Command::Open if state.pane == Pane::Windows => {
-            Err("nothing opens in the Windows pane: f announces a freeze".into())
-        }
+        Command::Open if state.pane == Pane::Windows => match windows::selected_row(state) {
+            Some(WindowsRow::Change(_)) => Ok(()),
+            _ => Err("Enter opens a scheduled change: select one under the calendar (j/k)".into()),
+        },
         _ => Ok(()),
     }
 }
@@ -573,7 +574,11 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
                     scroll(state, Scrolled::Change(id));
                 }
             }
-            Pane::Windows => {}
+            Pane::Windows => {
+                if let Some(WindowsRow::Change(id)) = windows::selected_row(state) {
+                    scroll(state, Scrolled::Change(id));
+                }
+            }
         },
         Command::Approve | Command::Deny | Command::Withdraw | Command::Filter => {
             return approvals::command(state, cmd);

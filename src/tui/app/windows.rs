@@ -429,6 +429,28 @@ mod tests {
         assert_eq!(ids(&s), vec![21]);
     }
 
+    /// Enter on a scheduled change opens all of it, to read before cancelling it; on a freeze
+    /// it says what Enter opens here.
+    #[test]
+    fn enter_opens_the_selected_scheduled_change() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, Msg::Changes(Ok(vec![scheduled(20, 60, true)])));
+        update(&mut s, key('3'));
+        assert!(update(&mut s, code(KeyCode::Enter)).is_empty());
+        assert!(s.modal.is_none(), "the freeze is selected");
+        let said = &s.message.as_ref().expect("why not").1;
+        assert!(said.contains("Enter opens a scheduled change"), "{said}");
+        update(&mut s, key('j'));
+        update(&mut s, code(KeyCode::Enter));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Scroll {
+                what: super::super::Scrolled::Change(20),
+                ..
+            })
+        ));
+    }
+
     /// Minutes-long countdowns change on the minute's turn; under a minute the countdown
     /// reads in seconds and each tick redraws, but only while the Windows pane is on screen.
     #[test]
