@@ -449,6 +449,13 @@ mod tests {
                 ..
             })
         ));
+        let shown = crate::tui::view::scrolled::lines(&s, &super::super::Scrolled::Change(20));
+        assert!(
+            shown
+                .iter()
+                .any(|(_, l)| l.starts_with("Scheduled   Tue 2026-11-24 11:30 UTC (in ")),
+            "{shown:?}"
+        );
     }
 
     /// Minutes-long countdowns change on the minute's turn; under a minute the countdown
