@@ -174,6 +174,28 @@ mod tests {
         );
     }
 
+    /// Esc then C typed quickly reaches the dashboard as Alt+Shift+C: the view closes and the
+    /// prompt opens, as if typed slowly (before, both were dropped and the typing that
+    /// followed went to the pane: `p` opened the pause prompt).
+    #[test]
+    fn esc_then_c_typed_at_once_closes_the_view_and_asks_why() {
+        let mut s = with_schedule("bob", Level::L2);
+        update(&mut s, key('j'));
+        update(&mut s, code(KeyCode::Enter));
+        assert!(matches!(s.modal, Some(Modal::Scroll { .. })));
+        update(
+            &mut s,
+            Msg::Key(KeyEvent::new(
+                KeyCode::Char('C'),
+                KeyModifiers::ALT | KeyModifiers::SHIFT,
+            )),
+        );
+        assert!(matches!(
+            &s.modal,
+            Some(Modal::Prompt(p)) if p.purpose == Purpose::CancelReason(20)
+        ));
+    }
+
     /// The server's refusal (403, 409, 422) reaches the message line in its own words, and the
     /// changes are loaded again: someone else may have moved the change on.
     #[test]

@@ -463,12 +463,13 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         return Vec::new();
     }
     // Esc and a key typed at once reach us as that key with Alt (the terminal cannot tell
-    // them apart), and nothing here is bound to Alt: take it as the two keys it was.
-    if key.modifiers == KeyModifiers::ALT && matches!(key.code, KeyCode::Char(_)) {
+    // them apart), and nothing here is bound to Alt: take it as the two keys it was. An
+    // upper-case key keeps its Shift (Esc then C is Alt+Shift+C).
+    if key.modifiers.contains(KeyModifiers::ALT) && matches!(key.code, KeyCode::Char(_)) {
         let mut effects = key_pressed(state, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
         effects.extend(key_pressed(
             state,
-            KeyEvent::new(key.code, KeyModifiers::NONE),
+            KeyEvent::new(key.code, key.modifiers.difference(KeyModifiers::ALT)),
         ));
         return effects;
     }
