@@ -293,6 +293,67 @@ async fn x_asks_before_it_removes_a_freeze() {
     assert_eq!(freezes().await, 0, "{screen}");
 }
 
+/// C on a scheduled change in the Windows pane: a reason, Enter, and the server has it
+/// cancelled with that reason; the list under the calendar lets it go.
+#[tokio::test(flavor = "multi_thread")]
+async fn c_cancels_a_scheduled_change_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cb.db").display());
+    let bob = user_add(&db, "bob", "L2");
+    let (_server, url) = serve(&db);
+    let api = ApiClient::new(&url, &bob).unwrap();
+    let change = api
+        .create_change(
+            &ChangeRequest {
+                action: "restart-pods".into(),
+                ticket: "CHG-1234".into(),
+                target: "checkout".into(),
+                params: Default::default(),
+                reason: "pick up the new config".into(),
+                run_at: Some("2026-11-24T22:00:00Z".into()),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(change.state, ChangeState::Scheduled);
+
+    let mut vars = sandbox(dir.path());
+    vars.extend([format!("CB_SERVER={url}"), format!("CB_TOKEN={bob}")]);
+    let tmux = Tmux::start("e2e-cancel", (80, 24), &vars, &[BIN, "tui"]).unwrap();
+    tmux.wait_for("● live", Duration::from_secs(15)).unwrap();
+    tmux.keys(&["3"]).unwrap();
+    tmux.wait_for("C cancel", Duration::from_secs(5)).unwrap();
+    tmux.keys(&["C"]).unwrap();
+    tmux.wait_for("Cancel change #1", Duration::from_secs(3))
+        .unwrap();
+    // Enter with no reason sends nothing.
+    tmux.keys(&["Enter"]).unwrap();
+    tmux.wait_for("a reason is required", Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(
+        api.change(change.id).await.unwrap().state,
+        ChangeState::Scheduled
+    );
+    tmux.keys(&["-l", "config rolled back"]).unwrap();
+    tmux.keys(&["Enter"]).unwrap();
+    let screen = tmux
+        .wait_for("change #1 cancelled", Duration::from_secs(5))
+        .unwrap();
+    let done = api.change(change.id).await.unwrap();
+    assert_eq!(done.state, ChangeState::Cancelled, "{screen}");
+    assert_eq!(
+        done.outcome_reason.as_deref(),
+        Some("config rolled back"),
+        "{screen}"
+    );
+    tmux.wait_for(
+        "no freeze or scheduled change this week",
+        Duration::from_secs(3),
+    )
+    .unwrap();
+}
+
 /// Read-only, end to end: an L3 whose config says `read_only = true` presses x on a freeze and
 /// nothing is removed; an observer's dashboard is read-only without asking, and `tui
 /// --read-only` is too.

@@ -6,7 +6,7 @@
 use crate::domain::action::{ActionSpec, Risk};
 use crate::domain::approval::{ApprovalRule, Requirement};
 use crate::domain::incident::{Incident, Priority};
-use crate::domain::level::Level;
+use crate::domain::level::{Act, Level};
 use crate::domain::operator::Operator;
 use crate::domain::ticket::{Ticket, TicketKind};
 use crate::domain::window::{Freeze, Governance, Pause, Schedule, WindowKind, human_duration};
@@ -51,6 +51,8 @@ pub enum Rule {
     Pause,
     Window,
     Emergency,
+    /// The requester is an observer, who requests nothing whatever the risk or the hour.
+    Observer,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -135,6 +137,11 @@ pub fn decide(input: &PolicyInput) -> Decision {
     let mut warnings = Vec::new();
     let mut required = Vec::new();
 
+    // The API refuses an observer's request before asking; what `GET /windows/at` tells one
+    // must not be an L1's answer ("executes directly") for a change they cannot make.
+    if let Err(why) = Act::Request.may(requester.level) {
+        return Decision::blocked(Rule::Observer, why);
+    }
     if risk == Risk::Low {
         reasons.push(format!(
             "{} is low risk: it needs a ticket but no window or approval",
@@ -472,6 +479,22 @@ mod tests {
                     .into_iter()
                     .collect();
                 assert_eq!(d.approvals_required, expected, "{risk} by {level}");
+            }
+        }
+    }
+
+    /// An observer is told they request nothing, at any risk, in a window or not.
+    #[test]
+    fn an_observer_requests_nothing() {
+        for risk in Risk::ALL {
+            for now in [STANDARD, OUTSIDE] {
+                let d = case(risk, Level::Observer, "CHG-1", now).decide();
+                assert_eq!(d.decision, Outcome::Blocked, "{risk} at {now}: {d:?}");
+                assert_eq!(d.blocked_by, Some(Rule::Observer));
+                assert!(
+                    d.reasons[0].starts_with("observers cannot request changes"),
+                    "{d:?}"
+                );
             }
         }
     }

@@ -7,6 +7,8 @@
 
 use crate::domain::action::Risk;
 use crate::domain::change::{Change, ChangeState, Conflict};
+use crate::domain::level::Level;
+use crate::domain::operator::Operator;
 use crate::domain::window::{Freeze, Schedule, WindowKind};
 use chrono::{DateTime, Duration, Utc};
 
@@ -109,6 +111,32 @@ pub fn missed_reason(state: ChangeState, run_at: DateTime<Utc>, grace: Duration)
         grace.num_minutes(),
         when(run_at)
     )
+}
+
+/// Why an operator may not cancel a change. The server and the dashboard each put it in their
+/// own words (a 403 or 409 there, one message line here), from this one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelRefusal {
+    /// Neither its requester nor an L2 or L3.
+    NotTheirs,
+    /// Not waiting for its time: neither scheduled nor waiting for approval with a `run_at`.
+    NotWaiting,
+}
+
+/// Whether `who` may cancel `c`: its requester or an L2+, while it waits for its time (a change
+/// waiting for approval without a `run_at` is withdrawn or denied instead). Observers are
+/// refused before this is asked ([`crate::domain::Act::Cancel`]).
+pub fn may_cancel(c: &Change, who: &Operator) -> Result<(), CancelRefusal> {
+    if who.name != c.requested_by && who.level < Level::L2 {
+        return Err(CancelRefusal::NotTheirs);
+    }
+    let waiting = c.state == ChangeState::Scheduled
+        || (c.state == ChangeState::PendingApproval && c.run_at.is_some());
+    if waiting {
+        Ok(())
+    } else {
+        Err(CancelRefusal::NotWaiting)
+    }
 }
 
 /// A stretch of time a change keeps its target busy; `end: None` is open-ended.
@@ -282,7 +310,6 @@ pub fn conflicts<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::level::Level;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -316,6 +343,36 @@ mod tests {
             command: None,
             run_at: run_at.map(at),
             conflicts: vec![],
+        }
+    }
+
+    #[test]
+    fn a_change_is_cancelled_by_its_requester_or_an_l2_while_it_waits_for_its_time() {
+        let who = |name: &str, level| Operator {
+            name: name.into(),
+            level,
+        };
+        let t = Some("2026-11-24T22:00:00Z");
+        let scheduled = change(1, ChangeState::Scheduled, t);
+        let waiting = change(2, ChangeState::PendingApproval, t);
+        let pending = change(3, ChangeState::PendingApproval, None);
+        let ran = change(4, ChangeState::Executed, t);
+        for c in [&scheduled, &waiting] {
+            assert_eq!(may_cancel(c, &who("dave", Level::L2)), Ok(()));
+            assert_eq!(may_cancel(c, &who("bob", Level::L2)), Ok(()));
+            assert_eq!(
+                may_cancel(c, &who("alice", Level::L1)),
+                Err(CancelRefusal::NotTheirs)
+            );
+        }
+        let mut own = scheduled.clone();
+        own.requested_by = "alice".into();
+        assert_eq!(may_cancel(&own, &who("alice", Level::L1)), Ok(()));
+        for c in [&pending, &ran] {
+            assert_eq!(
+                may_cancel(c, &who("dave", Level::L2)),
+                Err(CancelRefusal::NotWaiting)
+            );
         }
     }
 

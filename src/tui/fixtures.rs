@@ -87,6 +87,19 @@ pub fn change(
     }
 }
 
+/// Dave's medium-risk change scheduled `minutes` from [`now`]: `Scheduled`, or waiting for
+/// its approval when `approved` is false.
+pub fn scheduled(id: i64, minutes: i64, approved: bool) -> Change {
+    let mut c = change(id, "restart-pods", Risk::Medium, "dave", Level::L2, 1);
+    c.state = if approved {
+        ChangeState::Scheduled
+    } else {
+        ChangeState::PendingApproval
+    };
+    c.run_at = Some(now() + Duration::minutes(minutes));
+    c
+}
+
 const REQUESTERS: [(&str, Level); 6] = [
     ("alice", Level::L1),
     ("dave", Level::L2),

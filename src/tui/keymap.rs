@@ -44,6 +44,7 @@ pub enum Command {
     MarkVerified,
     Escalate,
     Rollback,
+    Cancel,
 }
 
 impl Command {
@@ -86,6 +87,7 @@ impl Command {
             Command::MarkVerified => "verified".into(),
             Command::Escalate => "escalate".into(),
             Command::Rollback => "rollback".into(),
+            Command::Cancel => "cancel".into(),
         }
     }
 }
@@ -108,6 +110,7 @@ impl Command {
             Command::MarkVerified => Some("recording a verification outcome"),
             Command::Escalate => Some("escalating a verification"),
             Command::Rollback => Some("rolling a change back"),
+            Command::Cancel => Some("cancelling a scheduled change"),
             Command::Quit
             | Command::ForceQuit
             | Command::Help
@@ -133,7 +136,7 @@ impl Command {
     pub fn read_only_help(self) -> Option<&'static str> {
         match self {
             Command::Open => Some(
-                "open the full change of the selected row, scrollable (Approvals, Verification)",
+                "open the full change of the selected row, scrollable (Approvals, Windows, Verification)",
             ),
             Command::CommandLine => {
                 Some("command line: incident, change N, messages, help, q (Tab completes)")
@@ -286,12 +289,23 @@ pub static KEYMAP: &[Binding] = &[
         "roll the change back through the policy (asks y/n); it runs during its escalation's pause",
         Some("rollback")
     ),
+    // Global, so the footer offers it wherever a change waiting for its time is selected (the
+    // Approvals queue, the Windows pane's list) and other panes say where to find one. Upper
+    // case because `c` copies and `x` already removes a freeze in the Windows pane.
+    b!(
+        Global,
+        [(KeyCode::Char('C'), SHIFT), (KeyCode::Char('C'), NONE)],
+        "C",
+        Command::Cancel,
+        "cancel the selected scheduled change (Approvals, Windows; asks for a reason)",
+        Some("cancel")
+    ),
     b!(
         Global,
         [(KeyCode::Enter, NONE)],
         "Enter",
         Command::Open,
-        "open the selected row: request the action (Actions), or the full change, scrollable (Approvals, Verification)",
+        "open the selected row: the request form (Actions), or the full change, scrollable (other panes)",
         Some("open")
     ),
     b!(

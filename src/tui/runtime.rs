@@ -195,6 +195,7 @@ pub fn spawn_effect(client: &ApiClient, effect: Effect, tx: &mpsc::UnboundedSend
             Effect::Approve(id, req) => Msg::ChangeDecided(text(client.approve(id, &req).await)),
             Effect::Deny(id, req) => Msg::ChangeDecided(text(client.deny(id, &req).await)),
             Effect::Withdraw(id, req) => Msg::ChangeDecided(text(client.withdraw(id, &req).await)),
+            Effect::Cancel(id, req) => Msg::ChangeDecided(text(client.cancel(id, &req).await)),
             Effect::AddFreeze(req) => Msg::GovernanceDone(
                 text(client.create_freeze(&req).await)
                     .map(|f| format!("freeze '{}' announced", f.name)),

@@ -6,7 +6,8 @@ use crate::support::*;
 use commandbridge::domain::Outcome;
 use commandbridge::domain::api::{FreezeRequest, PauseRequest};
 use commandbridge::domain::calendar::{CalendarOpen, CalendarState, FeedRequest};
-use commandbridge::domain::{Risk, WindowKind};
+use commandbridge::domain::policy::Rule;
+use commandbridge::domain::{Level, Risk, WindowKind};
 use reqwest::Method;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -305,6 +306,42 @@ async fn agrees_with_a_request_at(asker: &TestServer, instant: &str) -> Calendar
         assert_eq!(cut(&said.reasons[0]), cut(&p.reasons[0]), "{instant} {r:?}");
     }
     state
+}
+
+/// An observer runs nothing: `window at` says so at every risk (it said a medium-risk change
+/// "executes directly", an L1's answer), and tells them the calendar as it tells anyone.
+#[tokio::test]
+async fn windows_at_tells_an_observer_they_request_nothing() {
+    let mut srv = TestServer::start(TUESDAY_10).await;
+    srv.add_operator("olga", Level::Observer).await;
+    let olga = srv
+        .client("olga")
+        .window_at(TUESDAY_10)
+        .await
+        .expect("an observer reads GET /windows/at");
+    let alice = srv.client("alice").window_at(TUESDAY_10).await.expect("at");
+    assert_eq!(olga.state, CalendarOpen::Open);
+    assert_eq!(
+        (&olga.open, &olga.summary, &olga.next_transition),
+        (&alice.open, &alice.summary, &alice.next_transition)
+    );
+    assert_eq!(olga.risks.len(), alice.risks.len());
+    for r in &olga.risks {
+        assert_eq!(r.decision, Outcome::Blocked, "{r:?}");
+        assert_eq!(r.blocked_by, Some(Rule::Observer), "{r:?}");
+        assert!(
+            r.reasons[0].starts_with("observers cannot request changes"),
+            "{r:?}"
+        );
+        assert!(
+            !r.reasons
+                .iter()
+                .any(|why| why.contains("executes directly")),
+            "{r:?}"
+        );
+    }
+    // The same instant, asked by an L1: a medium-risk change runs.
+    assert_eq!(risk(&alice, Risk::Medium).decision, Outcome::Execute);
 }
 
 #[tokio::test]

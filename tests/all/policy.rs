@@ -13,7 +13,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc, Weekday};
 use commandbridge::config::ServerConfig;
 use commandbridge::domain::approval::{ApprovalRefusal, Requirement, may_approve, unmet};
-use commandbridge::domain::policy::{Decision, Outcome, PolicyInput, decide};
+use commandbridge::domain::policy::{Decision, Outcome, PolicyInput, Rule, decide};
 use commandbridge::domain::{
     ActionSpec, Approval, Freeze, Incident, Level, Operator, Pause, Priority, Risk, Ticket,
     TicketKind,
@@ -149,6 +149,16 @@ fn level() -> impl Strategy<Value = Level> {
     prop::sample::select(Level::ALL.to_vec())
 }
 
+/// Who requests: every level but observers, whose requests the API refuses before the policy
+/// is asked (`observers_request_nothing` says what the policy tells one).
+fn requester_level() -> impl Strategy<Value = Level> {
+    let levels: Vec<Level> = Level::ALL
+        .into_iter()
+        .filter(|l| !l.is_observer())
+        .collect();
+    prop::sample::select(levels)
+}
+
 fn priority() -> impl Strategy<Value = Priority> {
     prop::sample::select(vec![Priority::P1, Priority::P2, Priority::P3, Priority::P4])
 }
@@ -241,7 +251,7 @@ fn scenario_with(
     (
         action,
         ticket,
-        (name(), level()),
+        (name(), requester_level()),
         now(),
         freeze_at(),
         any::<bool>(),
@@ -490,6 +500,17 @@ proptest! {
                 "{:?}", refused
             );
         }
+    }
+
+    /// An observer requests nothing: whatever the change, the hour, the freeze or the incident,
+    /// the policy blocks it by the observer rule (what `GET /windows/at` tells one).
+    #[test]
+    fn observers_request_nothing(mut s in scenario()) {
+        s.requester.level = Level::Observer;
+        let d = s.decide();
+        prop_assert_eq!(d.decision, Outcome::Blocked);
+        prop_assert_eq!(d.blocked_by, Some(Rule::Observer), "{:?}", d);
+        prop_assert!(d.approvals_required.is_empty(), "{d:?}");
     }
 
     /// (d) Low-risk actions are never blocked and never need approvals.

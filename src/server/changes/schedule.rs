@@ -11,7 +11,6 @@ use super::*;
 use crate::config::ConflictMode;
 use crate::domain::api::NextWindow;
 use crate::domain::change::Conflict;
-use crate::domain::level::Level;
 use crate::domain::schedule::{self as rules, RunAt};
 use crate::domain::ticket::{Ticket, TicketKind};
 use crate::server::store::LiveChange;
@@ -411,25 +410,26 @@ pub async fn cancel(
         .change(id)
         .await?
         .ok_or_else(|| ServiceError::not_found(format!("no change #{id}")))?;
-    if caller.name != change.requested_by && caller.level < Level::L2 {
-        return Err(ServiceError::forbidden(format!(
-            "only its requester ({}) or an L2 or L3 may cancel change #{id}; you are {} {}",
-            change.requested_by, caller.name, caller.level
-        )));
-    }
-    let cancellable = change.state == ChangeState::Scheduled
-        || (change.state == ChangeState::PendingApproval && change.run_at.is_some());
-    if !cancellable {
-        let instead = if change.state == ChangeState::PendingApproval {
-            ": it has no run_at; its requester withdraws it, a reviewer denies it"
-        } else {
-            ""
-        };
-        return Err(ServiceError::conflict(format!(
-            "change #{id} is {}: only a scheduled change (or one waiting for approval with a \
-             run_at) can be cancelled{instead}",
-            change.state
-        )));
+    match rules::may_cancel(&change, caller) {
+        Ok(()) => {}
+        Err(rules::CancelRefusal::NotTheirs) => {
+            return Err(ServiceError::forbidden(format!(
+                "only its requester ({}) or an L2 or L3 may cancel change #{id}; you are {} {}",
+                change.requested_by, caller.name, caller.level
+            )));
+        }
+        Err(rules::CancelRefusal::NotWaiting) => {
+            let instead = if change.state == ChangeState::PendingApproval {
+                ": it has no run_at; its requester withdraws it, a reviewer denies it"
+            } else {
+                ""
+            };
+            return Err(ServiceError::conflict(format!(
+                "change #{id} is {}: only a scheduled change (or one waiting for approval with a \
+                 run_at) can be cancelled{instead}",
+                change.state
+            )));
+        }
     }
     if !tx
         .change_transition(

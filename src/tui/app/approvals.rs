@@ -368,6 +368,10 @@ pub(super) fn decided(state: &mut State, r: Result<Change, String>) -> Vec<Effec
                     format!("approved change #{}; it still {}", c.id, needs(&c))
                 }
                 ChangeState::Withdrawn => format!("change #{} withdrawn", c.id),
+                ChangeState::Cancelled => format!(
+                    "change #{} cancelled: {} on {} will not run",
+                    c.id, c.action, c.target
+                ),
                 ChangeState::Scheduled => format!(
                     "approved: change #{} is scheduled for {}",
                     c.id,

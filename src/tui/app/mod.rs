@@ -8,6 +8,7 @@
 mod actions;
 mod activity;
 mod approvals;
+mod cancel;
 mod cmdline;
 mod conflicts;
 mod incidents;
@@ -26,11 +27,15 @@ pub use incidents::Incidents;
 pub use list::{Motion, SelectList};
 pub use modal::{Confirmed, Modal, Prompt, Purpose, Scrolled};
 pub use verification::VerificationPane;
-pub use windows::{UNDO_SECS, Undo, WindowsPane, scheduled_in_week};
+pub use windows::{
+    Row as WindowsRow, UNDO_SECS, Undo, WindowsPane, scheduled_in_week,
+    selected_row as selected_windows_row,
+};
 
 use crate::domain::api::{
-    ApproveRequest, Calendar, CatalogEntry, ChangeRequest, DenyRequest, Event, FreezeRequest, Me,
-    OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus, WithdrawRequest,
+    ApproveRequest, Calendar, CancelRequest, CatalogEntry, ChangeRequest, DenyRequest, Event,
+    FreezeRequest, Me, OutcomeRequest, PauseRequest, Preview, RollbackRequest, WindowStatus,
+    WithdrawRequest,
 };
 use crate::domain::change::Change;
 use crate::domain::verification::Verification;
@@ -113,7 +118,7 @@ pub enum Msg {
     RolledBack(Result<Change, String>),
     Preview(u64, Result<Preview, String>),
     Submitted(Result<Change, String>),
-    /// An approval or a denial went through (or not).
+    /// An approval, a denial, a withdrawal or a cancellation went through (or not).
     ChangeDecided(Result<Change, String>),
     /// A freeze, pause or resume went through (or not); the text says which.
     GovernanceDone(Result<String, String>),
@@ -166,6 +171,8 @@ pub enum Effect {
     Approve(i64, ApproveRequest),
     Deny(i64, DenyRequest),
     Withdraw(i64, WithdrawRequest),
+    /// Cancel change #id, which waits for its time.
+    Cancel(i64, CancelRequest),
     AddFreeze(FreezeRequest),
     RemoveFreeze(i64),
     Pause(PauseRequest),
@@ -456,12 +463,13 @@ fn key_pressed(state: &mut State, key: KeyEvent) -> Vec<Effect> {
         return Vec::new();
     }
     // Esc and a key typed at once reach us as that key with Alt (the terminal cannot tell
-    // them apart), and nothing here is bound to Alt: take it as the two keys it was.
-    if key.modifiers == KeyModifiers::ALT && matches!(key.code, KeyCode::Char(_)) {
+    // them apart), and nothing here is bound to Alt: take it as the two keys it was. An
+    // upper-case key keeps its Shift (Esc then C is Alt+Shift+C).
+    if key.modifiers.contains(KeyModifiers::ALT) && matches!(key.code, KeyCode::Char(_)) {
         let mut effects = key_pressed(state, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
         effects.extend(key_pressed(
             state,
-            KeyEvent::new(key.code, KeyModifiers::NONE),
+            KeyEvent::new(key.code, key.modifiers.difference(KeyModifiers::ALT)),
         ));
         return effects;
     }
@@ -504,10 +512,12 @@ pub fn available(state: &State, cmd: Command) -> Result<(), String> {
         Command::MarkVerified | Command::Escalate | Command::Rollback => {
             verification::check(state, cmd)
         }
+        Command::Cancel => cancel::check(state),
         Command::Copy => copied(state).map(|_| ()),
-        Command::Open if state.pane == Pane::Windows => {
-            Err("nothing opens in the Windows pane: f announces a freeze".into())
-        }
+        Command::Open if state.pane == Pane::Windows => match windows::selected_row(state) {
+            Some(WindowsRow::Change(_)) => Ok(()),
+            _ => Err("Enter opens a scheduled change: select one under the calendar (j/k)".into()),
+        },
         _ => Ok(()),
     }
 }
@@ -549,7 +559,7 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
             match state.pane {
                 Pane::Actions => state.actions.list.go(motion, page),
                 Pane::Approvals => state.approvals.go(motion, page),
-                Pane::Windows => state.windows.freezes.go(motion, page),
+                Pane::Windows => windows::go(state, motion, page),
                 Pane::Verification => state.verification.list.go(motion, page),
             }
         }
@@ -565,7 +575,11 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
                     scroll(state, Scrolled::Change(id));
                 }
             }
-            Pane::Windows => {}
+            Pane::Windows => {
+                if let Some(WindowsRow::Change(id)) = windows::selected_row(state) {
+                    scroll(state, Scrolled::Change(id));
+                }
+            }
         },
         Command::Approve | Command::Deny | Command::Withdraw | Command::Filter => {
             return approvals::command(state, cmd);
@@ -580,6 +594,7 @@ fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
         Command::MarkVerified | Command::Escalate | Command::Rollback => {
             return verification::command(state, cmd);
         }
+        Command::Cancel => cancel::command(state),
     }
     Vec::new()
 }

@@ -2,7 +2,7 @@
 //! confirms, one prompt whose keys work the same whatever it asks, the change form, the outcome
 //! of a submission and the help.
 
-use super::{Effect, State, Tone, actions, approvals, cmdline, verification, windows};
+use super::{Effect, State, Tone, actions, approvals, cancel, cmdline, verification, windows};
 use crate::domain::change::Change;
 use crate::tui::form::{ChangeForm, Field, FieldKey, Fields};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -77,6 +77,8 @@ pub enum Purpose {
     /// The `:` command line.
     Command,
     Freeze,
+    /// Why change #id, waiting for its time, must not run.
+    CancelReason(i64),
 }
 
 impl Prompt {
@@ -94,7 +96,7 @@ impl Prompt {
         match self.purpose {
             Purpose::Filter | Purpose::Command => false,
             Purpose::Freeze => filled(0) || filled(2),
-            Purpose::DenyReason(_) | Purpose::PauseReason => filled(0),
+            Purpose::DenyReason(_) | Purpose::PauseReason | Purpose::CancelReason(_) => filled(0),
         }
     }
 }
@@ -108,6 +110,16 @@ impl Purpose {
             Purpose::Filter => "the filter",
             Purpose::Command => "the command",
             Purpose::Freeze => "the freeze",
+            Purpose::CancelReason(_) => "the cancellation reason",
+        }
+    }
+
+    /// What the message line says when the prompt is dropped unsent.
+    fn dropped(self) -> String {
+        match self {
+            // "the cancellation cancelled" would leave a tired reader guessing.
+            Purpose::CancelReason(id) => format!("change #{id} not cancelled: it stays as it was"),
+            _ => format!("{} cancelled", self.doing()),
         }
     }
 }
@@ -163,9 +175,7 @@ fn confirm_key(state: &mut State, what: Confirmed, key: KeyEvent) -> Vec<Effect>
         Confirmed::Discard(form) if !yes => state.modal = Some(Modal::Form(form)),
         Confirmed::Discard(_) => {}
         Confirmed::DiscardPrompt(prompt) if !yes => state.modal = Some(Modal::Prompt(prompt)),
-        Confirmed::DiscardPrompt(prompt) => {
-            state.say(Tone::Info, format!("{} cancelled", prompt.purpose.doing()))
-        }
+        Confirmed::DiscardPrompt(prompt) => state.say(Tone::Info, prompt.purpose.dropped()),
         Confirmed::Deny(_, prompt) | Confirmed::Freeze(prompt) | Confirmed::Pause(prompt) => {
             if yes {
                 return submitted(state, prompt);
@@ -202,6 +212,7 @@ fn requests(state: &State, prompt: &Prompt) -> Result<Vec<Effect>, String> {
         Purpose::Filter | Purpose::Command => Ok(Vec::new()),
         Purpose::PauseReason => windows::pause(&prompt.fields),
         Purpose::Freeze => windows::add_freeze(&prompt.fields, state.now),
+        Purpose::CancelReason(id) => cancel::request(id, &prompt.fields),
     }
 }
 
@@ -236,7 +247,7 @@ fn prompt_key(state: &mut State, mut prompt: Prompt, key: KeyEvent) -> Vec<Effec
         }
         FieldKey::Cancel => {
             if !matches!(prompt.purpose, Purpose::Filter | Purpose::Command) {
-                state.say(Tone::Info, format!("{} cancelled", prompt.purpose.doing()));
+                state.say(Tone::Info, prompt.purpose.dropped());
             }
             Vec::new()
         }
@@ -246,8 +257,11 @@ fn prompt_key(state: &mut State, mut prompt: Prompt, key: KeyEvent) -> Vec<Effec
         FieldKey::Submit => match requests(state, &prompt) {
             // The filter applies as it is typed: nothing to confirm.
             Ok(_) if prompt.purpose == Purpose::Filter => Vec::new(),
-            Ok(_) => {
+            Ok(effects) => {
                 let confirm = match prompt.purpose {
+                    // The reason typed under "Cancel change #id" is the confirmation: Enter
+                    // sends it.
+                    Purpose::CancelReason(id) => return cancel::send(state, id, effects),
                     Purpose::DenyReason(id) => Confirmed::Deny(id, prompt),
                     Purpose::Freeze => Confirmed::Freeze(prompt),
                     _ => Confirmed::Pause(prompt),

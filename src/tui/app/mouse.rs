@@ -23,7 +23,7 @@ pub(super) fn event(state: &mut State, ev: MouseEvent) -> Vec<Effect> {
                         Pane::Actions => state.actions.list.select(i),
                         Pane::Approvals => state.approvals.select(i),
                         Pane::Verification => state.verification.list.select(i),
-                        Pane::Windows => state.windows.freezes.select(i),
+                        Pane::Windows => state.windows.select(i),
                     }
                 }
                 None => state.dirty = false,

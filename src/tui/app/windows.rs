@@ -1,6 +1,6 @@
 //! Pane 3: the deployment windows, the week's calendar, freezes and the pause.
 
-use super::{Confirmed, Effect, Modal, Prompt, Purpose, SelectList, State, Tone};
+use super::{Confirmed, Effect, Modal, Motion, Prompt, Purpose, SelectList, State, Tone};
 use crate::domain::Level;
 use crate::domain::api::{Calendar, FreezeRequest, PauseRequest, WindowStatus};
 use crate::domain::change::{Change, ChangeState};
@@ -16,7 +16,9 @@ pub struct WindowsPane {
     /// Weeks from the current one shown in the calendar.
     pub week_offset: i64,
     /// Freezes in the calendar that can be removed from here (announced over the API).
-    pub freezes: SelectList<(i64, FreezeRequest)>,
+    pub freezes: Vec<(i64, FreezeRequest)>,
+    /// The selected row of the list under the grid (see [`rows`]); kept inside it when read.
+    cursor: usize,
     /// Removing a freeze or resuming changes can be undone for a moment after it went through.
     pub undo: Option<Undo>,
     /// The undo of a removal or resume on its way to the server, armed when it is answered.
@@ -101,8 +103,47 @@ impl WindowsPane {
             })
             .collect();
         self.calendar = Some(c);
-        self.freezes.set_items(removable);
+        self.freezes = removable;
     }
+
+    pub(super) fn select(&mut self, i: usize) {
+        self.cursor = i;
+    }
+}
+
+/// A row of the list under the grid that can be selected: a freeze announced over the API
+/// (`x` removes it) or a scheduled change of the week shown (`C` cancels it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    Freeze(i64),
+    Change(i64),
+}
+
+/// The selectable rows, in the order they are listed: the freezes, then the scheduled changes
+/// by time. Made from the calendar and the changes each time, so an event that adds or ends a
+/// change never leaves a stale copy behind.
+pub fn rows(state: &State) -> Vec<Row> {
+    let freezes = state.windows.freezes.iter().map(|(id, _)| Row::Freeze(*id));
+    let changes = scheduled_in_week(state)
+        .into_iter()
+        .map(|c| Row::Change(c.id));
+    freezes.chain(changes).collect()
+}
+
+/// The selected row, if the list has any.
+pub fn selected_row(state: &State) -> Option<Row> {
+    let rows = rows(state);
+    let last = rows.len().checked_sub(1)?;
+    rows.get(state.windows.cursor.min(last)).copied()
+}
+
+/// j/k and the other motions move over [`rows`], as they move over every pane's list.
+pub(super) fn go(state: &mut State, motion: Motion, page: usize) {
+    let mut list = SelectList::default();
+    list.set_items(rows(state));
+    list.select(state.windows.cursor);
+    list.go(motion, page);
+    state.windows.cursor = list.selected_index();
 }
 
 /// The scheduled changes whose time falls in the week shown, by time: approved ones and those
@@ -145,13 +186,14 @@ pub(super) fn check(state: &State, cmd: Command) -> Result<(), String> {
         Command::AddFreeze => may(Governance::AnnounceFreeze, level),
         Command::RemoveFreeze => {
             may(Governance::RemoveFreeze, level)?;
-            match w.freezes.selected() {
-                Some(_) => Ok(()),
-                None => Err(
+            match selected_row(state) {
+                Some(Row::Freeze(_)) => Ok(()),
+                _ if w.freezes.is_empty() => Err(
                     "no freeze announced over the API in this week (configured freezes \
                      are changed in the server's configuration)"
                         .into(),
                 ),
+                _ => Err("x removes the selected freeze: select one (k)".into()),
             }
         }
         Command::Pause => {
@@ -206,8 +248,8 @@ pub(super) fn command(state: &mut State, cmd: Command) -> Vec<Effect> {
             )));
         }
         Command::RemoveFreeze => {
-            if let Some((id, _)) = state.windows.freezes.selected() {
-                state.modal = Some(Modal::Confirm(Confirmed::RemoveFreeze(*id)));
+            if let Some(Row::Freeze(id)) = selected_row(state) {
+                state.modal = Some(Modal::Confirm(Confirmed::RemoveFreeze(id)));
             }
         }
         Command::Pause => {
@@ -245,7 +287,6 @@ pub(super) fn remove_freeze(state: &mut State, id: i64) -> Vec<Effect> {
     let again = state
         .windows
         .freezes
-        .items()
         .iter()
         .find(|(f, _)| *f == id)
         .map(|(_, req)| req.clone());
@@ -336,28 +377,8 @@ pub(super) fn governance_done(state: &mut State, r: Result<String, String>) -> V
 mod tests {
     use super::super::{Msg, update};
     use super::*;
-    use crate::tui::fixtures::{code, key, now, scene, typed};
+    use crate::tui::fixtures::{code, key, now, scene, scheduled, typed};
     use crossterm::event::KeyCode;
-
-    /// A change scheduled `minutes` from the fixture's now: `Scheduled`, or waiting for its
-    /// approval when `approved` is false.
-    pub(crate) fn scheduled(id: i64, minutes: i64, approved: bool) -> Change {
-        let mut c = crate::tui::fixtures::change(
-            id,
-            "restart-pods",
-            crate::domain::Risk::Medium,
-            "dave",
-            Level::L2,
-            1,
-        );
-        c.state = if approved {
-            ChangeState::Scheduled
-        } else {
-            ChangeState::PendingApproval
-        };
-        c.run_at = Some(now() + Duration::minutes(minutes));
-        c
-    }
 
     #[test]
     fn the_week_shows_the_scheduled_changes_whose_time_falls_in_it() {
@@ -406,6 +427,35 @@ mod tests {
             ))),
         );
         assert_eq!(ids(&s), vec![21]);
+    }
+
+    /// Enter on a scheduled change opens all of it, to read before cancelling it; on a freeze
+    /// it says what Enter opens here.
+    #[test]
+    fn enter_opens_the_selected_scheduled_change() {
+        let mut s = scene("bob", Level::L2);
+        update(&mut s, Msg::Changes(Ok(vec![scheduled(20, 60, true)])));
+        update(&mut s, key('3'));
+        assert!(update(&mut s, code(KeyCode::Enter)).is_empty());
+        assert!(s.modal.is_none(), "the freeze is selected");
+        let said = &s.message.as_ref().expect("why not").1;
+        assert!(said.contains("Enter opens a scheduled change"), "{said}");
+        update(&mut s, key('j'));
+        update(&mut s, code(KeyCode::Enter));
+        assert!(matches!(
+            s.modal,
+            Some(Modal::Scroll {
+                what: super::super::Scrolled::Change(20),
+                ..
+            })
+        ));
+        let shown = crate::tui::view::scrolled::lines(&s, &super::super::Scrolled::Change(20));
+        assert!(
+            shown
+                .iter()
+                .any(|(_, l)| l.starts_with("Scheduled   Tue 2026-11-24 11:30 UTC (in ")),
+            "{shown:?}"
+        );
     }
 
     /// Minutes-long countdowns change on the minute's turn; under a minute the countdown

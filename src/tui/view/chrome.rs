@@ -347,6 +347,8 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 ("Esc", "cancel"),
             ],
             Purpose::Filter => vec![("Enter", "keep filter"), ("Esc", "clear filter")],
+            // "Esc cancel" under "Cancel change #6" would read as the opposite of what it does.
+            Purpose::CancelReason(_) => vec![("Enter", "cancel the change"), ("Esc", "keep it")],
             Purpose::Command => vec![("Tab", "complete"), ("Enter", "run"), ("Esc", "cancel")],
         },
         Some(Modal::Outcome(_)) => vec![("any key", "close")],
@@ -372,9 +374,41 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         spans.push(Span::styled("u", theme.selected()));
         spans.push(Span::styled(format!(" {text}  "), theme.warn()));
     }
-    for (key, what) in hints {
-        spans.push(Span::styled(key.to_string(), theme.selected()));
-        spans.push(Span::raw(format!(" {what}  ")));
+    let hint = |(key, what): (&str, &str)| {
+        [
+            Span::styled(key.to_string(), theme.selected()),
+            Span::raw(format!(" {what}  ")),
+        ]
+    };
+    let width = |h: &[Span]| h.iter().map(Span::width).sum::<usize>();
+    // `?` lists every key, so its hint is the last to go when they do not all fit.
+    let help_hint = state
+        .keymap
+        .bindings
+        .iter()
+        .find(|b| b.command == crate::tui::keymap::Command::Help)
+        .and_then(|b| b.hint);
+    let help_at = hints.iter().position(|(_, what)| Some(*what) == help_hint);
+    let mut hints: Vec<[Span; 2]> = hints.into_iter().map(hint).collect();
+    // The two spaces after the last hint may fall off the edge.
+    let room = (usize::from(area.width) + 2).saturating_sub(width(&spans));
+    if hints.iter().map(|h| width(h)).sum::<usize>() > room {
+        // Too many: whole hints only (one cut at the edge, "? help  q", reads as a key that
+        // does nothing), and help stays.
+        let help = help_at.map(|i| hints.remove(i));
+        let mut left = room.saturating_sub(help.as_ref().map_or(0, |h| width(h)));
+        let fit = hints
+            .iter()
+            .take_while(|h| {
+                let w = width(*h);
+                let fits = w <= left;
+                left = left.saturating_sub(w);
+                fits
+            })
+            .count();
+        hints.truncate(fit);
+        hints.extend(help);
     }
+    spans.extend(hints.into_iter().flatten());
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

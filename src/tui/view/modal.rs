@@ -2,6 +2,7 @@
 
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::policy::Outcome;
+use crate::domain::window::human_duration;
 use crate::tui::app::{Confirmed, Modal, Purpose, State, UNDO_SECS};
 use crate::tui::form::{ChangeForm, Fields, TICKET};
 use crate::tui::theme::Theme;
@@ -33,8 +34,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 Purpose::Filter | Purpose::Command => String::new(),
                 Purpose::PauseReason => "Pause all changes".into(),
                 Purpose::Freeze => "Announce a freeze (UTC)".into(),
+                Purpose::CancelReason(id) => format!("Cancel change #{id}"),
             };
-            prompt(frame, area, &title, &p.fields, theme);
+            let about = match p.purpose {
+                Purpose::CancelReason(id) => cancelled(state, id, theme),
+                _ => Vec::new(),
+            };
+            prompt(frame, area, &title, about, &p.fields, theme);
         }
     }
 }
@@ -168,7 +174,6 @@ fn confirm_text(what: &Confirmed, state: &State) -> (&'static str, String) {
             let name = state
                 .windows
                 .freezes
-                .items()
                 .iter()
                 .find(|(f, _)| f == id)
                 .map(|(_, f)| {
@@ -383,11 +388,58 @@ fn field_lines(frame: &mut Frame, area: Rect, fields: &Fields, theme: &Theme) {
     }
 }
 
-fn prompt(frame: &mut Frame, area: Rect, title: &str, fields: &Fields, theme: &Theme) {
-    let h = (fields.fields.len() as u16) * 2 + 2;
+/// A prompt's fields under the lines `about` what it acts on (and a blank line after them).
+fn prompt(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    about: Vec<Line>,
+    fields: &Fields,
+    theme: &Theme,
+) {
+    let about_h = if about.is_empty() {
+        0
+    } else {
+        about.len() as u16 + 1
+    };
+    let h = about_h + (fields.fields.len() as u16) * 2 + 2;
     let rect = centered(area, 72, h);
     let inner = popup(frame, rect, title, theme);
-    field_lines(frame, inner, fields, theme);
+    let [top, rest] =
+        Layout::vertical([Constraint::Length(about_h), Constraint::Min(0)]).areas(inner);
+    frame.render_widget(Paragraph::new(about), top);
+    field_lines(frame, rest, fields, theme);
+}
+
+/// What "Cancel change #id" ends: the change, when it was to run, and that it is for good.
+fn cancelled<'a>(state: &State, id: i64, theme: &Theme) -> Vec<Line<'a>> {
+    let Some(c) = state.approvals.changes().get(&id) else {
+        return Vec::new();
+    };
+    let when = c
+        .run_at
+        .map(|t| {
+            let left = if t > state.now {
+                format!("in {}", human_duration(t - state.now))
+            } else {
+                "due now".into()
+            };
+            format!(" {} UTC ({left})", t.format("%a %d %b %H:%M"))
+        })
+        .unwrap_or_default();
+    let status = if c.state == ChangeState::PendingApproval {
+        format!("waiting for approval, to run{when}")
+    } else {
+        format!("scheduled for{when}")
+    };
+    vec![
+        Line::raw(format!(
+            "{} on {} · {} · by {}",
+            c.action, c.target, c.ticket, c.requested_by
+        )),
+        Line::styled(status, theme.warn()),
+        Line::raw("It will not run; to run it after all, request it again."),
+    ]
 }
 
 fn change_form(

@@ -3,8 +3,9 @@
 //! needs their number to keep the scroll inside them.
 
 use crate::domain::approval;
-use crate::domain::change::Change;
+use crate::domain::change::{Change, ChangeState};
 use crate::domain::verification::Verification;
+use crate::domain::window::human_duration;
 use crate::tui::app::{Scrolled, State, Tone};
 use crate::tui::keymap::Scope;
 use crate::tui::theme::Theme;
@@ -269,6 +270,20 @@ fn change(state: &State, id: i64) -> Vec<(Look, String)> {
             c.created_at.format("%Y-%m-%d %H:%M:%S UTC")
         ),
     );
+    // When it runs: what someone about to cancel it (C) reads first.
+    if let Some(t) = c.run_at {
+        let at = t.format("%a %Y-%m-%d %H:%M UTC");
+        let left = human_duration(t - state.now);
+        match c.state {
+            ChangeState::Scheduled if t > state.now => {
+                field("Scheduled", format!("{at} (in {left})"))
+            }
+            ChangeState::PendingApproval if t > state.now => {
+                field("Scheduled", format!("{at} (in {left}), once approved"))
+            }
+            _ => field("Run at", at.to_string()),
+        }
+    }
     let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     field("Parameters", params.join(" "));
     field("Reason", c.reason.clone());

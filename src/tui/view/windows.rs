@@ -4,11 +4,10 @@
 
 use crate::domain::change::{Change, ChangeState};
 use crate::domain::window::human_duration;
-use crate::tui::app::State;
-use crate::tui::app::scheduled_in_week;
+use crate::tui::app::{State, WindowsRow, scheduled_in_week, selected_windows_row};
 use crate::tui::theme::Theme;
 use crate::tui::view::chrome::window_summary;
-use crate::tui::view::fit;
+use crate::tui::view::{fit, scroll_offset};
 use chrono::{Duration, Timelike};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -122,12 +121,19 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         legend,
     );
     let mut info = Vec::new();
-    let selected_id = state.windows.freezes.selected().map(|(id, _)| *id);
+    let selected = selected_windows_row(state);
+    // Where the selected row lands in `info`, to keep it in sight below.
+    let mut selected_at = None;
     for b in cal.blocks.iter().filter(|b| b.kind == "freeze") {
         let removable = b.freeze_id.is_some();
-        let selected = selected_id.is_some() && b.freeze_id == selected_id;
+        let is_selected = b
+            .freeze_id
+            .is_some_and(|id| selected == Some(WindowsRow::Freeze(id)));
+        if is_selected {
+            selected_at = Some(info.len());
+        }
         let line = Line::from(vec![
-            Span::raw(if selected { "▶ " } else { "  " }),
+            Span::raw(if is_selected { "▶ " } else { "  " }),
             Span::styled("FREEZE ", theme.freeze_block()),
             Span::raw(format!(
                 "'{}' {} → {}{}",
@@ -137,7 +143,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
                 if removable { "" } else { " (configured)" }
             )),
         ]);
-        info.push(if selected {
+        info.push(if is_selected {
             line.style(theme.selected())
         } else {
             line
@@ -155,15 +161,22 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: &Theme) {
         ));
     }
     for c in &scheduled {
-        info.push(scheduled_line(c, state, theme));
+        let is_selected = selected == Some(WindowsRow::Change(c.id));
+        if is_selected {
+            selected_at = Some(info.len());
+        }
+        info.push(scheduled_line(c, state, theme, is_selected));
     }
-    // More than the room under the grid: the last line says how many are left out.
+    // More than the room under the grid: the list scrolls to keep the selected row in sight,
+    // and the last line says how many are out of sight.
     let room = rest.height as usize;
     if info.len() > room && room > 0 {
-        let hidden = info.len() - room + 1;
-        info.truncate(room - 1);
+        let shown = room - 1;
+        let hidden = info.len() - shown;
+        let start = selected_at.map_or(0, |i| scroll_offset(i, shown, info.len()));
+        info = info.into_iter().skip(start).take(shown).collect();
         info.push(Line::styled(
-            format!("  … {hidden} more (see the Approvals pane or `change list`)"),
+            format!("  … {hidden} more out of sight (j/k scrolls)"),
             theme.dim(),
         ));
     }
@@ -185,7 +198,7 @@ const SCHEDULED_MARK: &str = "⏲";
 
 /// "⏲ #42 Tue 22:00 · in 11h30m · scheduled · restart-pods on checkout by bob": when and the
 /// countdown first, so a narrow pane cuts the tail, never the time.
-fn scheduled_line<'a>(c: &Change, state: &State, theme: &Theme) -> Line<'a> {
+fn scheduled_line<'a>(c: &Change, state: &State, theme: &Theme, selected: bool) -> Line<'a> {
     let Some(run_at) = c.run_at else {
         return Line::default();
     };
@@ -199,8 +212,8 @@ fn scheduled_line<'a>(c: &Change, state: &State, theme: &Theme) -> Line<'a> {
     } else {
         "scheduled"
     };
-    Line::from(vec![
-        Span::raw("  "),
+    let line = Line::from(vec![
+        Span::raw(if selected { "▶ " } else { "  " }),
         Span::styled(
             format!("{SCHEDULED_MARK} #{}", c.id),
             theme.state(ChangeState::Scheduled),
@@ -213,5 +226,10 @@ fn scheduled_line<'a>(c: &Change, state: &State, theme: &Theme) -> Line<'a> {
             " · {} on {} by {}",
             c.action, c.target, c.requested_by
         )),
-    ])
+    ]);
+    if selected {
+        line.style(theme.selected())
+    } else {
+        line
+    }
 }

@@ -88,3 +88,48 @@ fn the_windows_pane_marks_and_lists_scheduled_changes() {
         insta::assert_snapshot!(format!("windows_scheduled_{w}x{h}"), screen);
     }
 }
+
+/// `C` on #6 in the list: the prompt names the change and when it was to run, and the footer
+/// says what Enter and Esc do in words that cannot be read backwards.
+#[test]
+fn the_cancel_prompt_names_the_change_and_its_time() {
+    use crate::tui::fixtures::{key, typed};
+    for (w, h) in [(80, 24), (160, 48)] {
+        let mut s = with_scheduled(w, h);
+        update(&mut s, key('j'));
+        update(&mut s, key('C'));
+        typed(&mut s, "customer asked to wait");
+        let screen = render(&s, w, h);
+        assert!(screen.contains("Cancel change #6"), "{screen}");
+        assert!(
+            screen.contains("restart-pods on payments · CHG-4706 · by dave"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("scheduled for Tue 24 Nov 22:00 UTC (in 11h30m)"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("Enter cancel the change  Esc keep it"),
+            "{screen}"
+        );
+        insta::assert_snapshot!(format!("cancel_prompt_{w}x{h}"), screen);
+    }
+}
+
+/// With a scheduled change selected, the footer offers `C cancel`; at 80 columns what no
+/// longer fits is left out whole, never cut to a bare key.
+#[test]
+fn the_footer_offers_cancel_and_leaves_out_whole_hints_that_do_not_fit() {
+    use crate::tui::fixtures::key;
+    let mut s = with_scheduled(80, 24);
+    update(&mut s, key('j'));
+    let screen = render(&s, 80, 24);
+    let footer = screen.lines().last().unwrap_or_default().trim_matches('"');
+    assert!(footer.contains("C cancel"), "{footer}");
+    assert!(footer.trim_end().ends_with("? help"), "{footer}");
+    let s = with_scheduled(160, 48);
+    let screen = render(&s, 160, 48);
+    let footer = screen.lines().last().unwrap_or_default().trim_matches('"');
+    assert!(footer.trim_end().ends_with("q quit"), "{footer}");
+}
