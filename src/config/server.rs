@@ -218,4 +218,32 @@ mod tests {
         let err = with("[server.tls]\ncert_file = \"/x\"\n").unwrap_err();
         assert!(err.contains("key_file"), "{err}");
     }
+
+    #[test]
+    fn database_pool_errors_name_the_key() {
+        let pool = ServerConfig::embedded_default().server.database_pool;
+        assert_eq!(pool.max_connections, 8);
+        for (text, key) in [
+            (
+                "max_connections = 0",
+                "server.database_pool.max_connections",
+            ),
+            (
+                "max_connections = 201",
+                "server.database_pool.max_connections",
+            ),
+            (
+                "statement_timeout_seconds = 0.05",
+                "server.database_pool.statement_timeout_seconds",
+            ),
+            (
+                "acquire_timeout_seconds = inf",
+                "server.database_pool.acquire_timeout_seconds",
+            ),
+        ] {
+            let err =
+                ServerConfig::parse(&format!("[server.database_pool]\n{text}\n"), "t").unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
 }
