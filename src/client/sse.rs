@@ -3,7 +3,8 @@
 //! The stream ends when the connection does. The caller reconnects with the `seq` of the last
 //! event it saw and the server replays everything after it, so nothing is lost in between.
 
-use super::{ApiClient, ClientError, api_error};
+use super::transport::{api_error, root_cause, snippet};
+use super::{ApiClient, ClientError};
 use crate::domain::api::Event;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::stream::{self, BoxStream, StreamExt};
@@ -123,12 +124,11 @@ fn decode_message(kind: &str, data: &str) -> Option<Result<Event, ClientError>> 
     if data.trim().is_empty() || matches!(kind, "ping" | "keepalive" | "keep-alive") {
         return None;
     }
-    Some(serde_json::from_str::<Event>(data).map_err(|e| {
-        ClientError::Decode(format!(
-            "event '{kind}': {e} (data: {})",
-            super::snippet(data)
-        ))
-    }))
+    Some(
+        serde_json::from_str::<Event>(data).map_err(|e| {
+            ClientError::Decode(format!("event '{kind}': {e} (data: {})", snippet(data)))
+        }),
+    )
 }
 
 #[derive(Debug)]
@@ -160,7 +160,7 @@ where
         let mut bytes = state?;
         match tokio::time::timeout(limit, bytes.next()).await {
             Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(bytes))),
-            Ok(Some(Err(e))) => Some((Err(Broken::Io(super::root_cause(&e))), None)),
+            Ok(Some(Err(e))) => Some((Err(Broken::Io(root_cause(&e))), None)),
             Ok(None) => None,
             Err(_) => Some((Err(Broken::Idle), None)),
         }

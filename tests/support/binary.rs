@@ -239,10 +239,36 @@ impl BinaryServer {
         ApiClient::new(&self.base, self.token(name)).expect("a client")
     }
 
+    /// Stops the process (SIGSTOP) until the returned guard is dropped (SIGCONT). While it is
+    /// stopped the kernel still completes connections and queues what clients send, so a test can
+    /// have a request be there before the server looks, however loaded the machine is.
+    pub fn pause(&self) -> Paused {
+        signal(self.pid(), "-STOP");
+        Paused(self.pid())
+    }
+
     /// The server's resident set size in bytes, from `/proc/<pid>/status`.
     pub fn rss_bytes(&self) -> u64 {
         rss_of(self.pid())
     }
+}
+
+/// A server stopped by [`BinaryServer::pause`]; dropping this (also when a test panics) resumes
+/// it.
+pub struct Paused(u32);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid} failed");
 }
 
 /// VmRSS of a process, in bytes.

@@ -123,6 +123,33 @@ pub async fn unread_stream(addr: SocketAddr, token: &str, last_event_id: i64) ->
     (code, s)
 }
 
+/// Connections to `addr` (IPv4) whose server side holds bytes the server has not read yet, from
+/// `/proc/net/tcp`: requests that have arrived but that the server has not looked at. Counts
+/// connections not yet accepted too, since the kernel queues what their clients send.
+pub fn unread_requests(addr: SocketAddr) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(queues)) =
+                (fields.get(1), fields.get(3), fields.get(4))
+            else {
+                return false;
+            };
+            let port = local
+                .split_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let unread = queues
+                .split_once(':')
+                .and_then(|(_, rx)| usize::from_str_radix(rx, 16).ok());
+            // 01 is ESTABLISHED.
+            port == Some(addr.port()) && *state == "01" && unread.is_some_and(|n| n > 0)
+        })
+        .count()
+}
+
 /// A high-risk change an L1 requests with a CHG ticket: inside a window it ends
 /// `pending_approval`, the load the throughput benchmarks measure.
 pub fn pending_request(i: usize) -> commandbridge::domain::api::ChangeRequest {
