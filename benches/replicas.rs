@@ -10,6 +10,9 @@
 //! 3. Targets (issue 9): 3 replicas ≥ 1.5 × 1 replica, 1 replica ≥ 0.5 × raw. Each phase also
 //!    prints how busy the whole machine was (`/proc/stat`): a phase near 100% is bound by this
 //!    machine, not by the server's design.
+//! 4. The ceiling: the same clients calling `GET /me` on one server, which touches no database.
+//!    No change request, which also parses, decides, looks up conflicts and writes three rows,
+//!    can go faster than that on the same machine.
 //!
 //! `cargo bench --bench replicas`; `BENCH_SECONDS=N` sets each phase (default 8). Needs the
 //! PostgreSQL of `scripts/services.sh` (or `CB_TEST_POSTGRES`). Everything shares this machine's
@@ -61,8 +64,22 @@ fn busy_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option
     (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
 }
 
+/// What each client does in a loop.
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    /// Requests a change that ends `pending_approval`: the figure the issue asks for.
+    Create,
+    /// `GET /me`: authenticated, and touching no database (the token cache answers). The most
+    /// requests per second these clients and one server can make on this machine at all.
+    Me,
+}
+
 /// 32 clients, client `i` on server `i % n`, for `secs` (after a short warm-up).
 async fn create_rate(servers: &[BinaryServer], secs: f64) -> Result<Rate, Failure> {
+    rate(servers, secs, Op::Create).await
+}
+
+async fn rate(servers: &[BinaryServer], secs: f64, op: Op) -> Result<Rate, Failure> {
     let clients: Vec<ApiClient> = (0..CLIENTS)
         .map(|i| servers[i % servers.len()].client("alice"))
         .collect();
@@ -83,9 +100,14 @@ async fn create_rate(servers: &[BinaryServer], secs: f64) -> Result<Rate, Failur
             let mut n = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                c.create_change(&pending_request(i + n as usize), None)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                match op {
+                    Op::Create => c
+                        .create_change(&pending_request(i + n as usize), None)
+                        .await
+                        .map(drop),
+                    Op::Me => c.me().await.map(drop),
+                }
+                .map_err(|e| e.to_string())?;
                 hist.record(t.elapsed().as_micros() as u64).ok();
                 n += 1;
             }
@@ -193,6 +215,14 @@ fn main() -> Result<(), Failure> {
         );
 
         let sqlite = servers(Backend::Sqlite, 1).await;
+        let ceiling = rate(&sqlite, secs, Op::Me).await?;
+        println!(
+            "{:<36} {:>10.0} requests/s  p99 {:>6.1} ms   CPU busy {}",
+            "1 server, GET /me (no database)",
+            ceiling.per_second,
+            ceiling.p99_ms,
+            percent(ceiling.cpu_busy)
+        );
         let s = create_rate(&sqlite, secs).await?;
         drop(sqlite);
         println!(

@@ -127,13 +127,15 @@ impl Tx {
     /// Adds the audit entry (hash-chained) and the event of a state change to this
     /// transaction; both are written at its commit (see [`Tx::flush`]).
     pub async fn record(&mut self, now: DateTime<Utc>, r: Record<'_>) -> Result<(), DbError> {
+        // The audit entry's detail and the event's data are the same JSON: encoded once.
+        let data = r.data.to_string();
         self.pending.push(Pending {
             at: ms(now),
             actor: r.actor.to_string(),
             kind: r.kind.to_string(),
             subject: r.subject,
-            detail: r.data.to_string(),
-            event: Some((r.summary, r.data.to_string())),
+            detail: data.clone(),
+            event: Some((r.summary, data)),
         });
         Ok(())
     }
