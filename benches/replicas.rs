@@ -14,7 +14,8 @@
 //!    No change request, which also parses, decides, looks up conflicts and writes three rows,
 //!    can go faster than that on the same machine.
 //!
-//! `cargo bench --bench replicas`; `BENCH_SECONDS=N` sets each phase (default 8). Needs the
+//! `cargo bench --bench replicas`; `BENCH_SECONDS=N` sets each phase (default 8);
+//! `CB_BIN=/path/to/commandbridge` measures another build (e.g. one from before a change). Needs the
 //! PostgreSQL of `scripts/services.sh` (or `CB_TEST_POSTGRES`). Everything shares this machine's
 //! cores: the clients, the servers and PostgreSQL.
 
@@ -170,6 +171,7 @@ async fn servers(backend: Backend, n: usize) -> Vec<BinaryServer> {
     let first = BinaryServer::start(BinaryOptions {
         backend: Some(backend),
         fd_limit: Some(4096),
+        bin: std::env::var_os("CB_BIN").map(Into::into),
         ..BinaryOptions::default()
     })
     .await;
