@@ -3,18 +3,20 @@
 //! Every step reads the policy context and writes the change, its audit entry and its event in
 //! one `BEGIN IMMEDIATE` transaction, so a decision is always made on what is committed.
 //!
-//! `request.rs` (preview, create, rollback), `review.rs` (approve, deny, expiry), `run.rs` (the
-//! execution and the verification it opens) and `recovery.rs` (after a restart) share what is
-//! here: the policy decision on what a transaction sees, and the record of each step.
+//! `request.rs` (checks, preview, rollback), `create.rs` (create, in batches), `review.rs`
+//! (approve, deny, expiry), `run.rs` (the execution and the verification it opens) and
+//! `recovery.rs` (after a restart) share what is here: the policy decision on what a transaction sees, and the record of each step.
 
+mod create;
 pub mod recovery;
 mod request;
 mod review;
 mod run;
 pub mod schedule;
 
+pub use create::{CreateBatcher, Created, create, create_handler};
 pub use recovery::{recover_interrupted, recover_periodically};
-pub use request::{CreateBatcher, Created, create, create_handler, preview, rollback};
+pub use request::{preview, rollback};
 pub use review::{approve, deny, expire_due, withdraw};
 use run::{failure, start_and_wait};
 pub use schedule::{cancel, run_due, schedule_periodically};
