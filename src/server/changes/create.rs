@@ -225,21 +225,36 @@ async fn judge(
         return answer(e).map(Err);
     }
     if d.decision == Outcome::Blocked {
-        let detail = serde_json::json!({
-            "action": job.spec.name, "ticket": job.ticket.as_str(), "target": job.target,
-            "params": job.params, "rule": d.blocked_by, "reasons": d.reasons,
-        });
-        tx.audit(
-            now,
-            &job.requester.name,
-            "change.blocked",
-            "change:-",
-            &detail,
-        )
-        .await?;
+        let why = serde_json::json!({ "rule": d.blocked_by, "reasons": d.reasons });
+        audit_refusal(tx, now, job, why).await?;
         return Ok(Err(ServiceError::refused(refusal_message(&d))));
     }
     Ok(Ok((run_at, d)))
+}
+
+/// Audits a refused request (it changed nothing, so no event): what it asked for, and `why`
+/// (the rule and its reasons) beside it.
+async fn audit_refusal(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    job: &CreateJob,
+    why: serde_json::Value,
+) -> Result<(), DbError> {
+    let mut detail = serde_json::json!({
+        "action": job.spec.name, "ticket": job.ticket.as_str(), "target": job.target,
+        "params": job.params,
+    });
+    if let (Some(detail), serde_json::Value::Object(why)) = (detail.as_object_mut(), why) {
+        detail.extend(why);
+    }
+    tx.audit(
+        now,
+        &job.requester.name,
+        "change.blocked",
+        "change:-",
+        &detail,
+    )
+    .await
 }
 
 /// One round of a batch: the conflict lookup of every request in it, then one insert for those
@@ -267,19 +282,10 @@ async fn insert_round(
         let job = g.job;
         let found = sched::conflicts_among(state, &job.spec, g.mine, &live, now);
         if let Some(refusal) = sched::blocked_by_conflicts(state, &found) {
-            let detail = serde_json::json!({
-                "action": job.spec.name, "ticket": job.ticket.as_str(), "target": job.target,
-                "params": job.params, "rule": "conflict", "reasons": [refusal],
-                "conflicts": found,
+            let why = serde_json::json!({
+                "rule": "conflict", "reasons": [refusal], "conflicts": found,
             });
-            tx.audit(
-                now,
-                &job.requester.name,
-                "change.blocked",
-                "change:-",
-                &detail,
-            )
-            .await?;
+            audit_refusal(tx, now, job, why).await?;
             out[g.slot] = Some(Err(ServiceError::conflict(refusal)));
             continue;
         }

@@ -5,7 +5,8 @@
 //!
 //! `request.rs` (checks, preview, rollback), `create.rs` (create, in batches), `review.rs`
 //! (approve, deny, expiry), `run.rs` (the execution and the verification it opens) and
-//! `recovery.rs` (after a restart) share what is here: the policy decision on what a transaction sees, and the record of each step.
+//! `recovery.rs` (after a restart) share what is here: the policy decision on what a
+//! transaction sees, and the record of each step.
 
 mod create;
 pub mod recovery;
@@ -101,7 +102,7 @@ fn with_configured(state: &AppState, stored: Vec<Freeze>) -> Vec<Freeze> {
 }
 
 /// What a decision reads besides the request: read by [`decide`], or once for a batch of
-/// requests (`request.rs`).
+/// requests (`create.rs`).
 struct Reads<'a> {
     freezes: &'a [Freeze],
     pause: Option<&'a Pause>,

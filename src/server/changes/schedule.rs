@@ -177,12 +177,12 @@ pub(super) fn outlook_scheduled(t: DateTime<Utc>, d: &Decision) -> String {
     }
 }
 
-/// With `[policy] conflicts = "block"`, the refusal of a conflicting change (409).
 /// Whether the server refuses conflicting changes (`[policy] conflicts = "block"`).
 pub(super) fn conflicts_block(state: &AppState) -> bool {
     state.config.policy.conflicts == ConflictMode::Block
 }
 
+/// With `[policy] conflicts = "block"`, the refusal of a conflicting change (409).
 pub(super) fn blocked_by_conflicts(state: &AppState, found: &[Conflict]) -> Option<String> {
     if !conflicts_block(state) || found.is_empty() {
         return None;

@@ -1,6 +1,6 @@
 //! Group commit: requests that arrive while a commit is under way share the next one, and the
 //! handler does their database work together, so a batch costs a handful of statements rather
-//! than a handful per request (`changes/request.rs`: one policy read, one conflict lookup and
+//! than a handful per request (`changes/create.rs`: one policy read, one conflict lookup and
 //! one multi-row insert for the whole batch). With synchronous=FULL on SQLite, and with the
 //! round trips to PostgreSQL, those statements and the commit are the costliest part of a
 //! request; sharing them is what lets 32 concurrent clients keep their latency low.

@@ -307,7 +307,7 @@ impl Tx {
             .ok_or(DbError::RowNotFound)
     }
 
-    /// Inserts new changes in one statement (a batch of requests, `changes/request.rs`) and
+    /// Inserts new changes in one statement (a batch of requests, `changes/create.rs`) and
     /// returns them as stored, in the order given. Changes that may meet a unique index (an
     /// Idempotency-Key, a rollback) go through [`Tx::change_insert`], whose savepoint keeps a
     /// violation from aborting the transaction.
