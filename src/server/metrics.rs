@@ -125,6 +125,14 @@ impl Metrics {
             "# HELP commandbridge_last_event_seq Sequence number of the newest event.\n\
              # TYPE commandbridge_last_event_seq gauge\ncommandbridge_last_event_seq {last_event_seq}"
         );
+        if let Some(bytes) = super::memory::heap_in_use() {
+            let _ = writeln!(
+                out,
+                "# HELP commandbridge_heap_in_use_bytes Heap the server holds (malloc's count, \
+                 without what it keeps free for reuse).\n\
+                 # TYPE commandbridge_heap_in_use_bytes gauge\ncommandbridge_heap_in_use_bytes {bytes}"
+            );
+        }
         out
     }
 }

@@ -13,6 +13,7 @@ pub mod executor;
 pub mod ics;
 pub mod incidents;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod store;
 pub mod users;

@@ -251,6 +251,37 @@ impl BinaryServer {
     pub fn rss_bytes(&self) -> u64 {
         rss_of(self.pid())
     }
+
+    /// A value from the server's `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        commandbridge::tls::install_provider();
+        super::metric_of(&reqwest::Client::new(), &self.base, name).await
+    }
+
+    /// Waits until the server has used no CPU for a while (at most `within`): whatever a test
+    /// set going (streams writing until their sockets are full, say) is then done, however slow
+    /// the machine is. Panics naming `what` if it is still busy after `within`.
+    pub async fn quiet(&self, what: &str, within: Duration) {
+        const STILL: Duration = Duration::from_millis(600);
+        let t = std::time::Instant::now();
+        let mut last = cpu_ticks_of(self.pid());
+        let mut still_since = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let now = cpu_ticks_of(self.pid());
+            // One tick (10 ms) is the server's own timers (the tail reader's poll, the verifier).
+            if now > last + 1 {
+                still_since = std::time::Instant::now();
+            } else if still_since.elapsed() >= STILL {
+                return;
+            }
+            last = now;
+            assert!(
+                t.elapsed() < within,
+                "the server was still busy with {what} after {within:?}"
+            );
+        }
+    }
 }
 
 /// A server stopped by [`BinaryServer::pause`]; dropping this (also when a test panics) resumes
@@ -269,6 +300,16 @@ fn signal(pid: u32, which: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill {which} {pid} failed");
+}
+
+/// CPU time a process has used (user and system), in clock ticks (10 ms).
+fn cpu_ticks_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("a command name in /proc stat") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
 
 /// VmRSS of a process, in bytes.

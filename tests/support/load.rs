@@ -123,30 +123,35 @@ pub async fn unread_stream(addr: SocketAddr, token: &str, last_event_id: i64) ->
     (code, s)
 }
 
-/// Connections to `addr` (IPv4) whose server side holds bytes the server has not read yet, from
-/// `/proc/net/tcp`: requests that have arrived but that the server has not looked at. Counts
-/// connections not yet accepted too, since the kernel queues what their clients send.
-pub fn unread_requests(addr: SocketAddr) -> usize {
+/// What the kernel holds for each established connection whose server side is `addr` (IPv4),
+/// from `/proc/net/tcp`: bytes the server has sent that its client has not taken yet (send
+/// queue), and bytes its client sent that the server has not read yet (receive queue).
+pub fn server_queues(addr: SocketAddr) -> Vec<(u64, u64)> {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
     table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state), Some(queues)) =
-                (fields.get(1), fields.get(3), fields.get(4))
-            else {
-                return false;
-            };
-            let port = local
-                .split_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            let unread = queues
-                .split_once(':')
-                .and_then(|(_, rx)| usize::from_str_radix(rx, 16).ok());
+            let (local, state, queues) = (fields.get(1)?, fields.get(3)?, fields.get(4)?);
+            let port = u16::from_str_radix(local.split_once(':')?.1, 16).ok()?;
+            let (tx, rx) = queues.split_once(':')?;
             // 01 is ESTABLISHED.
-            port == Some(addr.port()) && *state == "01" && unread.is_some_and(|n| n > 0)
+            (port == addr.port() && *state == "01").then_some((
+                u64::from_str_radix(tx, 16).ok()?,
+                u64::from_str_radix(rx, 16).ok()?,
+            ))
         })
+        .collect()
+}
+
+/// Connections to `addr` whose server side holds bytes the server has not read yet: requests
+/// that have arrived but that the server has not looked at. Counts connections not yet accepted
+/// too, since the kernel queues what their clients send.
+pub fn unread_requests(addr: SocketAddr) -> usize {
+    server_queues(addr)
+        .into_iter()
+        .filter(|&(_, rx)| rx > 0)
         .count()
 }
 

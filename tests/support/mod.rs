@@ -315,23 +315,28 @@ impl TestServer {
 
     /// A value from `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .raw(reqwest::Method::GET, "/metrics")
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| {
-                let (key, value) = l.rsplit_once(' ')?;
-                let key = key.split('{').next()?;
-                (key == name).then(|| value.parse().expect("a number"))
-            })
-            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+        metric_of(&self.http, &self.base, name).await
     }
+}
+
+/// A value from the `/metrics` of the server at `base`.
+pub async fn metric_of(http: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let key = key.split('{').next()?;
+            (key == name).then(|| value.parse().expect("a number"))
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
 
 /// A raw response: status, content type and body (the body is not read for event streams,

@@ -52,17 +52,6 @@ struct OpenStreams {
 /// A burst of at least this many streams that has shrunk by half gives its memory back.
 const TRIM_AFTER_BURST: usize = 32;
 
-/// Returns freed heap to the system. glibc keeps what many streams freed (most of it in the
-/// worker threads' arenas) for reuse: harmless, but it reads as a leak in RSS after an attacker's
-/// burst of streams, and the next burst may land in other arenas.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// A place among the open streams, given back when the stream (and so this) is dropped.
 pub struct StreamPermit {
     streams: Arc<Streams>,
@@ -85,7 +74,7 @@ impl Drop for StreamPermit {
         }
         drop(open);
         if trim {
-            release_free_memory();
+            crate::server::memory::release_free_memory();
         }
     }
 }

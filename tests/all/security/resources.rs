@@ -208,12 +208,16 @@ async fn event_streams_are_capped_per_operator_and_in_total() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_nobody_reads_holds_little_memory() {
     const STREAMS: usize = 64;
+    /// Unread streams opened before measuring, and kept open: see the warm-up below.
+    const WARM: usize = 16;
     const HISTORY: usize = 2_000;
     let server = BinaryServer::start(BinaryOptions::default()).await;
     load::pending_changes(&server.base, server.token("alice"), HISTORY, 8).await;
-    let tokens = load::add_operators(&server.db_url(), STREAMS / 8).await;
+    let tokens = load::add_operators(&server.db_url(), (WARM + STREAMS) / 8).await;
     let open = |i: usize| load::unread_stream(server.addr, &tokens[i / 8], 0);
-    let settle = || tokio::time::sleep(Duration::from_secs(2));
+    // Until the server has written into every socket all that fits and holds the rest: on a
+    // slow machine that takes seconds, and a fixed sleep measured streams still loading a page.
+    let settle = || server.quiet("the streams' replays", Duration::from_secs(60));
     // What the server allocates once, not per stream (each pooled SQLite reader's page cache,
     // the statement caches), is warmed up first by streams that replay the same history but are
     // read to the end, so they hold nothing when measuring starts.
@@ -235,31 +239,62 @@ async fn a_stream_nobody_reads_holds_little_memory() {
     for w in warm {
         w.await.expect("a warm-up reader");
     }
-    settle().await;
+    // That still left the readers' caches growing by some MiB while the first unread streams
+    // replayed concurrently, which is no stream's cost: the first WARM unread streams are that
+    // warm-up, and only the ones after them are measured.
     let mut streams = Vec::new();
-    let mut rss = vec![server.rss_bytes()];
+    for i in 0..WARM {
+        let (status, stream) = open(i).await;
+        assert_eq!(status, 200);
+        streams.push(stream);
+    }
+    settle().await;
+    // The server's own memory is measured as the allocator counts it: RSS also holds what glibc
+    // keeps free for reuse, and what the readers' threads grow their arenas to, which moved the
+    // figure by more than a stream's cost from run to run.
+    const HEAP: &str = "commandbridge_heap_in_use_bytes";
+    let mut heap = vec![server.metric(HEAP).await as u64];
     for half in 0..2 {
         for i in 0..STREAMS / 2 {
-            let (status, stream) = open(half * STREAMS / 2 + i).await;
+            let (status, stream) = open(WARM + half * STREAMS / 2 + i).await;
             assert_eq!(status, 200);
             streams.push(stream);
         }
-        // Let the server write until every socket is full.
         settle().await;
-        rss.push(server.rss_bytes());
+        heap.push(server.metric(HEAP).await as u64);
     }
-    eprintln!(
-        "RSS with 0, {}, {STREAMS} unread streams: {rss:?}",
-        STREAMS / 2
-    );
-    let per_stream = (rss[2].saturating_sub(rss[0])) / STREAMS as u64;
-    // Before the fix a stream queued up to 500 events: ~120-200 KiB each here; now ~30 KiB.
+    // What the kernel holds for them: what was written that nobody reads.
+    let queued: Vec<u64> = load::server_queues(server.addr)
+        .into_iter()
+        .map(|(tx, _)| tx)
+        .collect();
+    let open_streams = WARM + STREAMS;
     assert!(
-        per_stream < 80 * 1024,
-        "{STREAMS} unread streams over {HISTORY} events cost {} KiB each (RSS {} → {} MiB)",
+        queued.len() >= open_streams,
+        "{} connections for {open_streams} streams",
+        queued.len()
+    );
+    let kernel = queued.iter().sum::<u64>() / open_streams as u64;
+    eprintln!(
+        "heap with {WARM}, {}, {open_streams} unread streams: {heap:?}; kernel send queues {} KiB each",
+        WARM + STREAMS / 2,
+        kernel / 1024
+    );
+    let per_stream = heap[2].saturating_sub(heap[0]) / STREAMS as u64;
+    // 55-75 KiB here (hyper's buffers, a page of 8 events); with pages of 500 (as before the
+    // fix) ~460 KiB.
+    assert!(
+        per_stream < 100 * 1024,
+        "{STREAMS} unread streams over {HISTORY} events hold {} KiB each ({} → {} MiB of heap)",
         per_stream / 1024,
-        rss[0] >> 20,
-        rss[2] >> 20
+        heap[0] >> 20,
+        heap[2] >> 20
+    );
+    // The send buffer's cap (src/server/listener.rs, SEND_BUFFER); without it ~1.5 MiB each.
+    assert!(
+        kernel <= 256 * 1024,
+        "the kernel holds {} KiB for each of {open_streams} unread streams",
+        kernel / 1024
     );
     drop(streams);
     // Every place is given back: each operator can open its 8 again.
