@@ -51,8 +51,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Connections being told "503, at the limit" at once; they use the reserve of descriptors.
 const MAX_REJECTING: usize = 16;
-/// How long a rejected connection gets to send its request and take the answer.
-const REJECT_WAIT: Duration = Duration::from_millis(500);
+/// How long a rejected connection gets to send its request and take the answer. A client's
+/// request can trail its connect by more than half a second on a loaded machine (seen in
+/// `tests/all/security/resources.rs`, `when_every_connection_is_busy_a_newcomer_is_told_so`), and
+/// it then read a dropped connection instead of the 503; at most MAX_REJECTING wait this long.
+const REJECT_WAIT: Duration = Duration::from_secs(2);
 
 /// A connection's read buffer grows to hold an incomplete request head, and its write queue to
 /// this much: at the default (~400 KiB) a slowloris connection trickling a huge head cost that
