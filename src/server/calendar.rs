@@ -27,6 +27,11 @@ use chrono::{DateTime, Duration, Utc};
 /// How far ahead the feed reaches.
 pub const FEED_WEEKS: i64 = 8;
 
+/// Scheduled changes the feed lists at most, the soonest first: every calendar app's fetch
+/// builds the whole feed, so an L1 scheduling thousands of changes must not make each fetch
+/// (and the answer) grow with them.
+pub const FEED_MAX_CHANGES: usize = 500;
+
 /// How often calendar apps are asked to fetch the feed again.
 const FEED_REFRESH_MINUTES: u32 = 15;
 
@@ -233,12 +238,38 @@ pub async fn feed_events(state: &AppState, now: DateTime<Utc>) -> ServiceResult<
     // it conflicts with others on its target.
     let grace = Duration::minutes(state.config.server.schedule_grace_minutes);
     let verification = state.config.verification.duration();
-    for c in state.store.changes_scheduled(now - grace, to).await? {
+    let mut changes = state
+        .store
+        .changes_scheduled(now - grace, to, FEED_MAX_CHANGES as i64 + 1)
+        .await?;
+    let unlisted = (changes.len() > FEED_MAX_CHANGES).then(|| changes.split_off(FEED_MAX_CHANGES));
+    for c in &changes {
         let Some(run_at) = c.run_at else { continue };
-        events.push(change_event(&c, run_at, verification));
+        events.push(change_event(c, run_at, verification));
+    }
+    if let Some(run_at) = unlisted.and_then(|u| u.first().and_then(|c| c.run_at)) {
+        events.push(more_changes_event(run_at));
     }
     events.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.uid.cmp(&b.uid)));
     Ok(events)
+}
+
+/// Where the feed's list of scheduled changes stops, at the first one it leaves out: a calendar
+/// app shows the reader that there are more rather than a calendar that looks complete.
+fn more_changes_event(from: DateTime<Utc>) -> ics::Event {
+    ics::Event {
+        uid: "more-changes@commandbridge".into(),
+        start: from,
+        end: from + Duration::minutes(1),
+        summary: "More scheduled changes than this feed lists".into(),
+        description: format!(
+            "The feed lists the first {FEED_MAX_CHANGES} scheduled changes; those from here on \
+             are not in it. The dashboard's Windows pane and `commandbridge change list` show \
+             them all."
+        ),
+        category: "notice",
+        transparent: true,
+    }
 }
 
 /// `change-42@commandbridge`: a change has one occurrence, its scheduled run.

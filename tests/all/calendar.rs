@@ -644,3 +644,69 @@ async fn scheduled_changes_are_in_the_feed_until_they_can_no_longer_run() {
     };
     assert_eq!(uids(&again.events), uids(&cal.events));
 }
+
+#[tokio::test]
+async fn the_feed_lists_the_first_scheduled_changes_and_says_more_follow() {
+    use commandbridge::server::calendar::FEED_MAX_CHANGES;
+    use commandbridge::server::changes::schedule::SCHEDULED_PER_OPERATOR;
+    use futures::StreamExt;
+    let srv = TestServer::start(TUESDAY_10).await;
+    // One more than the feed lists, ten seconds apart from 23:00 on (in one Off-peak window),
+    // each on a target of its own; as many operators as that takes, each with as many as one may
+    // have waiting.
+    let per_operator = SCHEDULED_PER_OPERATOR as usize;
+    let operators: Vec<_> = load::add_operators(&srv.db_url(), FEED_MAX_CHANGES / per_operator + 1)
+        .await
+        .iter()
+        .map(|token| srv.client_with_token(token))
+        .collect();
+    let first = at("2026-11-24T23:00:00Z");
+    let made: Vec<i64> = futures::stream::iter(0..=FEED_MAX_CHANGES)
+        .map(|i| {
+            let client = &operators[i / per_operator];
+            async move {
+                let mut r = req("record-medium", "CHG-7200", &format!("t-{i}"), json!({}));
+                r.run_at = Some(rfc3339(first + chrono::Duration::seconds(10 * i as i64)));
+                (i, create(client, &r).await.id)
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .fold(vec![0; FEED_MAX_CHANGES + 1], |mut ids, (i, id)| {
+            ids[i] = id;
+            ids
+        });
+    let text = srv.client("bob").calendar_ics().await.expect("feed");
+    let Some(cal) = icalendar::parse(&text) else {
+        return;
+    };
+    let listed: BTreeSet<String> = cal
+        .events
+        .iter()
+        .filter(|e| e.categories == ["change"])
+        .map(|e| e.uid.clone())
+        .collect();
+    let soonest: BTreeSet<String> = made[..FEED_MAX_CHANGES]
+        .iter()
+        .map(|id| format!("change-{id}@commandbridge"))
+        .collect();
+    assert_eq!(listed, soonest, "the soonest {FEED_MAX_CHANGES}, in full");
+    let more: Vec<_> = cal
+        .events
+        .iter()
+        .filter(|e| e.categories == ["notice"])
+        .collect();
+    assert_eq!(more.len(), 1, "{more:?}");
+    // It stands where the list stops: at the first change left out.
+    assert_eq!(
+        more[0].start,
+        rfc3339(first + chrono::Duration::seconds(10 * FEED_MAX_CHANGES as i64))
+    );
+    assert!(
+        more[0].description.contains("first 500 scheduled changes"),
+        "{}",
+        more[0].description
+    );
+}

@@ -83,8 +83,9 @@ pub struct FeedQuery {
     feed: Option<String>,
 }
 
-/// The calendar as iCalendar (RFC 5545): the windows, freezes and scheduled changes of the next
-/// eight weeks from the server's clock, with UIDs stable across fetches and times in UTC.
+/// The calendar as iCalendar (RFC 5545): the windows, freezes and scheduled changes (the first
+/// 500, then an event saying more follow) of the next eight weeks from the server's clock, with
+/// UIDs stable across fetches and times in UTC.
 /// Authenticated by a bearer token or by `?feed=SECRET`.
 #[utoipa::path(get, path = "/api/v1/calendar.ics", tag = "calendar",
     security(("bearer" = []), ("feed_secret" = [])),

@@ -166,14 +166,17 @@ impl Store {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        limit: i64,
     ) -> Result<Vec<Change>, DbError> {
-        // Changes that may still run at their `run_at`: waiting for approval, or scheduled.
+        // Changes that may still run at their `run_at`: waiting for approval, or scheduled; the
+        // first `limit` of them.
         let rows: Vec<ChangeRow> = sqlx::query_as(
             "SELECT * FROM changes WHERE run_at >= $1 AND run_at < $2 \
-             AND state IN ('pending_approval', 'scheduled') ORDER BY run_at, id",
+             AND state IN ('pending_approval', 'scheduled') ORDER BY run_at, id LIMIT $3",
         )
         .bind(ms(from))
         .bind(ms(to))
+        .bind(limit)
         .fetch_all(&self.reader)
         .await?;
         let mut changes = self.with_approvals(rows).await?;
