@@ -454,15 +454,30 @@ async fn a_bad_time_is_a_400_that_names_the_parameter_and_the_format() {
         "?time=2026-13-01T00:00:00Z",
         "?time=2026-11-24%2010:00",
         "?time=0000-01-01T00:00:00Z",
+        // An Off-peak window open then would end in the year 10000.
+        "?time=9999-12-31T23:00:00Z",
     ] {
         let r = send(srv.raw_as("bob", Method::GET, &format!("/api/v1/windows/at{query}"))).await;
         let e = r.error(400);
         assert_eq!(e.error, "bad_request", "{query}");
         assert!(e.message.contains("'time'"), "{query}: {}", e.message);
-        if query.len() > 6 && !query.starts_with("?time=0000") {
+        if query.len() > 6 && !query.starts_with("?time=0000") && !query.starts_with("?time=9999") {
             assert!(e.message.contains("RFC 3339"), "{query}: {}", e.message);
         }
     }
+    // The last instant answered: every time in the answer is one RFC 3339 can write.
+    let last = send(srv.raw_as(
+        "bob",
+        Method::GET,
+        "/api/v1/windows/at?time=9998-12-31T23:00:00Z",
+    ))
+    .await;
+    assert_eq!(last.status, 200, "{}", last.text());
+    assert!(
+        !last.text().contains("+10000"),
+        "a time past 9999: {}",
+        last.text()
+    );
     // An offset is read as the instant it names.
     let s = srv
         .client("bob")

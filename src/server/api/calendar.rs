@@ -48,9 +48,11 @@ fn parse_time(raw: Option<&str>, now: DateTime<Utc>) -> ApiResult<DateTime<Utc>>
             ))
         })?
         .with_timezone(&Utc);
-    if !(1970..=9999).contains(&t.year()) {
+    // The answer names times after `t` (the window's end, the next transition, up to a week on):
+    // 9999 would let them fall in the year 10000, which RFC 3339 cannot write.
+    if !(1970..=9998).contains(&t.year()) {
         return Err(ApiError::bad_request(
-            "the query parameter 'time' must be between the years 1970 and 9999",
+            "the query parameter 'time' must be between the years 1970 and 9998",
         ));
     }
     Ok(t)
