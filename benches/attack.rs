@@ -3,8 +3,9 @@
 //!
 //! 1. Slow SSE readers: 300 event streams opened with `Last-Event-ID: 0` over a history of
 //!    2,000 events and never read (a small receive window, as across a slow network). The
-//!    server's RSS before, with the streams open, and 3 s after they closed; twice, so memory
-//!    kept for reuse shows apart from memory that grows with every stream.
+//!    server's RSS and heap in use (`commandbridge_heap_in_use_bytes`) before, with the streams
+//!    open, and 3 s after they closed, and what the kernel holds in their send queues; twice, so
+//!    memory kept for reuse shows apart from memory that grows with every stream.
 //! 2. Slowloris: 3,000 half-open connections attempted (and held) against a server whose
 //!    file-descriptor limit is 2,048, while a new client asks `/healthz` every 50 ms on a fresh
 //!    connection; p50/p99 latency and how many probes got no answer within 5 s, while the
@@ -83,8 +84,11 @@ async fn slow_readers(bin: Option<std::path::PathBuf>, streams: usize) -> Result
     );
     // A second round tells memory kept for reuse (allocator, SQLite page caches) from memory
     // that grows with every stream ever opened.
+    const HEAP: &str = "commandbridge_heap_in_use_bytes";
+    let heap = |bytes: Option<f64>| bytes.map_or("?".into(), |b| format!("{:.1}", mib(b as u64)));
     for round in 1..=2 {
         let before = server.rss_bytes();
+        let heap_before = server.try_metric(HEAP).await;
         let mut open = Vec::new();
         let mut refused = 0;
         for i in 0..streams {
@@ -96,8 +100,15 @@ async fn slow_readers(bin: Option<std::path::PathBuf>, streams: usize) -> Result
             }
         }
         // Until the server has written all it can into the full sockets.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        server
+            .quiet("the streams' replays", Duration::from_secs(120))
+            .await;
         let with = server.rss_bytes();
+        let heap_with = server.try_metric(HEAP).await;
+        let kernel: u64 = load::server_queues(server.addr)
+            .iter()
+            .map(|&(tx, _)| tx)
+            .sum();
         drop(open);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let after = server.rss_bytes();
@@ -109,6 +120,14 @@ async fn slow_readers(bin: Option<std::path::PathBuf>, streams: usize) -> Result
             mib(with.saturating_sub(before)),
             with.saturating_sub(before) as f64 / 1024.0 / streams as f64,
             mib(after)
+        );
+        println!(
+            "           heap in use before {} MiB, with the streams {} MiB; kernel send queues \
+             {:.1} MiB ({:.0} KiB a stream)",
+            heap(heap_before),
+            heap(heap_with),
+            mib(kernel),
+            kernel as f64 / 1024.0 / streams as f64
         );
     }
     server.stop().await;

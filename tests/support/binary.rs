@@ -254,8 +254,17 @@ impl BinaryServer {
 
     /// A value from the server's `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
+        self.try_metric(name)
+            .await
+            .unwrap_or_else(|| panic!("no metric {name} in the server's /metrics"))
+    }
+
+    /// A value from the server's `/metrics`, if it has that metric (an older build measured by a
+    /// benchmark may not).
+    pub async fn try_metric(&self, name: &str) -> Option<f64> {
         commandbridge::tls::install_provider();
-        super::metric_of(&reqwest::Client::new(), &self.base, name).await
+        let text = super::metrics_text(&reqwest::Client::new(), &self.base).await;
+        super::metric_in(&text, name)
     }
 
     /// Waits until the server has used no CPU for a while (at most `within`): whatever a test

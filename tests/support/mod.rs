@@ -321,22 +321,28 @@ impl TestServer {
 
 /// A value from the `/metrics` of the server at `base`.
 pub async fn metric_of(http: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = http
-        .get(format!("{base}/metrics"))
+    let text = metrics_text(http, base).await;
+    metric_in(&text, name).unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+/// The `/metrics` text of the server at `base`.
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
         .send()
         .await
         .expect("GET /metrics")
         .text()
         .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            let key = key.split('{').next()?;
-            (key == name).then(|| value.parse().expect("a number"))
-        })
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+        .expect("metrics text")
+}
+
+/// The value of metric `name` (any labels) in a `/metrics` text, if it has one.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        let key = key.split('{').next()?;
+        (key == name).then(|| value.parse().expect("a number"))
+    })
 }
 
 /// A raw response: status, content type and body (the body is not read for event streams,
