@@ -297,6 +297,38 @@ async fn x_asks_before_it_removes_a_freeze() {
 /// cancelled with that reason; the list under the calendar lets it go.
 #[tokio::test(flavor = "multi_thread")]
 async fn c_cancels_a_scheduled_change_with_a_reason() {
+    cancels_with_a_reason("e2e-cancel", |tmux| {
+        tmux.keys(&["3"]).unwrap();
+        tmux.wait_for("C cancel", Duration::from_secs(5)).unwrap();
+        tmux.keys(&["C"]).unwrap();
+    })
+    .await;
+}
+
+/// `:cancel 1` typed in the pane the dashboard opens on (Tab completing it) asks the same
+/// question as C and cancels the same way; a number it does not know says so first.
+#[tokio::test(flavor = "multi_thread")]
+async fn colon_cancel_n_cancels_that_change_with_a_reason() {
+    cancels_with_a_reason("e2e-cancel-line", |tmux| {
+        tmux.keys(&[":"]).unwrap();
+        tmux.keys(&["-l", "cancel 99"]).unwrap();
+        tmux.keys(&["Enter"]).unwrap();
+        tmux.wait_for("change #99 is not loaded", Duration::from_secs(3))
+            .unwrap();
+        tmux.keys(&[":"]).unwrap();
+        tmux.keys(&["-l", "ca"]).unwrap();
+        tmux.keys(&["Tab"]).unwrap();
+        tmux.keys(&["-l", "1"]).unwrap();
+        tmux.wait_for(":cancel 1", Duration::from_secs(3)).unwrap();
+        tmux.keys(&["Enter"]).unwrap();
+    })
+    .await;
+}
+
+/// Bob's change #1, scheduled for tonight, on his dashboard at 80x24: `open` brings up its
+/// reason prompt; Enter with no reason sends nothing, a reason cancels it on the server, and
+/// the Windows pane's list lets it go.
+async fn cancels_with_a_reason(session: &str, open: impl FnOnce(&Tmux)) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("cb.db").display());
     let bob = user_add(&db, "bob", "L2");
@@ -320,11 +352,9 @@ async fn c_cancels_a_scheduled_change_with_a_reason() {
 
     let mut vars = sandbox(dir.path());
     vars.extend([format!("CB_SERVER={url}"), format!("CB_TOKEN={bob}")]);
-    let tmux = Tmux::start("e2e-cancel", (80, 24), &vars, &[BIN, "tui"]).unwrap();
+    let tmux = Tmux::start(session, (80, 24), &vars, &[BIN, "tui"]).unwrap();
     tmux.wait_for("● live", Duration::from_secs(15)).unwrap();
-    tmux.keys(&["3"]).unwrap();
-    tmux.wait_for("C cancel", Duration::from_secs(5)).unwrap();
-    tmux.keys(&["C"]).unwrap();
+    open(&tmux);
     tmux.wait_for("Cancel change #1", Duration::from_secs(3))
         .unwrap();
     // Enter with no reason sends nothing.
@@ -347,6 +377,7 @@ async fn c_cancels_a_scheduled_change_with_a_reason() {
         Some("config rolled back"),
         "{screen}"
     );
+    tmux.keys(&["3"]).unwrap();
     tmux.wait_for(
         "no freeze or scheduled change this week",
         Duration::from_secs(3),

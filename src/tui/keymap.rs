@@ -132,7 +132,7 @@ impl Command {
 
 impl Command {
     /// The `?` text on a read-only dashboard, for a key whose usual text names what it acts on
-    /// (Enter requests in the Actions pane; `:` offers freeze, pause and resume).
+    /// (Enter requests in the Actions pane; `:` offers freeze, pause, resume and cancel).
     pub fn read_only_help(self) -> Option<&'static str> {
         match self {
             Command::Open => Some(
@@ -429,7 +429,7 @@ pub static KEYMAP: &[Binding] = &[
         [(KeyCode::Char(':'), NONE), (KeyCode::Char(':'), SHIFT)],
         ":",
         Command::CommandLine,
-        "command line: freeze, pause, resume, incident, change N, messages, help, q (Tab completes)",
+        "command line: freeze, pause, resume, cancel N, incident, change N, messages, help, q (Tab completes)",
         Some("command")
     ),
     b!(

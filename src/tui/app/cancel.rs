@@ -1,49 +1,49 @@
 //! Cancelling a change that waits for its time (`POST /changes/{id}/cancel`), from the panes
 //! that select one: the Approvals queue (a change waiting for approval with a `run_at`) and the
-//! Windows pane's list of the week's scheduled changes. `C` asks for a reason; Enter sends it.
+//! Windows pane's list of the week's scheduled changes, or by number from the command line
+//! (`:cancel 42`). `C` asks for a reason; Enter sends it.
 //! The answer comes back as any decision on a change does ([`super::approvals::decided`]).
 
 use super::windows::{self, Row};
 use super::{Effect, Modal, Pane, Prompt, Purpose, State, Tone};
 use crate::domain::api::CancelRequest;
-use crate::domain::change::Change;
 use crate::domain::schedule::{CancelRefusal, may_cancel};
 use crate::tui::form::{Field, Fields};
 
 /// The change `C` would cancel in the pane shown, or where to find one.
-fn selected(state: &State) -> Result<&Change, String> {
-    let id = match state.pane {
+fn selected(state: &State) -> Result<i64, String> {
+    match state.pane {
         Pane::Approvals => match state.approvals.selected_change() {
-            Some(c) => c.id,
-            None => return Err("no pending change is selected".into()),
+            Some(c) => Ok(c.id),
+            None => Err("no pending change is selected".into()),
         },
         Pane::Windows => match windows::selected_row(state) {
-            Some(Row::Change(id)) => id,
+            Some(Row::Change(id)) => Ok(id),
             _ if !windows::rows(state)
                 .iter()
                 .any(|r| matches!(r, Row::Change(_))) =>
             {
-                return Err("no change is scheduled in the week shown (h/l: other weeks)".into());
+                Err("no change is scheduled in the week shown (h/l: other weeks)".into())
             }
-            _ => return Err("select a scheduled change under the calendar (j/k)".into()),
+            _ => Err("select a scheduled change under the calendar (j/k)".into()),
         },
         Pane::Actions | Pane::Verification => {
-            return Err(
-                "C cancels a scheduled change: select one in Approvals (2) or Windows (3)".into(),
-            );
+            Err("C cancels a scheduled change: select one in Approvals (2) or Windows (3)".into())
         }
-    };
-    state
-        .approvals
-        .changes()
-        .get(&id)
-        .ok_or_else(|| format!("change #{id} is still loading"))
+    }
 }
 
-/// Whether `C` may cancel the selected change, in the server's rule; short enough for the
-/// message line at 80 columns, so no popup takes the next key.
+/// Whether `C` may cancel the selected change, in the server's rule.
 pub(super) fn check(state: &State) -> Result<(), String> {
-    let c = selected(state)?;
+    may(state, selected(state)?)
+}
+
+/// Whether the operator may cancel change `id`, in the server's rule; short enough for the
+/// message line at 80 columns, so no popup takes the next key. `C` and `:cancel N` both ask it.
+fn may(state: &State, id: i64) -> Result<(), String> {
+    let Some(c) = state.approvals.changes().get(&id) else {
+        return Err(format!("change #{id} is still loading"));
+    };
     let Some(me) = state.operator() else {
         return Err("who you are is still loading".into());
     };
@@ -59,17 +59,30 @@ pub(super) fn check(state: &State) -> Result<(), String> {
     })
 }
 
-/// Asks why: the reason goes into the change's record and its requester reads it.
+/// `C`, once [`check`] passed: asks why for the selected change.
 pub(super) fn command(state: &mut State) {
-    if let Ok(id) = selected(state).map(|c| c.id) {
-        state.modal = Some(Modal::Prompt(Prompt::new(
-            Purpose::CancelReason(id),
-            vec![Field::new(
-                "Reason",
-                "why it must not run (required; its requester reads it)",
-            )],
-        )));
+    if let Ok(id) = selected(state) {
+        ask(state, id);
     }
+}
+
+/// `:cancel N`: what `C` does, on change N wherever it is listed; Err says why not (the
+/// read-only refusal is the command line's, before it reads N).
+pub(super) fn change(state: &mut State, id: i64) -> Result<(), String> {
+    may(state, id)?;
+    ask(state, id);
+    Ok(())
+}
+
+/// Asks why: the reason goes into the change's record and its requester reads it.
+fn ask(state: &mut State, id: i64) {
+    state.modal = Some(Modal::Prompt(Prompt::new(
+        Purpose::CancelReason(id),
+        vec![Field::new(
+            "Reason",
+            "why it must not run (required; its requester reads it)",
+        )],
+    )));
 }
 
 /// The request the prompt makes, or why it makes none.

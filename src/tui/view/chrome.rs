@@ -299,8 +299,15 @@ pub fn prompt_line(frame: &mut Frame, area: Rect, state: &State, p: &Prompt, the
     ];
     if p.purpose == Purpose::Command {
         let found = crate::tui::app::completions(value, state.is_read_only());
+        let word = value.split_whitespace().next().unwrap_or("");
+        // A command typed whole says what it does and what it wants (":cancel 42").
+        let whole = crate::tui::app::COMMANDS
+            .iter()
+            .find(|(name, _)| found.as_slice() == [*name] && *name == word);
         let hint = if value.trim().is_empty() {
             p.fields.fields[0].hint.to_string()
+        } else if let Some((_, what)) = whole {
+            what.to_string()
         } else if found.is_empty() {
             "no such command".to_string()
         } else {

@@ -293,6 +293,24 @@ fn one_line_prompts_sit_on_the_message_line() {
     let screen = render(&s, 80, 24);
     let line = screen.lines().nth(22).unwrap_or_default();
     assert!(line.contains(":re   resume"), "{screen}");
+    // Typed whole, the command says what it does and what it wants.
+    for c in "sume".chars() {
+        key(&mut s, KeyCode::Char(c));
+    }
+    let screen = render(&s, 80, 24);
+    let line = screen.lines().nth(22).unwrap_or_default();
+    assert!(line.contains(":resume   resume changes"), "{screen}");
+    key(&mut s, KeyCode::Esc);
+    key(&mut s, KeyCode::Char(':'));
+    for c in "cancel 4".chars() {
+        key(&mut s, KeyCode::Char(c));
+    }
+    let screen = render(&s, 80, 24);
+    let line = screen.lines().nth(22).unwrap_or_default();
+    assert!(
+        line.contains(":cancel 4   cancel scheduled change N, as C does (:cancel 42)"),
+        "{screen}"
+    );
 }
 
 /// Read-only (`--read-only`, or an observer): the header says READ-ONLY first, the footer offers
