@@ -232,6 +232,14 @@ pub enum ChangeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Withdraw your own change that waits for approval; it never runs.
+    Withdraw {
+        id: i64,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a scheduled change (yours, or any as an L2+); it never runs.
     Cancel {
         id: i64,

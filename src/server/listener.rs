@@ -37,9 +37,14 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Descriptors kept free for everything but client connections: the SQLite pool (a database,
-/// WAL and shared-memory file per connection), the log, the executor's pipes, the verifier's
+/// WAL and shared-memory file per connection), the log, the executor's pipes (for as many commands
+/// as run at once), the verifier's
 /// and webhook's outgoing connections, and the sockets of evicted connections not yet closed.
-const RESERVED_FDS: usize = 64;
+const RESERVED_FDS: usize = 64 + FDS_PER_EXECUTION * crate::server::changes::RUNNING_AT_ONCE;
+
+/// What a running command holds in the server: its stdout and stderr pipes, and the pidfd or
+/// signal pipe the runtime may keep for it.
+const FDS_PER_EXECUTION: usize = 3;
 
 /// Fewer connections than this would make the server useless; a limit this low is a
 /// misconfiguration the log should point at rather than a reason to refuse to start.

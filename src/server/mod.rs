@@ -48,6 +48,8 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenCache>,
     /// Shares commits between concurrent change requests.
     pub batcher: changes::CreateBatcher,
+    /// Places for changes executing at once on this server (`changes::RUNNING_AT_ONCE`).
+    pub executions: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a stopping server lets requests in flight finish.
@@ -161,6 +163,7 @@ pub async fn start(
         verifier: Arc::default(),
         outbox: Arc::default(),
         tokens: Arc::default(),
+        executions: Arc::new(tokio::sync::Semaphore::new(changes::RUNNING_AT_ONCE)),
     };
     let batch_task = state.batcher.start(
         state.store.clone(),

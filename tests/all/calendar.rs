@@ -663,7 +663,7 @@ async fn scheduled_changes_are_in_the_feed_until_they_can_no_longer_run() {
 #[tokio::test]
 async fn the_feed_lists_the_first_scheduled_changes_and_says_more_follow() {
     use commandbridge::server::calendar::FEED_MAX_CHANGES;
-    use commandbridge::server::changes::schedule::SCHEDULED_PER_OPERATOR;
+    use commandbridge::server::changes::quota::SCHEDULED_PER_OPERATOR;
     use futures::StreamExt;
     let srv = TestServer::start(TUESDAY_10).await;
     // One more than the feed lists, ten seconds apart from 23:00 on (in one Off-peak window),

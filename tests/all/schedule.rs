@@ -9,6 +9,7 @@ use commandbridge::client::ApiClient;
 use commandbridge::domain::api::{CancelRequest, ChangeRequest, FreezeRequest, IncidentRequest};
 use commandbridge::domain::policy::Outcome;
 use commandbridge::domain::{Change, ChangeState, Priority, WindowKind};
+use futures::StreamExt;
 use serde_json::json;
 use std::time::Duration;
 
@@ -561,14 +562,25 @@ async fn two_replicas_run_a_scheduled_change_exactly_once() {
 async fn one_operator_cannot_schedule_without_end() {
     let srv = TestServer::start(BEFORE_OFF_PEAK).await;
     let bob = srv.client("bob");
-    let quota = commandbridge::server::changes::schedule::SCHEDULED_PER_OPERATOR;
-    for i in 0..quota {
-        let mut logs = req("pull-logs", "CHG-3", &format!("t{i}"), json!({"lines": 1}));
-        logs.run_at = Some("2026-12-01T12:00:00Z".into());
-        create(&bob, &logs).await;
-    }
-    let mut one_more = req("pull-logs", "CHG-3", "t-last", json!({"lines": 1}));
-    one_more.run_at = Some("2026-12-01T12:00:00Z".into());
+    let quota = commandbridge::server::changes::quota::SCHEDULED_PER_OPERATOR as usize;
+    let logs = |target: String| {
+        let mut r = req("pull-logs", "CHG-3", &target, json!({"lines": 1}));
+        r.run_at = Some("2026-12-01T12:00:00Z".into());
+        r
+    };
+    // A burst past the quota, all at once: counted in the write transaction, none slips past.
+    let answers: Vec<_> = futures::stream::iter(0..quota + 5)
+        .map(|i| {
+            let (bob, r) = (&bob, logs(format!("t{i}")));
+            async move { bob.create_change(&r, None).await }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let (made, refused): (Vec<_>, Vec<_>) = answers.into_iter().partition(Result::is_ok);
+    assert_eq!(made.len(), quota);
+    assert_eq!(refused.len(), 5);
+    let one_more = logs("t-last".into());
     let (error, message) = api_error(bob.create_change(&one_more, None).await, 429);
     assert_eq!(error, "rate_limited");
     assert!(message.contains("cancel some"), "{message}");

@@ -7,7 +7,7 @@ use super::change_format::{format_change, format_change_list, format_preview};
 use super::{connect, emit};
 use crate::cli::{ChangeCommand, ChangeSpecArgs};
 use crate::domain::api::{
-    ApproveRequest, CancelRequest, ChangeRequest, DenyRequest, RollbackRequest,
+    ApproveRequest, CancelRequest, ChangeRequest, DenyRequest, RollbackRequest, WithdrawRequest,
 };
 use crate::domain::change::{Change, ChangeState};
 use color_eyre::eyre::{Result, bail, eyre};
@@ -72,6 +72,13 @@ pub async fn change(cmd: &ChangeCommand) -> Result<()> {
                 reason: reason.clone(),
             };
             let change = client.deny(*id, &req).await?;
+            emit(*json, &change, format_change)
+        }
+        ChangeCommand::Withdraw { id, reason, json } => {
+            let req = WithdrawRequest {
+                reason: reason.clone(),
+            };
+            let change = client.withdraw(*id, &req).await?;
             emit(*json, &change, format_change)
         }
         ChangeCommand::Cancel { id, reason, json } => {

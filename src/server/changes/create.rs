@@ -3,6 +3,7 @@
 //! reads the policy once, looks up every request's conflicts in one statement and inserts them
 //! in one, in rounds so that two requests on one target still see each other.
 
+use super::quota;
 use super::request::check;
 use super::schedule::{self as sched};
 use super::*;
@@ -36,9 +37,6 @@ pub async fn create(
         && let Some(done) = replay(state, caller, key, &fp).await?
     {
         return Ok(done);
-    }
-    if c.run_at.is_some() {
-        sched::check_schedule_quota(state, caller).await?;
     }
     // The decision and the writes run in a shared commit with other requests (group commit).
     let job = CreateJob {
@@ -160,10 +158,12 @@ async fn create_batch(
             Err(refusal) => out[slot] = Some(Err(refusal)),
         }
     }
+    let going = within_quotas(tx, going, &mut out).await?;
     if sched::conflicts_block(state) {
         let targets: Vec<&str> = going.iter().map(|g| g.job.target.as_str()).collect();
         tx.targets_lock(&targets).await?;
     }
+    let mut going = going;
     while !going.is_empty() {
         // This round: the first request on each target; the rest wait for the next round.
         let mut round = Vec::new();
@@ -182,6 +182,34 @@ async fn create_batch(
     out.into_iter()
         .map(|o| o.ok_or_else(|| DbError::Protocol("a request of the batch got no answer".into())))
         .collect()
+}
+
+/// The requests that stay within their requesters' quotas (`quota.rs`), counted in arrival
+/// order on top of what each requester already has open; the others get their 429.
+async fn within_quotas<'a>(
+    tx: &mut Tx,
+    going: Vec<Going<'a>>,
+    out: &mut [Option<CreateOutcome>],
+) -> Result<Vec<Going<'a>>, DbError> {
+    let names: Vec<&str> = going
+        .iter()
+        .map(|g| g.job.requester.name.as_str())
+        .collect();
+    tx.requesters_lock(&names).await?;
+    let mut open = tx.changes_open_by(&names).await?;
+    Ok(going
+        .into_iter()
+        .filter(|g| {
+            let mine = open.entry(g.job.requester.name.clone()).or_default();
+            match quota::take(mine, g.d.decision, g.run_at.is_some()) {
+                Ok(()) => true,
+                Err(e) => {
+                    out[g.slot] = Some(Err(e));
+                    false
+                }
+            }
+        })
+        .collect())
 }
 
 /// A request's time and decision, or its refusal (a blocked one is audited).

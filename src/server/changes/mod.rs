@@ -3,12 +3,14 @@
 //! Every step reads the policy context and writes the change, its audit entry and its event in
 //! one `BEGIN IMMEDIATE` transaction, so a decision is always made on what is committed.
 //!
-//! `request.rs` (checks, preview, rollback), `create.rs` (create, in batches), `review.rs`
+//! `request.rs` (checks, preview, rollback), `create.rs` (create, in batches; `quota.rs` is what
+//! one operator may have open), `review.rs`
 //! (approve, deny, expiry), `run.rs` (the execution and the verification it opens) and
 //! `recovery.rs` (after a restart) share what is here: the policy decision on what a
 //! transaction sees, and the record of each step.
 
 mod create;
+pub mod quota;
 pub mod recovery;
 mod request;
 mod review;
@@ -19,6 +21,7 @@ pub use create::{CreateBatcher, Created, create, create_handler};
 pub use recovery::{recover_interrupted, recover_periodically};
 pub use request::{preview, rollback};
 pub use review::{approve, deny, expire_due, withdraw};
+pub use run::RUNNING_AT_ONCE;
 use run::{failure, start_and_wait};
 pub use schedule::{cancel, run_due, schedule_periodically};
 

@@ -99,23 +99,6 @@ pub(super) fn check_schedulable(
     Ok(())
 }
 
-/// How many changes one operator may have waiting for their time (scheduled, or waiting for
-/// approval with a `run_at`): a schedule is a promise reviewers and the calendar feed carry for
-/// weeks, and one token must not fill them (nor the scheduler's every pass).
-pub const SCHEDULED_PER_OPERATOR: i64 = 50;
-
-/// Refuses a new schedule from `caller` who already has [`SCHEDULED_PER_OPERATOR`] waiting.
-pub(super) async fn check_schedule_quota(state: &AppState, caller: &Operator) -> ServiceResult<()> {
-    let waiting = state.store.changes_waiting_by(&caller.name).await?;
-    if waiting >= SCHEDULED_PER_OPERATOR {
-        return Err(ServiceError::rate_limited(format!(
-            "you have {waiting} changes waiting for their time, the most one operator may: \
-             cancel some (`change cancel ID --reason …`) or wait until they have run"
-        )));
-    }
-    Ok(())
-}
-
 /// The conflicts of a new change of `spec` that keeps its target busy for `mine`, among `live`
 /// (the live changes on that target).
 pub(super) fn conflicts_among(

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 pub use audit::{AuditSnapshot, GENESIS_HASH, RawAuditRow, audit_hash};
 pub use changes::{CommandProcess, EXECUTION_LEASE_MS, ExecutionLease, NewChange};
-pub use schedule::{LiveAsk, LiveChange};
+pub use schedule::{LiveAsk, LiveChange, OpenChanges};
 pub use schema::SchemaState;
 
 pub type DbError = sqlx::Error;

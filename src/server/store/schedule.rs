@@ -208,17 +208,6 @@ impl Store {
             .collect()
     }
 
-    /// How many changes `name` requested that still wait for their `run_at`.
-    pub async fn changes_waiting_by(&self, name: &str) -> Result<i64, DbError> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM changes WHERE requested_by = $1 AND run_at IS NOT NULL \
-             AND state IN ('pending_approval', 'scheduled')",
-        )
-        .bind(name.to_string())
-        .fetch_one(&self.reader)
-        .await
-    }
-
     /// The earliest `run_at` of a change still waiting to run, for the scheduler's wake-up.
     pub async fn schedule_next(&self) -> Result<Option<DateTime<Utc>>, DbError> {
         let next: Option<i64> = sqlx::query_scalar(
@@ -267,6 +256,21 @@ impl Store {
     }
 }
 
+/// Namespaces of the advisory locks a batch of change requests takes (PostgreSQL).
+const LOCK_TARGETS: i32 = 7;
+const LOCK_REQUESTERS: i32 = 8;
+
+/// One operator's open changes, as the per-operator quotas count them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenChanges {
+    /// Waiting for their time (a `run_at`): scheduled, or waiting for approval.
+    pub waiting: i64,
+    /// Waiting for approval, without a time.
+    pub pending: i64,
+    /// Executing now.
+    pub executing: i64,
+}
+
 impl Tx {
     /// [`Store::changes_live_on`] for several lookups, inside the write transaction, in one
     /// round trip (approvals are not read: a conflict names the change, not who approved it).
@@ -284,28 +288,81 @@ impl Tx {
 
     /// Locks `targets` for the rest of the transaction, for a server that refuses conflicts:
     /// shared writers on other replicas (`Store::write_shared`) would otherwise both find a
-    /// target free and both go ahead. All at once and in one order (sorted, then locked as the
-    /// rows come), so two batches never wait for each other crosswise. Nothing to do for an
-    /// exclusive writer, which no other writer runs beside.
+    /// target free and both go ahead.
     pub async fn targets_lock(&mut self, targets: &[&str]) -> Result<(), DbError> {
-        if !self.shared || targets.is_empty() {
+        self.advisory_locks(LOCK_TARGETS, targets).await
+    }
+
+    /// Locks `requesters` for the rest of the transaction, so that their counts of open changes
+    /// (`Tx::changes_open_by`) stay true until it commits: two replicas' batches would otherwise
+    /// both count below a quota and both go past it. A batch takes these before its targets.
+    pub async fn requesters_lock(&mut self, requesters: &[&str]) -> Result<(), DbError> {
+        self.advisory_locks(LOCK_REQUESTERS, requesters).await
+    }
+
+    /// Transaction-scoped advisory locks on `keys` in the namespace `space`. All at once and in
+    /// one order (sorted, then locked as the rows come), so two batches never wait for each
+    /// other crosswise. Nothing to do for an exclusive writer, which no other writer runs beside.
+    async fn advisory_locks(&mut self, space: i32, keys: &[&str]) -> Result<(), DbError> {
+        if !self.shared || keys.is_empty() {
             return Ok(());
         }
-        let mut sorted: Vec<&str> = targets.to_vec();
+        let mut sorted: Vec<&str> = keys.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let values: Vec<String> = (1..=sorted.len()).map(|i| format!("(${i})")).collect();
+        let values: Vec<String> = (2..=sorted.len() + 1).map(|i| format!("(${i})")).collect();
         // Volatile functions in the select list are evaluated after the sort.
         let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7, hashtext(t)) \
+            "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1, hashtext(t)) \
              FROM (VALUES {}) AS v(t) ORDER BY t) AS l",
             values.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(space);
         for t in sorted {
             q = q.bind(t.to_string());
         }
         q.fetch_one(&mut *self.inner).await?;
         Ok(())
+    }
+
+    /// What each of `requesters` has open, read inside the write transaction.
+    pub async fn changes_open_by(
+        &mut self,
+        requesters: &[&str],
+    ) -> Result<BTreeMap<String, OpenChanges>, DbError> {
+        let mut names: Vec<&str> = requesters.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let list: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+        // The state condition first: `changes_by_state` bounds the rows read to the open ones.
+        let sql = format!(
+            "SELECT requested_by, \
+             SUM(CASE WHEN run_at IS NOT NULL AND state <> 'executing' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN run_at IS NULL AND state = 'pending_approval' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN state = 'executing' THEN 1 ELSE 0 END) \
+             FROM changes WHERE state IN ('pending_approval', 'scheduled', 'executing') \
+             AND requested_by IN ({}) GROUP BY requested_by",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for name in names {
+            q = q.bind(name.to_string());
+        }
+        let rows = q.fetch_all(&mut *self.inner).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0)?,
+                    OpenChanges {
+                        waiting: r.try_get(1)?,
+                        pending: r.try_get(2)?,
+                        executing: r.try_get(3)?,
+                    },
+                ))
+            })
+            .collect()
     }
 }

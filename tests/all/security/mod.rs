@@ -3,5 +3,6 @@
 
 mod duties;
 mod input;
+mod quotas;
 mod resources;
 mod tools;
