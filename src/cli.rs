@@ -339,8 +339,14 @@ pub enum CalendarCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List feed URLs (never their secrets).
+    /// List feed URLs (never their secrets), newest first.
     Feeds {
+        /// At most this many (one page of the server's, at most 500).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+        /// Only feeds with an id below this one (where the previous listing stopped).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        before: Option<i64>,
         #[arg(long)]
         json: bool,
     },

@@ -147,7 +147,7 @@ impl ApiClient {
 }
 
 /// The `before` cursor in a `Link: <…?before=N…>; rel="next"` header.
-fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<i64> {
+pub(super) fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<i64> {
     headers
         .get_all(reqwest::header::LINK)
         .iter()

@@ -3,12 +3,16 @@
 //! They share the window vocabulary of [`crate::domain::window`] and [`crate::domain::calendar`],
 //! and the dashboard's calendar pane is their main user.
 
+use super::changes::{Page, next_cursor};
 use super::{ApiClient, ClientError};
 use crate::domain::api::{Calendar, FreezeRequest, PauseRequest, WindowStatus};
 use crate::domain::calendar::{CalendarState, Feed, FeedCreated, FeedRequest};
 use crate::domain::window::{Freeze, Pause};
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
+
+/// The most feeds the server sends in one page of `GET /calendar/feeds`.
+pub const MAX_FEEDS_PAGE: u32 = 500;
 
 impl ApiClient {
     /// `GET /windows`: the calendar between two instants.
@@ -51,9 +55,34 @@ impl ApiClient {
             .await
     }
 
-    /// `GET /calendar/feeds`.
+    /// `GET /calendar/feeds`: the first page (the newest feeds, the server's default page).
     pub async fn calendar_feeds(&self) -> Result<Vec<Feed>, ClientError> {
-        self.get("/calendar/feeds", &[]).await
+        Ok(self.calendar_feeds_page(None, None).await?.items)
+    }
+
+    /// `GET /calendar/feeds?before=…`: the page of feeds with ids below `before`, newest first
+    /// (`limit` at most [`MAX_FEEDS_PAGE`]), and the cursor of the next page from the `Link`
+    /// header.
+    pub async fn calendar_feeds_page(
+        &self,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Page<Feed>, ClientError> {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(("limit", limit.min(MAX_FEEDS_PAGE).to_string()));
+        }
+        if let Some(before) = before {
+            query.push(("before", before.to_string()));
+        }
+        let resp = self
+            .send(self.request(Method::GET, self.url("/calendar/feeds", &query)?))
+            .await?;
+        let next_before = next_cursor(resp.headers());
+        let items: Vec<Feed> = self.read_json(resp).await?;
+        // A cursor that does not move down would have a caller following it loop for ever.
+        let next_before = next_before.filter(|n| before.is_none_or(|b| *n < b));
+        Ok(Page { items, next_before })
     }
 
     /// `DELETE /calendar/feeds/{id}`.

@@ -56,15 +56,24 @@ pub async fn calendar(cmd: &CalendarCommand) -> Result<()> {
             let server = client.server().to_string();
             emit(*json, &created, |c| format_created(&server, c))
         }
-        CalendarCommand::Feeds { json } => {
-            let feeds = client.calendar_feeds().await?;
-            emit(*json, &feeds, |f| {
+        CalendarCommand::Feeds {
+            limit,
+            before,
+            json,
+        } => {
+            let page = client.calendar_feeds_page(*before, Some(*limit)).await?;
+            emit(*json, &page.items, |f| {
                 if f.is_empty() {
                     "no calendar feeds (create one with `commandbridge calendar feed-url`)".into()
                 } else {
                     f.iter().map(format_feed).collect::<Vec<_>>().join("\n")
                 }
-            })
+            })?;
+            if let Some(next) = page.next_before {
+                // On stderr, so `--json` output stays one document.
+                eprintln!("more feeds: --before {next}");
+            }
+            Ok(())
         }
         CalendarCommand::Revoke { id, json } => {
             let feed = client.revoke_calendar_feed(*id).await?;

@@ -330,7 +330,19 @@ pub async fn feed(state: &AppState) -> ServiceResult<String> {
 /// The path of the feed on this server; the secret goes in the query.
 pub const FEED_PATH: &str = "/api/v1/calendar.ics";
 
+/// Feed URLs one operator may have active (not revoked) at once: every feed is a row the list
+/// carries and a secret that reads the calendar, and one token must not mint them without end.
+/// A team needs a handful; revoking one makes room for another.
+pub const FEEDS_PER_OPERATOR: i64 = 20;
+
+/// The most feeds one page of `GET /calendar/feeds` holds, and the page without `limit`:
+/// revoked feeds stay listed for ever, so a whole list would grow with every create and
+/// revoke; a page is built in memory, so its size is bounded here, not by the caller.
+pub const MAX_FEEDS_PAGE: i64 = 500;
+pub const DEFAULT_FEEDS_PAGE: i64 = 200;
+
 /// Creates a feed URL for `op`: the secret is returned this once, only its SHA-256 is kept.
+/// Refused (rate limited) while `op` has [`FEEDS_PER_OPERATOR`] active feeds.
 pub async fn create_feed(
     state: &AppState,
     op: &Operator,
@@ -344,7 +356,18 @@ pub async fn create_feed(
     let secret = auth::new_feed_secret()
         .map_err(|e| ServiceError::Unavailable(format!("no randomness for a secret: {e}")))?;
     let now = state.clock.now();
+    // Counted in the write transaction, which excludes every other writer (BEGIN IMMEDIATE,
+    // or the exclusive advisory lock on PostgreSQL): two creations at once are counted one
+    // after the other, so the cap holds exactly.
     let mut tx = state.store.write().await?;
+    let active = tx.calendar_feeds_active_by(&op.name).await?;
+    if active >= FEEDS_PER_OPERATOR {
+        return Err(ServiceError::rate_limited(format!(
+            "you have {active} active calendar feeds, the most one operator may: revoke one you \
+             no longer use (`commandbridge calendar feeds` lists them, `commandbridge calendar \
+             revoke ID` revokes one) and create this one again"
+        )));
+    }
     let feed = tx
         .calendar_feed_insert(&label, &auth::token_hash(&secret), &op.name, now)
         .await?;
@@ -365,8 +388,29 @@ pub async fn create_feed(
     })
 }
 
-pub async fn feeds(state: &AppState) -> ServiceResult<Vec<Feed>> {
-    Ok(state.store.calendar_feeds().await?)
+/// One page of feeds, newest first: at most `limit` (1 to [`MAX_FEEDS_PAGE`]) with ids below
+/// `before`, and whether more follow.
+pub async fn feeds(
+    state: &AppState,
+    before: Option<i64>,
+    limit: i64,
+) -> ServiceResult<(Vec<Feed>, bool)> {
+    if !(1..=MAX_FEEDS_PAGE).contains(&limit) {
+        return Err(ServiceError::invalid(format!(
+            "limit must be between 1 and {MAX_FEEDS_PAGE}; follow the Link header (or pass \
+             before=<id>) for more"
+        )));
+    }
+    if before.is_some_and(|b| b < 1) {
+        return Err(ServiceError::invalid(
+            "before must be a feed id (1 or more)",
+        ));
+    }
+    // One row more than asked says whether a next page exists, so the last page has no link.
+    let mut page = state.store.calendar_feeds(before, limit + 1).await?;
+    let more = page.len() as i64 > limit;
+    page.truncate(limit as usize);
+    Ok((page, more))
 }
 
 /// Revokes feed `id`: its creator or an L3 may. From the commit on, its secret is refused.

@@ -725,3 +725,95 @@ async fn the_feed_lists_the_first_scheduled_changes_and_says_more_follow() {
         more[0].description
     );
 }
+
+/// One token must not mint feeds without end: an operator has at most
+/// `FEEDS_PER_OPERATOR` active feeds, counted in the write transaction so that creations at
+/// once cannot pass it; a revoked one makes room. The list is read a page at a time.
+#[tokio::test]
+async fn an_operator_has_a_bounded_number_of_active_feeds_and_the_list_is_paged() {
+    use commandbridge::server::calendar::FEEDS_PER_OPERATOR;
+    let srv = TestServer::start(TUESDAY_10).await;
+    let (alice, bob) = (srv.client("alice"), srv.client("bob"));
+    let cap = FEEDS_PER_OPERATOR as usize;
+    let label = |i: usize| FeedRequest {
+        label: format!("feed {i}"),
+    };
+    // Five more than the cap, all at once: exactly the cap is created.
+    let requests: Vec<_> = (0..cap + 5).map(label).collect();
+    let results =
+        futures::future::join_all(requests.iter().map(|r| alice.create_calendar_feed(r))).await;
+    let (made, refused): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!((made.len(), refused.len()), (cap, 5), "{refused:?}");
+    for r in refused {
+        let (error, message) = api_error(r, 429);
+        assert_eq!(error, "rate_limited");
+        assert!(
+            message.contains(&format!("{cap} active calendar feeds"))
+                && message.contains("commandbridge calendar revoke ID"),
+            "{message}"
+        );
+    }
+    // The cap is per operator: bob is not held back by alice's feeds.
+    let bobs = bob
+        .create_calendar_feed(&label(99))
+        .await
+        .expect("bob creates one");
+    // A revoked feed makes room for one more, and only one.
+    let first = made[0].as_ref().expect("made").feed.id;
+    alice.revoke_calendar_feed(first).await.expect("revoke");
+    alice
+        .create_calendar_feed(&label(100))
+        .await
+        .expect("room again after a revocation");
+    api_error(alice.create_calendar_feed(&label(101)).await, 429);
+
+    // The list: newest first, a page at a time, the Link header leading to the next one until
+    // every feed (revoked ones too) was read once.
+    let total = cap + 2;
+    let page = alice.calendar_feeds().await.expect("list");
+    assert_eq!(page.len(), total, "a default page holds them all");
+    assert!(page.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let p = alice
+            .calendar_feeds_page(before, Some(7))
+            .await
+            .expect("a page");
+        assert!(p.items.len() <= 7);
+        seen.extend(p.items.iter().map(|f| f.id));
+        match p.next_before {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, page.iter().map(|f| f.id).collect::<Vec<_>>());
+    assert!(seen.contains(&bobs.feed.id) && seen.contains(&first));
+    // A page the caller sizes beyond the bound, or a cursor that is no id, is refused.
+    for query in ["limit=0", "limit=501", "before=0", "limit=x"] {
+        let r = send(srv.raw_as(
+            "alice",
+            Method::GET,
+            &format!("/api/v1/calendar/feeds?{query}"),
+        ))
+        .await;
+        r.error(422);
+    }
+
+    // The CLI prints the server's words for the 429, and pages the list.
+    for i in 0..cap - 1 {
+        bob.create_calendar_feed(&label(200 + i))
+            .await
+            .expect("bob fills his quota");
+    }
+    let (ok, _, err) = cli(&srv, &["calendar", "feed-url", "--label", "one more"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("429 rate_limited") && err.contains("calendar revoke ID"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(&srv, &["calendar", "feeds", "--limit", "3"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(err.contains("more feeds: --before"), "{err}");
+}

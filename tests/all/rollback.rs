@@ -328,3 +328,164 @@ async fn a_withdrawn_rollback_leaves_room_for_a_new_one() {
         .expect("approve");
     assert_eq!(settled(&carol, again.id).await.state, ChangeState::Executed);
 }
+
+/// A high-risk action whose rollback needs no more than the process's approval matrix: an L1's
+/// rollback waits for an L2+, an L2's or L3's runs at once.
+fn high_risk_undo(dir: &std::path::Path) -> String {
+    let log = dir.join("rollback.log");
+    let log = log.to_str().expect("a UTF-8 temporary path");
+    format!(
+        r#"
+[[actions]]
+name = "maintenance-test"
+risk = "high"
+description = "test: a maintenance flag and its reversal"
+rollback = "Toggle the flag back off"
+command = ["sh", "-c", 'echo "maintenance on $1" >> "$0"', "{log}", "{{target}}"]
+rollback_command = ["sh", "-c", 'echo "maintenance off $1" >> "$0"', "{log}", "{{target}}"]
+timeout_secs = 10
+"#
+    )
+}
+
+/// An L1's rollback waiting for approval must not hold the change's one rollback against an
+/// operator who may run it at once: an L3's request replaces it (withdrawn, with a reason naming
+/// the new one, in the same commit) and runs. A request that would wait too is still refused,
+/// saying who may replace it; an executed rollback is never replaced.
+#[tokio::test]
+async fn a_rollback_that_runs_at_once_replaces_one_waiting_for_approval() {
+    let mut srv = TestServer::start_configured(clock_at(TUESDAY_10), |dir| {
+        verification_toml(0.05) + &rollback_actions(dir) + &high_risk_undo(dir)
+    })
+    .await;
+    let erin = srv.add_operator("erin", Level::L1).await;
+    let (alice, bob, carol, dave) = (
+        srv.client("alice"),
+        srv.client("bob"),
+        srv.client("carol"),
+        srv.client("dave"),
+    );
+    let orig = executed(&bob, "maintenance-test", "CHG-4201", "web").await;
+    let waiting = alice
+        .rollback(orig, &rollback_req("errors since the flag", None))
+        .await
+        .expect("alice requests the rollback");
+    assert_eq!(waiting.state, ChangeState::PendingApproval, "{waiting:?}");
+
+    // Another L1 would wait too: refused, saying who decides and who may replace it.
+    let (error, message) = api_error(
+        erin.rollback(orig, &rollback_req("me too", None)).await,
+        409,
+    );
+    assert_eq!(error, "conflict");
+    assert!(
+        message.contains(&format!("#{}", waiting.id))
+            && message.contains("alice")
+            && message.contains("L2+ approval")
+            && message.contains("L2 or above")
+            && message.contains("replace"),
+        "{message}"
+    );
+    assert_eq!(
+        alice.change(waiting.id).await.expect("GET").state,
+        ChangeState::PendingApproval
+    );
+
+    // carol (L3) runs it at once: alice's request ends, replaced, and carol's executes.
+    let mine = carol
+        .rollback(orig, &rollback_req("incident: undo it now", None))
+        .await
+        .expect("carol's rollback replaces the waiting one");
+    assert_eq!(mine.rollback_of, Some(orig));
+    let mine = settled(&carol, mine.id).await;
+    assert_eq!(mine.state, ChangeState::Executed, "{:?}", mine.output);
+    assert_eq!(
+        rollback_log(&srv),
+        ["maintenance on web", "maintenance off web"],
+        "the rollback ran once"
+    );
+    let old = alice.change(waiting.id).await.expect("GET");
+    assert_eq!(old.state, ChangeState::Withdrawn);
+    assert_eq!(old.decided_by.as_deref(), Some("carol"));
+    let why = old.outcome_reason.clone().unwrap_or_default();
+    assert!(
+        why.contains(&format!("replaced by rollback #{}", mine.id)) && why.contains("carol"),
+        "{why}"
+    );
+    // The approval alice's request waited for can no longer run it.
+    api_error(
+        bob.approve(waiting.id, &ApproveRequest::default()).await,
+        409,
+    );
+
+    // Both are in the audit chain, in order, and the chain is whole.
+    let audit = carol.audit(None, Some(500)).await.expect("audit");
+    let of = |id: i64| {
+        audit
+            .iter()
+            .filter(|e| e.subject == format!("change:{id}"))
+            .map(|e| (e.kind.clone(), e.actor.clone()))
+            .collect::<Vec<_>>()
+    };
+    let pair = |k: &str, a: &str| (k.to_string(), a.to_string());
+    let old_entries = of(waiting.id);
+    assert_eq!(
+        old_entries[..2],
+        [
+            pair("change.requested", "alice"),
+            pair("change.withdrawn", "carol")
+        ],
+        "{old_entries:?}"
+    );
+    let withdrawn = audit
+        .iter()
+        .find(|e| e.subject == format!("change:{}", waiting.id) && e.kind == "change.withdrawn")
+        .expect("the withdrawal");
+    assert!(
+        withdrawn
+            .detail
+            .to_string()
+            .contains(&format!("replaced by rollback #{}", mine.id)),
+        "{}",
+        withdrawn.detail
+    );
+    assert!(
+        withdrawn.seq
+            < audit
+                .iter()
+                .find(|e| e.subject == format!("change:{}", mine.id))
+                .expect("carol's")
+                .seq
+    );
+    assert_eq!(of(mine.id)[0], pair("change.requested", "carol"));
+    match commandbridge::server::audit_check::verify(srv.store())
+        .await
+        .expect("verify")
+    {
+        commandbridge::server::audit_check::Verdict::Intact { .. } => {}
+        broken => panic!("{broken:?}"),
+    }
+
+    // An executed rollback is never replaced, not even by an L3.
+    for who in [&alice, &carol] {
+        let (_, message) = api_error(who.rollback(orig, &rollback_req("again", None)).await, 409);
+        assert!(
+            message.contains(&format!("#{}", mine.id)) && message.contains("executed"),
+            "{message}"
+        );
+    }
+
+    // Where only an L3 runs the rollback (`rollback_level`), an L2's request waits, and another
+    // L2 is told that only an L3 may replace it.
+    let fo = executed(&bob, "failover-test", "CHG-4202", "db").await;
+    let bobs = bob
+        .rollback(fo, &rollback_req("fail back", None))
+        .await
+        .expect("bob requests the failback");
+    assert_eq!(bobs.state, ChangeState::PendingApproval);
+    let (_, message) = api_error(dave.rollback(fo, &rollback_req("now", None)).await, 409);
+    assert!(
+        message.contains("an L3") && message.contains("L3 approval"),
+        "{message}"
+    );
+}

@@ -9,7 +9,7 @@ use crate::server::auth::{Caller, FeedReader};
 use crate::server::calendar as service;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
@@ -114,11 +114,13 @@ pub async fn ics(
 }
 
 /// Create a feed URL for calendar apps. The secret is shown in this answer only; only its
-/// SHA-256 is stored. Audited.
+/// SHA-256 is stored. Audited. An operator has at most 20 active (not revoked) feeds; the 21st
+/// is refused with 429 until they revoke one.
 #[utoipa::path(post, path = "/api/v1/calendar/feeds", tag = "calendar", security(("bearer" = [])),
     request_body = FeedRequest,
     responses((status = 201, body = FeedCreated), (status = 401, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "The caller already has 20 active feeds: revoke one first", body = ErrorBody)))]
 pub async fn create_feed(
     State(state): State<AppState>,
     Caller(op): Caller,
@@ -128,11 +130,44 @@ pub async fn create_feed(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// Every feed URL, revoked ones too (never their secrets).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsQuery {
+    /// At most this many (default 200, at most 500).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500, default = 200)]
+    limit: Option<i64>,
+    /// Only feeds with an id below this one: the cursor for the next page, as given in the
+    /// `Link` header of the previous one.
+    #[param(value_type = i64, required = false, minimum = 1)]
+    before: Option<i64>,
+}
+
+/// Feed URLs, revoked ones too (never their secrets), newest first, a page at a time (at most
+/// 500). When more may follow, the `Link` header holds the next page's URL (`rel="next"`).
 #[utoipa::path(get, path = "/api/v1/calendar/feeds", tag = "calendar", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Feed>), (status = 401, body = ErrorBody)))]
-pub async fn feeds(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<Feed>>> {
-    Ok(Json(service::feeds(&state).await?))
+    params(FeedsQuery),
+    responses((status = 200, body = Vec<Feed>,
+            headers(("Link" = String, description = "`<URL of the next page>; rel=\"next\"`, absent on the last page"))),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn feeds(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<FeedsQuery>,
+) -> ApiResult<(HeaderMap, Json<Vec<Feed>>)> {
+    let limit = q.limit.unwrap_or(service::DEFAULT_FEEDS_PAGE);
+    let (page, more) = service::feeds(&state, q.before, limit).await?;
+    let mut headers = HeaderMap::new();
+    if let (true, Some(last)) = (more, page.last()) {
+        let link = format!(
+            "</api/v1/calendar/feeds?limit={limit}&before={}>; rel=\"next\"",
+            last.id
+        );
+        if let Ok(v) = link.parse() {
+            headers.insert(header::LINK, v);
+        }
+    }
+    Ok((headers, Json(page)))
 }
 
 /// Revoke a feed URL (its creator, or an L3): its secret is refused from now on. Audited.

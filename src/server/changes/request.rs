@@ -132,6 +132,60 @@ fn already_rolled_back(id: i64, existing: i64, st: ChangeState) -> ServiceError 
     ))
 }
 
+/// The lowest level whose own request of `spec`'s rollback runs without waiting for approval,
+/// by the process's approval matrix and the action's `rollback_level`; `None` when the
+/// server's `[approvals.<risk>]` rule makes every request wait.
+fn runs_unapproved_from(state: &AppState, spec: &ActionSpec) -> Option<crate::domain::Level> {
+    use crate::domain::Level;
+    if state.config.approval_rule(spec.risk).is_some() {
+        return None;
+    }
+    [Level::L1, Level::L2, Level::L3].into_iter().find(|l| {
+        spec.risk.approval_needed(*l).is_none() && spec.rollback_level.is_none_or(|r| *l >= r)
+    })
+}
+
+/// The 409 of a rollback requested while another waits for approval and the new one would wait
+/// too: it says who may end the wait (a reviewer) and who may replace it.
+fn rollback_waiting(
+    state: &AppState,
+    spec: &ActionSpec,
+    id: i64,
+    existing: &Change,
+) -> ServiceError {
+    use crate::domain::Level;
+    let needs: Vec<String> = approval::unmet(
+        &existing.approvals_required,
+        &existing.approvals,
+        &existing.requested_by,
+    )
+    .iter()
+    .map(|r| r.describe())
+    .collect();
+    let replace = match runs_unapproved_from(state, spec) {
+        Some(Level::L3) => "; an L3, whose own request runs without waiting, may request the \
+                            rollback again and replace it"
+            .to_string(),
+        Some(l) => format!(
+            "; an operator of {l} or above, whose own request runs without waiting, may \
+             request the rollback again and replace it"
+        ),
+        None => String::new(),
+    };
+    ServiceError::conflict(format!(
+        "change #{id} already has a rollback waiting for approval: change #{} requested by {} \
+         ({}); a reviewer approves or denies it (it needs {}){replace}",
+        existing.id,
+        existing.requested_by,
+        existing.requested_level,
+        if needs.is_empty() {
+            "no more approvals".to_string()
+        } else {
+            needs.join(" and ")
+        }
+    ))
+}
+
 /// Requests the rollback of an executed change: a linked change running the action's
 /// `rollback_command`, through the same policy (and the action's `rollback_level`).
 pub async fn rollback(
@@ -189,10 +243,29 @@ pub async fn rollback(
     let ticket = Ticket::parse(&ticket_text).map_err(ServiceError::invalid)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
-    if let Some((existing, st)) = tx.rollback_live(id).await? {
-        return Err(already_rolled_back(id, existing, st));
-    }
+    // A change is rolled back once. A rollback still waiting for approval, though, may be
+    // replaced by one that runs at once: the process has an L1's high-risk request wait for an
+    // L2/L3 while an L2/L3 "executes directly", so during an incident the L1's pending request
+    // must not hold the change's one rollback against the operator who may run it now. Rank
+    // alone replaces nothing: a request that would wait too gains no time (the same reviewers
+    // decide either), and it would let anyone senior discard a colleague's request.
+    let waiting = match tx.rollback_live(id).await? {
+        None => None,
+        Some((existing, ChangeState::PendingApproval)) => Some(
+            tx.change(existing)
+                .await?
+                .ok_or_else(|| already_rolled_back(id, existing, ChangeState::PendingApproval))?,
+        ),
+        Some((existing, st)) => return Err(already_rolled_back(id, existing, st)),
+    };
     let mut d = decide(state, tx.conn(), spec, &ticket, caller, now, Some(id)).await?;
+    if let Some(existing) = &waiting {
+        let mut mine = d.clone();
+        require_rollback_level(spec, caller, &mut mine);
+        if mine.decision != Outcome::Execute {
+            return Err(rollback_waiting(state, spec, id, existing));
+        }
+    }
     if d.decision == Outcome::Blocked {
         let message = refusal_message(&d);
         let detail = serde_json::json!({ "rollback_of": id, "ticket": ticket.as_str(), "reasons": d.reasons });
@@ -217,6 +290,22 @@ pub async fn rollback(
         params: &original.params,
         reason: &reason,
     };
+    // The replaced rollback ends first, in this transaction: the one-rollback index counts
+    // only live rollbacks, and both commit together or not at all.
+    if let Some(old) = &waiting
+        && !tx
+            .change_transition(
+                old.id,
+                ChangeState::PendingApproval,
+                ChangeState::Withdrawn,
+                now,
+                None,
+                Some(&caller.name),
+            )
+            .await?
+    {
+        return Err(already_rolled_back(id, old.id, old.state));
+    }
     let new = NewChange {
         rollback_of: Some(id),
         command: spec.planned_argv(
@@ -243,6 +332,9 @@ pub async fn rollback(
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(old) = waiting {
+        supersede(&mut tx, now, caller, old, &change).await?;
+    }
     if run_now {
         tx.execution_claim(change.id, now).await?;
     }
@@ -259,6 +351,38 @@ pub async fn rollback(
         change,
         replayed: false,
     })
+}
+
+/// Gives the rollback `old`, withdrawn above, its reason naming `new`, the rollback that
+/// replaced it (only known once inserted), and records its end as a withdrawal.
+async fn supersede(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    caller: &Operator,
+    old: Change,
+    new: &Change,
+) -> ServiceResult<()> {
+    let why = format!(
+        "replaced by rollback #{} requested by {} ({}), which runs without waiting for approval",
+        new.id, caller.name, caller.level
+    );
+    // Withdrawn to withdrawn: the same conditional UPDATE, here only to set its reason.
+    tx.change_transition(
+        old.id,
+        ChangeState::Withdrawn,
+        ChangeState::Withdrawn,
+        now,
+        Some(&why),
+        Some(&caller.name),
+    )
+    .await?;
+    let ended = tx.change(old.id).await?.unwrap_or(old);
+    let summary = format!(
+        "{} replaced the pending rollback #{} ({} on {}, requested by {}) with #{}",
+        caller.name, ended.id, ended.action, ended.target, ended.requested_by, new.id
+    );
+    record(tx, now, &caller.name, "change.withdrawn", &ended, summary).await?;
+    Ok(())
 }
 
 /// Records a new change's `change.requested`, commits, and starts it if it runs now.

@@ -52,11 +52,20 @@ impl Store {
             .transpose()
     }
 
-    /// Every feed, revoked ones too, oldest first.
-    pub async fn calendar_feeds(&self) -> Result<Vec<Feed>, DbError> {
-        let rows = sqlx::query(select_feeds!("FROM calendar_feeds ORDER BY id"))
-            .fetch_all(&self.reader)
-            .await?;
+    /// At most `limit` feeds, revoked ones too, newest first, with ids below `before` when
+    /// given: revoked feeds stay listed for ever, so the list is read a page at a time.
+    pub async fn calendar_feeds(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Feed>, DbError> {
+        let rows = sqlx::query(select_feeds!(
+            "FROM calendar_feeds WHERE id < $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(feed_of).collect()
     }
 }
@@ -87,6 +96,17 @@ impl Tx {
             revoked_at: None,
             revoked_by: None,
         })
+    }
+
+    /// How many feeds `by` created that are not revoked, counted inside the write
+    /// transaction so that two creations at once cannot both pass the cap.
+    pub async fn calendar_feeds_active_by(&mut self, by: &str) -> Result<i64, DbError> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM calendar_feeds WHERE created_by = $1 AND revoked_at IS NULL",
+        )
+        .bind(by.to_string())
+        .fetch_one(&mut *self.inner)
+        .await
     }
 
     pub async fn calendar_feed(&mut self, id: i64) -> Result<Option<Feed>, DbError> {
