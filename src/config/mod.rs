@@ -13,7 +13,7 @@ mod server;
 mod verification;
 
 pub use policy::{ConflictMode, PolicySection};
-pub use server::{DatabasePool, ServerSection, ServerTlsConfig};
+pub use server::{DatabasePool, Quotas, ServerSection, ServerTlsConfig};
 pub use verification::{
     CloudWatchConfig, ErrorRateConfig, MetricSpec, ServiceConfig, VerificationConfig,
 };

@@ -42,6 +42,68 @@ pub struct ServerSection {
     /// Unset: plain http (loopback, or behind a TLS-terminating proxy).
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+    /// `[server.quotas]`: what one operator may have open at once.
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+/// `[server.quotas]`: what one operator may have open at once (past it a request gets 429 saying
+/// what to do; `src/server/changes/quota.rs`), and how many commands a server runs at once.
+/// Without them an L1 token could, with requests the policy allows, fill the reviewers' queue,
+/// the calendar and the scheduler's passes, or start commands until the server had no process
+/// or file descriptor left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    /// Changes of one operator's executing at once. On call, one runs one change at a time.
+    pub executing_per_operator: i64,
+    /// Changes waiting for approval without a time: the reviewers' queue.
+    pub pending_per_operator: i64,
+    /// Changes waiting for their time (scheduled, or waiting for approval with a `run_at`): a
+    /// schedule is a promise reviewers and the calendar feed carry for weeks.
+    pub scheduled_per_operator: i64,
+    /// Active (not revoked) calendar feed URLs.
+    pub feeds_per_operator: i64,
+    /// Commands this server runs at once; the next changes stay `executing` until a place is
+    /// free. The listener keeps file descriptors for them out of the connection cap.
+    pub commands_at_once: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            executing_per_operator: 4,
+            pending_per_operator: 50,
+            scheduled_per_operator: 50,
+            feeds_per_operator: 20,
+            commands_at_once: 32,
+        }
+    }
+}
+
+impl Quotas {
+    fn check(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("executing_per_operator", self.executing_per_operator),
+            ("pending_per_operator", self.pending_per_operator),
+            ("scheduled_per_operator", self.scheduled_per_operator),
+            ("feeds_per_operator", self.feeds_per_operator),
+        ] {
+            if !(1..=1_000_000).contains(&v) {
+                return Err(format!(
+                    "server.quotas.{key} must be from 1 to 1000000 (it is {v})"
+                ));
+            }
+        }
+        if !(1..=1024).contains(&self.commands_at_once) {
+            return Err(format!(
+                "server.quotas.commands_at_once must be from 1 to 1024 (it is {}): each running \
+                 command holds a process and a few file descriptors",
+                self.commands_at_once
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[server.tls]`: serve https on `listen` with this certificate.
@@ -138,7 +200,7 @@ impl ServerSection {
         if self.max_event_streams == Some(0) {
             return Err("server.max_event_streams must be at least 1 (or unset)".into());
         }
-        Ok(())
+        self.quotas.check()
     }
 }
 
@@ -217,6 +279,44 @@ mod tests {
         assert_eq!(tls.key_file, PathBuf::from("/etc/cb/tls.key"));
         let err = with("[server.tls]\ncert_file = \"/x\"\n").unwrap_err();
         assert!(err.contains("key_file"), "{err}");
+    }
+
+    #[test]
+    fn quotas_have_defaults_and_a_bad_one_names_its_key() {
+        let q = ServerConfig::embedded_default().server.quotas;
+        assert_eq!(q, super::Quotas::default());
+        assert_eq!((q.executing_per_operator, q.commands_at_once), (4, 32));
+        let ok = ServerConfig::parse("[server.quotas]\npending_per_operator = 200\n", "t")
+            .expect("one quota set");
+        assert_eq!(ok.server.quotas.pending_per_operator, 200);
+        assert_eq!(
+            ok.server.quotas.scheduled_per_operator, 50,
+            "the others keep theirs"
+        );
+        for (text, key) in [
+            (
+                "executing_per_operator = 0",
+                "server.quotas.executing_per_operator",
+            ),
+            (
+                "pending_per_operator = -1",
+                "server.quotas.pending_per_operator",
+            ),
+            (
+                "scheduled_per_operator = 0",
+                "server.quotas.scheduled_per_operator",
+            ),
+            (
+                "feeds_per_operator = 2000000",
+                "server.quotas.feeds_per_operator",
+            ),
+            ("commands_at_once = 0", "server.quotas.commands_at_once"),
+            ("commands_at_once = 5000", "server.quotas.commands_at_once"),
+            ("running = 3", "running"),
+        ] {
+            let err = ServerConfig::parse(&format!("[server.quotas]\n{text}\n"), "t").unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -330,11 +330,6 @@ pub async fn feed(state: &AppState) -> ServiceResult<String> {
 /// The path of the feed on this server; the secret goes in the query.
 pub const FEED_PATH: &str = "/api/v1/calendar.ics";
 
-/// Feed URLs one operator may have active (not revoked) at once: every feed is a row the list
-/// carries and a secret that reads the calendar, and one token must not mint them without end.
-/// A team needs a handful; revoking one makes room for another.
-pub const FEEDS_PER_OPERATOR: i64 = 20;
-
 /// The most feeds one page of `GET /calendar/feeds` holds, and the page without `limit`:
 /// revoked feeds stay listed for ever, so a whole list would grow with every create and
 /// revoke; a page is built in memory, so its size is bounded here, not by the caller.
@@ -342,7 +337,9 @@ pub const MAX_FEEDS_PAGE: i64 = 500;
 pub const DEFAULT_FEEDS_PAGE: i64 = 200;
 
 /// Creates a feed URL for `op`: the secret is returned this once, only its SHA-256 is kept.
-/// Refused (rate limited) while `op` has [`FEEDS_PER_OPERATOR`] active feeds.
+/// Refused (rate limited) while `op` has `[server.quotas] feeds_per_operator` active feeds:
+/// every feed is a row the list carries and a secret that reads the calendar, and one token must
+/// not mint them without end. Revoking one makes room for another.
 pub async fn create_feed(
     state: &AppState,
     op: &Operator,
@@ -361,7 +358,7 @@ pub async fn create_feed(
     // after the other, so the cap holds exactly.
     let mut tx = state.store.write().await?;
     let active = tx.calendar_feeds_active_by(&op.name).await?;
-    if active >= FEEDS_PER_OPERATOR {
+    if active >= state.config.server.quotas.feeds_per_operator {
         return Err(ServiceError::rate_limited(format!(
             "you have {active} active calendar feeds, the most one operator may: revoke one you \
              no longer use (`commandbridge calendar feeds` lists them, `commandbridge calendar \

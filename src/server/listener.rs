@@ -40,7 +40,8 @@ use tower::ServiceExt;
 /// WAL and shared-memory file per connection), the log, the executor's pipes (for as many commands
 /// as run at once), the verifier's
 /// and webhook's outgoing connections, and the sockets of evicted connections not yet closed.
-const RESERVED_FDS: usize = 64 + FDS_PER_EXECUTION * crate::server::changes::RUNNING_AT_ONCE;
+/// The commands that run at once (`[server.quotas] commands_at_once`) come on top.
+const RESERVED_FDS: usize = 64;
 
 /// What a running command holds in the server: its stdout and stderr pipes, and the pidfd or
 /// signal pipe the runtime may keep for it.
@@ -84,7 +85,7 @@ pub struct Limits {
 impl Limits {
     /// The configured limits, with the connection cap kept under the descriptor limit.
     pub fn for_config(server: &crate::config::ServerSection) -> Limits {
-        let derived = derived_connection_cap();
+        let derived = derived_connection_cap(server.quotas.commands_at_once);
         let max_connections = match server.max_connections {
             Some(n) if n > derived => {
                 tracing::warn!(
@@ -105,13 +106,14 @@ impl Limits {
     }
 }
 
-/// The soft `RLIMIT_NOFILE` minus what is open now and a reserve.
-pub fn derived_connection_cap() -> usize {
+/// The soft `RLIMIT_NOFILE` minus what is open now and a reserve, that of `commands` running
+/// commands included.
+pub fn derived_connection_cap(commands: usize) -> usize {
     let soft = fd_soft_limit();
     let open = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(32);
-    let cap = soft.saturating_sub(open + RESERVED_FDS);
+    let cap = soft.saturating_sub(open + RESERVED_FDS + FDS_PER_EXECUTION * commands);
     if cap < MIN_CONNECTIONS {
         tracing::warn!(
             fd_limit = soft,
@@ -573,8 +575,10 @@ mod tests {
 
     #[test]
     fn the_cap_stays_under_the_descriptor_limit() {
-        let cap = derived_connection_cap();
+        let commands = crate::config::Quotas::default().commands_at_once;
+        let reserve = RESERVED_FDS + FDS_PER_EXECUTION * commands;
+        let cap = derived_connection_cap(commands);
         assert!(cap >= MIN_CONNECTIONS);
-        assert!(cap + RESERVED_FDS <= fd_soft_limit().max(MIN_CONNECTIONS + RESERVED_FDS));
+        assert!(cap + reserve <= fd_soft_limit().max(MIN_CONNECTIONS + reserve));
     }
 }

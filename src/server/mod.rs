@@ -48,7 +48,7 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenCache>,
     /// Shares commits between concurrent change requests.
     pub batcher: changes::CreateBatcher,
-    /// Places for changes executing at once on this server (`changes::RUNNING_AT_ONCE`).
+    /// Places for commands running at once on this server (`[server.quotas] commands_at_once`).
     pub executions: Arc<tokio::sync::Semaphore>,
 }
 
@@ -150,6 +150,7 @@ pub async fn start(
     };
     let (batcher, batch_queue) = changes::CreateBatcher::channel();
     let limits = listener::Limits::for_config(&config.server);
+    let commands_at_once = config.server.quotas.commands_at_once;
     let state = AppState {
         batcher,
         events: EventBus::with_limits(events::StreamLimits::for_connections(
@@ -163,7 +164,7 @@ pub async fn start(
         verifier: Arc::default(),
         outbox: Arc::default(),
         tokens: Arc::default(),
-        executions: Arc::new(tokio::sync::Semaphore::new(changes::RUNNING_AT_ONCE)),
+        executions: Arc::new(tokio::sync::Semaphore::new(commands_at_once)),
     };
     let batch_task = state.batcher.start(
         state.store.clone(),

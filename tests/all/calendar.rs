@@ -663,13 +663,12 @@ async fn scheduled_changes_are_in_the_feed_until_they_can_no_longer_run() {
 #[tokio::test]
 async fn the_feed_lists_the_first_scheduled_changes_and_says_more_follow() {
     use commandbridge::server::calendar::FEED_MAX_CHANGES;
-    use commandbridge::server::changes::quota::SCHEDULED_PER_OPERATOR;
     use futures::StreamExt;
     let srv = TestServer::start(TUESDAY_10).await;
     // One more than the feed lists, ten seconds apart from 23:00 on (in one Off-peak window),
     // each on a target of its own; as many operators as that takes, each with as many as one may
     // have waiting.
-    let per_operator = SCHEDULED_PER_OPERATOR as usize;
+    let per_operator = srv.state().config.server.quotas.scheduled_per_operator as usize;
     let operators: Vec<_> = load::add_operators(&srv.db_url(), FEED_MAX_CHANGES / per_operator + 1)
         .await
         .iter()
@@ -727,14 +726,13 @@ async fn the_feed_lists_the_first_scheduled_changes_and_says_more_follow() {
 }
 
 /// One token must not mint feeds without end: an operator has at most
-/// `FEEDS_PER_OPERATOR` active feeds, counted in the write transaction so that creations at
+/// `[server.quotas] feeds_per_operator` active feeds, counted in the write transaction so that creations at
 /// once cannot pass it; a revoked one makes room. The list is read a page at a time.
 #[tokio::test]
 async fn an_operator_has_a_bounded_number_of_active_feeds_and_the_list_is_paged() {
-    use commandbridge::server::calendar::FEEDS_PER_OPERATOR;
     let srv = TestServer::start(TUESDAY_10).await;
     let (alice, bob) = (srv.client("alice"), srv.client("bob"));
-    let cap = FEEDS_PER_OPERATOR as usize;
+    let cap = srv.state().config.server.quotas.feeds_per_operator as usize;
     let label = |i: usize| FeedRequest {
         label: format!("feed {i}"),
     };

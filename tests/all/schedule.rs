@@ -562,7 +562,7 @@ async fn two_replicas_run_a_scheduled_change_exactly_once() {
 async fn one_operator_cannot_schedule_without_end() {
     let srv = TestServer::start(BEFORE_OFF_PEAK).await;
     let bob = srv.client("bob");
-    let quota = commandbridge::server::changes::quota::SCHEDULED_PER_OPERATOR as usize;
+    let quota = srv.state().config.server.quotas.scheduled_per_operator as usize;
     let logs = |target: String| {
         let mut r = req("pull-logs", "CHG-3", &target, json!({"lines": 1}));
         r.run_at = Some("2026-12-01T12:00:00Z".into());

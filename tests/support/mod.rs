@@ -191,8 +191,16 @@ impl TestServer {
             None => ("", extra),
         };
         base = base.replacen("[server]\n", &format!("[server]\n{server_keys}"), 1);
+        // Tests and benchmarks load a server from one or two tokens (thousands of pending
+        // changes by alice, many executing at once): the quotas on pending and executing changes
+        // are lifted unless a test sets `[server.quotas]` itself (`tests/all/security/quotas.rs`).
+        let quotas = if extra.contains("[server.quotas]") {
+            ""
+        } else {
+            "[server.quotas]\npending_per_operator = 1000000\nexecuting_per_operator = 100000\n"
+        };
         format!(
-            "{base}\n{}\n{extra}",
+            "{base}\n{}\n{quotas}{extra}",
             test_actions(log.to_str().expect("a UTF-8 temporary path")),
         )
     }

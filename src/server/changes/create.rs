@@ -158,7 +158,7 @@ async fn create_batch(
             Err(refusal) => out[slot] = Some(Err(refusal)),
         }
     }
-    let going = within_quotas(tx, going, &mut out).await?;
+    let going = within_quotas(&state.config.server.quotas, tx, going, &mut out).await?;
     if sched::conflicts_block(state) {
         let targets: Vec<&str> = going.iter().map(|g| g.job.target.as_str()).collect();
         tx.targets_lock(&targets).await?;
@@ -187,6 +187,7 @@ async fn create_batch(
 /// The requests that stay within their requesters' quotas (`quota.rs`), counted in arrival
 /// order on top of what each requester already has open; the others get their 429.
 async fn within_quotas<'a>(
+    quotas: &crate::config::Quotas,
     tx: &mut Tx,
     going: Vec<Going<'a>>,
     out: &mut [Option<CreateOutcome>],
@@ -201,7 +202,7 @@ async fn within_quotas<'a>(
         .into_iter()
         .filter(|g| {
             let mine = open.entry(g.job.requester.name.clone()).or_default();
-            match quota::take(mine, g.d.decision, g.run_at.is_some()) {
+            match quota::take(quotas, mine, g.d.decision, g.run_at.is_some()) {
                 Ok(()) => true,
                 Err(e) => {
                     out[g.slot] = Some(Err(e));

@@ -21,7 +21,6 @@ pub use create::{CreateBatcher, Created, create, create_handler};
 pub use recovery::{recover_interrupted, recover_periodically};
 pub use request::{preview, rollback};
 pub use review::{approve, deny, expire_due, withdraw};
-pub use run::RUNNING_AT_ONCE;
 use run::{failure, start_and_wait};
 pub use schedule::{cancel, run_due, schedule_periodically};
 

@@ -22,13 +22,6 @@ pub(super) fn start(state: &AppState, change: Change) {
     tokio::spawn(execute(state.clone(), change));
 }
 
-/// Changes whose commands run at once on one server; the next wait for a place (still
-/// `executing`, their lease renewed). Each holds a process and its pipes: without a bound,
-/// low-risk requests (which run at once, even in a freeze) took every file descriptor, and the
-/// server could accept no connection and start no command, an approved emergency one included.
-/// The listener keeps descriptors for these (`listener.rs`, RESERVED_FDS).
-pub const RUNNING_AT_ONCE: usize = 32;
-
 async fn execute(state: AppState, change: Change) {
     let id = change.id;
     // While the command runs, this server's lease on it is renewed: other replicas take over
@@ -49,7 +42,11 @@ async fn execute(state: AppState, change: Change) {
             }
         }
     });
-    // The semaphore is never closed, so a place always comes.
+    // `[server.quotas] commands_at_once` run at once; the next wait here for a place, still
+    // `executing`, their lease renewed. Without a bound, low-risk requests (which run at once,
+    // even in a freeze) took every file descriptor, and the server could accept no connection
+    // and start no command, an approved emergency one included. The semaphore is never closed,
+    // so a place always comes.
     let place = state.executions.clone().acquire_owned().await;
     if let Err(e) = execute_inner(&state, change).await {
         tracing::error!(change = id, error = %e, "recording the execution failed");

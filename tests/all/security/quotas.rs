@@ -1,13 +1,11 @@
-//! What one L1 token may have open at once (`src/server/changes/quota.rs`) and what the server
-//! runs at once (`RUNNING_AT_ONCE`): requests the policy allows, sent in bursts, must not fill
-//! the reviewers' queue or start commands until the server runs out of processes and
-//! descriptors.
+//! What one L1 token may have open at once (`[server.quotas]`, `src/server/changes/quota.rs`)
+//! and how many commands the server runs at once: requests the policy allows, sent in bursts,
+//! must not fill the reviewers' queue or start commands until the server runs out of processes
+//! and descriptors. Each test sets its quotas (the harness lifts them for load tests).
 
 use crate::support::*;
 use commandbridge::domain::ChangeState;
 use commandbridge::domain::api::WithdrawRequest;
-use commandbridge::server::changes::RUNNING_AT_ONCE;
-use commandbridge::server::changes::quota::{EXECUTING_PER_OPERATOR, PENDING_PER_OPERATOR};
 use futures::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -28,8 +26,14 @@ async fn burst(
 
 #[tokio::test]
 async fn an_operator_runs_a_few_commands_at_once_and_the_server_a_bounded_number() {
-    let srv = TestServer::start(TUESDAY_10).await;
-    let per = EXECUTING_PER_OPERATOR as usize;
+    const RUNNING_AT_ONCE: usize = 12;
+    let srv = TestServer::start_configured(clock_at(TUESDAY_10), |_| {
+        format!(
+            "[server.quotas]\nexecuting_per_operator = 3\ncommands_at_once = {RUNNING_AT_ONCE}\n"
+        )
+    })
+    .await;
+    let per = srv.state().config.server.quotas.executing_per_operator as usize;
     // Enough operators, each at its own limit, to ask for more than the server runs at once.
     let operators: Vec<_> = load::add_operators(&srv.db_url(), RUNNING_AT_ONCE / per + 2)
         .await
@@ -86,7 +90,11 @@ async fn an_operator_runs_a_few_commands_at_once_and_the_server_a_bounded_number
 
 #[tokio::test]
 async fn an_operator_keeps_a_bounded_number_waiting_for_approval() {
-    let srv = TestServer::start(TUESDAY_10).await;
+    const PENDING_PER_OPERATOR: i64 = 10;
+    let srv = TestServer::start_configured(clock_at(TUESDAY_10), |_| {
+        format!("[server.quotas]\npending_per_operator = {PENDING_PER_OPERATOR}\n")
+    })
+    .await;
     let alice = srv.client("alice");
     let high = |i: usize| req("record-high", "CHG-7301", &format!("h{i}"), json!({}));
     // All at once: the count is taken in the write transaction, so none slips past.
