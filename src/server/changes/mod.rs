@@ -147,7 +147,7 @@ enum Refusal {
 }
 
 /// The policy again, for a stored change about to run (at its last approval, and at its
-/// scheduled time): its reviewers approved the argv they were shown, so a catalog that changed
+/// scheduled time): its requester must still be an operator; its reviewers approved the argv they were shown, so a catalog that changed
 /// it since refuses it, never runs a different command under their names; and the policy as of
 /// `at` must still let it through. The decision keeps the approval rule the change was requested
 /// under: a rule changed in the configuration since applies to new changes only.
@@ -158,6 +158,13 @@ async fn recheck(
     change: &Change,
     at: DateTime<Utc>,
 ) -> ServiceResult<Result<Decision, Refusal>> {
+    // Its requester's access may have been revoked since: nobody would then stand behind it.
+    if !tx.operator_exists(&change.requested_by).await? {
+        return Ok(Err(Refusal::Policy(format!(
+            "{}'s access was revoked since the request; an active operator must request it again",
+            change.requested_by
+        ))));
+    }
     if let Some(frozen) = tx.change_planned_command(change.id).await? {
         let captured = match change.rollback_of {
             Some(original) => Some(tx.change(original).await?.and_then(|o| o.captured)),

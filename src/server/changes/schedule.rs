@@ -268,15 +268,6 @@ async fn run_one(state: &AppState, id: i64, now: DateTime<Utc>) -> ServiceResult
         refuse_due(state, tx, &change, now, &why).await?;
         return Ok(true);
     };
-    // Its requester's access may have been revoked since: nobody would then stand behind it.
-    if !tx.operator_exists(&change.requested_by).await? {
-        let why = format!(
-            "{}'s access was revoked before its time; an active operator must request it again",
-            change.requested_by
-        );
-        refuse_due(state, tx, &change, now, &why).await?;
-        return Ok(true);
-    }
     let d = match recheck(state, &mut tx, spec, &change, now).await? {
         Ok(d) => d,
         Err(Refusal::Command(why) | Refusal::Policy(why)) => {

@@ -350,3 +350,25 @@ async fn incident_numbers_cannot_be_used_up() {
         .await
         .expect("the ticket of the 1000th incident is accepted");
 }
+
+/// A change waiting for approval when its requester's access is revoked has nobody standing
+/// behind it: the approval that would run it refuses it instead, as its scheduled time would.
+#[tokio::test]
+async fn a_revoked_operators_pending_change_is_refused_when_approved() {
+    let srv = TestServer::start(TUESDAY_10).await;
+    let c = create(
+        &srv.client("alice"),
+        &req("record-high", "CHG-7400", "edge", json!({})),
+    )
+    .await;
+    assert_eq!(c.state, ChangeState::PendingApproval);
+    commandbridge::server::users::revoke(srv.store(), "alice")
+        .await
+        .expect("revoke alice");
+    let (error, message) = api_error(srv.client("bob").approve(c.id, &approve()).await, 409);
+    assert_eq!(error, "refused");
+    assert!(message.contains("alice's access was revoked"), "{message}");
+    let after = srv.client("bob").change(c.id).await.expect("the change");
+    assert_eq!(after.state, ChangeState::Refused);
+    assert!(srv.runs().is_empty(), "never ran: {:?}", srv.runs());
+}
