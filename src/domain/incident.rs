@@ -51,6 +51,10 @@ pub struct Incident {
     pub priority: Priority,
     pub title: String,
     pub commander: String,
+    /// The commander's level now: absent when they are no longer an operator (revoked). An
+    /// emergency change commanded by an L1 also needs an L2 or L3 (`policy.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commander_level: Option<crate::domain::Level>,
     pub declared_by: String,
     pub declared_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

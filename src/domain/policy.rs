@@ -301,7 +301,8 @@ pub fn decide(input: &PolicyInput) -> Decision {
         )),
     }
     // The emergency, freeze and pause paths always involve someone besides the requester: the
-    // commander, or (when the requester commands the incident) an L2+ reviewer.
+    // commander, or (when the requester commands the incident) an L2+ reviewer; and always
+    // someone of L2 or above.
     let mut level = needed;
     if let Some(inc) = emergency {
         if inc.commander == requester.name {
@@ -318,6 +319,23 @@ pub fn decide(input: &PolicyInput) -> Decision {
                 name: inc.commander.clone(),
                 incident: inc.ticket.clone(),
             });
+            // Anyone may declare an incident and name its commander: two L1s (one declaring a
+            // P1 and commanding it, one requesting) would otherwise get changes through a freeze
+            // or a pause that an L3 or L2 set, with nobody above L1 involved.
+            if inc.commander_level.is_none_or(|l| l < Level::L2) {
+                let min = needed.unwrap_or(Level::L2).max(Level::L2);
+                let who = inc
+                    .commander_level
+                    .map_or("no longer an operator".to_string(), |l| format!("{l}"));
+                reasons.push(format!(
+                    "{}, who commands {}, is {who}: an emergency change also needs the approval \
+                     of {}",
+                    inc.commander,
+                    inc.ticket,
+                    an_approver_of(min)
+                ));
+                level = Some(min);
+            }
         }
     }
     if let Some(min) = level {
@@ -377,6 +395,7 @@ mod tests {
             priority,
             title: "checkout down".into(),
             commander: commander.into(),
+            commander_level: Some(Level::L3),
             declared_by: commander.into(),
             declared_at: "2026-11-20T00:00:00Z".parse().unwrap(),
             closed_at: None,
@@ -567,6 +586,32 @@ mod tests {
                 count: 1
             }]
         );
+        // A commander of L1 (or one revoked since) is not enough alone: two L1s, one declaring
+        // and commanding, one requesting, would get changes through freezes and pauses.
+        for level in [Some(Level::L1), None] {
+            let mut by_l1 = incident(t, Priority::P1, "mal");
+            by_l1.commander_level = level;
+            c.incident = Some(by_l1);
+            let d = c.decide();
+            assert_eq!(
+                d.approvals_required,
+                vec![
+                    Requirement::Commander {
+                        name: "mal".into(),
+                        incident: t.into()
+                    },
+                    Requirement::Level {
+                        min: Level::L2,
+                        count: 1
+                    }
+                ],
+                "{level:?}"
+            );
+            assert!(
+                d.reasons.iter().any(|r| r.contains("mal, who commands")),
+                "{d:?}"
+            );
+        }
         // A closed incident allows nothing.
         let mut closed = incident(t, Priority::P1, "carol");
         closed.closed_at = Some("2026-11-27T00:00:00Z".parse().unwrap());

@@ -251,6 +251,7 @@ pub fn escalated_scene(me: &str, level: Level) -> State {
             title: "change #5 (scale-service on search) caused unexpected impact: 5xx on search"
                 .into(),
             commander: "carol".into(),
+            commander_level: Some(crate::domain::Level::L3),
             declared_by: "carol".into(),
             declared_at: declared,
             closed_at: None,

@@ -237,7 +237,7 @@ fn freeze_at() -> impl Strategy<Value = Option<FreezeAt>> {
 }
 
 /// (matches the ticket, priority, closed, commander)
-type IncidentGen = (bool, Priority, bool, String);
+type IncidentGen = (bool, Priority, bool, String, Option<Level>);
 
 /// Any situation: every risk tier, every ticket format.
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -263,6 +263,8 @@ fn scenario_with(
                 priority(),
                 prop::bool::weighted(0.2),
                 name(),
+                // The commander's level now; none once revoked.
+                prop::option::weighted(0.9, level()),
             ),
         ),
         1000u32..10_000,
@@ -302,20 +304,23 @@ fn scenario_with(
                     });
                 }
                 let incident = incident.map(
-                    |(matches, priority, closed, commander): IncidentGen| Incident {
-                        id: 1,
-                        // Four digits: never one of the generated tickets.
-                        ticket: if matches {
-                            ticket.clone()
-                        } else {
-                            format!("INC-{other_ticket}")
-                        },
-                        priority,
-                        title: "checkout down".into(),
-                        commander: commander.clone(),
-                        declared_by: commander,
-                        declared_at: now - m(30),
-                        closed_at: closed.then(|| now - m(5)),
+                    |(matches, priority, closed, commander, commander_level): IncidentGen| {
+                        Incident {
+                            id: 1,
+                            // Four digits: never one of the generated tickets.
+                            ticket: if matches {
+                                ticket.clone()
+                            } else {
+                                format!("INC-{other_ticket}")
+                            },
+                            priority,
+                            title: "checkout down".into(),
+                            commander: commander.clone(),
+                            commander_level,
+                            declared_by: commander,
+                            declared_at: now - m(30),
+                            closed_at: closed.then(|| now - m(5)),
+                        }
                     },
                 );
                 Scenario {
@@ -434,10 +439,17 @@ proptest! {
                 "the requester's own approval let it through: {:?}", d
             );
             if s.all_approvals_in(&d) {
-                let commander = s.declared_incident().map(|i| i.commander.as_str());
+                // Besides the requester, an L2+ signed, or a commander who is L2+: two L1s (one
+                // commanding the incident) never suffice.
+                let senior_commander = s
+                    .declared_incident()
+                    .filter(|i| i.commander_level.is_some_and(|l| l >= Level::L2))
+                    .map(|i| i.commander.as_str());
                 prop_assert!(
-                    s.approved_by(|a| Some(a.approver.as_str()) == commander || a.level >= Level::L2),
-                    "let through without the commander or an L2+ besides the requester: {:?}", d
+                    s.approved_by(|a| {
+                        a.level >= Level::L2 || Some(a.approver.as_str()) == senior_commander
+                    }),
+                    "let through without an L2+ or an L2+ commander besides the requester: {:?}", d
                 );
             }
         }

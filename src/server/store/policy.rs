@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// An incident with its commander's level now (none once they are revoked): the policy asks for
+/// an L2 or L3 besides an L1 commander (`domain/policy.rs`).
+const INCIDENT_SELECT: &str = "SELECT i.*, o.level AS commander_level FROM incidents i \
+     LEFT JOIN operators o ON o.name = i.commander AND o.revoked_at IS NULL";
+
 async fn select_freezes(conn: &mut AnyConnection) -> Result<Vec<Freeze>, DbError> {
     let rows = sqlx::query(
         "SELECT id, name, starts_at, ends_at, created_by FROM freezes WHERE deleted_at IS NULL \
@@ -42,11 +47,12 @@ async fn select_pause(conn: &mut AnyConnection) -> Result<Option<Pause>, DbError
 impl Store {
     /// The newest `limit` incidents, newest first.
     pub async fn incidents(&self, limit: i64) -> Result<Vec<Incident>, DbError> {
-        let rows: Vec<IncidentRow> =
-            sqlx::query_as("SELECT * FROM incidents ORDER BY id DESC LIMIT $1")
-                .bind(limit)
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{INCIDENT_SELECT} ORDER BY i.id DESC LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
         rows.into_iter().map(IncidentRow::into_incident).collect()
     }
 
@@ -91,10 +97,12 @@ impl Store {
         };
         // Only an incident ticket can name a declared incident; a CHG ticket saves the query.
         let row: Option<IncidentRow> = if ticket.starts_with("INC-") {
-            sqlx::query_as("SELECT * FROM incidents WHERE ticket = $1")
-                .bind(ticket.to_string())
-                .fetch_optional(&mut *conn)
-                .await?
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{INCIDENT_SELECT} WHERE i.ticket = $1"
+            )))
+            .bind(ticket.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
         } else {
             None
         };
@@ -148,9 +156,9 @@ impl Tx {
             .unwrap_or(0)
             + 1;
         let ticket = format!("{prefix}{next:03}");
-        let row: IncidentRow = sqlx::query_as(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO incidents (ticket, priority, title, commander, declared_by, declared_at, \
-             by_escalation) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+             by_escalation) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(ticket)
         .bind(priority.as_str())
@@ -161,7 +169,10 @@ impl Tx {
         .bind(i64::from(by_escalation))
         .fetch_one(&mut *self.inner)
         .await?;
-        row.into_incident()
+        // Read back with its commander's level.
+        self.incident(id)
+            .await?
+            .ok_or_else(|| DbError::Protocol("an incident just inserted is gone".into()))
     }
 
     /// When `by` declared incidents (not by escalating) since `since`, oldest first: the
@@ -188,22 +199,27 @@ impl Tx {
         id: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Incident>, DbError> {
-        let row: Option<IncidentRow> = sqlx::query_as(
-            "UPDATE incidents SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL RETURNING *",
+        let closed: Option<i64> = sqlx::query_scalar(
+            "UPDATE incidents SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL RETURNING id",
         )
         .bind(ms(now))
         .bind(id)
         .fetch_optional(&mut *self.inner)
         .await?;
-        row.map(IncidentRow::into_incident).transpose()
+        match closed {
+            Some(id) => self.incident(id).await,
+            None => Ok(None),
+        }
     }
 
     /// One incident by id.
     pub async fn incident(&mut self, id: i64) -> Result<Option<Incident>, DbError> {
-        let row: Option<IncidentRow> = sqlx::query_as("SELECT * FROM incidents WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *self.inner)
-            .await?;
+        let row: Option<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{INCIDENT_SELECT} WHERE i.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.inner)
+        .await?;
         row.map(IncidentRow::into_incident).transpose()
     }
 

@@ -113,6 +113,8 @@ pub struct IncidentRow {
     priority: String,
     title: String,
     commander: String,
+    /// From the operators table (`INCIDENT_SELECT`): absent for a revoked commander.
+    commander_level: Option<String>,
     declared_by: String,
     declared_at: i64,
     closed_at: Option<i64>,
@@ -126,6 +128,7 @@ impl IncidentRow {
             priority: parse(&self.priority)?,
             title: self.title,
             commander: self.commander,
+            commander_level: self.commander_level.as_deref().map(parse).transpose()?,
             declared_by: self.declared_by,
             declared_at: from_ms(self.declared_at),
             closed_at: self.closed_at.map(from_ms),

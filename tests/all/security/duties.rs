@@ -116,6 +116,62 @@ async fn an_l2_commanding_their_own_incident_cannot_fail_over_alone_outside_the_
     assert_eq!(settled(&dave, change.id).await.state, ChangeState::Executed);
 }
 
+/// Two L1s cannot get a change through a freeze between them: one declares a P1 and names the
+/// other its commander, who approves. An L2 or L3 must approve as well.
+#[tokio::test]
+async fn two_l1s_with_an_incident_of_their_own_do_not_get_through_a_freeze() {
+    use commandbridge::domain::api::FreezeRequest;
+    let srv = TestServer::start(TUESDAY_10).await;
+    let (alice, bob, carol) = (srv.client("alice"), srv.client("bob"), srv.client("carol"));
+    carol
+        .create_freeze(&FreezeRequest {
+            name: "quarter end".into(),
+            starts_at: at("2026-11-24T09:00:00Z"),
+            ends_at: at("2026-11-25T09:00:00Z"),
+        })
+        .await
+        .expect("carol freezes");
+    let mal = load::add_operators(&srv.db_url(), 1).await.remove(0);
+    let mal = srv.client_with_token(&mal);
+    let commander = mal.me().await.expect("mal").name;
+    let p1 = alice
+        .declare_incident(&incident(Priority::P1, &commander))
+        .await
+        .expect("an L1 declares, naming another L1 commander");
+    let change = create(
+        &alice,
+        &req("record-medium", &p1.ticket, "search", json!({})),
+    )
+    .await;
+    assert_eq!(change.state, ChangeState::PendingApproval);
+    assert!(
+        change.approvals_required.contains(&Requirement::Level {
+            min: Level::L2,
+            count: 1
+        }),
+        "{:?}",
+        change.approvals_required
+    );
+    let after = mal
+        .approve(change.id, &approve())
+        .await
+        .expect("the commander approves");
+    assert_eq!(
+        after.state,
+        ChangeState::PendingApproval,
+        "the commander alone is not enough"
+    );
+    assert!(
+        srv.runs().is_empty(),
+        "never ran on two L1s: {:?}",
+        srv.runs()
+    );
+    bob.approve(change.id, &approve())
+        .await
+        .expect("bob (L2) approves");
+    assert_eq!(settled(&bob, change.id).await.state, ChangeState::Executed);
+}
+
 #[tokio::test]
 async fn an_incident_names_a_commander_who_exists() {
     let srv = TestServer::start(TUESDAY_10).await;
