@@ -148,7 +148,8 @@ async fn login(srv: &TestServer, dir: &Path, extra: &[&str], stdin: &str) -> Out
 
 /// The token `login` saved, read back as the client reads it.
 fn saved_token(dir: &Path) -> Option<String> {
-    let (settings, _) = commandbridge::client::settings::load_from(&dir.join("config.toml"));
+    let (settings, _) =
+        commandbridge::client::settings::load_from(&dir.join("config.toml")).expect("trusted");
     settings.token
 }
 
