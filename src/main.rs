@@ -74,7 +74,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The message is often the server's own words, which may quote what someone typed.
+            eprintln!("error: {}", scripting::printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

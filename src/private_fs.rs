@@ -84,19 +84,35 @@ pub fn ensure_private_file(path: &Path, siblings: &[&str]) -> io::Result<Vec<Str
 
 /// Refuses what another user owns: we could not keep them out of it.
 fn check_owner(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    match foreign_owner(meta) {
+        Some(whose) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} {whose}: use a directory of your own", path.display()),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `belongs to user id N, not to you (user id M)`, when another user owns it.
+fn foreign_owner(meta: &fs::Metadata) -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{} belongs to user id {}, not to you (user id {me}): use a directory of your own",
-                path.display(),
-                meta.uid()
-            ),
-        ));
-    }
-    Ok(())
+    (meta.uid() != me).then(|| {
+        format!(
+            "belongs to user id {}, not to you (user id {me})",
+            meta.uid()
+        )
+    })
+}
+
+/// Why what is in a file or directory may not be what its owner wrote, if it may not: another
+/// user owns it, or the group or others may write to it. Nothing is fixed here, unlike
+/// [`ensure_private_dir`]: what the caller is about to read may already be someone else's.
+pub fn written_by_others(meta: &fs::Metadata) -> Option<String> {
+    let mode = meta.permissions().mode() & 0o7777;
+    foreign_owner(meta).or_else(|| {
+        (mode & 0o022 != 0).then(|| format!("may be written by other users (mode {mode:04o})"))
+    })
 }
 
 #[cfg(test)]

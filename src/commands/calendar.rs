@@ -2,7 +2,7 @@
 //! outside the dashboard. Same client and the same printing rules as `scripting.rs` (`--json`
 //! prints the server's body); the feed is the server's, never encoded a second time here.
 
-use super::scripting::{connect, emit, outcome_str, when};
+use super::scripting::{connect, emit, outcome_str, printable, when};
 use crate::cli::CalendarCommand;
 use crate::client::ApiClient;
 use crate::domain::calendar::{CalendarOpen, CalendarState, Feed, FeedCreated, FeedRequest};
@@ -28,9 +28,15 @@ pub async fn export_ics(client: &ApiClient, output: Option<&Path>) -> Result<()>
             eprintln!("wrote {} ({events} events)", path.display());
             Ok(())
         }
-        // The body already ends in CRLF: print it as it is.
+        // The body already ends in CRLF: print it as it is, unless a person reads it.
         None => {
+            use std::io::IsTerminal as _;
             let mut stdout = std::io::stdout().lock();
+            let body = if stdout.is_terminal() {
+                printable(&body)
+            } else {
+                body.as_str().into()
+            };
             match stdout
                 .write_all(body.as_bytes())
                 .and_then(|()| stdout.flush())

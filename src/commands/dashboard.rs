@@ -18,7 +18,15 @@ use std::collections::BTreeMap;
 /// The dashboard's options from the config file (theme, keys, mouse, read-only) and the
 /// command line, with the warnings of anything in the file that could not be used.
 fn preferences(args: &DashboardArgs, mut warnings: Vec<String>, notice: Option<String>) -> Options {
-    let (file, _) = settings::load();
+    // A file another user could have written is not used; the dashboard says why. (`tui` has
+    // refused it already, in `resolve`; this is for `demo`.)
+    let file = match settings::load() {
+        Ok((file, _)) => file,
+        Err(e) => {
+            warnings.push(e.to_string());
+            settings::Settings::default()
+        }
+    };
     let (theme, bad_theme) = Theme::from_env(file.theme.as_deref());
     let (keymap, bad_keys) = Keymap::with_overrides(&file.keys);
     warnings.extend(bad_theme);
@@ -104,7 +112,8 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
         ),
         Err(e) => format!("demo: seeding stopped early: {e}"),
     };
-    let (_, load_warnings) = settings::load();
+    // An error is reported by `preferences`, which reads the file again.
+    let load_warnings = settings::load().map(|(_, w)| w).unwrap_or_default();
     let result = runtime::run(
         client(me)?,
         preferences(&args.dashboard, load_warnings, Some(notice)),

@@ -3,6 +3,7 @@
 //! `CB_CONFIG_DIR`), written by `commandbridge login` with mode 0600 because it holds a token.
 //!
 //! A bad entry never stops the client: it is ignored and reported as a warning that names it.
+//! A file another user could have written does: it would choose the server the token goes to.
 //!
 //! This room holds what the file means and where it is: the [`Settings`] it holds, the
 //! [`Credentials`] a command uses once the environment has had its say, and the errors. Reading
@@ -91,6 +92,18 @@ pub enum SettingsError {
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     #[error(
+        "{}: it {why}, so another user could point the client (and the token it sends) at a \
+         server of theirs; it was not read. Make it yours and private (`chown $(id -un) {}` as \
+         root, then `chmod {mode} {}`), or set {CONFIG_DIR_ENV} to a directory of your own",
+        path.display(), path.display(), path.display()
+    )]
+    Untrusted {
+        path: PathBuf,
+        why: String,
+        /// The mode to give it: 700 for the directory, 600 for the file.
+        mode: &'static str,
+    },
+    #[error(
         "{missing}: run `commandbridge login --server URL` (it asks for the token), or set \
          {SERVER_ENV} and {TOKEN_ENV}, or run `commandbridge demo` to try CommandBridge locally"
     )]
@@ -119,7 +132,7 @@ pub fn config_path() -> Result<PathBuf, SettingsError> {
 /// The server and token to use: `CB_SERVER` and `CB_TOKEN` win over `config.toml`, each on its
 /// own. Also returns the warnings from reading the file.
 pub fn resolve() -> Result<(Credentials, Vec<String>), SettingsError> {
-    let (file, warnings) = load();
+    let (file, warnings) = load()?;
     let env = |name: &str| std::env::var(name).ok();
     let origin = config_path()
         .map(|p| p.display().to_string())

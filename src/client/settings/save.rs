@@ -3,6 +3,7 @@
 //! 0600 file renamed over the old one), keeping whatever else the user wrote in the file. A room
 //! of its own so that these rules can be reviewed, and tested, without the reading code around.
 
+use super::read::{ReadError, read_trusted};
 use super::{SettingsError, config_path};
 use std::fs;
 use std::io::{self, Write};
@@ -56,17 +57,21 @@ pub fn save_login_to(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(path, e)),
     }
-    let mut table = match fs::read_to_string(path) {
-        Ok(text) => toml::from_str::<toml::Table>(&text).map_err(|e| SettingsError::Invalid {
-            path: path.to_path_buf(),
-            // Overwriting would lose the theme and keys the user wrote; let them decide.
-            message: format!(
-                "not valid TOML, so it was left alone; fix or remove it and log in again: {}",
-                e.to_string().trim_end()
-            ),
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => toml::Table::new(),
-        Err(e) => return Err(io_err(path, e)),
+    // The keys kept from the old file (a CA file among them) must be the user's own too.
+    let mut table = match read_trusted(path) {
+        Ok(Some((text, _))) => {
+            toml::from_str::<toml::Table>(&text).map_err(|e| SettingsError::Invalid {
+                path: path.to_path_buf(),
+                // Overwriting would lose the theme and keys the user wrote; let them decide.
+                message: format!(
+                    "not valid TOML, so it was left alone; fix or remove it and log in again: {}",
+                    e.to_string().trim_end()
+                ),
+            })?
+        }
+        Ok(None) => toml::Table::new(),
+        Err(ReadError::Untrusted(e)) => return Err(e),
+        Err(ReadError::Io(e)) => return Err(io_err(path, e)),
     };
     table.insert("server".into(), toml::Value::String(server.trim().into()));
     table.insert("token".into(), toml::Value::String(token.trim().into()));
@@ -108,7 +113,7 @@ mod tests {
         let path = dir.path().join("nested").join(FILE_NAME);
         save_login_to(&path, "http://127.0.0.1:7878", "tok-1", None).expect("saved");
         assert_eq!(mode(&path), 0o600);
-        let (s, warnings) = load_from(&path);
+        let (s, warnings) = load_from(&path).expect("trusted");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(s.server.as_deref(), Some("http://127.0.0.1:7878"));
         assert_eq!(s.token.as_deref(), Some("tok-1"));
@@ -131,7 +136,7 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
         save_login_to(&path, "http://new:1", "tok-2", None).expect("saved");
         assert_eq!(mode(&path), 0o600);
-        let (s, warnings) = load_from(&path);
+        let (s, warnings) = load_from(&path).expect("trusted");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(s.server.as_deref(), Some("http://new:1"));
         assert_eq!(s.theme.as_deref(), Some("mono"));
@@ -156,7 +161,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(FILE_NAME);
         save_login_to(&path, "https://h:1", "t", Some(Path::new("ca.pem"))).expect("saved");
-        let (file, warnings) = load_from(&path);
+        let (file, warnings) = load_from(&path).expect("trusted");
         assert!(warnings.is_empty(), "{warnings:?}");
         let saved = PathBuf::from(file.ca_file.clone().expect("ca_file saved"));
         assert!(
@@ -170,6 +175,19 @@ mod tests {
         assert_eq!(from_env.ca_file, Some(PathBuf::from("/etc/pki/ca.pem")));
         // Logging in again without a CA file keeps the one saved before.
         save_login_to(&path, "https://h:1", "t2", None).expect("saved");
-        assert!(load_from(&path).0.ca_file.is_some());
+        assert!(load_from(&path).expect("trusted").0.ca_file.is_some());
+    }
+
+    #[test]
+    fn saving_keeps_nothing_from_a_file_others_may_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        fs::write(&path, "ca_file = \"/tmp/theirs.pem\"\n").expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).expect("chmod");
+        let err = save_login_to(&path, "http://x:1", "t", None).expect_err("refused");
+        assert!(matches!(err, SettingsError::Untrusted { .. }), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        let left = fs::read_to_string(&path).expect("left alone");
+        assert!(!left.contains("token"), "{left}");
     }
 }

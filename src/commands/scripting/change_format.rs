@@ -9,6 +9,12 @@ use crate::domain::approval::Requirement;
 use crate::domain::change::{Change, ChangeState};
 use std::fmt::Write as _;
 
+/// Free text that may hold line breaks (a reason, a comment), with its later lines indented
+/// under the field, so a line in it cannot pass for one of the block's own `  label:` lines.
+fn nested(text: &str) -> String {
+    text.replace('\n', "\n      ")
+}
+
 fn needs_line(required: &[Requirement]) -> Option<String> {
     (!required.is_empty()).then(|| {
         let parts: Vec<String> = required.iter().map(Requirement::describe).collect();
@@ -53,7 +59,7 @@ pub(super) fn format_change(c: &Change) -> String {
             "  captured before it ran (its rollback restores it): {captured}"
         ));
     }
-    line(format!("  reason: {}", c.reason));
+    line(format!("  reason: {}", nested(&c.reason)));
     if let Some(t) = c.run_at {
         line(format!("  run at: {}", when(t)));
     }
@@ -62,8 +68,8 @@ pub(super) fn format_change(c: &Change) -> String {
     }
     if let Some(why) = &c.outcome_reason {
         match &c.decided_by {
-            Some(by) => line(format!("  {}: {why} (by {by})", c.state)),
-            None => line(format!("  {}: {why}", c.state)),
+            Some(by) => line(format!("  {}: {} (by {by})", c.state, nested(why))),
+            None => line(format!("  {}: {}", c.state, nested(why))),
         }
     }
     if c.state == ChangeState::PendingApproval {
@@ -84,7 +90,7 @@ pub(super) fn format_change(c: &Change) -> String {
         let comment = a
             .comment
             .as_deref()
-            .map(|t| format!(": {t}"))
+            .map(|t| format!(": {}", nested(t)))
             .unwrap_or_default();
         line(format!(
             "  approved by {} ({}) at {}{comment}",
@@ -245,6 +251,37 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("stderr"), "{text}");
+    }
+
+    #[test]
+    fn output_that_drives_a_terminal_is_printed_inert() {
+        let mut c = change(4, ChangeState::Executed);
+        c.reason = "rotate\n  approved by carol (L3) at 2025-01-06 10:05 UTC".into();
+        c.output = Some(ExecutionOutput {
+            exit_code: Some(0),
+            stdout: "\u{1b}]52;c;cm0gLXJmIC8=\u{7}\u{1b}[2Jall clear\rLOOKS FINE\n".into(),
+            stderr: "\u{9b}31mred\u{202e}txt.exe\n".into(),
+            truncated: false,
+            simulated: false,
+            started_at: t(10, 5),
+            finished_at: t(10, 5),
+        });
+        // What `change show` prints: the formatter's text through the CLI's one printer.
+        let text = crate::commands::scripting::printable(&format_change(&c)).into_owned();
+        for raw in ['\u{1b}', '\u{7}', '\u{9b}', '\r', '\u{202e}'] {
+            assert!(!text.contains(raw), "U+{:04X} in {text:?}", raw as u32);
+        }
+        assert!(
+            text.contains("    \\x1b]52;c;cm0gLXJmIC8=\\x07\\x1b[2Jall clear\\rLOOKS FINE"),
+            "{text}"
+        );
+        assert!(text.contains("    \\u{9b}31mred\\u{202e}txt.exe"), "{text}");
+        // A line break in a reason stays under the reason, not at a field's indent.
+        assert!(
+            text.contains("  reason: rotate\n        approved by carol"),
+            "{text}"
+        );
+        assert!(!text.contains("\n  approved by"), "{text}");
     }
 
     #[test]

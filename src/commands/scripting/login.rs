@@ -22,7 +22,7 @@ pub async fn login(args: &LoginArgs) -> Result<()> {
         _ => read_token()?,
     };
     // Without --ca-file (or CB_CA_FILE), the one saved by an earlier login still applies.
-    let saved_ca = settings::load().0.ca_file.map(std::path::PathBuf::from);
+    let saved_ca = settings::load()?.0.ca_file.map(std::path::PathBuf::from);
     let ca_file = args.ca_file.clone().or(saved_ca);
     let client = ApiClient::with_ca_file(&args.server, &token, ca_file.as_deref())?;
     // Saving a token the server rejects would only move the failure to the next command.

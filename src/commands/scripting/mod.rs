@@ -5,20 +5,23 @@
 //! errors whose text is the server's own message; `main` prints it and exits non-zero.
 //!
 //! This room holds what every command shares: connecting with the saved or environment
-//! credentials, printing (`--json` or the human form, and a reader gone away is no panic) and the
-//! common ways to write a time or a policy outcome. Each command family has its own module beside
+//! credentials, printing (`--json` or the human form, neither with a character a terminal would
+//! obey, see `terminal_text`; a reader gone away is no panic) and the common ways to write a time
+//! or a policy outcome. Each command family has its own module beside
 //! it, with the way it reads for people, so a change to one command's output touches one file.
 
 mod change;
 mod change_format;
 mod incident;
 mod login;
+mod terminal_text;
 mod verification;
 mod window;
 
 pub use change::{change, parse_params};
 pub use incident::incident;
 pub use login::login;
+pub use terminal_text::printable;
 pub use verification::verification;
 pub use window::window;
 
@@ -32,7 +35,7 @@ use std::io::{self, Write as _};
 pub(super) fn connect() -> Result<ApiClient> {
     let (creds, warnings) = settings::resolve()?;
     for warning in warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", printable(&warning));
     }
     Ok(ApiClient::with_ca_file(
         &creds.server,
@@ -47,16 +50,22 @@ pub(super) fn emit<T: Serialize>(
     value: &T,
     human: impl FnOnce(&T) -> String,
 ) -> Result<()> {
-    let text = if json {
-        serde_json::to_string_pretty(value).wrap_err("cannot print the answer as JSON")?
+    if json {
+        let text =
+            serde_json::to_string_pretty(value).wrap_err("cannot print the answer as JSON")?;
+        write_line(&terminal_text::printable_json(&text))
     } else {
-        human(value)
-    };
-    out(&text)
+        out(&human(value))
+    }
 }
 
-/// `println!`, except that a reader who went away (`| head`) is not a panic.
+/// `println!` for people: what the server sent is shown, never obeyed by the terminal
+/// ([`printable`]), and a reader who went away (`| head`) is not a panic.
 pub(super) fn out(text: &str) -> Result<()> {
+    write_line(&printable(text))
+}
+
+fn write_line(text: &str) -> Result<()> {
     let mut stdout = io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).wrap_err("cannot write output"),

@@ -5,4 +5,5 @@ mod duties;
 mod input;
 mod quotas;
 mod resources;
+mod terminal;
 mod tools;

@@ -148,7 +148,8 @@ async fn login(srv: &TestServer, dir: &Path, extra: &[&str], stdin: &str) -> Out
 
 /// The token `login` saved, read back as the client reads it.
 fn saved_token(dir: &Path) -> Option<String> {
-    let (settings, _) = commandbridge::client::settings::load_from(&dir.join("config.toml"));
+    let (settings, _) =
+        commandbridge::client::settings::load_from(&dir.join("config.toml")).expect("trusted");
     settings.token
 }
 
@@ -245,6 +246,56 @@ async fn login_refuses_a_config_file_that_is_a_link() {
     assert_eq!(
         std::fs::read_to_string(&elsewhere).expect("read"),
         "theme = \"mono\"\n"
+    );
+}
+
+/// `config.toml` chooses the server a `CB_TOKEN` from the environment is sent to: in a directory
+/// (or a file) another user may write, as under a shared /tmp, it is refused, naming the path
+/// and the fix, rather than used.
+#[tokio::test]
+async fn a_config_others_may_write_is_refused() {
+    let (srv, _home, dir) = login_setup().await;
+    let file = dir.join("config.toml");
+    std::fs::write(&file, format!("server = \"{}\"\n", srv.base())).expect("write");
+    chmod(&file, 0o600);
+    let list = || {
+        tokio::process::Command::new(BIN)
+            .args(["change", "list"])
+            .env("CB_CONFIG_DIR", &dir)
+            .env("CB_TOKEN", srv.token("bob"))
+            .env_remove("CB_SERVER")
+            .env_remove("CB_CA_FILE")
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let out = list().await.expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+
+    chmod(&dir, 0o777);
+    let out = list().await.expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        err.contains(&format!(
+            "{}: it may be written by other users",
+            dir.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("chmod 700 {}", dir.display())),
+        "{err}"
+    );
+    assert!(err.contains("CB_CONFIG_DIR"), "{err}");
+
+    chmod(&dir, 0o700);
+    chmod(&file, 0o666);
+    let out = list().await.expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        err.contains(&format!("{}: it may be written", file.display())),
+        "{err}"
     );
 }
 
