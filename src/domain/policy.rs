@@ -315,26 +315,38 @@ pub fn decide(input: &PolicyInput) -> Decision {
             ));
             level = Some(min);
         } else {
-            required.push(Requirement::Commander {
-                name: inc.commander.clone(),
-                incident: inc.ticket.clone(),
-            });
-            // Anyone may declare an incident and name its commander: two L1s (one declaring a
-            // P1 and commanding it, one requesting) would otherwise get changes through a freeze
-            // or a pause that an L3 or L2 set, with nobody above L1 involved.
-            if inc.commander_level.is_none_or(|l| l < Level::L2) {
-                let min = needed.unwrap_or(Level::L2).max(Level::L2);
-                let who = inc
-                    .commander_level
-                    .map_or("no longer an operator".to_string(), |l| format!("{l}"));
-                reasons.push(format!(
-                    "{}, who commands {}, is {who}: an emergency change also needs the approval \
-                     of {}",
-                    inc.commander,
-                    inc.ticket,
-                    an_approver_of(min)
-                ));
-                level = Some(min);
+            let min = needed.unwrap_or(Level::L2).max(Level::L2);
+            match inc.commander_level {
+                // A commander revoked since can approve nothing: an L2+ stands in for them.
+                None => {
+                    reasons.push(format!(
+                        "{}, who commands {}, is no longer an operator: an emergency change \
+                         needs the approval of {} in their place",
+                        inc.commander,
+                        inc.ticket,
+                        an_approver_of(min)
+                    ));
+                    level = Some(min);
+                }
+                Some(commander_level) => {
+                    required.push(Requirement::Commander {
+                        name: inc.commander.clone(),
+                        incident: inc.ticket.clone(),
+                    });
+                    // Anyone may declare an incident and name its commander: two L1s (one
+                    // declaring a P1 and commanding it, one requesting) would otherwise get
+                    // changes through a freeze or a pause an L3 or L2 set, with nobody above L1.
+                    if commander_level < Level::L2 {
+                        reasons.push(format!(
+                            "{}, who commands {}, is {commander_level}: an emergency change also \
+                             needs the approval of {}",
+                            inc.commander,
+                            inc.ticket,
+                            an_approver_of(min)
+                        ));
+                        level = Some(min);
+                    }
+                }
             }
         }
     }
@@ -586,32 +598,39 @@ mod tests {
                 count: 1
             }]
         );
-        // A commander of L1 (or one revoked since) is not enough alone: two L1s, one declaring
-        // and commanding, one requesting, would get changes through freezes and pauses.
-        for level in [Some(Level::L1), None] {
-            let mut by_l1 = incident(t, Priority::P1, "mal");
-            by_l1.commander_level = level;
-            c.incident = Some(by_l1);
-            let d = c.decide();
-            assert_eq!(
-                d.approvals_required,
-                vec![
-                    Requirement::Commander {
-                        name: "mal".into(),
-                        incident: t.into()
-                    },
-                    Requirement::Level {
-                        min: Level::L2,
-                        count: 1
-                    }
-                ],
-                "{level:?}"
-            );
-            assert!(
-                d.reasons.iter().any(|r| r.contains("mal, who commands")),
-                "{d:?}"
-            );
-        }
+        // A commander of L1 is not enough alone: two L1s, one declaring and commanding, one
+        // requesting, would get changes through freezes and pauses.
+        let mut by_l1 = incident(t, Priority::P1, "mal");
+        by_l1.commander_level = Some(Level::L1);
+        c.incident = Some(by_l1.clone());
+        let d = c.decide();
+        let l2 = Requirement::Level {
+            min: Level::L2,
+            count: 1,
+        };
+        assert_eq!(
+            d.approvals_required,
+            vec![
+                Requirement::Commander {
+                    name: "mal".into(),
+                    incident: t.into()
+                },
+                l2.clone()
+            ]
+        );
+        assert!(
+            d.reasons.iter().any(|r| r.contains("mal, who commands")),
+            "{d:?}"
+        );
+        // A commander revoked since can approve nothing: an L2+ approves in their place.
+        by_l1.commander_level = None;
+        c.incident = Some(by_l1);
+        let d = c.decide();
+        assert_eq!(d.approvals_required, vec![l2]);
+        assert!(
+            d.reasons.iter().any(|r| r.contains("in their place")),
+            "{d:?}"
+        );
         // A closed incident allows nothing.
         let mut closed = incident(t, Priority::P1, "carol");
         closed.closed_at = Some("2026-11-27T00:00:00Z".parse().unwrap());

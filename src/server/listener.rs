@@ -71,8 +71,9 @@ const MAX_BUFFER: usize = 16 * 1024;
 /// The kernel's send buffer of each connection (it doubles this for its own bookkeeping). By
 /// default Linux grows it to 4 MiB for a client that does not read: an event stream replaying a
 /// long history to such a client parked ~1.5 MiB in the kernel per stream, ~0.75 GiB for the
-/// stream cap, outside the server's own memory. This still fills a 100 ms round trip at 2 MB/s,
-/// well above the largest answer (a page of 500 changes).
+/// stream cap, outside the server's own memory. This still carries about 1.3-1.7 MB/s across a
+/// 100 ms round trip (128-170 KiB in flight), plenty for the largest answer (a page of 500
+/// changes).
 const SEND_BUFFER: usize = 128 * 1024;
 
 /// What a connection may use.

@@ -3,7 +3,8 @@
 //! metrics report the allocator's own count (`commandbridge_heap_in_use_bytes`).
 
 /// Bytes the program holds from malloc (small chunks in every arena plus mmapped blocks);
-/// `None` where the allocator cannot say (not glibc).
+/// `None` where the allocator cannot say (not glibc). `mallinfo2` needs glibc 2.33 or later
+/// (Debian 12, Ubuntu 22.04, RHEL 9): the binary does not link against an older one.
 pub fn heap_in_use() -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -43,7 +43,8 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, pending: i64, last_event_seq: i64) -> String {
+    /// `commands` is (running, waiting for a place) (`changes::Executions::load`).
+    pub fn render(&self, pending: i64, last_event_seq: i64, commands: (usize, usize)) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, labels: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -124,6 +125,15 @@ impl Metrics {
             out,
             "# HELP commandbridge_last_event_seq Sequence number of the newest event.\n\
              # TYPE commandbridge_last_event_seq gauge\ncommandbridge_last_event_seq {last_event_seq}"
+        );
+        let (running, waiting) = commands;
+        let _ = writeln!(
+            out,
+            "# HELP commandbridge_commands_running Commands of changes running now on this server.\n\
+             # TYPE commandbridge_commands_running gauge\ncommandbridge_commands_running {running}\n\
+             # HELP commandbridge_commands_waiting Changes executing that wait for a place to run \
+             their command ([server.quotas] commands_at_once).\n\
+             # TYPE commandbridge_commands_waiting gauge\ncommandbridge_commands_waiting {waiting}"
         );
         if let Some(bytes) = super::memory::heap_in_use() {
             let _ = writeln!(

@@ -49,7 +49,7 @@ pub struct AppState {
     /// Shares commits between concurrent change requests.
     pub batcher: changes::CreateBatcher,
     /// Places for commands running at once on this server (`[server.quotas] commands_at_once`).
-    pub executions: Arc<tokio::sync::Semaphore>,
+    pub executions: Arc<changes::Executions>,
 }
 
 /// How long a stopping server lets requests in flight finish.
@@ -164,7 +164,7 @@ pub async fn start(
         verifier: Arc::default(),
         outbox: Arc::default(),
         tokens: Arc::default(),
-        executions: Arc::new(tokio::sync::Semaphore::new(commands_at_once)),
+        executions: Arc::new(changes::Executions::new(commands_at_once)),
     };
     let batch_task = state.batcher.start(
         state.store.clone(),

@@ -267,24 +267,27 @@ impl BinaryServer {
         super::metric_in(&text, name)
     }
 
-    /// Waits until the server has used no CPU for a while (at most `within`): whatever a test
-    /// set going (streams writing until their sockets are full, say) is then done, however slow
-    /// the machine is. Panics naming `what` if it is still busy after `within`.
+    /// Waits until the server has been idle for a while (at most `within`): whatever a test set
+    /// going (streams writing until their sockets are full, say) is then done, however slow the
+    /// machine is. Idle means no thread of it runnable and (almost) no CPU used: CPU alone reads
+    /// a server starved of CPU on a loaded machine as idle. Panics naming `what` if it is still
+    /// busy after `within`.
     pub async fn quiet(&self, what: &str, within: Duration) {
         const STILL: Duration = Duration::from_millis(600);
         let t = std::time::Instant::now();
         let mut last = cpu_ticks_of(self.pid());
         let mut still_since = std::time::Instant::now();
         loop {
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             let now = cpu_ticks_of(self.pid());
-            // One tick (10 ms) is the server's own timers (the tail reader's poll, the verifier).
-            if now > last + 1 {
+            // One tick (10 ms) now and then is the server's own timers (the tail reader's poll,
+            // the verifier).
+            if now > last + 1 || any_thread_runnable(self.pid()) {
                 still_since = std::time::Instant::now();
+                last = now;
             } else if still_since.elapsed() >= STILL {
                 return;
             }
-            last = now;
             assert!(
                 t.elapsed() < within,
                 "the server was still busy with {what} after {within:?}"
@@ -319,6 +322,20 @@ fn cpu_ticks_of(pid: u32) -> u64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// Whether a thread of the process is running or waiting for a CPU (state R).
+fn any_thread_runnable(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                == Some("R")
+        })
+    })
 }
 
 /// VmRSS of a process, in bytes.

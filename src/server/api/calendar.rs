@@ -48,7 +48,7 @@ fn parse_time(raw: Option<&str>, now: DateTime<Utc>) -> ApiResult<DateTime<Utc>>
             ))
         })?
         .with_timezone(&Utc);
-    // The answer names times after `t` (the window's end, the next transition, up to a week on):
+    // The answer names times after `t` (the window's end, the next transition, up to 14 days on):
     // 9999 would let them fall in the year 10000, which RFC 3339 cannot write.
     if !(1970..=9998).contains(&t.year()) {
         return Err(ApiError::bad_request(

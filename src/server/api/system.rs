@@ -50,6 +50,6 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
     let last = state.store.event_last_seq().await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(pending, last),
+        state.metrics.render(pending, last, state.executions.load()),
     ))
 }

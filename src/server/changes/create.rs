@@ -158,12 +158,11 @@ async fn create_batch(
             Err(refusal) => out[slot] = Some(Err(refusal)),
         }
     }
-    let going = within_quotas(&state.config.server.quotas, tx, going, &mut out).await?;
+    let mut open = open_by_requesters(tx, &going).await?;
     if sched::conflicts_block(state) {
         let targets: Vec<&str> = going.iter().map(|g| g.job.target.as_str()).collect();
         tx.targets_lock(&targets).await?;
     }
-    let mut going = going;
     while !going.is_empty() {
         // This round: the first request on each target; the rest wait for the next round.
         let mut round = Vec::new();
@@ -177,40 +176,26 @@ async fn create_batch(
             }
         }
         going = later;
-        insert_round(state, tx, round, now, &mut out).await?;
+        insert_round(state, tx, round, now, &mut open, &mut out).await?;
     }
     out.into_iter()
         .map(|o| o.ok_or_else(|| DbError::Protocol("a request of the batch got no answer".into())))
         .collect()
 }
 
-/// The requests that stay within their requesters' quotas (`quota.rs`), counted in arrival
-/// order on top of what each requester already has open; the others get their 429.
-async fn within_quotas<'a>(
-    quotas: &crate::config::Quotas,
+/// What the requesters of a batch have open, for their quotas (`quota.rs`), read after locking
+/// them across replicas so that it stays true until the batch commits. Each request is counted
+/// once it has passed its conflict check (`insert_round`), in arrival order.
+async fn open_by_requesters(
     tx: &mut Tx,
-    going: Vec<Going<'a>>,
-    out: &mut [Option<CreateOutcome>],
-) -> Result<Vec<Going<'a>>, DbError> {
+    going: &[Going<'_>],
+) -> Result<std::collections::BTreeMap<String, crate::server::store::OpenChanges>, DbError> {
     let names: Vec<&str> = going
         .iter()
         .map(|g| g.job.requester.name.as_str())
         .collect();
     tx.requesters_lock(&names).await?;
-    let mut open = tx.changes_open_by(&names).await?;
-    Ok(going
-        .into_iter()
-        .filter(|g| {
-            let mine = open.entry(g.job.requester.name.clone()).or_default();
-            match quota::take(quotas, mine, g.d.decision, g.run_at.is_some()) {
-                Ok(()) => true,
-                Err(e) => {
-                    out[g.slot] = Some(Err(e));
-                    false
-                }
-            }
-        })
-        .collect())
+    tx.changes_open_by(&names).await
 }
 
 /// A request's time and decision, or its refusal (a blocked one is audited).
@@ -294,6 +279,7 @@ async fn insert_round(
     tx: &mut Tx,
     round: Vec<Going<'_>>,
     now: DateTime<Utc>,
+    open: &mut std::collections::BTreeMap<String, crate::server::store::OpenChanges>,
     out: &mut [Option<CreateOutcome>],
 ) -> Result<(), DbError> {
     let asks: Vec<LiveAsk> = round
@@ -316,6 +302,16 @@ async fn insert_round(
             });
             audit_refusal(tx, now, job, why).await?;
             out[g.slot] = Some(Err(ServiceError::conflict(refusal)));
+            continue;
+        }
+        let mine = open.entry(job.requester.name.clone()).or_default();
+        if let Err(e) = quota::take(
+            &state.config.server.quotas,
+            mine,
+            g.d.decision,
+            g.run_at.is_some(),
+        ) {
+            out[g.slot] = Some(Err(e));
             continue;
         }
         ahead.push((g, found));

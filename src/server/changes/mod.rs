@@ -21,6 +21,7 @@ pub use create::{CreateBatcher, Created, create, create_handler};
 pub use recovery::{recover_interrupted, recover_periodically};
 pub use request::{preview, rollback};
 pub use review::{approve, deny, expire_due, withdraw};
+pub use run::Executions;
 use run::{failure, start_and_wait};
 pub use schedule::{cancel, run_due, schedule_periodically};
 

@@ -259,13 +259,6 @@ pub async fn rollback(
         Some((existing, st)) => return Err(already_rolled_back(id, existing, st)),
     };
     let mut d = decide(state, tx.conn(), spec, &ticket, caller, now, Some(id)).await?;
-    if let Some(existing) = &waiting {
-        let mut mine = d.clone();
-        require_rollback_level(spec, caller, &mut mine);
-        if mine.decision != Outcome::Execute {
-            return Err(rollback_waiting(state, spec, id, existing));
-        }
-    }
     if d.decision == Outcome::Blocked {
         let message = refusal_message(&d);
         let detail = serde_json::json!({ "rollback_of": id, "ticket": ticket.as_str(), "reasons": d.reasons });
@@ -282,6 +275,11 @@ pub async fn rollback(
     }
     require_rollback_level(spec, caller, &mut d);
     let run_now = d.decision == Outcome::Execute;
+    if let Some(existing) = &waiting
+        && !run_now
+    {
+        return Err(rollback_waiting(state, spec, id, existing));
+    }
     let reason = format!("rollback of #{id}: {reason}");
     let what = What {
         spec,

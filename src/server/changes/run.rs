@@ -42,17 +42,68 @@ async fn execute(state: AppState, change: Change) {
             }
         }
     });
-    // `[server.quotas] commands_at_once` run at once; the next wait here for a place, still
-    // `executing`, their lease renewed. Without a bound, low-risk requests (which run at once,
-    // even in a freeze) took every file descriptor, and the server could accept no connection
-    // and start no command, an approved emergency one included. The semaphore is never closed,
-    // so a place always comes.
-    let place = state.executions.clone().acquire_owned().await;
-    if let Err(e) = execute_inner(&state, change).await {
-        tracing::error!(change = id, error = %e, "recording the execution failed");
+    let place = state.executions.place().await;
+    // While it waited, its lease may have been lost and the change failed by another replica
+    // (`recovery.rs`): the command must then not run under a record that says it did not.
+    match state.store.execution_renew(id).await {
+        Ok(true) => {
+            if let Err(e) = execute_inner(&state, change).await {
+                tracing::error!(change = id, error = %e, "recording the execution failed");
+            }
+        }
+        Ok(false) => {
+            tracing::warn!(
+                change = id,
+                "the execution was taken over while it waited; not run"
+            )
+        }
+        Err(e) => tracing::error!(
+            change = id,
+            error = %e,
+            "the execution's lease could not be renewed after its wait; not run (recovery fails it)"
+        ),
     }
     drop(place);
     renewing.abort();
+}
+
+/// Places for the commands this server runs at once (`[server.quotas] commands_at_once`): the
+/// next changes wait for one, still `executing`, their lease renewed. Without a bound, low-risk
+/// requests (which run at once, even in a freeze) took every file descriptor, and the server
+/// could accept no connection and start no command, an approved emergency one included.
+pub struct Executions {
+    places: std::sync::Arc<tokio::sync::Semaphore>,
+    size: usize,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Executions {
+    pub fn new(size: usize) -> Executions {
+        Executions {
+            places: std::sync::Arc::new(tokio::sync::Semaphore::new(size)),
+            size,
+            waiting: Default::default(),
+        }
+    }
+
+    /// Waits for a place; the command runs while it is held.
+    async fn place(&self) -> tokio::sync::OwnedSemaphorePermit {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.waiting.fetch_add(1, Relaxed);
+        // The semaphore is never closed, so a place always comes.
+        let place = self.places.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Relaxed);
+        place.expect("the semaphore of executions is never closed")
+    }
+
+    /// (commands running, changes waiting for a place), for `/metrics`.
+    pub fn load(&self) -> (usize, usize) {
+        let running = self.size - self.places.available_permits();
+        (
+            running,
+            self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
 }
 
 /// The record of a command that did not run to its end, with why.

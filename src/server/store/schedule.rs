@@ -301,8 +301,8 @@ impl Tx {
     }
 
     /// Transaction-scoped advisory locks on `keys` in the namespace `space`. All at once and in
-    /// one order (sorted, then locked as the rows come), so two batches never wait for each
-    /// other crosswise. Nothing to do for an exclusive writer, which no other writer runs beside.
+    /// one order (by the hash the lock is keyed on, then locked as the rows come), so two batches
+    /// never wait for each other crosswise, not even on two keys whose hashes are equal. Nothing to do for an exclusive writer, which no other writer runs beside.
     async fn advisory_locks(&mut self, space: i32, keys: &[&str]) -> Result<(), DbError> {
         if !self.shared || keys.is_empty() {
             return Ok(());
@@ -314,7 +314,7 @@ impl Tx {
         // Volatile functions in the select list are evaluated after the sort.
         let sql = format!(
             "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1, hashtext(t)) \
-             FROM (VALUES {}) AS v(t) ORDER BY t) AS l",
+             FROM (VALUES {}) AS v(t) ORDER BY hashtext(t), t) AS l",
             values.join(", ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(space);
@@ -337,7 +337,8 @@ impl Tx {
             return Ok(BTreeMap::new());
         }
         let list: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-        // The state condition first: `changes_by_state` bounds the rows read to the open ones.
+        // Answered from the partial index `changes_open_by_requester` (migration 0012): the open
+        // changes of these requesters, not their history.
         let sql = format!(
             "SELECT requested_by, \
              SUM(CASE WHEN run_at IS NOT NULL AND state <> 'executing' THEN 1 ELSE 0 END), \

@@ -64,22 +64,28 @@ async fn an_operator_runs_a_few_commands_at_once_and_the_server_a_bounded_number
     assert!(rest.iter().all(Result::is_ok), "{rest:?}");
     assert!(asked > RUNNING_AT_ONCE);
     // RUNNING_AT_ONCE commands start (each appends its target to runs.log, then sleeps 30 s);
-    // the rest stay `executing`, waiting for a place, and start nothing.
+    // the rest stay `executing`, waiting for a place, and start nothing. The server's gauges say
+    // so once every change has reached its place or its wait.
     let t = Instant::now();
-    while srv.runs().len() < RUNNING_AT_ONCE {
+    loop {
+        let running = srv.metric("commandbridge_commands_running").await as usize;
+        let waiting = srv.metric("commandbridge_commands_waiting").await as usize;
+        if running + waiting == asked {
+            assert_eq!(running, RUNNING_AT_ONCE, "{waiting} waiting");
+            break;
+        }
         assert!(
             t.elapsed() < Duration::from_secs(20),
-            "{} of {RUNNING_AT_ONCE} commands started",
-            srv.runs().len()
+            "{running} running and {waiting} waiting of {asked}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        srv.runs().len(),
-        RUNNING_AT_ONCE,
-        "no more than that at once"
-    );
+    // Each running one started its process; none of the waiting ones did.
+    let t = Instant::now();
+    while srv.runs().len() < RUNNING_AT_ONCE && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(srv.runs().len(), RUNNING_AT_ONCE, "{:?}", srv.runs());
     let executing = srv
         .client("bob")
         .changes(Some(ChangeState::Executing), None)
