@@ -76,17 +76,35 @@ const MAX_BUFFER: usize = 16 * 1024;
 /// changes).
 const SEND_BUFFER: usize = 128 * 1024;
 
-/// What a connection may use.
+/// Descriptors of the limit (`ulimit -n`) per command that may run at once: a server with few
+/// descriptors runs fewer commands at once than configured rather than give their reserve
+/// from its connections (at 256, 32 commands would have taken 96 of them).
+const DESCRIPTORS_PER_COMMAND: usize = 32;
+
+/// What a connection may use, and how many commands run at once.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// `[server.quotas] commands_at_once`, or fewer under a low descriptor limit.
+    pub commands_at_once: usize,
 }
 
 impl Limits {
     /// The configured limits, with the connection cap kept under the descriptor limit.
     pub fn for_config(server: &crate::config::ServerSection) -> Limits {
-        let derived = derived_connection_cap(server.quotas.commands_at_once);
+        let configured = server.quotas.commands_at_once;
+        let commands_at_once = configured.min((fd_soft_limit() / DESCRIPTORS_PER_COMMAND).max(1));
+        if commands_at_once < configured {
+            tracing::warn!(
+                configured,
+                used = commands_at_once,
+                "server.quotas.commands_at_once is more than the file-descriptor limit allows \
+                 beside the connections (one command per {DESCRIPTORS_PER_COMMAND}); raise \
+                 `ulimit -n` (LimitNOFILE) to run more at once"
+            );
+        }
+        let derived = derived_connection_cap(commands_at_once);
         let max_connections = match server.max_connections {
             Some(n) if n > derived => {
                 tracing::warn!(
@@ -103,6 +121,7 @@ impl Limits {
         Limits {
             max_connections,
             header_timeout: Duration::from_secs_f64(server.header_timeout_seconds),
+            commands_at_once,
         }
     }
 }

@@ -150,7 +150,6 @@ pub async fn start(
     };
     let (batcher, batch_queue) = changes::CreateBatcher::channel();
     let limits = listener::Limits::for_config(&config.server);
-    let commands_at_once = config.server.quotas.commands_at_once;
     let state = AppState {
         batcher,
         events: EventBus::with_limits(events::StreamLimits::for_connections(
@@ -164,7 +163,7 @@ pub async fn start(
         verifier: Arc::default(),
         outbox: Arc::default(),
         tokens: Arc::default(),
-        executions: Arc::new(changes::Executions::new(commands_at_once)),
+        executions: Arc::new(changes::Executions::new(limits.commands_at_once)),
     };
     let batch_task = state.batcher.start(
         state.store.clone(),

@@ -132,6 +132,7 @@ pub async fn serve_https(app: Router, files: &CertFiles) -> SocketAddr {
     let limits = Limits {
         max_connections: 256,
         header_timeout: Duration::from_secs(5),
+        commands_at_once: 1,
     };
     // Never told to stop: it ends with the test's runtime.
     let (keep, stop) = tokio::sync::watch::channel(false);
