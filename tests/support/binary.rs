@@ -126,8 +126,15 @@ impl BinaryServer {
     /// port, and waits until it serves.
     pub async fn boot(&mut self) {
         assert!(self.child.is_none(), "the server is already running");
-        // The same configuration text as the in-process harness, for this directory.
-        let config = TestServer::config_text_for(self.dir.path(), &self.options.extra_config);
+        // The same configuration text as the in-process harness, for this directory; for another
+        // build (a benchmark's baseline, `CB_BIN`) from before `[server.quotas]` existed, without
+        // that table, which it would refuse (it has no quotas to lift either).
+        let mut config = TestServer::config_text_for(self.dir.path(), &self.options.extra_config);
+        if let Some(bin) = &self.options.bin
+            && !knows_quotas(bin)
+        {
+            config = config.replacen(super::LIFTED_QUOTAS, "", 1);
+        }
         std::fs::write(self.config_path(), config).expect("write the configuration");
         let now = self
             .options
@@ -322,6 +329,14 @@ fn cpu_ticks_of(pid: u32) -> u64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// Whether the build at `bin` reads `[server.quotas]`: its serde field names are in the binary.
+fn knows_quotas(bin: &std::path::Path) -> bool {
+    let needle = b"commands_at_once";
+    std::fs::read(bin)
+        .map(|b| b.windows(needle.len()).any(|w| w == needle))
+        .unwrap_or(true)
 }
 
 /// Whether a thread of the process is running or waiting for a CPU (state R).

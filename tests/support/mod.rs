@@ -63,6 +63,10 @@ pub fn clock_at(s: &str) -> Clock {
     Clock::starting_at(at(s))
 }
 
+/// The quotas the harness lifts for load tests (see `TestServer::config_text_for`).
+pub const LIFTED_QUOTAS: &str =
+    "[server.quotas]\npending_per_operator = 1000000\nexecuting_per_operator = 100000\n";
+
 /// Test actions with real commands, appended to the embedded default catalog. Each appends its
 /// target as one line to `runs.log`, so a test can count executions. The script is fixed: the
 /// log path and `{target}` are separate argv elements ($0 and $1), never spliced into it.
@@ -197,7 +201,7 @@ impl TestServer {
         let quotas = if extra.contains("[server.quotas]") {
             ""
         } else {
-            "[server.quotas]\npending_per_operator = 1000000\nexecuting_per_operator = 100000\n"
+            LIFTED_QUOTAS
         };
         format!(
             "{base}\n{}\n{quotas}{extra}",
