@@ -100,6 +100,26 @@ pub fn scheduled(id: i64, minutes: i64, approved: bool) -> Change {
     c
 }
 
+/// `who` looking at the scene with dave's change #20 scheduled for tonight and his #21 waiting
+/// for approval to run tomorrow night, on the pane whose number key is `pane`.
+pub fn with_schedule(who: &str, level: Level, pane: char) -> State {
+    let mut s = scene(who, level);
+    update(
+        &mut s,
+        Msg::Changes(Ok(vec![
+            scheduled(20, 11 * 60 + 30, true),
+            scheduled(21, 36 * 60, false),
+        ])),
+    );
+    update(&mut s, key(pane));
+    s
+}
+
+/// The dashboard's message line, or nothing.
+pub fn said(s: &State) -> String {
+    s.message.as_ref().map(|m| m.1.clone()).unwrap_or_default()
+}
+
 const REQUESTERS: [(&str, Level); 6] = [
     ("alice", Level::L1),
     ("dave", Level::L2),

@@ -493,17 +493,7 @@ async fn a_bad_time_is_a_400_that_names_the_parameter_and_the_format() {
 
 /// Runs the real binary against `srv` as bob; (success, stdout, stderr).
 async fn cli(srv: &TestServer, args: &[&str]) -> (bool, String, String) {
-    let dir = tempfile::tempdir().expect("a config dir");
-    let out = tokio::process::Command::new(crate::support::binary::BIN)
-        .args(args)
-        .env("CB_CONFIG_DIR", dir.path())
-        .env("CB_SERVER", srv.base())
-        .env("CB_TOKEN", srv.token("bob"))
-        .env_remove("CB_CA_FILE")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run commandbridge");
+    let out = cli_as_bob(srv, args).await;
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

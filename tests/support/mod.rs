@@ -63,6 +63,22 @@ pub fn clock_at(s: &str) -> Clock {
     Clock::starting_at(at(s))
 }
 
+/// Runs the real binary against `srv` as bob, with a configuration directory of its own (so
+/// no login of the machine's is read) and no terminal.
+pub async fn cli_as_bob(srv: &TestServer, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("a config dir");
+    tokio::process::Command::new(binary::BIN)
+        .args(args)
+        .env("CB_CONFIG_DIR", dir.path())
+        .env("CB_SERVER", srv.base())
+        .env("CB_TOKEN", srv.token("bob"))
+        .env_remove("CB_CA_FILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run commandbridge")
+}
+
 /// The quotas the harness lifts for load tests (see `TestServer::config_text_for`).
 pub const LIFTED_QUOTAS: &str =
     "[server.quotas]\npending_per_operator = 1000000\nexecuting_per_operator = 100000\n";

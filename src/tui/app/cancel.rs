@@ -103,7 +103,7 @@ mod tests {
     use super::*;
     use crate::domain::Level;
     use crate::domain::change::ChangeState;
-    use crate::tui::fixtures::{code, key, now, scene, scheduled, typed};
+    use crate::tui::fixtures::{self, code, key, now, said, typed};
     use crate::tui::keymap::Command;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -112,23 +112,9 @@ mod tests {
         Msg::Key(KeyEvent::new(KeyCode::Char('C'), KeyModifiers::SHIFT))
     }
 
-    fn said(s: &State) -> String {
-        s.message.as_ref().map(|m| m.1.clone()).unwrap_or_default()
-    }
-
-    /// `who` looking at the scene with dave's change #20 scheduled for tonight and his #21
-    /// waiting for approval to run tomorrow night, on the Windows pane.
+    /// The scene's schedule on the Windows pane.
     fn with_schedule(who: &str, level: Level) -> State {
-        let mut s = scene(who, level);
-        update(
-            &mut s,
-            Msg::Changes(Ok(vec![
-                scheduled(20, 11 * 60 + 30, true),
-                scheduled(21, 36 * 60, false),
-            ])),
-        );
-        update(&mut s, key('3'));
-        s
+        fixtures::with_schedule(who, level, '3')
     }
 
     #[test]

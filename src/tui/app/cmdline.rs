@@ -160,11 +160,11 @@ fn on_pane(state: &mut State, pane: Pane, cmd: Command) -> Vec<Effect> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Modal, Msg, Purpose, update};
+    use super::super::{Modal, Purpose, update};
     use super::*;
     use crate::domain::Level;
     use crate::domain::api::CancelRequest;
-    use crate::tui::fixtures::{code, key, scene, scheduled, typed};
+    use crate::tui::fixtures::{self, code, key, said, scene, typed};
     use crossterm::event::KeyCode;
 
     fn complete_rw(typed: &str) -> Option<String> {
@@ -264,23 +264,10 @@ mod tests {
         );
     }
 
-    fn said(s: &State) -> String {
-        s.message.as_ref().map(|m| m.1.clone()).unwrap_or_default()
-    }
-
-    /// `who` with dave's change #20 scheduled for tonight and his #21 waiting for approval to
-    /// run tomorrow night, on the Actions pane: neither is selected, nor in the pane shown.
+    /// The scene's schedule, on the Actions pane: neither change is selected, nor in the pane
+    /// shown.
     fn with_schedule(who: &str, level: Level) -> State {
-        let mut s = scene(who, level);
-        update(
-            &mut s,
-            Msg::Changes(Ok(vec![
-                scheduled(20, 11 * 60 + 30, true),
-                scheduled(21, 36 * 60, false),
-            ])),
-        );
-        update(&mut s, key('1'));
-        s
+        fixtures::with_schedule(who, level, '1')
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! can plant a log line that an action prints must not get to drive that terminal (write the
 //! clipboard with OSC 52, clear the screen, overwrite a line with `\r`).
 
-use crate::support::binary::BIN;
 use crate::support::{TUESDAY_10, TestServer, clock_at, create, req, settled};
 use commandbridge::domain::{Change, ChangeState};
 use serde_json::json;
@@ -21,17 +20,7 @@ timeout_secs = 10
 
 /// Runs the real binary against `srv` as bob; (success, stdout bytes, stderr).
 async fn cli(srv: &TestServer, args: &[&str]) -> (bool, Vec<u8>, String) {
-    let dir = tempfile::tempdir().expect("a config dir");
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .env("CB_CONFIG_DIR", dir.path())
-        .env("CB_SERVER", srv.base())
-        .env("CB_TOKEN", srv.token("bob"))
-        .env_remove("CB_CA_FILE")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run commandbridge");
+    let out = crate::support::cli_as_bob(srv, args).await;
     (
         out.status.success(),
         out.stdout,
