@@ -72,15 +72,26 @@ impl ApiClient {
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
         }
+        self.page("/changes", query, before).await
+    }
+
+    /// A page of a list read newest first by id (`/changes`, `/calendar/feeds`): `query` plus
+    /// `before`, and the cursor of the next page from the `Link` header.
+    pub(super) async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        mut query: Vec<(&str, String)>,
+        before: Option<i64>,
+    ) -> Result<Page<T>, ClientError> {
         if let Some(before) = before {
             query.push(("before", before.to_string()));
         }
         let resp = self
-            .send(self.request(Method::GET, self.url("/changes", &query)?))
+            .send(self.request(Method::GET, self.url(path, &query)?))
             .await?;
         let next_before = next_cursor(resp.headers());
-        let items: Vec<Change> = self.read_json(resp).await?;
-        // A cursor that does not move down would have us loop for ever.
+        let items: Vec<T> = self.read_json(resp).await?;
+        // A cursor that does not move down would have a caller following it loop for ever.
         let next_before = next_before.filter(|n| before.is_none_or(|b| *n < b));
         Ok(Page { items, next_before })
     }
@@ -147,7 +158,7 @@ impl ApiClient {
 }
 
 /// The `before` cursor in a `Link: <…?before=N…>; rel="next"` header.
-pub(super) fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<i64> {
+fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<i64> {
     headers
         .get_all(reqwest::header::LINK)
         .iter()

@@ -3,7 +3,7 @@
 //! They share the window vocabulary of [`crate::domain::window`] and [`crate::domain::calendar`],
 //! and the dashboard's calendar pane is their main user.
 
-use super::changes::{Page, next_cursor};
+use super::changes::Page;
 use super::{ApiClient, ClientError};
 use crate::domain::api::{Calendar, FreezeRequest, PauseRequest, WindowStatus};
 use crate::domain::calendar::{CalendarState, Feed, FeedCreated, FeedRequest};
@@ -68,21 +68,11 @@ impl ApiClient {
         before: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Page<Feed>, ClientError> {
-        let mut query = Vec::new();
-        if let Some(limit) = limit {
-            query.push(("limit", limit.min(MAX_FEEDS_PAGE).to_string()));
-        }
-        if let Some(before) = before {
-            query.push(("before", before.to_string()));
-        }
-        let resp = self
-            .send(self.request(Method::GET, self.url("/calendar/feeds", &query)?))
-            .await?;
-        let next_before = next_cursor(resp.headers());
-        let items: Vec<Feed> = self.read_json(resp).await?;
-        // A cursor that does not move down would have a caller following it loop for ever.
-        let next_before = next_before.filter(|n| before.is_none_or(|b| *n < b));
-        Ok(Page { items, next_before })
+        let query = limit
+            .map(|l| ("limit", l.min(MAX_FEEDS_PAGE).to_string()))
+            .into_iter()
+            .collect();
+        self.page("/calendar/feeds", query, before).await
     }
 
     /// `DELETE /calendar/feeds/{id}`.

@@ -157,16 +157,10 @@ pub async fn feeds(
 ) -> ApiResult<(HeaderMap, Json<Vec<Feed>>)> {
     let limit = q.limit.unwrap_or(service::DEFAULT_FEEDS_PAGE);
     let (page, more) = service::feeds(&state, q.before, limit).await?;
-    let mut headers = HeaderMap::new();
-    if let (true, Some(last)) = (more, page.last()) {
-        let link = format!(
-            "</api/v1/calendar/feeds?limit={limit}&before={}>; rel=\"next\"",
-            last.id
-        );
-        if let Ok(v) = link.parse() {
-            headers.insert(header::LINK, v);
-        }
-    }
+    let headers = match (more, page.last()) {
+        (true, Some(last)) => super::next_page("/api/v1/calendar/feeds", limit, last.id, ""),
+        _ => HeaderMap::new(),
+    };
     Ok((headers, Json(page)))
 }
 

@@ -123,13 +123,7 @@ pub async fn list(
             let state = filter
                 .map(|s| format!("&state={}", s.as_str()))
                 .unwrap_or_default();
-            let link = format!(
-                "</api/v1/changes?limit={limit}&before={}{state}>; rel=\"next\"",
-                last.id
-            );
-            if let Ok(v) = link.parse() {
-                headers.insert(axum::http::header::LINK, v);
-            }
+            headers = super::next_page("/api/v1/changes", limit, last.id, &state);
         }
     }
     Ok((headers, Json(page)))

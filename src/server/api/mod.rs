@@ -17,6 +17,7 @@ pub mod windows;
 use crate::server::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -179,4 +180,16 @@ async fn observe_responses(State(state): State<AppState>, req: Request, next: Ne
         tracing::error!(%method, %path, status = res.status().as_u16(), error = %cause, "request failed");
     }
     res
+}
+
+/// The headers of a page of a list read newest first by id (`/changes`, `/calendar/feeds`) that
+/// has more after it: `Link` to the next page, which starts below `last_id`. `extra` is the rest
+/// of the query (`&state=…`), kept so the next page lists the same things.
+fn next_page(path: &str, limit: i64, last_id: i64, extra: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let link = format!("<{path}?limit={limit}&before={last_id}{extra}>; rel=\"next\"");
+    if let Ok(v) = link.parse() {
+        headers.insert(axum::http::header::LINK, v);
+    }
+    headers
 }
